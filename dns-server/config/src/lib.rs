@@ -1,0 +1,236 @@
+//! `ServerConfig`: the one contract between the nameplane operator and the nameplane DNS
+//! server.
+//!
+//! The operator renders every custom resource that applies to a `DNSServer` into one
+//! [`ServerConfig`], serialises it with [`ServerConfig::to_json`] and publishes it (today in a
+//! ConfigMap under [`CONFIG_KEY`], with its [`ServerConfig::content_hash`] in the
+//! [`HASH_ANNOTATION`] annotation). The DNS server parses it with [`ValidatedConfig::from_json`]
+//! and only ever serves a config that passed [`ServerConfig::validate`].
+//!
+//! Rules of the contract:
+//! - every struct is `deny_unknown_fields`: a server never silently ignores a setting it does
+//!   not understand, so an operator/server version skew is an error, not a wrong answer;
+//! - [`ServerConfig::version`] is the format version; a server refuses any other value;
+//! - raw (`ServerConfig`) and validated ([`ValidatedConfig`]) configs are distinct types, so
+//!   nothing can use a config that skipped validation.
+
+pub mod names;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The format version this crate reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The ConfigMap data key that holds the rendered config (JSON).
+pub const CONFIG_KEY: &str = "config.json";
+
+/// The annotation (on the ConfigMap) that carries [`ServerConfig::content_hash`].
+pub const HASH_ANNOTATION: &str = "nameplane.io/config-hash";
+
+/// Largest TTL a config may ask for, in seconds (the same bound as CoreDNS's `ttl`).
+pub const MAX_TTL_SECONDS: u32 = 3600;
+
+/// The whole configuration of one DNS server deployment.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServerConfig {
+    /// Format version of this document; must equal [`FORMAT_VERSION`].
+    pub version: u32,
+    /// `namespace/name` of the `DNSServer` this config was rendered from (for logs and metrics).
+    pub server: String,
+    /// How cluster names (`<service>.<namespace>.svc.<cluster domain>`) are served.
+    pub kubernetes: KubernetesConfig,
+}
+
+/// Settings of the Kubernetes DNS (cluster names) stage.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KubernetesConfig {
+    /// The cluster domain, e.g. `cluster.local` (no trailing dot needed).
+    pub cluster_domain: String,
+    /// TTL of answers for cluster names, in seconds (0 to [`MAX_TTL_SECONDS`]).
+    pub ttl_seconds: u32,
+}
+
+/// Why a config was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The document is not valid JSON or does not match the schema (unknown field, wrong type).
+    #[error("config does not parse: {0}")]
+    Parse(String),
+    /// The document has a format version this build does not understand.
+    #[error(
+        "config format version {found} is not supported (this build reads version {FORMAT_VERSION})"
+    )]
+    UnsupportedVersion {
+        /// The version found in the document.
+        found: u32,
+    },
+    /// A field has a value outside its allowed range or form.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// JSON path of the field, e.g. `kubernetes.clusterDomain`.
+        field: &'static str,
+        /// What is wrong with it, for a person.
+        reason: String,
+    },
+}
+
+impl ServerConfig {
+    /// Checks every rule the schema cannot express and returns the normalised config.
+    pub fn validate(self) -> Result<ValidatedConfig, ConfigError> {
+        if self.version != FORMAT_VERSION {
+            return Err(ConfigError::UnsupportedVersion {
+                found: self.version,
+            });
+        }
+        let cluster_domain =
+            names::normalize_domain(&self.kubernetes.cluster_domain).map_err(|reason| {
+                ConfigError::Invalid {
+                    field: "kubernetes.clusterDomain",
+                    reason,
+                }
+            })?;
+        if self.kubernetes.ttl_seconds > MAX_TTL_SECONDS {
+            return Err(ConfigError::Invalid {
+                field: "kubernetes.ttlSeconds",
+                reason: format!(
+                    "{} is above the maximum of {MAX_TTL_SECONDS}",
+                    self.kubernetes.ttl_seconds
+                ),
+            });
+        }
+        Ok(ValidatedConfig {
+            cluster_domain,
+            raw: self,
+        })
+    }
+
+    /// The canonical serialisation: what the operator publishes and hashes.
+    pub fn to_json(&self) -> String {
+        // Serialising plain structs of strings and integers cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Hex SHA-256 of [`ServerConfig::to_json`]; identifies a config across operator and server.
+    pub fn content_hash(&self) -> String {
+        let digest = Sha256::digest(self.to_json().as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// A config that passed validation, with names normalised (lower case, no trailing dot).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidatedConfig {
+    raw: ServerConfig,
+    cluster_domain: String,
+}
+
+impl ValidatedConfig {
+    /// Parses and validates a JSON document in one step.
+    pub fn from_json(json: &str) -> Result<Self, ConfigError> {
+        let raw: ServerConfig =
+            serde_json::from_str(json).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        raw.validate()
+    }
+
+    /// The config as written.
+    pub fn raw(&self) -> &ServerConfig {
+        &self.raw
+    }
+
+    /// The cluster domain, lower case, without a trailing dot (e.g. `cluster.local`).
+    pub fn cluster_domain(&self) -> &str {
+        &self.cluster_domain
+    }
+
+    /// TTL of answers for cluster names, in seconds.
+    pub fn ttl_seconds(&self) -> u32 {
+        self.raw.kubernetes.ttl_seconds
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> ServerConfig {
+        ServerConfig {
+            version: FORMAT_VERSION,
+            server: "kube-system/cluster-dns".into(),
+            kubernetes: KubernetesConfig {
+                cluster_domain: "Cluster.Local.".into(),
+                ttl_seconds: 5,
+            },
+        }
+    }
+
+    #[test]
+    fn round_trips_and_normalises() {
+        let json = sample().to_json();
+        let valid = ValidatedConfig::from_json(&json).expect("valid");
+        assert_eq!(valid.cluster_domain(), "cluster.local");
+        assert_eq!(valid.ttl_seconds(), 5);
+        assert_eq!(valid.raw(), &sample());
+    }
+
+    #[test]
+    fn rejects_unknown_fields_at_every_level() {
+        let mut doc: serde_json::Value = serde_json::from_str(&sample().to_json()).expect("json");
+        doc["surprise"] = 1.into();
+        let err = ValidatedConfig::from_json(&doc.to_string()).expect_err("unknown top field");
+        assert!(
+            err.to_string().contains("unknown field `surprise`"),
+            "{err}"
+        );
+
+        let mut doc: serde_json::Value = serde_json::from_str(&sample().to_json()).expect("json");
+        doc["kubernetes"]["surprise"] = 1.into();
+        let err = ValidatedConfig::from_json(&doc.to_string()).expect_err("unknown nested field");
+        assert!(
+            err.to_string().contains("unknown field `surprise`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rejects_other_versions() {
+        let mut cfg = sample();
+        cfg.version = 2;
+        assert_eq!(
+            cfg.validate(),
+            Err(ConfigError::UnsupportedVersion { found: 2 })
+        );
+    }
+
+    #[test]
+    fn rejects_bad_domain_and_ttl() {
+        let mut cfg = sample();
+        cfg.kubernetes.cluster_domain = "bad_domain..local".into();
+        let err = cfg.validate().expect_err("bad domain");
+        assert!(
+            err.to_string().starts_with("kubernetes.clusterDomain:"),
+            "{err}"
+        );
+
+        let mut cfg = sample();
+        cfg.kubernetes.ttl_seconds = MAX_TTL_SECONDS + 1;
+        let err = cfg.validate().expect_err("ttl too large");
+        assert!(
+            err.to_string().starts_with("kubernetes.ttlSeconds:"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn hash_follows_content() {
+        let a = sample();
+        let mut b = sample();
+        assert_eq!(a.content_hash(), b.content_hash());
+        b.kubernetes.ttl_seconds = 6;
+        assert_ne!(a.content_hash(), b.content_hash());
+        assert_eq!(a.content_hash().len(), 64);
+    }
+}
