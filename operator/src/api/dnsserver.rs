@@ -1,0 +1,153 @@
+//! `DNSServer`: one DNS deployment run by the operator: how many replicas, which cluster domain
+//! it serves, where other names go, how it caches, and which config objects apply to it.
+
+use super::{ConfigSelector, ObjectStatus, UpstreamAddress};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A DNS server deployment managed by nameplane. The operator renders this object and every
+/// config object it selects into one validated server config, and reports in `status` whether
+/// that config is in effect.
+#[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[kube(
+    group = "nameplane.io",
+    version = "v1alpha1",
+    kind = "DNSServer",
+    plural = "dnsservers",
+    singular = "dnsserver",
+    namespaced,
+    status = "DNSServerStatus",
+    shortname = "dnss",
+    category = "nameplane",
+    doc = "A DNS server deployment managed by nameplane: replicas, cluster domain, upstreams, cache, and which DNSZone, StubDomain, RewriteRule and DNSPolicy objects apply.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(name = "Domain", type_ = "string", json_path = ".spec.clusterDomain"),
+    printcolumn(
+        name = "Config",
+        type_ = "string",
+        json_path = ".status.configHash",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DNSServerSpec {
+    /// Number of DNS server Pods to run.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1, max = 100))]
+    pub replicas: i32,
+
+    /// The cluster domain served from the Kubernetes API, e.g. `cluster.local`.
+    #[serde(default = "default_cluster_domain")]
+    #[schemars(length(min = 1, max = 253))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": format!("self.matches('{}')", super::DNS_NAME_REGEX),
+        "message": "clusterDomain must be a DNS name like cluster.local (letters, digits, '-' and '.')"
+    }]))]
+    pub cluster_domain: String,
+
+    /// TTL, in seconds, of answers for cluster names (0 to 3600; 0 disables caching by clients).
+    #[serde(default = "default_ttl_seconds")]
+    #[schemars(range(max = 3600))]
+    pub ttl_seconds: u32,
+
+    /// Resolvers for every name that is neither a cluster name nor in a served zone or stub
+    /// domain, as IP addresses with optional ports, e.g. `10.0.0.10` or `[fd00::10]:53`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub upstreams: Vec<UpstreamAddress>,
+
+    /// Answer cache for forwarded names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheSpec>,
+
+    /// Which DNSZone, StubDomain, RewriteRule and DNSPolicy objects apply to this server.
+    /// Leave out to take every such object in every namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_selector: Option<ConfigSelector>,
+}
+
+/// Answer cache settings.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.minTtlSeconds <= self.maxTtlSeconds",
+    "message": "cache.minTtlSeconds must not be larger than cache.maxTtlSeconds"
+}]))]
+pub struct CacheSpec {
+    /// Largest number of answers kept.
+    #[serde(default = "default_cache_capacity")]
+    #[schemars(range(min = 1, max = 10_000_000))]
+    pub capacity: u32,
+    /// Answers are kept at most this many seconds, whatever their TTL says.
+    #[serde(default = "default_cache_max_ttl")]
+    #[schemars(range(max = 86_400))]
+    pub max_ttl_seconds: u32,
+    /// Answers are kept at least this many seconds, whatever their TTL says.
+    #[serde(default)]
+    #[schemars(range(max = 86_400))]
+    pub min_ttl_seconds: u32,
+    /// Negative answers (NXDOMAIN, NODATA) are kept at most this many seconds.
+    #[serde(default = "default_cache_denial_ttl")]
+    #[schemars(range(max = 86_400))]
+    pub denial_ttl_seconds: u32,
+}
+
+/// What the operator observed about a `DNSServer`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DNSServerStatus {
+    /// Conditions and observed generation.
+    #[serde(flatten)]
+    pub object: ObjectStatus,
+    /// SHA-256 of the server config currently published for this server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+    /// Name of the ConfigMap (in this namespace) that holds the published server config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<String>,
+}
+
+fn default_replicas() -> i32 {
+    2
+}
+fn default_cluster_domain() -> String {
+    "cluster.local".into()
+}
+fn default_ttl_seconds() -> u32 {
+    5
+}
+fn default_cache_capacity() -> u32 {
+    10_000
+}
+fn default_cache_max_ttl() -> u32 {
+    3600
+}
+fn default_cache_denial_ttl() -> u32 {
+    30
+}
+
+impl Default for CacheSpec {
+    fn default() -> Self {
+        Self {
+            capacity: default_cache_capacity(),
+            max_ttl_seconds: default_cache_max_ttl(),
+            min_ttl_seconds: 0,
+            denial_ttl_seconds: default_cache_denial_ttl(),
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! `DNSZone`: an authoritative zone and its records, served by every `DNSServer` that selects
+//! it (CoreDNS's `file`/`hosts` plugins, as objects).
+
+use super::ObjectStatus;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// An authoritative DNS zone, e.g. `example.internal`, with its records.
+#[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[kube(
+    group = "nameplane.io",
+    version = "v1alpha1",
+    kind = "DNSZone",
+    plural = "dnszones",
+    singular = "dnszone",
+    namespaced,
+    status = "ObjectStatus",
+    shortname = "dnsz",
+    category = "nameplane",
+    doc = "An authoritative DNS zone and its records.",
+    printcolumn(name = "Zone", type_ = "string", json_path = ".spec.zone"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DNSZoneSpec {
+    /// The zone's apex, e.g. `example.internal`.
+    #[schemars(length(min = 1, max = 253))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": format!("self.matches('{}')", super::DNS_NAME_REGEX),
+        "message": "zone must be a DNS name like example.internal (letters, digits, '-' and '.')"
+    }]))]
+    pub zone: String,
+
+    /// TTL, in seconds, of records that do not set their own.
+    #[serde(default = "default_ttl_seconds")]
+    #[schemars(range(max = 604_800))]
+    pub ttl_seconds: u32,
+
+    /// The zone's records. The SOA and the apex NS records are generated.
+    #[serde(default)]
+    #[schemars(length(max = 500))]
+    pub records: Vec<ZoneRecord>,
+}
+
+/// One record set: all values of one type at one name.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.type != 'A' || self.values.all(v, isIP(v) && ip(v).family() == 4)",
+     "message": "an A record's values must be IPv4 addresses, like 192.0.2.10"},
+    {"rule": "self.type != 'AAAA' || self.values.all(v, isIP(v) && ip(v).family() == 6)",
+     "message": "an AAAA record's values must be IPv6 addresses, like 2001:db8::10"},
+    {"rule": "self.type != 'CNAME' || self.values.size() == 1",
+     "message": "a CNAME record has exactly one value"},
+    {"rule": "self.type != 'CNAME' || self.name != '@'",
+     "message": "the zone apex ('@') cannot be a CNAME"}
+]))]
+pub struct ZoneRecord {
+    /// Owner name relative to the zone: `@` for the apex, `www`, or a wildcard like `*.apps`.
+    #[schemars(length(min = 1, max = 253))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self == '@' || self.matches('^([*][.])?([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?[.])*[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?$') || self == '*'",
+        "message": "name must be '@', a relative name like www or _sip._tcp, or a wildcard like *.apps"
+    }]))]
+    pub name: String,
+
+    /// Record type.
+    #[serde(rename = "type")]
+    pub record_type: RecordType,
+
+    /// TTL of this record set, in seconds; the zone's `ttlSeconds` when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 604_800))]
+    pub ttl_seconds: Option<u32>,
+
+    /// Values in zone-file presentation form: `192.0.2.10` (A), `2001:db8::10` (AAAA),
+    /// `target.example.org.` (CNAME, NS, PTR), `10 mail.example.org.` (MX),
+    /// `10 5 443 svc.example.org.` (SRV), `some text` (TXT).
+    #[schemars(length(min = 1, max = 32))]
+    pub values: Vec<RecordValue>,
+}
+
+/// A record value in presentation form.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct RecordValue(#[schemars(length(min = 1, max = 255))] pub String);
+
+/// Record types a zone can hold.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum RecordType {
+    /// IPv4 address.
+    A,
+    /// IPv6 address.
+    AAAA,
+    /// Alias to another name.
+    CNAME,
+    /// Mail exchanger.
+    MX,
+    /// Name server (for delegations below the apex).
+    NS,
+    /// Reverse pointer.
+    PTR,
+    /// Service location.
+    SRV,
+    /// Free text.
+    TXT,
+}
+
+fn default_ttl_seconds() -> u32 {
+    300
+}

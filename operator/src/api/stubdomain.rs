@@ -1,0 +1,74 @@
+//! `StubDomain`: forward every query for one domain (and its subdomains) to given servers,
+//! like a CoreDNS `forward` block or kube-dns `stubDomains`.
+
+use super::{ObjectStatus, UpstreamAddress};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Forwards one domain to its own DNS servers, e.g. `corp.example.com` to the company's
+/// resolvers.
+#[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[kube(
+    group = "nameplane.io",
+    version = "v1alpha1",
+    kind = "StubDomain",
+    plural = "stubdomains",
+    singular = "stubdomain",
+    namespaced,
+    status = "ObjectStatus",
+    shortname = "stub",
+    category = "nameplane",
+    doc = "Forwards one domain and its subdomains to the given DNS servers.",
+    printcolumn(name = "Domain", type_ = "string", json_path = ".spec.domain"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct StubDomainSpec {
+    /// The domain to forward, e.g. `corp.example.com`. Its subdomains are forwarded too.
+    #[schemars(length(min = 1, max = 253))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": format!("self.matches('{}')", super::DNS_NAME_REGEX),
+        "message": "domain must be a DNS name like corp.example.com (letters, digits, '-' and '.')"
+    }]))]
+    pub domain: String,
+
+    /// The servers to forward to, as IP addresses with optional ports, e.g. `10.1.0.53` or
+    /// `[fd00::53]:5353`.
+    #[schemars(length(min = 1, max = 8))]
+    pub servers: Vec<UpstreamAddress>,
+
+    /// How a server is picked for each query.
+    #[serde(default)]
+    pub policy: ForwardPolicy,
+
+    /// Always forward over TCP, even when the client asked over UDP.
+    #[serde(default)]
+    pub force_tcp: bool,
+}
+
+/// How a forwarder picks among its servers.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ForwardPolicy {
+    /// A random healthy server per query (CoreDNS's default).
+    #[default]
+    Random,
+    /// Healthy servers in turn.
+    RoundRobin,
+    /// The first healthy server in the order given.
+    Sequential,
+}
