@@ -1,1 +1,257 @@
-//! placeholder
+//! Test harness for nameplane's end-to-end tests: real kube-apiserver, etcd and
+//! kube-controller-manager (started by `make cluster-up`), the real operator and DNS server
+//! binaries as child processes, and real DNS queries with `dig` over UDP and TCP.
+//!
+//! Nothing here stands in for a real part: the harness only finds the binaries, starts and
+//! stops processes, runs `kubectl` and `dig`, and waits for conditions with a deadline.
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e/ has a parent")
+        .to_path_buf()
+}
+
+/// `target/e2e`, where `make cluster-up` leaves the kubeconfig and binary links.
+pub fn e2e_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+        .join("e2e")
+}
+
+/// The kubeconfig of the local control plane.
+pub fn kubeconfig() -> PathBuf {
+    let path = e2e_dir().join("kubeconfig");
+    assert!(
+        path.exists(),
+        "{} does not exist: start the local control plane with `make cluster-up` (or run `make e2e`)",
+        path.display()
+    );
+    path
+}
+
+/// Path of a workspace binary built by `cargo build` (debug profile unless
+/// `NAMEPLANE_PROFILE` says otherwise).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let profile = std::env::var("NAMEPLANE_PROFILE").unwrap_or_else(|_| "debug".into());
+    let path = e2e_dir()
+        .parent()
+        .expect("target dir")
+        .join(profile)
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} does not exist: build it first with `cargo build --bins`",
+        path.display()
+    );
+    path
+}
+
+/// Runs `kubectl` (the one built with the control plane) against the local cluster.
+pub fn kubectl(args: &[&str]) -> Output {
+    kubectl_with_stdin(args, None)
+}
+
+/// Runs `kubectl` with `stdin` piped in.
+pub fn kubectl_with_stdin(args: &[&str], stdin: Option<&str>) -> Output {
+    let bin = e2e_dir().join("bin/kubectl");
+    let mut cmd = Command::new(&bin);
+    cmd.arg("--kubeconfig")
+        .arg(kubeconfig())
+        .args(args)
+        .current_dir(repo_root())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+    if let Some(text) = stdin {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("piped stdin")
+            .write_all(text.as_bytes())
+            .expect("write kubectl stdin");
+    }
+    child.wait_with_output().expect("kubectl finishes")
+}
+
+/// Runs `kubectl` and returns its stdout, panicking with its stderr when it fails.
+pub fn kubectl_ok(args: &[&str]) -> String {
+    let out = kubectl(args);
+    assert!(
+        out.status.success(),
+        "kubectl {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A child process that is killed when dropped; its output goes to `target/e2e/logs/`.
+pub struct Process {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    /// Starts `program` with `args`, logging to `target/e2e/logs/<name>.log`.
+    pub fn start(name: &str, program: &Path, args: &[String]) -> Self {
+        let logs = e2e_dir().join("logs");
+        std::fs::create_dir_all(&logs).expect("create log dir");
+        let log = logs.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("create log file");
+        let child = Command::new(program)
+            .args(args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(file.try_clone().expect("clone log handle"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        eprintln!(
+            "started {name} (pid {}), log: {}",
+            child.id(),
+            log.display()
+        );
+        Self {
+            name: name.into(),
+            child,
+            log,
+        }
+    }
+
+    /// The process's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Panics if the process has exited, showing its log.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("{} exited ({status}); its log:\n{}", self.name, self.log());
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port that is free for both UDP and TCP right now.
+pub fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        let port = udp.local_addr().expect("addr").port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics with `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Transport for a DNS query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// Plain UDP.
+    Udp,
+    /// TCP (`dig +tcp`).
+    Tcp,
+}
+
+/// What `dig` saw: the response code and the answer section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DigResult {
+    /// `NOERROR`, `NXDOMAIN`, `SERVFAIL`, …
+    pub status: String,
+    /// Answer records as (name, ttl, type, data).
+    pub answers: Vec<(String, u32, String, String)>,
+    /// dig's whole output, for failure messages.
+    pub raw: String,
+}
+
+impl DigResult {
+    /// The data of every answer record of `rtype`.
+    pub fn data(&self, rtype: &str) -> Vec<String> {
+        self.answers
+            .iter()
+            .filter(|a| a.2 == rtype)
+            .map(|a| a.3.clone())
+            .collect()
+    }
+}
+
+/// Asks 127.0.0.1:`port` for `name`/`rtype` with dig.
+pub fn dig(port: u16, name: &str, rtype: &str, transport: Transport) -> DigResult {
+    let mut cmd = Command::new("dig");
+    cmd.arg("@127.0.0.1")
+        .arg("-p")
+        .arg(port.to_string())
+        .arg(name)
+        .arg(rtype)
+        .args(["+noall", "+answer", "+comments", "+tries=1", "+timeout=2"]);
+    if transport == Transport::Tcp {
+        cmd.arg("+tcp");
+    }
+    let out = cmd
+        .output()
+        .expect("dig runs (apt-get install bind9-dnsutils)");
+    let raw = String::from_utf8_lossy(&out.stdout).into_owned();
+    let status = raw
+        .split("status: ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or("NO-RESPONSE")
+        .to_string();
+    let answers = raw
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let name = f.next()?.to_string();
+            let ttl = f.next()?.parse().ok()?;
+            let _class = f.next()?;
+            let rtype = f.next()?.to_string();
+            let data = f.collect::<Vec<_>>().join(" ");
+            Some((name, ttl, rtype, data))
+        })
+        .collect();
+    DigResult {
+        status,
+        answers,
+        raw,
+    }
+}

@@ -1,0 +1,76 @@
+# nameplane: `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+CARGO ?= cargo
+DNS_PORT ?= 5353
+export DNS_PORT
+
+##@ Getting started
+
+.PHONY: run
+run: ## Local control plane + CRDs + operator + dns-server + samples; prints a dig command (Ctrl-C stops all)
+	e2e/scripts/run.sh
+
+.PHONY: test
+test: deps fmt-check lint unit e2e ## Everything CI checks: format, clippy, unit tests, e2e on a real control plane
+
+##@ Development
+
+.PHONY: deps
+deps: ## Install what the tests need (dig) when missing
+	@command -v dig >/dev/null || { echo "[deps] installing dig (bind9-dnsutils)"; \
+	  (apt-get update -qq && apt-get install -y -qq bind9-dnsutils >/dev/null) || \
+	  { echo "[deps] could not install bind9-dnsutils; install dig yourself"; exit 1; }; }
+
+.PHONY: build
+build: ## Build every binary (debug)
+	$(CARGO) build --workspace --bins
+
+.PHONY: fmt
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+.PHONY: fmt-check
+fmt-check: ## Fail when the code is not formatted
+	$(CARGO) fmt --all -- --check
+
+.PHONY: lint
+lint: ## Clippy on every target, warnings are errors
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+.PHONY: unit
+unit: ## Unit and integration tests that need no cluster (includes the stale-CRD check)
+	$(CARGO) test --workspace --exclude nameplane-e2e
+
+.PHONY: crds
+crds: ## Regenerate crds/ from the Rust types in operator/src/api/
+	$(CARGO) run -q -p nameplane-operator --bin crdgen -- crds
+
+.PHONY: golden
+golden: ## Rewrite the renderer's golden files after an intended change
+	UPDATE_GOLDEN=1 $(CARGO) test -p nameplane-operator golden
+
+##@ Local control plane (etcd + kube-apiserver + kube-controller-manager, built from Go modules)
+
+.PHONY: cluster-up
+cluster-up: ## Start the local control plane (idempotent); prints the kubeconfig path
+	e2e/scripts/cluster-up.sh
+
+.PHONY: cluster-down
+cluster-down: ## Stop everything cluster-up started
+	e2e/scripts/cluster-down.sh
+
+.PHONY: e2e
+e2e: deps build ## End-to-end tests: fresh control plane, real binaries, dig over UDP and TCP
+	e2e/scripts/cluster-down.sh
+	e2e/scripts/cluster-up.sh
+	status=0; $(CARGO) test -p nameplane-e2e -- --test-threads=1 --nocapture || status=$$?; \
+	  e2e/scripts/cluster-down.sh; exit $$status
+
+##@ Help
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m\n"} \
+	  /^[a-zA-Z0-9_-]+:.*?##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 } \
+	  /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
