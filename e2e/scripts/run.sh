@@ -28,7 +28,7 @@ say "building nameplane (cargo build)"
 cargo build --bins -p nameplane-operator -p nameplane-dns
 
 say "installing CRDs"
-$KUBECTL apply --server-side --field-manager=nameplane-run -f crds/ >/dev/null
+$KUBECTL apply --server-side --field-manager=nameplane-run --force-conflicts -f crds/ >/dev/null
 for plural in dnsservers dnszones stubdomains rewriterules dnspolicies; do
   $KUBECTL wait --for=condition=Established --timeout=60s "crd/$plural.nameplane.io" >/dev/null
 done

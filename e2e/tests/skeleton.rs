@@ -18,6 +18,7 @@ fn install_crds() {
         "apply",
         "--server-side",
         "--field-manager=nameplane-e2e",
+        "--force-conflicts",
         "-f",
         "crds/",
     ]);

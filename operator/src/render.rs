@@ -35,7 +35,7 @@ pub fn server_config(server: &DNSServer) -> Result<ServerConfig, RenderError> {
             server.name_any()
         ),
         kubernetes: KubernetesConfig {
-            cluster_domain: server.spec.cluster_domain.clone(),
+            cluster_domain: server.spec.cluster_domain.as_str().to_string(),
             ttl_seconds: server.spec.ttl_seconds,
         },
     };

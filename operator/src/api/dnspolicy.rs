@@ -1,7 +1,7 @@
 //! `DNSPolicy`: which names the Pods of one namespace may resolve. A policy only ever applies
 //! to clients in its own namespace, so one tenant's policy cannot change another's answers.
 
-use super::ObjectStatus;
+use super::{DomainName, ObjectStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -45,7 +45,7 @@ pub struct DNSPolicySpec {
     pub pod_selector: Option<LabelSelector>,
 
     /// Rules tried in order; the first whose domains cover the query name decides.
-    #[schemars(length(min = 1, max = 256))]
+    #[schemars(length(min = 1, max = 64))]
     pub rules: Vec<PolicyRule>,
 
     /// What happens to a query no rule covers.
@@ -66,12 +66,8 @@ pub struct PolicyRule {
 
     /// Domains this rule covers, each with all its subdomains, e.g. `example.com` or
     /// `svc.cluster.local`.
-    #[schemars(length(min = 1, max = 256))]
-    #[schemars(extend("x-kubernetes-validations" = [{
-        "rule": format!("self.all(d, d.size() <= 253 && d.matches('{}'))", super::DNS_NAME_REGEX),
-        "message": "every domain must be a DNS name like example.com (letters, digits, '-' and '.')"
-    }]))]
-    pub domains: Vec<String>,
+    #[schemars(length(min = 1, max = 32))]
+    pub domains: Vec<DomainName>,
 }
 
 /// A policy decision.

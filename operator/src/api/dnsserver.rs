@@ -1,7 +1,7 @@
 //! `DNSServer`: one DNS deployment run by the operator: how many replicas, which cluster domain
 //! it serves, where other names go, how it caches, and which config objects apply to it.
 
-use super::{ConfigSelector, ObjectStatus, UpstreamAddress};
+use super::{ConfigSelector, DomainName, ObjectStatus, UpstreamAddress};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -53,12 +53,7 @@ pub struct DNSServerSpec {
 
     /// The cluster domain served from the Kubernetes API, e.g. `cluster.local`.
     #[serde(default = "default_cluster_domain")]
-    #[schemars(length(min = 1, max = 253))]
-    #[schemars(extend("x-kubernetes-validations" = [{
-        "rule": format!("self.matches('{}')", super::DNS_NAME_REGEX),
-        "message": "clusterDomain must be a DNS name like cluster.local (letters, digits, '-' and '.')"
-    }]))]
-    pub cluster_domain: String,
+    pub cluster_domain: DomainName,
 
     /// TTL, in seconds, of answers for cluster names (0 to 3600; 0 disables caching by clients).
     #[serde(default = "default_ttl_seconds")]
@@ -125,8 +120,8 @@ pub struct DNSServerStatus {
 fn default_replicas() -> i32 {
     2
 }
-fn default_cluster_domain() -> String {
-    "cluster.local".into()
+fn default_cluster_domain() -> DomainName {
+    DomainName("cluster.local".into())
 }
 fn default_ttl_seconds() -> u32 {
     5

@@ -1,7 +1,7 @@
 //! `DNSZone`: an authoritative zone and its records, served by every `DNSServer` that selects
 //! it (CoreDNS's `file`/`hosts` plugins, as objects).
 
-use super::ObjectStatus;
+use super::{DomainName, ObjectStatus};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -39,12 +39,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 pub struct DNSZoneSpec {
     /// The zone's apex, e.g. `example.internal`.
-    #[schemars(length(min = 1, max = 253))]
-    #[schemars(extend("x-kubernetes-validations" = [{
-        "rule": format!("self.matches('{}')", super::DNS_NAME_REGEX),
-        "message": "zone must be a DNS name like example.internal (letters, digits, '-' and '.')"
-    }]))]
-    pub zone: String,
+    pub zone: DomainName,
 
     /// TTL, in seconds, of records that do not set their own.
     #[serde(default = "default_ttl_seconds")]

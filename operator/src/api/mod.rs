@@ -61,6 +61,23 @@ pub struct ObjectStatus {
     pub conditions: Vec<Condition>,
 }
 
+/// A domain name such as `example.com` or `cluster.local` (letters, digits and `-` in labels of
+/// up to 63 characters, separated by dots; an optional trailing dot).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(transparent)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": format!("self.matches('{DNS_NAME_REGEX}')"),
+    "message": "must be a DNS name like example.com (letters, digits, '-' and '.')"
+}]))]
+pub struct DomainName(#[schemars(length(min = 1, max = 253))] pub String);
+
+impl DomainName {
+    /// The name as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// An upstream DNS server: an IPv4 or IPv6 address with an optional port (default 53), as in
 /// `10.0.0.10`, `10.0.0.10:5353`, `fd00::10` or `[fd00::10]:5353`.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]

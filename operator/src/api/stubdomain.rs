@@ -1,7 +1,7 @@
 //! `StubDomain`: forward every query for one domain (and its subdomains) to given servers,
 //! like a CoreDNS `forward` block or kube-dns `stubDomains`.
 
-use super::{ObjectStatus, UpstreamAddress};
+use super::{DomainName, ObjectStatus, UpstreamAddress};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -40,12 +40,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 pub struct StubDomainSpec {
     /// The domain to forward, e.g. `corp.example.com`. Its subdomains are forwarded too.
-    #[schemars(length(min = 1, max = 253))]
-    #[schemars(extend("x-kubernetes-validations" = [{
-        "rule": format!("self.matches('{}')", super::DNS_NAME_REGEX),
-        "message": "domain must be a DNS name like corp.example.com (letters, digits, '-' and '.')"
-    }]))]
-    pub domain: String,
+    pub domain: DomainName,
 
     /// The servers to forward to, as IP addresses with optional ports, e.g. `10.1.0.53` or
     /// `[fd00::53]:5353`.
