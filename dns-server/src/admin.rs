@@ -1,0 +1,204 @@
+//! The admin HTTP endpoint: `/health`, `/ready` and `/metrics`.
+//!
+//! - `GET /health`: 200 while the process runs (liveness);
+//! - `GET /ready`: 200 once a valid config is loaded and the Service watch has completed its
+//!   initial list, 503 with the missing conditions otherwise (readiness: a pod that would
+//!   answer SERVFAIL gets no traffic);
+//! - `GET /metrics`: every metric in the Prometheus text format.
+//!
+//! Three fixed routes do not need an HTTP framework: this is a small HTTP/1.1 responder
+//! (one request per connection, `Connection: close`, request head capped at 8 KiB, 5 s per
+//! connection). [`route`] is pure and tested without sockets.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::debug;
+
+use crate::shutdown::Shutdown;
+use crate::state::State;
+
+/// Largest request head read.
+const MAX_REQUEST: usize = 8 * 1024;
+
+/// Time allowed for one connection, request and response.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Content type of `/metrics` (what prometheus-client renders).
+const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// Serves admin requests on `listener` until `shutdown` fires.
+pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: Shutdown) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.wait() => return,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let state = Arc::clone(&state);
+                tokio::spawn(async move {
+                    if let Ok(Err(error)) =
+                        tokio::time::timeout(CONNECTION_TIMEOUT, handle(stream, &state)).await
+                    {
+                        debug!(%error, "admin connection failed");
+                    }
+                });
+            }
+            Err(error) => {
+                debug!(%error, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn handle(mut stream: TcpStream, state: &State) -> std::io::Result<()> {
+    let mut buf = vec![0; MAX_REQUEST];
+    let mut len = 0;
+    while len < buf.len() {
+        let n = stream.read(&mut buf[len..]).await?;
+        if n == 0 {
+            break;
+        }
+        len += n;
+        if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    stream.write_all(&route(&buf[..len], state)).await?;
+    stream.shutdown().await
+}
+
+/// Answers one HTTP request head with a complete HTTP response.
+pub fn route(request: &[u8], state: &State) -> Vec<u8> {
+    let line = request.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split_ascii_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    let head_only = method == "HEAD";
+    if method != "GET" && !head_only {
+        return response(
+            405,
+            "Method Not Allowed",
+            TEXT,
+            "only GET and HEAD\n",
+            head_only,
+        );
+    }
+    match path {
+        "/health" => response(200, "OK", TEXT, "ok\n", head_only),
+        "/ready" => {
+            let readiness = state.readiness();
+            if readiness.is_ready() {
+                response(200, "OK", TEXT, "ready\n", head_only)
+            } else {
+                let body = format!(
+                    "not ready: config loaded: {}, services synced: {}\n",
+                    readiness.config_loaded, readiness.services_synced
+                );
+                response(503, "Service Unavailable", TEXT, &body, head_only)
+            }
+        }
+        "/metrics" => response(
+            200,
+            "OK",
+            METRICS_CONTENT_TYPE,
+            &state.metrics().encode(),
+            head_only,
+        ),
+        _ => response(404, "Not Found", TEXT, "not found\n", head_only),
+    }
+}
+
+fn response(status: u16, reason: &str, content_type: &str, body: &str, head_only: bool) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if !head_only {
+        out.extend_from_slice(body.as_bytes());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kubernetes::ServiceIndex;
+    use crate::metrics::Metrics;
+    use crate::pipeline::Pipeline;
+    use nameplane_config::ValidatedConfig;
+
+    fn state() -> State {
+        State::new(Metrics::new("127.0.0.1:53".parse().expect("addr")))
+    }
+
+    fn get(path: &str, state: &State) -> String {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        String::from_utf8(route(request.as_bytes(), state)).expect("utf-8")
+    }
+
+    #[test]
+    fn health_is_always_ok() {
+        let state = state();
+        let reply = get("/health", &state);
+        assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+        assert!(reply.ends_with("\r\n\r\nok\n"), "{reply}");
+    }
+
+    #[test]
+    fn ready_follows_config_and_sync() {
+        let state = state();
+        let reply = get("/ready", &state);
+        assert!(reply.starts_with("HTTP/1.1 503 "), "{reply}");
+        assert!(
+            reply.contains("config loaded: false, services synced: false"),
+            "{reply}"
+        );
+
+        let config = ValidatedConfig::from_json(
+            r#"{"version":1,"server":"a/b","kubernetes":{"clusterDomain":"cluster.local","ttlSeconds":5}}"#,
+        )
+        .expect("valid");
+        state.set_pipeline(Arc::new(
+            Pipeline::build(config, "h".into()).expect("builds"),
+        ));
+        assert!(get("/ready", &state).starts_with("HTTP/1.1 503 "));
+        let mut index = ServiceIndex::new(1);
+        index.set_synced(true);
+        state.publish_services(Arc::new(index));
+        assert!(get("/ready?verbose", &state).starts_with("HTTP/1.1 200 "));
+    }
+
+    #[test]
+    fn metrics_render() {
+        let state = state();
+        state.metrics().reload(true);
+        let reply = get("/metrics", &state);
+        assert!(reply.contains(METRICS_CONTENT_TYPE), "{reply}");
+        assert!(reply.contains("nameplane_config_reloads_total"), "{reply}");
+    }
+
+    #[test]
+    fn other_requests() {
+        let state = state();
+        assert!(get("/nope", &state).starts_with("HTTP/1.1 404 "));
+        let post = route(b"POST /ready HTTP/1.1\r\n\r\n", &state);
+        assert!(post.starts_with(b"HTTP/1.1 405 "));
+        let head =
+            String::from_utf8(route(b"HEAD /health HTTP/1.1\r\n\r\n", &state)).expect("utf-8");
+        assert!(
+            head.ends_with("Content-Length: 3\r\nConnection: close\r\n\r\n"),
+            "{head}"
+        );
+        assert!(route(b"", &state).starts_with(b"HTTP/1.1 405 "));
+        assert!(route(&[0xff, 0xfe, b'\n'], &state).starts_with(b"HTTP/1.1 405 "));
+    }
+}

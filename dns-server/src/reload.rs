@@ -1,0 +1,328 @@
+//! Config reload: the watched ConfigMap in, a new [`Pipeline`] swapped in atomically out.
+//!
+//! Every applied version of the ConfigMap goes parse → validate
+//! ([`ValidatedConfig::from_json`]) → build ([`Pipeline::build`]). Only a config that passes
+//! all three replaces the running one, in one atomic store; queries in flight finish on the
+//! pipeline they started with. A config that fails is logged at error with the reason and
+//! counted (`nameplane_config_reloads_total{result="failure"}`), and the previous good
+//! config keeps serving: the operator being wrong or gone never takes DNS down. A deleted
+//! ConfigMap is treated the same way (the last good config stays).
+//!
+//! Before the first good config there is no pipeline, and every query gets SERVFAIL.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use nameplane_config::{CONFIG_KEY, ConfigError, HASH_ANNOTATION, ValidatedConfig};
+use tracing::{debug, error, info, warn};
+
+use crate::pipeline::{BuildError, Pipeline};
+use crate::shutdown::Shutdown;
+use crate::state::State;
+
+/// The ConfigMap to watch, as `namespace/name`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigMapRef {
+    /// Namespace of the ConfigMap.
+    pub namespace: String,
+    /// Name of the ConfigMap.
+    pub name: String,
+}
+
+impl FromStr for ConfigMapRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('/') {
+            Some((namespace, name))
+                if !namespace.is_empty() && !name.is_empty() && !name.contains('/') =>
+            {
+                Ok(Self {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                })
+            }
+            _ => Err(format!("{s:?} is not of the form NAMESPACE/NAME")),
+        }
+    }
+}
+
+impl fmt::Display for ConfigMapRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Why a version of the ConfigMap was not loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The ConfigMap has no config under [`CONFIG_KEY`].
+    #[error("the ConfigMap has no data key {CONFIG_KEY:?}")]
+    MissingKey,
+    /// The config did not parse or validate.
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+    /// The config validated but could not be built into a pipeline.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+}
+
+/// Parses, validates and builds the config in `config_map`.
+///
+/// The pipeline's hash is the [`HASH_ANNOTATION`] the operator wrote, or the config's own
+/// content hash when the annotation is missing.
+pub fn load(config_map: &ConfigMap) -> Result<Pipeline, ReloadError> {
+    let json = config_map
+        .data
+        .as_ref()
+        .and_then(|data| data.get(CONFIG_KEY))
+        .ok_or(ReloadError::MissingKey)?;
+    let config = ValidatedConfig::from_json(json)?;
+    let computed = config.raw().content_hash();
+    let hash = match config_map.annotations().get(HASH_ANNOTATION) {
+        Some(annotated) if *annotated != computed => {
+            warn!(
+                annotated,
+                computed, "config hash annotation does not match the config's content"
+            );
+            annotated.clone()
+        }
+        Some(annotated) => annotated.clone(),
+        None => computed,
+    };
+    Ok(Pipeline::build(config, hash)?)
+}
+
+/// What [`apply`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// A new config is serving.
+    Swapped,
+    /// The config equals the one serving; nothing changed.
+    Unchanged,
+    /// The config was refused; the previous one (if any) keeps serving.
+    Failed,
+}
+
+/// Loads `config_map` and, if it is valid and different, swaps it into `state`. Logs and
+/// counts the result.
+pub fn apply(state: &State, config_map: &ConfigMap) -> Applied {
+    let source = format!(
+        "{}/{}",
+        config_map.namespace().unwrap_or_default(),
+        config_map.name_any()
+    );
+    match load(config_map) {
+        Ok(pipeline) => {
+            let current = state.pipeline();
+            if current
+                .as_ref()
+                .is_some_and(|current| current.config() == pipeline.config())
+            {
+                debug!(
+                    configmap = source,
+                    hash = pipeline.hash(),
+                    "config unchanged"
+                );
+                return Applied::Unchanged;
+            }
+            info!(
+                configmap = source,
+                hash = pipeline.hash(),
+                server = pipeline.config().raw().server,
+                cluster_domain = pipeline.config().cluster_domain(),
+                "config loaded"
+            );
+            state.set_pipeline(Arc::new(pipeline));
+            state.metrics().reload(true);
+            Applied::Swapped
+        }
+        Err(reason) => {
+            state.metrics().reload(false);
+            match state.pipeline() {
+                Some(current) => error!(
+                    configmap = source,
+                    %reason,
+                    serving = current.hash(),
+                    "config rejected, keeping the previous config"
+                ),
+                None => error!(
+                    configmap = source,
+                    %reason,
+                    "config rejected; no valid config yet, answering SERVFAIL"
+                ),
+            }
+            Applied::Failed
+        }
+    }
+}
+
+/// Watches the ConfigMap `target` and applies every version, until `shutdown` fires.
+pub async fn run(client: Client, target: ConfigMapRef, state: Arc<State>, mut shutdown: Shutdown) {
+    let api: Api<ConfigMap> = Api::namespaced(client, &target.namespace);
+    let config = watcher::Config::default().fields(&format!("metadata.name={}", target.name));
+    let mut events = watcher(api, config).default_backoff().boxed();
+    let mut seen_in_list = false;
+    loop {
+        let event = tokio::select! {
+            event = events.next() => event,
+            () = shutdown.wait() => return,
+        };
+        match event {
+            None => {
+                warn!(configmap = %target, "config watch ended");
+                return;
+            }
+            Some(Err(error)) => {
+                warn!(configmap = %target, %error, "config watch failed, retrying with backoff");
+            }
+            Some(Ok(watcher::Event::Apply(config_map) | watcher::Event::InitApply(config_map))) => {
+                seen_in_list = true;
+                apply(&state, &config_map);
+            }
+            Some(Ok(watcher::Event::Delete(_))) => {
+                warn!(configmap = %target, "ConfigMap deleted, keeping the last good config");
+            }
+            Some(Ok(watcher::Event::Init)) => seen_in_list = false,
+            Some(Ok(watcher::Event::InitDone)) => {
+                if !seen_in_list {
+                    warn!(configmap = %target, "ConfigMap not found, waiting for it");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use kube::api::ObjectMeta;
+    use nameplane_config::{FORMAT_VERSION, KubernetesConfig, ServerConfig};
+    use std::collections::BTreeMap;
+
+    fn server_config(ttl: u32) -> ServerConfig {
+        ServerConfig {
+            version: FORMAT_VERSION,
+            server: "kube-system/cluster-dns".into(),
+            kubernetes: KubernetesConfig {
+                cluster_domain: "cluster.local".into(),
+                ttl_seconds: ttl,
+            },
+        }
+    }
+
+    fn config_map(json: Option<String>, hash: Option<String>) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                namespace: Some("kube-system".into()),
+                name: Some("cluster-dns".into()),
+                annotations: hash.map(|h| BTreeMap::from([(HASH_ANNOTATION.to_owned(), h)])),
+                ..ObjectMeta::default()
+            },
+            data: json.map(|j| BTreeMap::from([(CONFIG_KEY.to_owned(), j)])),
+            ..ConfigMap::default()
+        }
+    }
+
+    fn state() -> State {
+        State::new(Metrics::new("127.0.0.1:53".parse().expect("addr")))
+    }
+
+    #[test]
+    fn parses_configmap_refs() {
+        assert_eq!(
+            "kube-system/cluster-dns".parse::<ConfigMapRef>(),
+            Ok(ConfigMapRef {
+                namespace: "kube-system".into(),
+                name: "cluster-dns".into()
+            })
+        );
+        for bad in ["", "a", "/b", "a/", "a/b/c"] {
+            assert!(bad.parse::<ConfigMapRef>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn load_uses_the_annotated_hash_or_computes_it() {
+        let cfg = server_config(5);
+        let pipeline = load(&config_map(Some(cfg.to_json()), Some("abc".into()))).expect("loads");
+        assert_eq!(pipeline.hash(), "abc");
+        let pipeline = load(&config_map(Some(cfg.to_json()), None)).expect("loads");
+        assert_eq!(pipeline.hash(), cfg.content_hash());
+    }
+
+    #[test]
+    fn load_explains_failures() {
+        assert!(matches!(
+            load(&config_map(None, None)),
+            Err(ReloadError::MissingKey)
+        ));
+        let err = load(&config_map(Some("{".into()), None)).expect_err("not json");
+        assert!(
+            matches!(err, ReloadError::Invalid(ConfigError::Parse(_))),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn keeps_the_last_good_config() {
+        let state = state();
+        let good = server_config(5);
+        assert_eq!(
+            apply(
+                &state,
+                &config_map(Some(good.to_json()), Some(good.content_hash()))
+            ),
+            Applied::Swapped
+        );
+        assert_eq!(
+            apply(
+                &state,
+                &config_map(Some(good.to_json()), Some(good.content_hash()))
+            ),
+            Applied::Unchanged
+        );
+
+        let mut bad = server_config(5);
+        bad.kubernetes.ttl_seconds = 1_000_000;
+        assert_eq!(
+            apply(&state, &config_map(Some(bad.to_json()), None)),
+            Applied::Failed
+        );
+        let serving = state.pipeline().expect("still loaded");
+        assert_eq!(serving.config().ttl_seconds(), 5);
+
+        let newer = server_config(10);
+        assert_eq!(
+            apply(&state, &config_map(Some(newer.to_json()), None)),
+            Applied::Swapped
+        );
+        assert_eq!(state.pipeline().expect("loaded").config().ttl_seconds(), 10);
+
+        let text = state.metrics().encode();
+        assert!(
+            text.contains(r#"nameplane_config_reloads_total{result="success"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"nameplane_config_reloads_total{result="failure"} 1"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn failure_before_any_config_leaves_none() {
+        let state = state();
+        assert_eq!(
+            apply(&state, &config_map(Some("{}".into()), None)),
+            Applied::Failed
+        );
+        assert!(state.pipeline().is_none());
+    }
+}

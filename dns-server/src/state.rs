@@ -1,0 +1,164 @@
+//! The state shared by the control plane (watches), the query path and the admin server.
+//!
+//! Two snapshots, each replaced whole by its single writer and read with `ArcSwap::load`
+//! (lock-free; a query keeps the snapshots it loaded until it is answered, however many swaps
+//! happen meanwhile):
+//!
+//! - the [`Pipeline`] built from the last valid config (`None` before the first one), written
+//!   by [`crate::reload`];
+//! - the [`ServiceIndex`], written by [`crate::kubernetes::watch`].
+//!
+//! [`State::handle`] is the one entry point of the transports: load, answer, count.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+
+use crate::kubernetes::ServiceIndex;
+use crate::metrics::Metrics;
+use crate::pipeline::{self, Pipeline, Sources};
+use crate::request::Transport;
+
+/// Everything the tasks of one server share.
+#[derive(Debug)]
+pub struct State {
+    pipeline: ArcSwapOption<Pipeline>,
+    services: ArcSwap<ServiceIndex>,
+    metrics: Metrics,
+}
+
+/// Why the server is not ready, or that it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Readiness {
+    /// A valid config has been loaded.
+    pub config_loaded: bool,
+    /// The Service watch has completed its initial list.
+    pub services_synced: bool,
+}
+
+impl Readiness {
+    /// Ready to serve: both conditions hold.
+    pub fn is_ready(self) -> bool {
+        self.config_loaded && self.services_synced
+    }
+}
+
+impl State {
+    /// A state with no config and an empty, unsynced Service index.
+    pub fn new(metrics: Metrics) -> Self {
+        Self {
+            pipeline: ArcSwapOption::empty(),
+            services: ArcSwap::from_pointee(ServiceIndex::new(0)),
+            metrics,
+        }
+    }
+
+    /// The current pipeline, if a valid config has been loaded.
+    pub fn pipeline(&self) -> Option<Arc<Pipeline>> {
+        self.pipeline.load_full()
+    }
+
+    /// Replaces the pipeline (after a successful reload).
+    pub fn set_pipeline(&self, pipeline: Arc<Pipeline>) {
+        self.pipeline.store(Some(pipeline));
+    }
+
+    /// The current Service index.
+    pub fn services(&self) -> Arc<ServiceIndex> {
+        self.services.load_full()
+    }
+
+    /// Replaces the Service index.
+    pub fn publish_services(&self, services: Arc<ServiceIndex>) {
+        self.services.store(services);
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Whether the server can answer cluster names correctly.
+    pub fn readiness(&self) -> Readiness {
+        Readiness {
+            config_loaded: self.pipeline.load().is_some(),
+            services_synced: self.services.load().synced(),
+        }
+    }
+
+    /// Answers one DNS message from `client` and counts it. `None`: send nothing.
+    pub fn handle(
+        &self,
+        packet: &[u8],
+        transport: Transport,
+        client: SocketAddr,
+    ) -> Option<Vec<u8>> {
+        let pipeline = self.pipeline.load();
+        let services = self.services.load();
+        let outcome = pipeline::answer(
+            packet,
+            transport,
+            pipeline.as_deref(),
+            &Sources {
+                services: &services,
+            },
+        );
+        if outcome.response.is_some() {
+            self.metrics.request(transport, client, outcome.qtype);
+            self.metrics.response(outcome.rcode, outcome.origin);
+        }
+        outcome.response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::tests::query_bytes;
+    use hickory_proto::op::{Message, ResponseCode};
+    use hickory_proto::rr::RecordType;
+    use nameplane_config::ValidatedConfig;
+
+    fn state() -> State {
+        State::new(Metrics::new("127.0.0.1:53".parse().expect("addr")))
+    }
+
+    #[test]
+    fn ready_needs_config_and_synced_services() {
+        let state = state();
+        assert!(!state.readiness().is_ready());
+        let config = ValidatedConfig::from_json(
+            r#"{"version":1,"server":"a/b","kubernetes":{"clusterDomain":"cluster.local","ttlSeconds":5}}"#,
+        )
+        .expect("valid");
+        state.set_pipeline(Arc::new(
+            Pipeline::build(config, "h".into()).expect("builds"),
+        ));
+        assert_eq!(
+            state.readiness(),
+            Readiness {
+                config_loaded: true,
+                services_synced: false
+            }
+        );
+        let mut index = ServiceIndex::new(1);
+        index.set_synced(true);
+        state.publish_services(Arc::new(index));
+        assert!(state.readiness().is_ready());
+    }
+
+    #[test]
+    fn handle_answers_and_counts() {
+        let state = state();
+        let client = "127.0.0.1:4000".parse().expect("addr");
+        let bytes = query_bytes("example.com.", RecordType::A, None);
+        let response = state
+            .handle(&bytes, Transport::Udp, client)
+            .expect("a response");
+        let message = Message::from_vec(&response).expect("decodes");
+        assert_eq!(message.metadata.response_code, ResponseCode::ServFail);
+        assert!(state.metrics().encode().contains(r#"rcode="SERVFAIL""#));
+        assert_eq!(state.handle(&[1], Transport::Udp, client), None);
+    }
+}
