@@ -15,13 +15,11 @@ fn strict<T: DeserializeOwned + serde::Serialize>(text: &str, file: &str) {
     // serde, so it shows up here as a difference.
     let original: serde_json::Value = serde_saphyr::from_str(text).expect("yaml");
     let back = serde_json::to_value(&typed).expect("json");
-    for key in ["spec"] {
-        let (a, b) = (&original[key], &back[key]);
-        assert!(
-            contains(b, a),
-            "{file}: {key} has fields the type does not know: {a} vs {b}"
-        );
-    }
+    let (a, b) = (&original["spec"], &back["spec"]);
+    assert!(
+        contains(b, a),
+        "{file}: spec has fields the type does not know: {a} vs {b}"
+    );
 }
 
 /// Whether every field of `small` is present, with the same value, in `big`.

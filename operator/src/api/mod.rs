@@ -15,10 +15,17 @@
 //! matching everything when left out (the Gateway API's `allowedRoutes` pattern). Namespaced
 //! objects also let a `DNSPolicy` bind to "the Pods of this namespace" without naming them.
 
+// clippy reads the repeated `type_ = "string"` inside separate `printcolumn(...)` groups of
+// `#[kube(...)]` as duplicated attributes; they are not.
+#[allow(clippy::duplicated_attributes)]
 pub mod dnspolicy;
+#[allow(clippy::duplicated_attributes)]
 pub mod dnsserver;
+#[allow(clippy::duplicated_attributes)]
 pub mod dnszone;
+#[allow(clippy::duplicated_attributes)]
 pub mod rewriterule;
+#[allow(clippy::duplicated_attributes)]
 pub mod stubdomain;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
