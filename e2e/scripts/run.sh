@@ -38,7 +38,8 @@ $KUBECTL apply -f config/samples/
 
 prefix() { sed -u "s/^/$(printf '\033[36m')[$1]$(printf '\033[0m') /"; }
 say "starting the operator"
-target/debug/nameplane-operator --kubeconfig "$KUBECONFIG_PATH" > >(prefix operator) 2>&1 &
+target/debug/nameplane-operator --kubeconfig "$KUBECONFIG_PATH" \
+  --metrics-listen "127.0.0.1:${OPERATOR_METRICS_PORT:-8081}" > >(prefix operator) 2>&1 &
 pids+=($!)
 say "starting the dns-server on 127.0.0.1:$DNS_PORT (UDP and TCP)"
 target/debug/nameplane-dns --kubeconfig "$KUBECONFIG_PATH" \

@@ -6,8 +6,8 @@
 //! Needs `make cluster-up` and `cargo build --bins` first; `make e2e` does both.
 
 use nameplane_e2e::{
-    Process, Transport, dig, free_port, kubeconfig, kubectl, kubectl_ok, kubectl_with_stdin,
-    repo_root, wait_for, workspace_binary,
+    DnsServer, Operator, Transport, dig, kubectl, kubectl_ok, kubectl_with_stdin, metric_sum,
+    repo_root, wait_for,
 };
 use std::time::{Duration, Instant};
 
@@ -118,12 +118,7 @@ fn operator_and_dns_server_answer_a_real_service() {
     ensure_namespace(SYSTEM_NS);
     kubectl_ok(&["apply", "-f", "config/samples/"]);
 
-    let kubeconfig = kubeconfig().display().to_string();
-    let mut operator = Process::start(
-        "operator",
-        &workspace_binary("nameplane-operator"),
-        &["--kubeconfig".into(), kubeconfig.clone()],
-    );
+    let mut operator = Operator::start("operator", &[]);
 
     // The operator publishes the config and reports Ready=True.
     let ready = || {
@@ -143,7 +138,7 @@ fn operator_and_dns_server_answer_a_real_service() {
         Duration::from_secs(30),
         ready,
     );
-    operator.assert_running();
+    operator.process.assert_running();
     let table = kubectl_ok(&["get", "dnsservers", "-n", SYSTEM_NS]);
     eprintln!("{table}");
     let header: Vec<_> = table
@@ -192,30 +187,29 @@ fn operator_and_dns_server_answer_a_real_service() {
     assert_eq!(hash.len(), 64);
 
     // A reconcile with nothing to change makes no writes: touch an annotation (which triggers
-    // a reconcile but changes no spec) and check neither the ConfigMap nor the status moved.
-    let cm_version = || {
+    // a reconcile but changes no spec) and check the operator wrote nothing, by its own count
+    // and by the objects' resourceVersions.
+    let version = |kind: &str, name: &str| {
         kubectl_ok(&[
             "get",
-            "configmap",
-            "cluster-dns-config",
+            kind,
+            name,
             "-n",
             SYSTEM_NS,
             "-o",
             "jsonpath={.metadata.resourceVersion}",
         ])
     };
-    let server_version = || {
-        kubectl_ok(&[
-            "get",
-            "dnsserver",
-            "cluster-dns",
-            "-n",
-            SYSTEM_NS,
-            "-o",
-            "jsonpath={.metadata.resourceVersion}",
-        ])
-    };
-    let cm_before = cm_version();
+    let reconciles = || metric_sum(&operator.metrics(), "nameplane_operator_reconciles_total");
+    let (writes_before, cm_before) = (
+        operator.writes(),
+        version("configmap", "cluster-dns-config"),
+    );
+    let reconciles_before = reconciles();
+    assert!(
+        writes_before > 0.0,
+        "the operator counted the writes that published the config"
+    );
     kubectl_ok(&[
         "annotate",
         "--overwrite",
@@ -225,35 +219,31 @@ fn operator_and_dns_server_answer_a_real_service() {
         SYSTEM_NS,
         "e2e/touched=1",
     ]);
-    let server_after_touch = server_version();
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(
-        cm_version(),
-        cm_before,
-        "ConfigMap rewritten although nothing changed"
+    let server_after_touch = version("dnsserver", "cluster-dns");
+    wait_for(
+        "a reconcile after the annotation",
+        Duration::from_secs(10),
+        || (reconciles() > reconciles_before).then_some(()),
     );
     assert_eq!(
-        server_version(),
+        operator.writes(),
+        writes_before,
+        "writes although nothing changed"
+    );
+    assert_eq!(
+        version("configmap", "cluster-dns-config"),
+        cm_before,
+        "ConfigMap rewritten"
+    );
+    assert_eq!(
+        version("dnsserver", "cluster-dns"),
         server_after_touch,
-        "status rewritten although nothing changed"
+        "status rewritten"
     );
 
     // The DNS server follows the published ConfigMap and the Services.
-    let port = free_port();
-    let mut dns = Process::start(
-        "dns-server",
-        &workspace_binary("nameplane-dns"),
-        &[
-            "--kubeconfig".into(),
-            kubeconfig,
-            "--config-map".into(),
-            format!("{SYSTEM_NS}/cluster-dns-config"),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-            "--health-listen".into(),
-            format!("127.0.0.1:{}", free_port()),
-        ],
-    );
+    let mut dns = DnsServer::start("dns-server", &format!("{SYSTEM_NS}/cluster-dns-config"));
+    let port = dns.port;
 
     let ns = format!("e2e-{}", std::process::id());
     ensure_namespace(&ns);
@@ -292,7 +282,7 @@ fn operator_and_dns_server_answer_a_real_service() {
         "Service answered over UDP {:?} after it was created",
         created.elapsed()
     );
-    dns.assert_running();
+    dns.process.assert_running();
     assert_eq!(answer.data("A"), vec![cluster_ip.clone()], "{}", answer.raw);
     assert_eq!(answer.answers[0].1, 5, "TTL is the DNSServer's ttlSeconds");
 
@@ -343,7 +333,7 @@ fn operator_and_dns_server_answer_a_real_service() {
         Duration::from_secs(20),
         || (dig(port, &name, "A", Transport::Udp).status == "NXDOMAIN").then_some(()),
     );
-    operator.assert_running();
-    dns.assert_running();
+    operator.process.assert_running();
+    dns.process.assert_running();
     kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
 }

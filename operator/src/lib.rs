@@ -1,18 +1,26 @@
 //! nameplane operator: turns the `nameplane.io` custom resources into one validated
 //! [`ServerConfig`](nameplane_config::ServerConfig) per `DNSServer` and publishes it.
 //!
+//! - [`admin`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`api`]: the custom resource types, one file per kind (the only place they are defined).
 //! - [`crds`]: the CustomResourceDefinitions generated from those types (`crdgen` writes them
 //!   to `crds/`).
 //! - [`render`]: the one pure function from custom resources to `ServerConfig`.
 //! - [`status`]: kstatus conditions (`Ready`, `Reconciling`, `Stalled`) and their bookkeeping.
-//! - [`controller`]: the reconcilers that publish rendered configs and write status.
+//! - [`workload`]: the Kubernetes objects that run one `DNSServer` (RBAC, Deployment,
+//!   Service, PodDisruptionBudget), built as pure functions.
+//! - [`controller`]: the reconcilers that publish rendered configs, apply the workload and
+//!   write status.
 
+pub mod admin;
 pub mod api;
+pub mod apply;
 pub mod controller;
 pub mod crds;
+pub mod metrics;
 pub mod render;
 pub mod status;
+pub mod workload;
 
 /// The one field manager the operator uses for every server-side apply.
 pub const FIELD_MANAGER: &str = "nameplane-operator";
@@ -29,6 +37,9 @@ pub enum Error {
     /// Serialising an object for the API failed.
     #[error("serialising: {0}")]
     Serialize(#[from] serde_json::Error),
+    /// Adding or removing the cleanup finalizer failed.
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
 
 impl Error {
@@ -38,6 +49,7 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::MissingField(_) => "missing_field",
             Error::Serialize(_) => "serialize",
+            Error::Finalizer(_) => "finalizer",
         }
     }
 }

@@ -1,16 +1,42 @@
-//! `nameplane-operator`: runs the nameplane controllers against a Kubernetes API server.
+//! `nameplane-operator`: runs the nameplane controllers against a Kubernetes API server, with
+//! Lease-based leader election so several replicas can run and one reconciles.
 
 use clap::Parser;
+use kube_lease_manager::LeaseManagerBuilder;
+use nameplane_operator::{admin, controller, metrics::Metrics, workload::Settings};
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// nameplane operator: reconciles DNSServer, DNSZone, StubDomain, RewriteRule and DNSPolicy
-/// objects into one validated server config per DNSServer.
+/// objects into one validated server config per DNSServer, and runs the DNS servers.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
     /// Kubeconfig to use; without it, in-cluster config or $KUBECONFIG.
     #[arg(long, env = "NAMEPLANE_KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "NAMEPLANE_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
+    metrics_listen: SocketAddr,
+    /// Elect a leader through a Lease, so only one replica reconciles at a time.
+    #[arg(long, env = "NAMEPLANE_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Namespace of the leader Lease (the operator's own namespace in a cluster).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "nameplane-system")]
+    lease_namespace: String,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "nameplane-operator")]
+    lease_name: String,
+    /// Seconds a leader's Lease stays valid without renewal; a standby takes over after it.
+    #[arg(long, default_value_t = 15)]
+    lease_duration_seconds: u64,
+    /// This replica's identity in the Lease (the Pod name in a cluster).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Container image of the DNS server Deployments the operator creates.
+    #[arg(long, env = "NAMEPLANE_DNS_IMAGE", default_value = concat!("ghcr.io/nameplane/nameplane:", env!("CARGO_PKG_VERSION")))]
+    dns_image: String,
 }
 
 #[tokio::main]
@@ -18,18 +44,103 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,kube=warn".into()),
+                .unwrap_or_else(|_| "info,kube=warn,kube_lease_manager=warn".into()),
         )
         .init();
     let args = Args::parse();
-    let client = match args.kubeconfig {
+    let client = match &args.kubeconfig {
         Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(&path)?;
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
             let config =
                 kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
             kube::Client::try_from(config)?
         }
         None => kube::Client::try_default().await?,
     };
-    nameplane_operator::controller::run(client).await
+    controller::check_crds(&client).await?;
+    let metrics = Arc::new(Metrics::default());
+    let listener = admin::serve(args.metrics_listen, metrics.clone());
+    tokio::spawn(async move {
+        if let Err(e) = listener.await {
+            tracing::error!(error = %e, "metrics endpoint failed");
+        }
+    });
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("nameplane-operator-{}", std::process::id()));
+    let settings = Settings {
+        image: args.dns_image.clone(),
+    };
+
+    if !args.leader_elect {
+        metrics.set_leader(true);
+        controller::run(client, metrics, settings, identity, shutdown_signal()).await;
+        return Ok(());
+    }
+
+    let manager = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+        .with_namespace(&args.lease_namespace)
+        .with_identity(&identity)
+        .with_duration(args.lease_duration_seconds)
+        .with_grace(args.lease_duration_seconds.div_ceil(3).max(1))
+        .build()
+        .await?;
+    let (mut leading, lease_task) = manager.watch().await;
+    tracing::info!(%identity, lease = %format!("{}/{}", args.lease_namespace, args.lease_name), "waiting to lead");
+    tokio::select! {
+        _ = shutdown_signal() => {
+            tracing::info!("stopping before leading");
+            return Ok(());
+        }
+        became = leading.wait_for(|leader| *leader) => { became?; }
+    }
+    tracing::info!(%identity, "leading");
+    metrics.set_leader(true);
+
+    let (lost_tx, mut lost_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut leading_watch = leading.clone();
+    tokio::spawn(async move {
+        if leading_watch.wait_for(|leader| !*leader).await.is_ok() {
+            let _ = lost_tx.send(());
+        }
+    });
+    let stop = async move {
+        tokio::select! {
+            _ = shutdown_signal() => {},
+            _ = &mut lost_rx => tracing::error!("lost the leader lease"),
+        }
+    };
+    controller::run(client, metrics.clone(), settings, identity, stop).await;
+    metrics.set_leader(false);
+    let still_leading = *leading.borrow();
+    // Closing the channel stops the lease task; releasing hands over without waiting for expiry.
+    drop(leading);
+    if let Ok(Ok(manager)) = lease_task.await
+        && let Err(e) = manager.release().await
+    {
+        tracing::warn!(error = %e, "could not release the lease; a standby takes over when it expires");
+    }
+    if !still_leading {
+        anyhow::bail!("lost the leader lease; exiting so a fresh process can campaign again");
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return ctrl_c.await.unwrap_or_default(),
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or_default();
 }

@@ -33,6 +33,17 @@ use serde::{Deserialize, Serialize};
     ),
     printcolumn(name = "Domain", type_ = "string", json_path = ".spec.clusterDomain"),
     printcolumn(
+        name = "Serving",
+        type_ = "integer",
+        json_path = ".status.readyReplicas"
+    ),
+    printcolumn(
+        name = "Desired",
+        type_ = "integer",
+        json_path = ".status.replicas",
+        priority = 1
+    ),
+    printcolumn(
         name = "Config",
         type_ = "string",
         json_path = ".status.configHash",
@@ -65,6 +76,16 @@ pub struct DNSServerSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]
     pub upstreams: Vec<UpstreamAddress>,
+
+    /// Fixed ClusterIP of the DNS Service, e.g. the cluster's DNS address `10.96.0.10` that
+    /// kubelets hand to Pods. Left out, Kubernetes picks one. Cannot be changed once set.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "clusterIP")]
+    #[schemars(length(max = 45))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "isIP(self)", "message": "clusterIP must be an IP address like 10.96.0.10"},
+        {"rule": "self == oldSelf", "message": "clusterIP cannot be changed; create a new DNSServer instead"}
+    ]))]
+    pub cluster_ip: Option<String>,
 
     /// Answer cache for forwarded names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -115,6 +136,12 @@ pub struct DNSServerStatus {
     /// Name of the ConfigMap (in this namespace) that holds the published server config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map: Option<String>,
+    /// DNS Pods the Deployment wants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// DNS Pods that are ready (they pass `/ready`, which needs the config and a synced cache).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
 }
 
 fn default_replicas() -> i32 {

@@ -1,24 +1,35 @@
 //! Reconciles one `DNSServer`: render its server config, publish it in the ConfigMap
-//! `<name>-config` (server-side apply, owned by the `DNSServer`), and report the outcome in
-//! its status. Each write happens only when its content differs from what is stored, so a
-//! reconcile with nothing to change makes zero writes.
+//! `<name>-config`, apply the objects that run it ([`crate::workload`]), and report the
+//! outcome in its status (and as an Event when `Ready` changes). Every write happens only when
+//! its content differs from what is stored ([`crate::apply::ensure`]), so a reconcile with
+//! nothing to change makes zero writes.
+//!
+//! Deleting a `DNSServer` deletes its namespaced objects through owner references; its
+//! cluster-scoped RBAC is removed by the [`FINALIZER`].
 
-use super::{Context, MANAGED_BY_LABEL};
+use super::Context;
 use crate::api::dnsserver::{DNSServer, DNSServerStatus};
+use crate::apply::ensure;
 use crate::status::{self, Outcome};
+use crate::workload::{self, SERVER_LABEL};
 use crate::{Error, FIELD_MANAGER, Result, render};
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Api, Resource, ResourceExt};
 use nameplane_config::{CONFIG_KEY, HASH_ANNOTATION};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Label on a published ConfigMap naming the `DNSServer` it belongs to.
-pub const SERVER_LABEL: &str = "nameplane.io/dnsserver";
+/// Finalizer that removes the cluster-scoped RBAC of a deleted `DNSServer`.
+pub const FINALIZER: &str = "nameplane.io/cleanup";
 
 /// The name of the ConfigMap that carries a server's config.
 pub fn config_map_name(server: &str) -> String {
@@ -27,35 +38,103 @@ pub fn config_map_name(server: &str) -> String {
 
 /// Reconciles one `DNSServer`.
 pub async fn reconcile(server: Arc<DNSServer>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let namespace = server
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let servers: Api<DNSServer> = Api::namespaced(ctx.client.clone(), &namespace);
+    let result = finalizer(&servers, FINALIZER, server, |event| async {
+        match event {
+            Finalizer::Apply(server) => apply(&server, &ctx).await,
+            Finalizer::Cleanup(server) => cleanup(&server, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    let label = match &result {
+        Ok(_) => "success",
+        Err(e) => e.metric_label(),
+    };
+    ctx.metrics
+        .reconciled("DNSServer", label, started.elapsed());
+    result
+}
+
+async fn apply(server: &DNSServer, ctx: &Context) -> Result<Action> {
     let namespace = server
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let name = server.name_any();
-    let servers: Api<DNSServer> = Api::namespaced(ctx.client.clone(), &namespace);
+    let client = &ctx.client;
     let previous = server.status.clone().unwrap_or_default();
+    let mut next = previous.clone();
 
-    let mut next = DNSServerStatus {
-        config_hash: previous.config_hash.clone(),
-        config_map: previous.config_map.clone(),
-        ..Default::default()
-    };
-    let outcome = match render::server_config(&server) {
+    let outcome = match render::server_config(server) {
         Ok(config) => {
             let cm_name = config_map_name(&name);
             let hash = config.content_hash();
-            let desired = config_map(&server, &cm_name, config.to_json(), &hash)?;
-            let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
-            let current = config_maps.get_opt(&cm_name).await?;
-            if !publishes_same(current.as_ref(), &desired) {
-                config_maps
-                    .patch(
-                        &cm_name,
-                        &PatchParams::apply(FIELD_MANAGER).force(),
-                        &Patch::Apply(&desired),
-                    )
-                    .await?;
+            let desired = config_map(server, &cm_name, config.to_json(), &hash)?;
+            let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+            if ensure(&config_maps, &desired, &ctx.metrics).await? {
                 tracing::info!(server = %format!("{namespace}/{name}"), %hash, "published server config");
             }
+            let w = workload::build(server, &cm_name, &ctx.settings)?;
+            let ns = |c: &kube::Client| c.clone();
+            ensure(
+                &Api::<ServiceAccount>::namespaced(ns(client), &namespace),
+                &w.service_account,
+                &ctx.metrics,
+            )
+            .await?;
+            ensure(
+                &Api::<ClusterRole>::all(ns(client)),
+                &w.cluster_role,
+                &ctx.metrics,
+            )
+            .await?;
+            ensure(
+                &Api::<ClusterRoleBinding>::all(ns(client)),
+                &w.cluster_role_binding,
+                &ctx.metrics,
+            )
+            .await?;
+            ensure(
+                &Api::<Role>::namespaced(ns(client), &namespace),
+                &w.role,
+                &ctx.metrics,
+            )
+            .await?;
+            ensure(
+                &Api::<RoleBinding>::namespaced(ns(client), &namespace),
+                &w.role_binding,
+                &ctx.metrics,
+            )
+            .await?;
+            let deployments = Api::<Deployment>::namespaced(ns(client), &namespace);
+            ensure(&deployments, &w.deployment, &ctx.metrics).await?;
+            ensure(
+                &Api::<Service>::namespaced(ns(client), &namespace),
+                &w.service,
+                &ctx.metrics,
+            )
+            .await?;
+            ensure(
+                &Api::<PodDisruptionBudget>::namespaced(ns(client), &namespace),
+                &w.pdb,
+                &ctx.metrics,
+            )
+            .await?;
+
+            let deployment_status = deployments
+                .get_opt(&workload::dns_name(&name))
+                .await?
+                .and_then(|d| d.status);
+            next.replicas = Some(server.spec.replicas);
+            next.ready_replicas = Some(
+                deployment_status
+                    .and_then(|s| s.ready_replicas)
+                    .unwrap_or(0),
+            );
             next.config_hash = Some(hash.clone());
             next.config_map = Some(cm_name.clone());
             Outcome::Ready {
@@ -82,6 +161,7 @@ pub async fn reconcile(server: Arc<DNSServer>, ctx: Arc<Context>) -> Result<Acti
     );
 
     if next != previous {
+        let servers: Api<DNSServer> = Api::namespaced(client.clone(), &namespace);
         let patch = serde_json::json!({
             "apiVersion": "nameplane.io/v1alpha1",
             "kind": "DNSServer",
@@ -94,8 +174,67 @@ pub async fn reconcile(server: Arc<DNSServer>, ctx: Arc<Context>) -> Result<Acti
                 &Patch::Apply(&patch),
             )
             .await?;
+        ctx.metrics.wrote("DNSServer");
+        if ready_status(&previous) != ready_status(&next) {
+            publish_event(server, &outcome, ctx).await;
+        }
     }
     Ok(Action::requeue(Duration::from_secs(600)))
+}
+
+/// Removes what owner references cannot: the cluster-scoped RBAC.
+async fn cleanup(server: &DNSServer, ctx: &Context) -> Result<Action> {
+    let namespace = server
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = workload::cluster_rbac_name(&namespace, &server.name_any());
+    let dp = DeleteParams::default();
+    for deleted in [
+        Api::<ClusterRoleBinding>::all(ctx.client.clone())
+            .delete(&name, &dp)
+            .await
+            .map(|_| ()),
+        Api::<ClusterRole>::all(ctx.client.clone())
+            .delete(&name, &dp)
+            .await
+            .map(|_| ()),
+    ] {
+        match deleted {
+            Ok(()) => ctx.metrics.wrote("ClusterRBAC"),
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    tracing::info!(server = %format!("{namespace}/{}", server.name_any()), "removed cluster RBAC");
+    Ok(Action::await_change())
+}
+
+fn ready_status(status: &DNSServerStatus) -> Option<&str> {
+    status
+        .object
+        .conditions
+        .iter()
+        .find(|c| c.type_ == crate::api::condition::READY)
+        .map(|c| c.status.as_str())
+}
+
+async fn publish_event(server: &DNSServer, outcome: &Outcome, ctx: &Context) {
+    let (type_, reason, note) = match outcome {
+        Outcome::Ready { reason, message } => (EventType::Normal, *reason, message.clone()),
+        Outcome::Stalled { reason, message } => (EventType::Warning, *reason, message.clone()),
+    };
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    // An Event is a courtesy: failing to record one must not fail the reconcile.
+    match ctx.recorder.publish(&event, &server.object_ref(&())).await {
+        Ok(()) => ctx.metrics.wrote("Event"),
+        Err(e) => tracing::debug!(error = %e, "could not publish event"),
+    }
 }
 
 /// The ConfigMap that publishes `json` for `server`.
@@ -103,13 +242,22 @@ fn config_map(server: &DNSServer, name: &str, json: String, hash: &str) -> Resul
     let owner = server
         .controller_owner_ref(&())
         .ok_or(Error::MissingField("metadata.uid"))?;
+    let namespace = server
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
     Ok(ConfigMap {
         metadata: ObjectMeta {
             name: Some(name.into()),
-            namespace: server.namespace(),
+            namespace: Some(namespace.clone()),
             labels: Some(BTreeMap::from([
-                (MANAGED_BY_LABEL.to_string(), FIELD_MANAGER.to_string()),
-                (SERVER_LABEL.to_string(), server.name_any()),
+                (
+                    super::MANAGED_BY_LABEL.to_string(),
+                    FIELD_MANAGER.to_string(),
+                ),
+                (
+                    SERVER_LABEL.to_string(),
+                    workload::server_label_value(&namespace, &server.name_any()),
+                ),
             ])),
             annotations: Some(BTreeMap::from([(
                 HASH_ANNOTATION.to_string(),
@@ -121,19 +269,4 @@ fn config_map(server: &DNSServer, name: &str, json: String, hash: &str) -> Resul
         data: Some(BTreeMap::from([(CONFIG_KEY.to_string(), json)])),
         ..Default::default()
     })
-}
-
-/// Whether `current` already carries everything `desired` sets (so applying would be a no-op).
-fn publishes_same(current: Option<&ConfigMap>, desired: &ConfigMap) -> bool {
-    let Some(current) = current else { return false };
-    let contains = |have: &Option<BTreeMap<String, String>>,
-                    want: &Option<BTreeMap<String, String>>| {
-        want.iter()
-            .flatten()
-            .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
-    };
-    current.data == desired.data
-        && contains(&current.metadata.labels, &desired.metadata.labels)
-        && contains(&current.metadata.annotations, &desired.metadata.annotations)
-        && current.metadata.owner_references == desired.metadata.owner_references
 }

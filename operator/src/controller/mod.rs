@@ -1,14 +1,20 @@
 //! The reconcilers and how they are started.
 //!
 //! Today one controller runs: [`dnsserver`], which renders each `DNSServer` into its
-//! ConfigMap and writes its status. It owns the ConfigMaps it writes, so a ConfigMap edited or
-//! deleted by hand is put back within a reconcile.
+//! ConfigMap, applies the objects that run it and writes its status. It owns every namespaced
+//! object it writes, so one edited or deleted by hand is put back within a reconcile.
 
 pub mod dnsserver;
 
 use crate::api::dnsserver::DNSServer;
+use crate::metrics::Metrics;
+use crate::workload::Settings;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{Controller, controller::Action, watcher};
 use kube::{Api, Client};
 use std::sync::Arc;
@@ -21,40 +27,77 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub struct Context {
     /// Client for the Kubernetes API.
     pub client: Client,
+    /// The operator's metrics.
+    pub metrics: Arc<Metrics>,
+    /// Settings for the DNS workloads.
+    pub settings: Settings,
+    /// Publishes Kubernetes Events about the objects.
+    pub recorder: Recorder,
 }
 
-/// Runs the controllers until a shutdown signal arrives.
-pub async fn run(client: Client) -> anyhow::Result<()> {
+/// Checks the CRDs are installed (so a missing install fails fast with a hint).
+pub async fn check_crds(client: &Client) -> anyhow::Result<()> {
     let servers: Api<DNSServer> = Api::all(client.clone());
     if let Err(e) = servers
         .list(&kube::api::ListParams::default().limit(1))
         .await
     {
         anyhow::bail!(
-            "cannot list DNSServers ({e}); are the CRDs installed? `kubectl apply -f crds/`"
+            "cannot list DNSServers ({e}); are the CRDs installed? `kubectl apply --server-side -f crds/`"
         );
     }
-    let config_maps: Api<ConfigMap> = Api::all(client.clone());
-    let owned =
-        watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={}", crate::FIELD_MANAGER));
-    let ctx = Arc::new(Context { client });
-    tracing::info!("operator started; watching DNSServers");
-    Controller::new(servers, watcher::Config::default())
-        .owns(config_maps, owned)
-        .shutdown_on_signal()
-        .run(dnsserver::reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((object, _)) => tracing::debug!(%object, "reconciled"),
-                Err(e) => tracing::warn!(error = %e, "reconcile failed"),
-            }
-        })
-        .await;
-    tracing::info!("operator stopped");
     Ok(())
 }
 
-/// Retries a failed reconcile after a short pause; the error is logged by [`run`].
+/// Runs the controllers until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    metrics: Arc<Metrics>,
+    settings: Settings,
+    identity: String,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let owned = || {
+        watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={}", crate::FIELD_MANAGER))
+    };
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: crate::FIELD_MANAGER.into(),
+            instance: Some(identity),
+        },
+    );
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        metrics,
+        settings,
+        recorder,
+    });
+    tracing::info!("reconciling DNSServers");
+    Controller::new(
+        Api::<DNSServer>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(Api::<ConfigMap>::all(client.clone()), owned())
+    .owns(Api::<Deployment>::all(client.clone()), owned())
+    .owns(Api::<Service>::all(client.clone()), owned())
+    .owns(Api::<ServiceAccount>::all(client.clone()), owned())
+    .owns(Api::<Role>::all(client.clone()), owned())
+    .owns(Api::<RoleBinding>::all(client.clone()), owned())
+    .owns(Api::<PodDisruptionBudget>::all(client), owned())
+    .graceful_shutdown_on(shutdown)
+    .run(dnsserver::reconcile, error_policy, ctx)
+    .for_each(|result| async move {
+        match result {
+            Ok((object, _)) => tracing::debug!(%object, "reconciled"),
+            Err(e) => tracing::warn!(error = %e, "reconcile failed"),
+        }
+    })
+    .await;
+    tracing::info!("controllers stopped");
+}
+
+/// Retries a failed reconcile after a short pause.
 pub fn error_policy(_server: Arc<DNSServer>, error: &crate::Error, _ctx: Arc<Context>) -> Action {
     tracing::warn!(error = %error, label = error.metric_label(), "will retry");
     Action::requeue(Duration::from_secs(5))

@@ -1,0 +1,465 @@
+//! The Kubernetes objects that run one `DNSServer`, built as pure functions of the object and
+//! the operator's settings: ServiceAccount, RBAC (list/watch only), the DNS Deployment,
+//! Service and PodDisruptionBudget.
+//!
+//! Choices that matter:
+//! - the container listens on 5353 and the Service maps port 53 to it, so the Pod needs no
+//!   capability and passes PodSecurity `restricted`;
+//! - the server reads its config through an API watch of its ConfigMap (not a volume), so
+//!   the Deployment never rolls for a config change; there is no config checksum annotation;
+//! - the server's RBAC is read-only: list/watch on what Kubernetes DNS needs cluster-wide,
+//!   and get/list/watch on ConfigMaps in its own namespace only;
+//! - cluster-scoped RBAC objects cannot be owned by a namespaced `DNSServer`, so they carry
+//!   the [`SERVER_LABEL`] and are removed by the `DNSServer`'s finalizer.
+
+use crate::api::dnsserver::DNSServer;
+use crate::controller::MANAGED_BY_LABEL;
+use crate::{Error, FIELD_MANAGER, Result};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    Affinity, Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    ObjectFieldSelector, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Service,
+    ServiceAccount, ServicePort, ServiceSpec, WeightedPodAffinityTerm,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+use std::collections::BTreeMap;
+
+/// Label on every object the operator makes for a `DNSServer`: `<namespace>.<name>`.
+pub const SERVER_LABEL: &str = "nameplane.io/dnsserver";
+
+/// Port the DNS container listens on (UDP and TCP); the Service exposes it as 53.
+pub const DNS_CONTAINER_PORT: i32 = 5353;
+/// Port of `/health`, `/ready` and `/metrics` in the DNS container.
+pub const ADMIN_PORT: i32 = 8080;
+/// Seconds a stopping DNS Pod keeps answering while `/ready` fails (lameduck), so clients and
+/// kube-proxy move away before it exits.
+pub const LAMEDUCK_SECONDS: i64 = 5;
+
+/// Operator settings that shape every DNS deployment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Container image holding `nameplane-dns`.
+    pub image: String,
+}
+
+/// Every object that runs one `DNSServer`, in apply order.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    /// Identity of the DNS Pods.
+    pub service_account: ServiceAccount,
+    /// Cluster-wide read access for Kubernetes DNS (list/watch only).
+    pub cluster_role: ClusterRole,
+    /// Binds [`Workload::cluster_role`] to the ServiceAccount.
+    pub cluster_role_binding: ClusterRoleBinding,
+    /// Read access to ConfigMaps of the server's namespace (its config).
+    pub role: Role,
+    /// Binds [`Workload::role`] to the ServiceAccount.
+    pub role_binding: RoleBinding,
+    /// The DNS Pods.
+    pub deployment: Deployment,
+    /// The DNS Service (53/UDP, 53/TCP, 9153 metrics).
+    pub service: Service,
+    /// Keeps at least all but one DNS Pod up during voluntary disruptions.
+    pub pdb: PodDisruptionBudget,
+}
+
+/// The name of the namespaced objects (ServiceAccount, Deployment, Service, PDB…).
+pub fn dns_name(server: &str) -> String {
+    format!("{server}-dns")
+}
+
+/// The name of the cluster-scoped RBAC objects, unique per namespace and server.
+pub fn cluster_rbac_name(namespace: &str, server: &str) -> String {
+    format!("nameplane-dns:{namespace}:{server}")
+}
+
+/// The value of [`SERVER_LABEL`] for a server.
+pub fn server_label_value(namespace: &str, server: &str) -> String {
+    format!("{namespace}.{server}")
+}
+
+/// Builds the workload of `server` with the config published in ConfigMap `config_map`.
+pub fn build(server: &DNSServer, config_map: &str, settings: &Settings) -> Result<Workload> {
+    let namespace = server
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = server.name_any();
+    let owner = server
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingField("metadata.uid"))?;
+    let dns = dns_name(&name);
+    let rbac = cluster_rbac_name(&namespace, &name);
+    let selector = BTreeMap::from([
+        (
+            "app.kubernetes.io/name".to_string(),
+            "nameplane-dns".to_string(),
+        ),
+        ("app.kubernetes.io/instance".to_string(), name.clone()),
+    ]);
+    let mut labels = selector.clone();
+    labels.insert(MANAGED_BY_LABEL.into(), FIELD_MANAGER.into());
+    labels.insert(SERVER_LABEL.into(), server_label_value(&namespace, &name));
+
+    let namespaced = |object_name: &str| ObjectMeta {
+        name: Some(object_name.into()),
+        namespace: Some(namespace.clone()),
+        labels: Some(labels.clone()),
+        owner_references: Some(vec![owner.clone()]),
+        ..Default::default()
+    };
+    let cluster_scoped = |object_name: &str| ObjectMeta {
+        name: Some(object_name.into()),
+        labels: Some(labels.clone()),
+        ..Default::default()
+    };
+    let subject = Subject {
+        kind: "ServiceAccount".into(),
+        name: dns.clone(),
+        namespace: Some(namespace.clone()),
+        ..Default::default()
+    };
+    let read = |group: &str, resources: &[&str], verbs: &[&str]| PolicyRule {
+        api_groups: Some(vec![group.into()]),
+        resources: Some(resources.iter().map(|r| r.to_string()).collect()),
+        verbs: verbs.iter().map(|v| v.to_string()).collect(),
+        ..Default::default()
+    };
+
+    Ok(Workload {
+        service_account: ServiceAccount {
+            metadata: namespaced(&dns),
+            automount_service_account_token: Some(true),
+            ..Default::default()
+        },
+        cluster_role: ClusterRole {
+            metadata: cluster_scoped(&rbac),
+            rules: Some(vec![
+                read("", &["services", "namespaces"], &["list", "watch"]),
+                read("discovery.k8s.io", &["endpointslices"], &["list", "watch"]),
+            ]),
+            ..Default::default()
+        },
+        cluster_role_binding: ClusterRoleBinding {
+            metadata: cluster_scoped(&rbac),
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "ClusterRole".into(),
+                name: rbac.clone(),
+            },
+            subjects: Some(vec![subject.clone()]),
+        },
+        role: Role {
+            metadata: namespaced(&dns),
+            rules: Some(vec![read("", &["configmaps"], &["get", "list", "watch"])]),
+        },
+        role_binding: RoleBinding {
+            metadata: namespaced(&dns),
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "Role".into(),
+                name: dns.clone(),
+            },
+            subjects: Some(vec![subject]),
+        },
+        deployment: Deployment {
+            metadata: namespaced(&dns),
+            spec: Some(DeploymentSpec {
+                replicas: Some(server.spec.replicas),
+                selector: LabelSelector {
+                    match_labels: Some(selector.clone()),
+                    ..Default::default()
+                },
+                strategy: Some(DeploymentStrategy {
+                    type_: Some("RollingUpdate".into()),
+                    rolling_update: Some(RollingUpdateDeployment {
+                        max_unavailable: Some(IntOrString::Int(0)),
+                        max_surge: Some(IntOrString::Int(1)),
+                    }),
+                }),
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(labels.clone()),
+                        ..Default::default()
+                    }),
+                    spec: Some(pod_spec(&namespace, config_map, &dns, &selector, settings)),
+                },
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        service: Service {
+            metadata: namespaced(&dns),
+            spec: Some(ServiceSpec {
+                selector: Some(selector.clone()),
+                cluster_ip: server.spec.cluster_ip.clone(),
+                ports: Some(vec![
+                    service_port("dns", "UDP", 53, DNS_CONTAINER_PORT),
+                    service_port("dns-tcp", "TCP", 53, DNS_CONTAINER_PORT),
+                    service_port("metrics", "TCP", 9153, ADMIN_PORT),
+                ]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        pdb: PodDisruptionBudget {
+            metadata: namespaced(&dns),
+            spec: Some(PodDisruptionBudgetSpec {
+                max_unavailable: Some(IntOrString::Int(1)),
+                selector: Some(LabelSelector {
+                    match_labels: Some(selector),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    })
+}
+
+fn service_port(name: &str, protocol: &str, port: i32, target: i32) -> ServicePort {
+    ServicePort {
+        name: Some(name.into()),
+        protocol: Some(protocol.into()),
+        port,
+        target_port: Some(IntOrString::Int(target)),
+        ..Default::default()
+    }
+}
+
+fn pod_spec(
+    namespace: &str,
+    config_map: &str,
+    service_account: &str,
+    selector: &BTreeMap<String, String>,
+    settings: &Settings,
+) -> PodSpec {
+    let http_probe = |path: &str, period: i32, failures: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::Int(ADMIN_PORT),
+            scheme: Some("HTTP".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(1),
+        failure_threshold: Some(failures),
+        ..Default::default()
+    };
+    let port = |name: &str, protocol: &str, number: i32| ContainerPort {
+        name: Some(name.into()),
+        protocol: Some(protocol.into()),
+        container_port: number,
+        ..Default::default()
+    };
+    PodSpec {
+        service_account_name: Some(service_account.into()),
+        priority_class_name: None,
+        termination_grace_period_seconds: Some(LAMEDUCK_SECONDS + 10),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(65532),
+            run_as_group: Some(65532),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        affinity: Some(Affinity {
+            pod_anti_affinity: Some(PodAntiAffinity {
+                preferred_during_scheduling_ignored_during_execution: Some(vec![
+                    WeightedPodAffinityTerm {
+                        weight: 100,
+                        pod_affinity_term: PodAffinityTerm {
+                            topology_key: "kubernetes.io/hostname".into(),
+                            label_selector: Some(LabelSelector {
+                                match_labels: Some(selector.clone()),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        },
+                    },
+                ]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        containers: vec![Container {
+            name: "dns".into(),
+            image: Some(settings.image.clone()),
+            image_pull_policy: Some("IfNotPresent".into()),
+            command: Some(vec!["/nameplane-dns".into()]),
+            args: Some(vec![
+                "--config-map".into(),
+                format!("{namespace}/{config_map}"),
+                "--listen".into(),
+                format!("0.0.0.0:{DNS_CONTAINER_PORT}"),
+                "--health-listen".into(),
+                format!("0.0.0.0:{ADMIN_PORT}"),
+            ]),
+            env: Some(vec![EnvVar {
+                name: "POD_NAME".into(),
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: "metadata.name".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ports: Some(vec![
+                port("dns", "UDP", DNS_CONTAINER_PORT),
+                port("dns-tcp", "TCP", DNS_CONTAINER_PORT),
+                port("http-metrics", "TCP", ADMIN_PORT),
+            ]),
+            liveness_probe: Some(http_probe("/health", 10, 5)),
+            readiness_probe: Some(http_probe("/ready", 2, 1)),
+            resources: Some(ResourceRequirements {
+                requests: Some(BTreeMap::from([
+                    ("cpu".to_string(), Quantity("100m".into())),
+                    ("memory".to_string(), Quantity("64Mi".into())),
+                ])),
+                limits: Some(BTreeMap::from([(
+                    "memory".to_string(),
+                    Quantity("256Mi".into()),
+                )])),
+                ..Default::default()
+            }),
+            security_context: Some(SecurityContext {
+                allow_privilege_escalation: Some(false),
+                read_only_root_filesystem: Some(true),
+                run_as_non_root: Some(true),
+                capabilities: Some(Capabilities {
+                    drop: Some(vec!["ALL".into()]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(yaml: &str) -> DNSServer {
+        let mut s: DNSServer = serde_saphyr::from_str(yaml).expect("DNSServer yaml");
+        s.metadata.uid = Some("uid-1".into());
+        s
+    }
+
+    fn sample() -> Workload {
+        let s = server(
+            "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata: {name: edge, namespace: dns}\nspec: {replicas: 3, clusterIP: 10.96.0.10}\n",
+        );
+        build(
+            &s,
+            "edge-config",
+            &Settings {
+                image: "example/nameplane:1".into(),
+            },
+        )
+        .expect("builds")
+    }
+
+    #[test]
+    fn dns_server_rbac_is_read_only() {
+        let w = sample();
+        let rules = w
+            .cluster_role
+            .rules
+            .iter()
+            .flatten()
+            .chain(w.role.rules.iter().flatten());
+        for rule in rules {
+            for verb in &rule.verbs {
+                assert!(
+                    ["get", "list", "watch"].contains(&verb.as_str()),
+                    "write verb {verb} in {rule:?}"
+                );
+            }
+        }
+        assert_eq!(
+            w.role.metadata.namespace.as_deref(),
+            Some("dns"),
+            "ConfigMap access stays in its namespace"
+        );
+    }
+
+    #[test]
+    fn pod_passes_podsecurity_restricted() {
+        let w = sample();
+        let pod = w
+            .deployment
+            .spec
+            .expect("spec")
+            .template
+            .spec
+            .expect("pod spec");
+        let psc = pod.security_context.expect("pod security context");
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(
+            psc.seccomp_profile.expect("seccomp").type_,
+            "RuntimeDefault"
+        );
+        for c in &pod.containers {
+            let sc = c
+                .security_context
+                .clone()
+                .expect("container security context");
+            assert_eq!(sc.allow_privilege_escalation, Some(false));
+            assert_eq!(
+                sc.capabilities.and_then(|c| c.drop),
+                Some(vec!["ALL".to_string()])
+            );
+            assert!(
+                c.ports.iter().flatten().all(|p| p.container_port >= 1024),
+                "no privileged port"
+            );
+        }
+    }
+
+    #[test]
+    fn service_maps_53_and_keeps_a_fixed_cluster_ip() {
+        let w = sample();
+        let spec = w.service.spec.expect("service spec");
+        assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.0.10"));
+        let ports: Vec<_> = spec
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| (p.protocol.clone().unwrap_or_default(), p.port))
+            .collect();
+        assert!(
+            ports.contains(&("UDP".into(), 53)) && ports.contains(&("TCP".into(), 53)),
+            "{ports:?}"
+        );
+        assert_eq!(w.deployment.spec.expect("spec").replicas, Some(3));
+    }
+
+    #[test]
+    fn namespaced_objects_are_owned_and_cluster_objects_are_labelled() {
+        let w = sample();
+        assert!(w.deployment.metadata.owner_references.is_some());
+        assert!(
+            w.cluster_role.metadata.owner_references.is_none(),
+            "a namespaced owner is invalid here"
+        );
+        let label = w.cluster_role.metadata.labels.expect("labels")[SERVER_LABEL].clone();
+        assert_eq!(label, "dns.edge");
+    }
+}
