@@ -294,7 +294,7 @@ pub fn query_udp(
             continue;
         }
         return Some(QueryResult {
-            rcode: response.metadata.response_code.to_string().to_uppercase(),
+            rcode: format!("{:?}", response.metadata.response_code).to_uppercase(),
             answers: response
                 .answers
                 .iter()

@@ -1,0 +1,376 @@
+//! The operator on a real control plane: the objects that run a `DNSServer` (and that its Pods
+//! pass PodSecurity `restricted`), how fast a change reaches answers, that reloads under load
+//! drop no query, and that a standby operator takes over when the leader dies.
+//!
+//! Needs `make cluster-up` and `cargo build --bins` first; `make e2e` does both.
+
+use hickory_proto::rr::RecordType;
+use nameplane_e2e::{
+    DnsServer, Operator, kubectl, kubectl_ok, kubectl_with_stdin, quantile, query_udp, wait_for,
+};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+fn install_crds() {
+    kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=nameplane-e2e",
+        "-f",
+        "crds/",
+    ]);
+    for plural in [
+        "dnsservers",
+        "dnszones",
+        "stubdomains",
+        "rewriterules",
+        "dnspolicies",
+    ] {
+        kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            &format!("crd/{plural}.nameplane.io"),
+        ]);
+    }
+}
+
+fn apply(namespace: &str, yaml: &str) {
+    let out = kubectl_with_stdin(&["apply", "-n", namespace, "-f", "-"], Some(yaml));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn namespace(name: &str, labels: &str) {
+    apply(
+        "default",
+        &format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels: {{{labels}}}\n"
+        ),
+    );
+    // The operator's Lease lives in nameplane-system.
+    apply(
+        "default",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: nameplane-system\n",
+    );
+}
+
+fn get(namespace: &str, what: &str, path: &str) -> String {
+    let out = kubectl(&[
+        "get",
+        "-n",
+        namespace,
+        what,
+        "-o",
+        &format!("jsonpath={path}"),
+    ]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn wait_ready(namespace: &str, server: &str) {
+    wait_for(
+        &format!("DNSServer {namespace}/{server} Ready=True"),
+        Duration::from_secs(30),
+        || {
+            (get(
+                namespace,
+                &format!("dnsserver/{server}"),
+                "{.status.conditions[?(@.type==\"Ready\")].status}",
+            ) == "True")
+                .then_some(())
+        },
+    );
+}
+
+#[test]
+fn dns_server_workload_is_created_restricted_and_cleaned_up() {
+    install_crds();
+    let ns = "e2e-workload";
+    namespace(ns, "pod-security.kubernetes.io/enforce: restricted");
+    let operator = Operator::start("operator-workload", &["--lease-name", "e2e-workload"]);
+    apply(
+        ns,
+        "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata:\n  name: edge\nspec:\n  replicas: 2\n  clusterIP: 10.96.0.53\n",
+    );
+    wait_ready(ns, "edge");
+
+    // The Deployment's Pods are admitted under PodSecurity `restricted`: the real
+    // replicaset controller creates them, and admission would refuse a non-compliant Pod.
+    let pods = wait_for(
+        "2 DNS Pods created by the ReplicaSet",
+        Duration::from_secs(30),
+        || {
+            let names = get(ns, "pods", "{.items[*].metadata.name}");
+            (names.split_whitespace().count() == 2).then_some(names)
+        },
+    );
+    let failed = get(
+        ns,
+        "events",
+        "{.items[?(@.reason==\"FailedCreate\")].message}",
+    );
+    assert!(failed.is_empty(), "Pods refused: {failed}");
+    eprintln!("DNS Pods admitted under PodSecurity restricted: {pods}");
+
+    assert_eq!(
+        get(ns, "service/edge-dns", "{.spec.clusterIP}"),
+        "10.96.0.53",
+        "fixed ClusterIP"
+    );
+    let ports = get(
+        ns,
+        "service/edge-dns",
+        "{range .spec.ports[*]}{.protocol}/{.port}->{.targetPort} {end}",
+    );
+    assert!(
+        ports.contains("UDP/53->5353") && ports.contains("TCP/53->5353"),
+        "{ports}"
+    );
+    assert_eq!(get(ns, "pdb/edge-dns", "{.spec.maxUnavailable}"), "1");
+    assert_eq!(get(ns, "deployment/edge-dns", "{.spec.replicas}"), "2");
+    let rbac = "nameplane-dns:e2e-workload:edge";
+    let verbs = get(
+        "default",
+        &format!("clusterrole/{rbac}"),
+        "{.rules[*].verbs[*]}",
+    );
+    assert!(
+        !verbs.is_empty()
+            && verbs
+                .split_whitespace()
+                .all(|v| v == "list" || v == "watch"),
+        "DNS RBAC verbs: {verbs}"
+    );
+    let role_verbs = get(ns, "role/edge-dns", "{.rules[*].verbs[*]}");
+    assert!(
+        role_verbs
+            .split_whitespace()
+            .all(|v| ["get", "list", "watch"].contains(&v)),
+        "{role_verbs}"
+    );
+    let events = get(
+        ns,
+        "events",
+        "{.items[?(@.involvedObject.kind==\"DNSServer\")].reason}",
+    );
+    assert!(
+        events.contains("ConfigPublished"),
+        "an Event on the DNSServer: {events:?}"
+    );
+
+    // An owned object deleted by hand is put back.
+    let old_uid = get(ns, "service/edge-dns", "{.metadata.uid}");
+    kubectl_ok(&["delete", "service", "edge-dns", "-n", ns]);
+    wait_for(
+        "the Service to be recreated",
+        Duration::from_secs(20),
+        || {
+            let uid = get(ns, "service/edge-dns", "{.metadata.uid}");
+            (!uid.is_empty() && uid != old_uid).then_some(())
+        },
+    );
+
+    // Deleting the DNSServer removes everything: cluster RBAC by finalizer, the rest by GC.
+    kubectl_ok(&[
+        "delete",
+        "dnsserver",
+        "edge",
+        "-n",
+        ns,
+        "--wait=true",
+        "--timeout=30s",
+    ]);
+    wait_for(
+        "cluster RBAC and the Deployment to be gone",
+        Duration::from_secs(30),
+        || {
+            let left = kubectl(&["get", "clusterrole", rbac]).status.success()
+                || kubectl(&["get", "clusterrolebinding", rbac])
+                    .status
+                    .success()
+                || kubectl(&["get", "deployment", "edge-dns", "-n", ns])
+                    .status
+                    .success();
+            (!left).then_some(())
+        },
+    );
+    drop(operator);
+    // Pods of the fake node never report termination; remove them so the namespace can go.
+    kubectl(&[
+        "delete",
+        "pods",
+        "--all",
+        "-n",
+        ns,
+        "--force",
+        "--grace-period=0",
+    ]);
+}
+
+/// Starts an operator and a DNS server for DNSServer `live` in `ns`, with Service `web`.
+fn live_setup(ns: &str, operator_args: &[&str]) -> (Operator, DnsServer, String) {
+    install_crds();
+    namespace(ns, "");
+    let operator = Operator::start(&format!("operator-{ns}"), operator_args);
+    apply(
+        ns,
+        "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata:\n  name: live\nspec:\n  ttlSeconds: 5\n",
+    );
+    apply(
+        ns,
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports:\n  - {port: 80}\n",
+    );
+    wait_ready(ns, "live");
+    let dns = DnsServer::start(&format!("dns-{ns}"), &format!("{ns}/live-config"));
+    dns.wait_ready(Duration::from_secs(30));
+    let name = format!("web.{ns}.svc.cluster.local.");
+    wait_for("the Service's answer", Duration::from_secs(20), || {
+        query_udp(dns.port, &name, RecordType::A, Duration::from_secs(1))
+            .filter(|r| !r.answers.is_empty())
+    });
+    (operator, dns, name)
+}
+
+fn set_ttl(ns: &str, ttl: u32) {
+    kubectl_ok(&[
+        "patch",
+        "dnsserver",
+        "live",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        &format!("{{\"spec\":{{\"ttlSeconds\":{ttl}}}}}"),
+    ]);
+}
+
+#[test]
+fn a_change_reaches_answers_in_under_a_second() {
+    let ns = "e2e-latency";
+    let (_operator, dns, name) = live_setup(ns, &["--lease-name", "e2e-latency"]);
+    let mut samples = Vec::new();
+    for i in 0..20u32 {
+        let ttl = 100 + i;
+        let started = Instant::now();
+        set_ttl(ns, ttl);
+        wait_for(
+            &format!("TTL {ttl} in answers"),
+            Duration::from_secs(10),
+            || {
+                query_udp(dns.port, &name, RecordType::A, Duration::from_millis(500))
+                    .filter(|r| r.answers.first().map(|a| a.0) == Some(ttl))
+            },
+        );
+        samples.push(started.elapsed());
+    }
+    let (p50, p99) = (quantile(&samples, 0.5), quantile(&samples, 0.99));
+    eprintln!(
+        "apply -> answer over {} changes (kubectl patch start to first answer with the new TTL): p50 {p50:?}, p99 {p99:?}, max {:?}",
+        samples.len(),
+        samples.iter().max().expect("samples")
+    );
+    assert!(
+        p99 < Duration::from_secs(1),
+        "p99 {p99:?} is over the 1 s goal: {samples:?}"
+    );
+}
+
+#[test]
+fn hundred_reloads_under_query_load_fail_no_query() {
+    let ns = "e2e-reload";
+    let (_operator, dns, name) = live_setup(ns, &["--lease-name", "e2e-reload"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, ok, failed, name, port) = (
+                stop.clone(),
+                ok.clone(),
+                failed.clone(),
+                name.clone(),
+                dns.port,
+            );
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match query_udp(port, &name, RecordType::A, Duration::from_secs(2)) {
+                        Some(r) if r.rcode == "NOERROR" && r.answers.len() == 1 => {
+                            ok.fetch_add(1, Ordering::Relaxed)
+                        }
+                        other => {
+                            eprintln!("failed query: {other:?}");
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    for i in 0..100u32 {
+        set_ttl(ns, 200 + i);
+    }
+    wait_for("the last TTL in answers", Duration::from_secs(10), || {
+        query_udp(dns.port, &name, RecordType::A, Duration::from_millis(500))
+            .filter(|r| r.answers.first().map(|a| a.0) == Some(299))
+    });
+    let took = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().expect("client thread");
+    }
+    let reloads = nameplane_e2e::metric_sum(
+        &nameplane_e2e::http_get(&dns.admin_addr, "/metrics").unwrap_or_default(),
+        "nameplane_config_reloads_total",
+    );
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!(
+        "100 config changes in {took:?}: {reloads} reloads seen by the server, {ok} queries answered, {failed} failed"
+    );
+    assert_eq!(failed, 0, "queries failed during reloads");
+    assert!(ok > 100, "too few queries to mean anything: {ok}");
+    assert!(reloads > 1.0, "the server reloaded under load");
+}
+
+#[test]
+fn a_standby_operator_takes_over_when_the_leader_dies() {
+    let ns = "e2e-failover";
+    let lease = [
+        "--lease-name",
+        "e2e-failover",
+        "--lease-duration-seconds",
+        "4",
+    ];
+    let (a, _dns, _name) = live_setup(ns, &lease);
+    let b = Operator::start("operator-b", &lease);
+    let (leader, standby) = wait_for("exactly one leader", Duration::from_secs(40), || {
+        match (a.is_leader(), b.is_leader()) {
+            (true, false) => Some(("a", "b")),
+            (false, true) => Some(("b", "a")),
+            _ => None,
+        }
+    });
+    let (mut leader_op, standby_op) = if leader == "a" { (a, b) } else { (b, a) };
+    eprintln!("operator-{leader} leads, operator-{standby} stands by");
+    assert!(!standby_op.is_leader());
+
+    leader_op.process.assert_running();
+    let killed = Instant::now();
+    drop(leader_op); // SIGKILL: no release, the standby must wait for the lease to expire.
+    set_ttl(ns, 42);
+    let generation = get(ns, "dnsserver/live", "{.metadata.generation}");
+    wait_for(
+        "the standby to reconcile the change",
+        Duration::from_secs(30),
+        || (get(ns, "dnsserver/live", "{.status.observedGeneration}") == generation).then_some(()),
+    );
+    eprintln!(
+        "operator-{standby} took over and reconciled {:?} after the leader was killed",
+        killed.elapsed()
+    );
+    assert!(standby_op.is_leader());
+}
