@@ -26,7 +26,7 @@ build_k8s() {
   local w=$CACHE/src/k8s-$K8S
   mkdir -p "$w" && cd "$w"
   say "building Kubernetes $K8S (kube-apiserver, kube-controller-manager, kubectl) from the Go module proxy."
-  say "first time only: about 20-40 minutes on 2 cores; cached in $KBIN afterwards."
+  say "first time only: about 5-10 minutes on 2 cores; cached in $KBIN afterwards."
   printf 'module local/kubebins\n\ngo 1.25.0\n' > go.mod
   local kmod
   kmod=$(go mod download -json "k8s.io/kubernetes@$K8S" | sed -n 's/.*"GoMod": "\([^"]*\)".*/\1/p')
