@@ -214,6 +214,7 @@ mod tests {
                 cluster_domain: "cluster.local".into(),
                 ttl_seconds: ttl,
             },
+            ..Default::default()
         }
     }
 

@@ -38,6 +38,7 @@ pub fn server_config(server: &DNSServer) -> Result<ServerConfig, RenderError> {
             cluster_domain: server.spec.cluster_domain.as_str().to_string(),
             ttl_seconds: server.spec.ttl_seconds,
         },
+        ..Default::default()
     };
     // Publish names in the normalised form the server uses, so equal meaning gives equal hash.
     let validated = config.clone().validate()?;

@@ -14,7 +14,11 @@
 //! - raw (`ServerConfig`) and validated ([`ValidatedConfig`]) configs are distinct types, so
 //!   nothing can use a config that skipped validation.
 
+pub mod forward;
 pub mod names;
+pub mod policy;
+pub mod rewrite;
+pub mod zone;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -42,6 +46,39 @@ pub struct ServerConfig {
     pub server: String,
     /// How cluster names (`<service>.<namespace>.svc.<cluster domain>`) are served.
     pub kubernetes: KubernetesConfig,
+    /// Authoritative zones, at most one per apex.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<zone::ZoneConfig>,
+    /// Forwarders: stub domains, and `.` for the upstreams; at most one per domain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forward: Vec<forward::ForwardConfig>,
+    /// The cache for forwarded answers; none when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<forward::CacheConfig>,
+    /// Name rewrites, in the order they are tried.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rewrites: Vec<rewrite::RewriteConfig>,
+    /// Per-namespace resolution policies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<policy::PolicyConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            version: FORMAT_VERSION,
+            server: String::new(),
+            kubernetes: KubernetesConfig {
+                cluster_domain: "cluster.local".into(),
+                ttl_seconds: 5,
+            },
+            zones: Vec::new(),
+            forward: Vec::new(),
+            cache: None,
+            rewrites: Vec::new(),
+            policies: Vec::new(),
+        }
+    }
 }
 
 /// Settings of the Kubernetes DNS (cluster names) stage.
@@ -71,11 +108,18 @@ pub enum ConfigError {
     /// A field has a value outside its allowed range or form.
     #[error("{field}: {reason}")]
     Invalid {
-        /// JSON path of the field, e.g. `kubernetes.clusterDomain`.
-        field: &'static str,
+        /// JSON path of the field, e.g. `kubernetes.clusterDomain` or `zones[0].records[2]`.
+        field: String,
         /// What is wrong with it, for a person.
         reason: String,
     },
+}
+
+impl ConfigError {
+    /// An [`ConfigError::Invalid`] for `field`.
+    pub fn invalid(field: String, reason: String) -> Self {
+        Self::Invalid { field, reason }
+    }
 }
 
 impl ServerConfig {
@@ -86,21 +130,45 @@ impl ServerConfig {
                 found: self.version,
             });
         }
-        let cluster_domain =
-            names::normalize_domain(&self.kubernetes.cluster_domain).map_err(|reason| {
-                ConfigError::Invalid {
-                    field: "kubernetes.clusterDomain",
-                    reason,
-                }
-            })?;
+        let cluster_domain = names::normalize_domain(&self.kubernetes.cluster_domain)
+            .map_err(|reason| ConfigError::invalid("kubernetes.clusterDomain".into(), reason))?;
         if self.kubernetes.ttl_seconds > MAX_TTL_SECONDS {
-            return Err(ConfigError::Invalid {
-                field: "kubernetes.ttlSeconds",
-                reason: format!(
+            return Err(ConfigError::invalid(
+                "kubernetes.ttlSeconds".into(),
+                format!(
                     "{} is above the maximum of {MAX_TTL_SECONDS}",
                     self.kubernetes.ttl_seconds
                 ),
-            });
+            ));
+        }
+        let mut apexes = std::collections::BTreeSet::new();
+        for (i, zone) in self.zones.iter().enumerate() {
+            zone.validate(&format!("zones[{i}]"))?;
+            if !apexes.insert(zone.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("zones[{i}].name"),
+                    format!("zone {} appears twice", zone.name),
+                ));
+            }
+        }
+        let mut domains = std::collections::BTreeSet::new();
+        for (i, forward) in self.forward.iter().enumerate() {
+            forward.validate(&format!("forward[{i}]"))?;
+            if !domains.insert(forward.domain.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("forward[{i}].domain"),
+                    format!("{} is forwarded twice", forward.domain),
+                ));
+            }
+        }
+        if let Some(cache) = &self.cache {
+            cache.validate()?;
+        }
+        for (i, rewrite) in self.rewrites.iter().enumerate() {
+            rewrite.validate(&format!("rewrites[{i}]"))?;
+        }
+        for (i, policy) in self.policies.iter().enumerate() {
+            policy.validate(&format!("policies[{i}]"))?;
         }
         Ok(ValidatedConfig {
             cluster_domain,
@@ -164,7 +232,34 @@ mod tests {
                 cluster_domain: "Cluster.Local.".into(),
                 ttl_seconds: 5,
             },
+            ..Default::default()
         }
+    }
+
+    #[test]
+    fn duplicate_zones_and_forward_domains_are_refused() {
+        let zone = zone::ZoneConfig {
+            name: "example.internal".into(),
+            source: "a/b".into(),
+            ttl_seconds: 60,
+            records: vec![],
+        };
+        let mut cfg = sample();
+        cfg.zones = vec![zone.clone(), zone];
+        let err = cfg.validate().expect_err("duplicate zone");
+        assert!(err.to_string().contains("appears twice"), "{err}");
+
+        let fwd = forward::ForwardConfig {
+            domain: ".".into(),
+            source: "a/b".into(),
+            servers: vec!["10.0.0.10:53".into()],
+            policy: Default::default(),
+            force_tcp: false,
+        };
+        let mut cfg = sample();
+        cfg.forward = vec![fwd.clone(), fwd];
+        let err = cfg.validate().expect_err("duplicate forward");
+        assert!(err.to_string().contains("forwarded twice"), "{err}");
     }
 
     #[test]

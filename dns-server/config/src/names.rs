@@ -29,6 +29,26 @@ pub fn normalize_domain(name: &str) -> Result<String, String> {
     Ok(trimmed.to_ascii_lowercase())
 }
 
+/// Like [`normalize_domain`], for record owner names and targets: labels may also contain
+/// `_` (as in `_sip._tcp`), and the first label may be the wildcard `*`.
+pub fn normalize_owner(name: &str) -> Result<String, String> {
+    let trimmed = name.strip_suffix('.').unwrap_or(name);
+    let rest = trimmed
+        .strip_prefix("*.")
+        .unwrap_or(if trimmed == "*" { "" } else { trimmed });
+    if rest.is_empty() {
+        return Err(format!("{name:?} has no name below the wildcard"));
+    }
+    if trimmed.len() > MAX_NAME_LEN {
+        return Err(format!("{name:?} is longer than {MAX_NAME_LEN} characters"));
+    }
+    for label in rest.split('.') {
+        check_label(&label.replace('_', "a"))
+            .map_err(|why| format!("{name:?} is not a DNS name: {why}"))?;
+    }
+    Ok(trimmed.to_ascii_lowercase())
+}
+
 fn check_label(label: &str) -> Result<(), String> {
     if label.is_empty() {
         return Err("it has an empty label (two dots in a row?)".into());
@@ -63,6 +83,20 @@ mod tests {
             Ok("cluster.local")
         );
         assert_eq!(normalize_domain("a-1.b2").as_deref(), Ok("a-1.b2"));
+    }
+
+    #[test]
+    fn owners_allow_underscores_and_a_leading_wildcard() {
+        assert_eq!(
+            normalize_owner("_SIP._tcp.Example.org").as_deref(),
+            Ok("_sip._tcp.example.org")
+        );
+        assert_eq!(
+            normalize_owner("*.apps.example.org").as_deref(),
+            Ok("*.apps.example.org")
+        );
+        assert!(normalize_owner("a.*.example.org").is_err());
+        assert!(normalize_owner("*").is_err());
     }
 
     #[test]

@@ -21,6 +21,7 @@ fn config(ttl: u32) -> ValidatedConfig {
             cluster_domain: "cluster.local".into(),
             ttl_seconds: ttl,
         },
+        ..Default::default()
     }
     .validate()
     .expect("valid config")

@@ -1,0 +1,154 @@
+//! Name rewrites, applied in order before a query is answered; answers can be rewritten back
+//! so the client sees the name it asked for.
+
+use crate::{ConfigError, names};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// One rewrite.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RewriteConfig {
+    /// `namespace/name` of the object this came from (logs and metrics).
+    pub source: String,
+    /// How `from` matches the query name.
+    #[serde(rename = "match")]
+    pub match_kind: MatchKind,
+    /// What to look for: a lower-case name (or name part, for prefix/suffix) without a
+    /// trailing dot, or a regular expression over the name without its trailing dot.
+    pub from: String,
+    /// The replacement; for `regex`, `{1}`, `{2}`… insert capture groups.
+    pub to: String,
+    /// Rewrite names in the answer back to the name the client asked for.
+    pub rewrite_answers: bool,
+}
+
+/// How a rewrite's `from` matches.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum MatchKind {
+    /// The whole name.
+    Exact,
+    /// The start of the name.
+    Prefix,
+    /// The end of the name.
+    Suffix,
+    /// A regular expression over the whole name.
+    Regex,
+}
+
+impl RewriteConfig {
+    /// Checks the rule; `at` is the JSON path of this entry.
+    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        if self.from.is_empty() || self.to.is_empty() {
+            return Err(ConfigError::invalid(
+                at.into(),
+                "from and to must not be empty".into(),
+            ));
+        }
+        match self.match_kind {
+            MatchKind::Exact => {
+                for (field, value) in [("from", &self.from), ("to", &self.to)] {
+                    names::normalize_domain(value)
+                        .map_err(|r| ConfigError::invalid(format!("{at}.{field}"), r))?;
+                }
+            }
+            MatchKind::Prefix | MatchKind::Suffix => {
+                for (field, value) in [("from", &self.from), ("to", &self.to)] {
+                    let trimmed = value.trim_matches('.');
+                    names::normalize_owner(trimmed)
+                        .map_err(|r| ConfigError::invalid(format!("{at}.{field}"), r))?;
+                }
+            }
+            MatchKind::Regex => {
+                let regex = regex::Regex::new(&self.from).map_err(|e| {
+                    ConfigError::invalid(
+                        format!("{at}.from"),
+                        format!("not a regular expression: {e}"),
+                    )
+                })?;
+                let groups = regex.captures_len() - 1;
+                for n in placeholders(&self.to) {
+                    if n == 0 || n > groups {
+                        return Err(ConfigError::invalid(
+                            format!("{at}.to"),
+                            format!(
+                                "{{{n}}} refers to a capture group that `from` does not have (it has {groups})"
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        if self.from == self.to {
+            return Err(ConfigError::invalid(
+                at.into(),
+                "from equals to; the rewrite does nothing".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The `{n}` placeholders in a regex rewrite's replacement.
+pub fn placeholders(to: &str) -> Vec<usize> {
+    let mut found = Vec::new();
+    let mut rest = to;
+    while let Some(open) = rest.find('{') {
+        rest = &rest[open + 1..];
+        if let Some(close) = rest.find('}')
+            && let Ok(n) = rest[..close].parse::<usize>()
+        {
+            found.push(n);
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(match_kind: MatchKind, from: &str, to: &str) -> RewriteConfig {
+        RewriteConfig {
+            source: "ns/r".into(),
+            match_kind,
+            from: from.into(),
+            to: to.into(),
+            rewrite_answers: true,
+        }
+    }
+
+    #[test]
+    fn checks_names_regexes_and_groups() {
+        assert_eq!(
+            rule(
+                MatchKind::Exact,
+                "db.example.com",
+                "db.prod.svc.cluster.local"
+            )
+            .validate("rewrites[0]"),
+            Ok(())
+        );
+        assert_eq!(
+            rule(MatchKind::Regex, r"^(.+)\.old\.example$", "{1}.new.example")
+                .validate("rewrites[0]"),
+            Ok(())
+        );
+        assert!(rule(MatchKind::Regex, "(", "x").validate("r").is_err());
+        let err = rule(MatchKind::Regex, r"^(.+)\.old$", "{2}.new")
+            .validate("r")
+            .expect_err("group 2");
+        assert!(err.to_string().contains("capture group"), "{err}");
+        assert!(
+            rule(MatchKind::Exact, "a.example", "a.example")
+                .validate("r")
+                .is_err()
+        );
+        assert!(
+            rule(MatchKind::Exact, "bad_name..x", "y.example")
+                .validate("r")
+                .is_err()
+        );
+    }
+}

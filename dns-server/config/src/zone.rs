@@ -1,0 +1,270 @@
+//! Authoritative zones: a zone apex and its records, in presentation form, with owner names
+//! already made absolute by the renderer.
+
+use crate::{ConfigError, names};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// Largest record TTL a zone may ask for (one week).
+pub const MAX_RECORD_TTL_SECONDS: u32 = 604_800;
+
+/// One authoritative zone.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ZoneConfig {
+    /// The apex, lower case, no trailing dot, e.g. `example.internal`.
+    pub name: String,
+    /// `namespace/name` of the object this zone came from (logs and metrics).
+    pub source: String,
+    /// TTL of the generated SOA and NS records, and of negative answers.
+    pub ttl_seconds: u32,
+    /// Record sets; owner names are absolute (lower case, no trailing dot) and inside the zone.
+    #[serde(default)]
+    pub records: Vec<RecordConfig>,
+}
+
+/// One record set.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RecordConfig {
+    /// Absolute owner name, e.g. `www.example.internal` or `*.apps.example.internal`.
+    pub name: String,
+    /// Record type.
+    #[serde(rename = "type")]
+    pub record_type: RecordKind,
+    /// TTL in seconds.
+    pub ttl_seconds: u32,
+    /// Values in presentation form; names in values are absolute and end with a dot.
+    pub values: Vec<String>,
+}
+
+/// Record types a zone can hold.
+#[derive(
+    Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum RecordKind {
+    /// IPv4 address.
+    A,
+    /// IPv6 address.
+    AAAA,
+    /// Alias.
+    CNAME,
+    /// Mail exchanger: `preference exchange.`.
+    MX,
+    /// Name server.
+    NS,
+    /// Pointer.
+    PTR,
+    /// Service: `priority weight port target.`.
+    SRV,
+    /// Text.
+    TXT,
+}
+
+impl ZoneConfig {
+    /// Checks names, values and CNAME exclusivity; `at` is the JSON path of this zone.
+    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        let name = names::normalize_domain(&self.name)
+            .map_err(|r| ConfigError::invalid(format!("{at}.name"), r))?;
+        if name != self.name {
+            return Err(ConfigError::invalid(
+                format!("{at}.name"),
+                format!(
+                    "{:?} is not in normal form (lower case, no trailing dot)",
+                    self.name
+                ),
+            ));
+        }
+        if self.ttl_seconds > MAX_RECORD_TTL_SECONDS {
+            return Err(ConfigError::invalid(
+                format!("{at}.ttlSeconds"),
+                format!("{} is above {MAX_RECORD_TTL_SECONDS}", self.ttl_seconds),
+            ));
+        }
+        for (i, record) in self.records.iter().enumerate() {
+            let at = format!("{at}.records[{i}]");
+            record.validate(&self.name, &at)?;
+            if record.record_type == RecordKind::CNAME
+                && self.records.iter().any(|other| {
+                    other.name == record.name && other.record_type != RecordKind::CNAME
+                })
+            {
+                return Err(ConfigError::invalid(
+                    at,
+                    format!(
+                        "{} has a CNAME and other records; a CNAME must stand alone",
+                        record.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RecordConfig {
+    fn validate(&self, zone: &str, at: &str) -> Result<(), ConfigError> {
+        names::normalize_owner(&self.name)
+            .map_err(|r| ConfigError::invalid(format!("{at}.name"), r))?;
+        if !(self.name == zone || self.name.ends_with(&format!(".{zone}"))) {
+            return Err(ConfigError::invalid(
+                format!("{at}.name"),
+                format!("{} is not inside zone {zone}", self.name),
+            ));
+        }
+        if self.ttl_seconds > MAX_RECORD_TTL_SECONDS {
+            return Err(ConfigError::invalid(
+                format!("{at}.ttlSeconds"),
+                format!("{} is above {MAX_RECORD_TTL_SECONDS}", self.ttl_seconds),
+            ));
+        }
+        if self.values.is_empty() {
+            return Err(ConfigError::invalid(
+                format!("{at}.values"),
+                "a record set needs at least one value".into(),
+            ));
+        }
+        if self.record_type == RecordKind::CNAME && self.values.len() != 1 {
+            return Err(ConfigError::invalid(
+                format!("{at}.values"),
+                "a CNAME has exactly one value".into(),
+            ));
+        }
+        for (i, value) in self.values.iter().enumerate() {
+            check_value(self.record_type, value)
+                .map_err(|r| ConfigError::invalid(format!("{at}.values[{i}]"), r))?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks one value of `kind` in presentation form.
+pub fn check_value(kind: RecordKind, value: &str) -> Result<(), String> {
+    let fields: Vec<&str> = value.split_whitespace().collect();
+    let target = |name: &str| -> Result<(), String> {
+        if name == "." {
+            return Ok(());
+        }
+        let Some(bare) = name.strip_suffix('.') else {
+            return Err(format!("{name:?} must be an absolute name ending with '.'"));
+        };
+        names::normalize_owner(bare).map(|_| ())
+    };
+    let number = |text: &str, what: &str| {
+        text.parse::<u16>()
+            .map(|_| ())
+            .map_err(|_| format!("{what} {text:?} is not a number from 0 to 65535"))
+    };
+    match kind {
+        RecordKind::A => value
+            .parse::<Ipv4Addr>()
+            .map(|_| ())
+            .map_err(|_| format!("{value:?} is not an IPv4 address")),
+        RecordKind::AAAA => value
+            .parse::<Ipv6Addr>()
+            .map(|_| ())
+            .map_err(|_| format!("{value:?} is not an IPv6 address")),
+        RecordKind::CNAME | RecordKind::NS | RecordKind::PTR => match fields.as_slice() {
+            [name] => target(name),
+            _ => Err(format!("{value:?} must be one name")),
+        },
+        RecordKind::MX => match fields.as_slice() {
+            [preference, exchange] => {
+                number(preference, "preference").and_then(|_| target(exchange))
+            }
+            _ => Err(format!(
+                "{value:?} must be `preference exchange.`, e.g. `10 mail.example.org.`"
+            )),
+        },
+        RecordKind::SRV => match fields.as_slice() {
+            [priority, weight, port, name] => number(priority, "priority")
+                .and_then(|_| number(weight, "weight"))
+                .and_then(|_| number(port, "port"))
+                .and_then(|_| target(name)),
+            _ => Err(format!(
+                "{value:?} must be `priority weight port target.`, e.g. `10 5 443 svc.example.org.`"
+            )),
+        },
+        RecordKind::TXT => {
+            if value.len() > 255 {
+                Err(format!(
+                    "TXT value is {} bytes; one string holds at most 255",
+                    value.len()
+                ))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_checked_per_type() {
+        for (kind, good) in [
+            (RecordKind::A, "192.0.2.1"),
+            (RecordKind::AAAA, "2001:db8::1"),
+            (RecordKind::CNAME, "www.example.org."),
+            (RecordKind::MX, "10 mail.example.org."),
+            (RecordKind::SRV, "10 5 443 _x.example.org."),
+            (RecordKind::TXT, "anything at all"),
+            (RecordKind::NS, "ns1.example.org."),
+        ] {
+            assert_eq!(check_value(kind, good), Ok(()), "{kind:?} {good}");
+        }
+        for (kind, bad) in [
+            (RecordKind::A, "2001:db8::1"),
+            (RecordKind::AAAA, "192.0.2.1"),
+            (RecordKind::CNAME, "relative.name"),
+            (RecordKind::MX, "mail.example.org."),
+            (RecordKind::SRV, "10 5 99999 x.example.org."),
+        ] {
+            assert!(check_value(kind, bad).is_err(), "{kind:?} {bad}");
+        }
+    }
+
+    #[test]
+    fn records_must_be_inside_the_zone_and_cnames_alone() {
+        let record = |name: &str, kind, value: &str| RecordConfig {
+            name: name.into(),
+            record_type: kind,
+            ttl_seconds: 60,
+            values: vec![value.into()],
+        };
+        let zone = |records| ZoneConfig {
+            name: "example.internal".into(),
+            source: "ns/z".into(),
+            ttl_seconds: 300,
+            records,
+        };
+        assert_eq!(
+            zone(vec![record(
+                "www.example.internal",
+                RecordKind::A,
+                "192.0.2.1"
+            )])
+            .validate("zones[0]"),
+            Ok(())
+        );
+        let err = zone(vec![record("www.example.org", RecordKind::A, "192.0.2.1")])
+            .validate("zones[0]")
+            .expect_err("outside");
+        assert!(err.to_string().contains("not inside zone"), "{err}");
+        let err = zone(vec![
+            record(
+                "www.example.internal",
+                RecordKind::CNAME,
+                "a.example.internal.",
+            ),
+            record("www.example.internal", RecordKind::TXT, "x"),
+        ])
+        .validate("zones[0]")
+        .expect_err("cname and more");
+        assert!(err.to_string().contains("must stand alone"), "{err}");
+    }
+}
