@@ -23,7 +23,26 @@ pub struct ForwardConfig {
     /// Always use TCP towards the servers.
     #[serde(default)]
     pub force_tcp: bool,
+    /// Use UDP towards the servers even for clients that asked over TCP (a truncated UDP
+    /// reply is still retried over TCP). Without it, and without `forceTcp`, a query goes
+    /// upstream over the transport the client used, and a truncated UDP reply is retried
+    /// over TCP.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prefer_udp: bool,
+    /// Most queries of this forwarder waiting on the servers at once; above it, queries are
+    /// answered REFUSED at once (CoreDNS `max_concurrent`). Left out: [`DEFAULT_MAX_CONCURRENT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u32>,
 }
+
+/// In-flight limit of a forwarder that does not set one (CoreDNS's Kubernetes default).
+pub const DEFAULT_MAX_CONCURRENT: u32 = 1000;
+
+/// Largest `maxConcurrent` a config may ask for.
+pub const MAX_MAX_CONCURRENT: u32 = 100_000;
+
+/// Most servers one forwarder may list (CoreDNS's limit).
+pub const MAX_SERVERS: usize = 15;
 
 /// How a forwarder picks among its servers.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -50,6 +69,29 @@ pub struct CacheConfig {
     pub min_ttl_seconds: u32,
     /// Negative answers are kept at most this long.
     pub denial_ttl_seconds: u32,
+    /// Largest number of negative answers (NXDOMAIN, NODATA) kept, in a cache of their own
+    /// so a flood of random names cannot push out the positive answers. Left out: `capacity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denial_capacity: Option<u32>,
+    /// How long an expired answer may still be served when every server of its forwarder
+    /// fails (RFC 8767 serve-stale), in seconds; stale answers go out with a TTL of 30 s.
+    /// 0 (the default) turns serve-stale off.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub serve_stale_seconds: u32,
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
+}
+
+/// Largest `serveStaleSeconds` (RFC 8767 suggests 1 to 3 days).
+pub const MAX_SERVE_STALE_SECONDS: u32 = 7 * 86_400;
+
+impl CacheConfig {
+    /// Capacity of the denial cache.
+    pub fn denial_capacity(&self) -> u32 {
+        self.denial_capacity.unwrap_or(self.capacity)
+    }
 }
 
 impl ForwardConfig {
@@ -71,6 +113,29 @@ impl ForwardConfig {
                 "at least one server is needed".into(),
             ));
         }
+        if self.servers.len() > MAX_SERVERS {
+            return Err(ConfigError::invalid(
+                format!("{at}.servers"),
+                format!(
+                    "{} servers; at most {MAX_SERVERS} are allowed",
+                    self.servers.len()
+                ),
+            ));
+        }
+        if self.force_tcp && self.prefer_udp {
+            return Err(ConfigError::invalid(
+                format!("{at}.preferUdp"),
+                "preferUdp and forceTcp exclude each other".into(),
+            ));
+        }
+        if let Some(limit) = self.max_concurrent
+            && !(1..=MAX_MAX_CONCURRENT).contains(&limit)
+        {
+            return Err(ConfigError::invalid(
+                format!("{at}.maxConcurrent"),
+                format!("{limit} is not between 1 and {MAX_MAX_CONCURRENT}"),
+            ));
+        }
         for (i, server) in self.servers.iter().enumerate() {
             server.parse::<SocketAddr>().map_err(|_| {
                 ConfigError::invalid(
@@ -85,6 +150,11 @@ impl ForwardConfig {
     /// The server addresses (valid after [`ForwardConfig::validate`]).
     pub fn addresses(&self) -> Vec<SocketAddr> {
         self.servers.iter().filter_map(|s| s.parse().ok()).collect()
+    }
+
+    /// The in-flight limit: `maxConcurrent`, or [`DEFAULT_MAX_CONCURRENT`].
+    pub fn max_concurrent(&self) -> u32 {
+        self.max_concurrent.unwrap_or(DEFAULT_MAX_CONCURRENT)
     }
 }
 
@@ -103,6 +173,87 @@ impl CacheConfig {
                 "must not be above maxTtlSeconds".into(),
             ));
         }
+        if self.denial_capacity == Some(0) {
+            return Err(ConfigError::invalid(
+                "cache.denialCapacity".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if self.serve_stale_seconds > MAX_SERVE_STALE_SECONDS {
+            return Err(ConfigError::invalid(
+                "cache.serveStaleSeconds".into(),
+                format!(
+                    "{} is above the maximum of {MAX_SERVE_STALE_SECONDS}",
+                    self.serve_stale_seconds
+                ),
+            ));
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forward() -> ForwardConfig {
+        ForwardConfig {
+            domain: "corp.example.com".into(),
+            source: "ns/stub".into(),
+            servers: vec!["10.0.0.53:53".into()],
+            policy: ForwardPolicy::Sequential,
+            force_tcp: false,
+            prefer_udp: false,
+            max_concurrent: None,
+        }
+    }
+
+    #[test]
+    fn transport_and_limits_are_checked() {
+        assert_eq!(forward().validate("forward[0]"), Ok(()));
+        assert_eq!(forward().max_concurrent(), DEFAULT_MAX_CONCURRENT);
+        let mut both = forward();
+        both.force_tcp = true;
+        both.prefer_udp = true;
+        let err = both.validate("forward[0]").expect_err("both transports");
+        assert!(
+            err.to_string().starts_with("forward[0].preferUdp:"),
+            "{err}"
+        );
+        let mut zero = forward();
+        zero.max_concurrent = Some(0);
+        assert!(zero.validate("forward[0]").is_err());
+        let mut many = forward();
+        many.servers = vec!["10.0.0.53:53".into(); MAX_SERVERS + 1];
+        assert!(many.validate("forward[0]").is_err());
+    }
+
+    #[test]
+    fn cache_bounds_are_checked() {
+        let cache = CacheConfig {
+            capacity: 100,
+            max_ttl_seconds: 3600,
+            min_ttl_seconds: 0,
+            denial_ttl_seconds: 30,
+            denial_capacity: None,
+            serve_stale_seconds: 0,
+        };
+        assert_eq!(cache.validate(), Ok(()));
+        assert_eq!(cache.denial_capacity(), 100);
+        let mut stale = cache.clone();
+        stale.serve_stale_seconds = MAX_SERVE_STALE_SECONDS + 1;
+        assert!(stale.validate().is_err());
+        let mut denial = cache;
+        denial.denial_capacity = Some(0);
+        assert!(denial.validate().is_err());
+    }
+
+    #[test]
+    fn defaults_are_not_serialised() {
+        let json = serde_json::to_string(&forward()).expect("json");
+        assert!(
+            !json.contains("preferUdp") && !json.contains("maxConcurrent"),
+            "{json}"
+        );
     }
 }

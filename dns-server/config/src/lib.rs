@@ -243,6 +243,7 @@ mod tests {
             source: "a/b".into(),
             ttl_seconds: 60,
             records: vec![],
+            allow_transfer: vec![],
         };
         let mut cfg = sample();
         cfg.zones = vec![zone.clone(), zone];
@@ -255,6 +256,8 @@ mod tests {
             servers: vec!["10.0.0.10:53".into()],
             policy: Default::default(),
             force_tcp: false,
+            prefer_udp: false,
+            max_concurrent: None,
         };
         let mut cfg = sample();
         cfg.forward = vec![fwd.clone(), fwd];

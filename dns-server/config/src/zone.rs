@@ -4,7 +4,7 @@
 use crate::{ConfigError, names};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Largest record TTL a zone may ask for (one week).
 pub const MAX_RECORD_TTL_SECONDS: u32 = 604_800;
@@ -22,6 +22,11 @@ pub struct ZoneConfig {
     /// Record sets; owner names are absolute (lower case, no trailing dot) and inside the zone.
     #[serde(default)]
     pub records: Vec<RecordConfig>,
+    /// Clients allowed to transfer the zone (AXFR, and IXFR answered as AXFR), as IP addresses
+    /// or CIDR prefixes (`10.0.0.0/8`, `fd00::/8`, `192.0.2.7`). Empty: every transfer is
+    /// REFUSED.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_transfer: Vec<String>,
 }
 
 /// One record set.
@@ -61,6 +66,8 @@ pub enum RecordKind {
     SRV,
     /// Text.
     TXT,
+    /// Certification authority authorization: `flags tag "value"`, e.g. `0 issue "letsencrypt.org"`.
+    CAA,
 }
 
 impl ZoneConfig {
@@ -82,6 +89,10 @@ impl ZoneConfig {
                 format!("{at}.ttlSeconds"),
                 format!("{} is above {MAX_RECORD_TTL_SECONDS}", self.ttl_seconds),
             ));
+        }
+        for (i, prefix) in self.allow_transfer.iter().enumerate() {
+            parse_prefix(prefix)
+                .map_err(|r| ConfigError::invalid(format!("{at}.allowTransfer[{i}]"), r))?;
         }
         for (i, record) in self.records.iter().enumerate() {
             let at = format!("{at}.records[{i}]");
@@ -187,6 +198,7 @@ pub fn check_value(kind: RecordKind, value: &str) -> Result<(), String> {
                 "{value:?} must be `priority weight port target.`, e.g. `10 5 443 svc.example.org.`"
             )),
         },
+        RecordKind::CAA => parse_caa(value).map(|_| ()),
         RecordKind::TXT => {
             if value.len() > 255 {
                 Err(format!(
@@ -197,6 +209,92 @@ pub fn check_value(kind: RecordKind, value: &str) -> Result<(), String> {
                 Ok(())
             }
         }
+    }
+}
+
+/// A CAA value split into its parts (RFC 8659 §4.1.1 presentation form).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaaValue {
+    /// The flags octet (128 = issuer critical).
+    pub flags: u8,
+    /// The property tag, e.g. `issue`, `issuewild`, `iodef`.
+    pub tag: String,
+    /// The property value, without the surrounding quotes.
+    pub value: String,
+}
+
+/// Parses `flags tag value` (the value may be quoted), e.g. `0 issue "letsencrypt.org"`.
+pub fn parse_caa(text: &str) -> Result<CaaValue, String> {
+    let shape =
+        || format!("{text:?} must be `flags tag \"value\"`, e.g. `0 issue \"letsencrypt.org\"`");
+    let mut parts = text.trim().splitn(3, char::is_whitespace);
+    let (Some(flags), Some(tag), Some(value)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(shape());
+    };
+    let flags = flags
+        .parse::<u8>()
+        .map_err(|_| format!("CAA flags {flags:?} is not a number from 0 to 255"))?;
+    if tag.is_empty() || tag.len() > 15 || !tag.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "CAA tag {tag:?} must be 1 to 15 letters or digits (issue, issuewild, iodef)"
+        ));
+    }
+    let value = value.trim();
+    let value = match value.strip_prefix('"') {
+        Some(inner) => inner.strip_suffix('"').ok_or_else(|| {
+            format!("CAA value {value:?} has an opening quote but no closing one")
+        })?,
+        None => value,
+    };
+    if value.contains('"') {
+        return Err(format!("CAA value {value:?} contains a quote"));
+    }
+    Ok(CaaValue {
+        flags,
+        tag: tag.to_ascii_lowercase(),
+        value: value.to_owned(),
+    })
+}
+
+/// Parses an IP address or a CIDR prefix (`10.0.0.0/8`, `fd00::/8`); a bare address is a
+/// prefix of its full length. Returns the network address and the prefix length.
+pub fn parse_prefix(text: &str) -> Result<(IpAddr, u8), String> {
+    let (addr, len) = match text.split_once('/') {
+        Some((addr, len)) => (addr, Some(len)),
+        None => (text, None),
+    };
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("{text:?} is not an IP address or a CIDR prefix like 10.0.0.0/8"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        None => max,
+        Some(len) => len
+            .parse::<u8>()
+            .ok()
+            .filter(|len| *len <= max)
+            .ok_or_else(|| format!("{text:?}: prefix length must be 0 to {max}"))?,
+    };
+    Ok((addr, len))
+}
+
+/// Whether `ip` is inside the prefix `(network, len)` from [`parse_prefix`]. An IPv4-mapped
+/// IPv6 client address (`::ffff:10.0.0.1`, from a dual-stack socket) matches IPv4 prefixes.
+pub fn prefix_contains((network, len): (IpAddr, u8), ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    };
+    match (network, ip) {
+        (IpAddr::V4(net), IpAddr::V4(ip)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            u32::from(net) & mask == u32::from(ip) & mask
+        }
+        (IpAddr::V6(net), IpAddr::V6(ip)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            u128::from(net) & mask == u128::from(ip) & mask
+        }
+        _ => false,
     }
 }
 
@@ -214,6 +312,8 @@ mod tests {
             (RecordKind::SRV, "10 5 443 _x.example.org."),
             (RecordKind::TXT, "anything at all"),
             (RecordKind::NS, "ns1.example.org."),
+            (RecordKind::CAA, "0 issue \"letsencrypt.org\""),
+            (RecordKind::CAA, "128 iodef mailto:security@example.org"),
         ] {
             assert_eq!(check_value(kind, good), Ok(()), "{kind:?} {good}");
         }
@@ -223,6 +323,10 @@ mod tests {
             (RecordKind::CNAME, "relative.name"),
             (RecordKind::MX, "mail.example.org."),
             (RecordKind::SRV, "10 5 99999 x.example.org."),
+            (RecordKind::CAA, "issue letsencrypt.org"),
+            (RecordKind::CAA, "256 issue \"x\""),
+            (RecordKind::CAA, "0 is-sue \"x\""),
+            (RecordKind::CAA, "0 issue \"x"),
         ] {
             assert!(check_value(kind, bad).is_err(), "{kind:?} {bad}");
         }
@@ -241,6 +345,7 @@ mod tests {
             source: "ns/z".into(),
             ttl_seconds: 300,
             records,
+            allow_transfer: vec![],
         };
         assert_eq!(
             zone(vec![record(
@@ -266,5 +371,35 @@ mod tests {
         .validate("zones[0]")
         .expect_err("cname and more");
         assert!(err.to_string().contains("must stand alone"), "{err}");
+    }
+
+    #[test]
+    fn transfer_prefixes_parse_and_match() {
+        let p = |t: &str| parse_prefix(t).expect(t);
+        let ip = |t: &str| t.parse::<IpAddr>().expect(t);
+        assert!(prefix_contains(p("10.0.0.0/8"), ip("10.200.3.4")));
+        assert!(!prefix_contains(p("10.0.0.0/8"), ip("11.0.0.1")));
+        assert!(prefix_contains(p("127.0.0.1"), ip("127.0.0.1")));
+        assert!(!prefix_contains(p("127.0.0.1"), ip("127.0.0.2")));
+        assert!(prefix_contains(p("0.0.0.0/0"), ip("192.0.2.1")));
+        assert!(prefix_contains(p("fd00::/8"), ip("fd12::1")));
+        assert!(!prefix_contains(p("fd00::/8"), ip("fe80::1")));
+        assert!(prefix_contains(p("10.0.0.0/8"), ip("::ffff:10.1.2.3")));
+        assert!(!prefix_contains(p("10.0.0.0/8"), ip("fd00::1")));
+        for bad in ["10.0.0.0/33", "fd00::/129", "example.org", "10.0.0.0/x", ""] {
+            assert!(parse_prefix(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn caa_values_split_into_parts() {
+        assert_eq!(
+            parse_caa("128 issuewild \"ca.example.net; account=1\""),
+            Ok(CaaValue {
+                flags: 128,
+                tag: "issuewild".into(),
+                value: "ca.example.net; account=1".into()
+            })
+        );
     }
 }
