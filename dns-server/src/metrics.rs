@@ -6,6 +6,10 @@
 //! | `coredns_dns_responses_total`            | `server`, `zone`, `rcode`, `plugin` |
 //! | `nameplane_config_reloads_total`         | `result` (`success`, `failure`)     |
 //!
+//! The cache and forward stages register their own families here too (CoreDNS's `cache_*`,
+//! `forward_*` and `proxy_*` names): see [`crate::pipeline::cache::CacheMetrics`] and
+//! [`crate::pipeline::forward::ForwardMetrics`].
+//!
 //! `server` is `dns://<listen address>`; `zone` is `.` (one server block serves every zone);
 //! `family` is `1` (IPv4) or `2` (IPv6); `type` is one of CoreDNS's monitored types or
 //! `other`; `plugin` is the stage that answered (`kubernetes`), empty for the server itself.
@@ -24,6 +28,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
+use crate::pipeline::cache::CacheMetrics;
+use crate::pipeline::forward::ForwardMetrics;
 use crate::request::Transport;
 use crate::response::Origin;
 
@@ -99,6 +105,8 @@ pub struct Metrics {
     reloads: Family<ReloadLabels, Counter>,
     request_slots: Box<[OnceLock<Counter>]>,
     response_slots: Box<[OnceLock<Counter>]>,
+    cache: CacheMetrics,
+    forward: ForwardMetrics,
 }
 
 fn type_index(qtype: Option<RecordType>) -> usize {
@@ -150,9 +158,14 @@ impl Metrics {
             reloads.clone(),
         );
         let slots = |n: usize| (0..n).map(|_| OnceLock::new()).collect();
+        let server: Arc<str> = Arc::from(format!("dns://{listen}"));
+        let cache = CacheMetrics::register(&mut registry, &server);
+        let forward = ForwardMetrics::register(&mut registry);
         Self {
             registry,
-            server: Arc::from(format!("dns://{listen}")),
+            server,
+            cache,
+            forward,
             requests,
             responses,
             reloads,
@@ -208,6 +221,16 @@ impl Metrics {
     pub fn reload(&self, success: bool) {
         let result = if success { "success" } else { "failure" };
         self.reloads.get_or_create(&ReloadLabels { result }).inc();
+    }
+
+    /// The cache stage's metrics.
+    pub fn cache(&self) -> &CacheMetrics {
+        &self.cache
+    }
+
+    /// The forward stage's metrics.
+    pub fn forward(&self) -> &ForwardMetrics {
+        &self.forward
     }
 
     /// Renders every metric in the Prometheus/OpenMetrics text format.

@@ -8,7 +8,9 @@
 //! config keeps serving: the operator being wrong or gone never takes DNS down. A deleted
 //! ConfigMap is treated the same way (the last good config stays).
 //!
-//! Before the first good config there is no pipeline, and every query gets SERVFAIL.
+//! Before the first good config there is no pipeline, and every query gets SERVFAIL. A new
+//! pipeline takes over what must survive the swap from the old one before it is published
+//! ([`Pipeline::adopt`]: zone serials, upstream health, the cache).
 
 use std::fmt;
 use std::str::FromStr;
@@ -118,7 +120,7 @@ pub fn apply(state: &State, config_map: &ConfigMap) -> Applied {
         config_map.name_any()
     );
     match load(config_map) {
-        Ok(pipeline) => {
+        Ok(mut pipeline) => {
             let current = state.pipeline();
             if current
                 .as_ref()
@@ -138,6 +140,10 @@ pub fn apply(state: &State, config_map: &ConfigMap) -> Applied {
                 cluster_domain = pipeline.config().cluster_domain(),
                 "config loaded"
             );
+            if let Some(current) = &current {
+                // Zone serials, upstream health and the cache carry over where they can.
+                pipeline.adopt(current);
+            }
             state.set_pipeline(Arc::new(pipeline));
             state.metrics().reload(true);
             Applied::Swapped

@@ -9,7 +9,9 @@
 //! - a response larger than [`Request::max_response_len`] is replaced by the same header with
 //!   TC set, the question and the OPT record, and no records, so the client retries over
 //!   TCP (RFC 7766 §5);
-//! - RA is clear: this server does not recurse (yet).
+//! - a response larger than the limit first loses its additional section (RFC 2181 §9: no TC
+//!   for that), and only then is truncated;
+//! - RA is set only on answers that came through a forwarder ([`Answer::recursion_available`]).
 
 use hickory_proto::op::{Edns, Message, OpCode, ResponseCode};
 use hickory_proto::rr::Record;
@@ -24,17 +26,33 @@ pub enum Origin {
     Server,
     /// The Kubernetes stage.
     Kubernetes,
+    /// The cache stage (a cached forwarded answer, fresh or stale).
+    Cache,
+    /// The zones stage (authoritative zones and their transfers).
+    Zones,
+    /// The forward stage (an upstream's answer, or its failure).
+    Forward,
 }
 
 impl Origin {
     /// Every origin, in a fixed order (index = [`Origin::index`]).
-    pub const ALL: [Self; 2] = [Self::Server, Self::Kubernetes];
+    pub const ALL: [Self; 5] = [
+        Self::Server,
+        Self::Kubernetes,
+        Self::Cache,
+        Self::Zones,
+        Self::Forward,
+    ];
 
     /// The `plugin` label value, as CoreDNS would name the plugin (empty for the server).
     pub fn label(self) -> &'static str {
         match self {
             Self::Server => "",
             Self::Kubernetes => "kubernetes",
+            Self::Cache => "cache",
+            // CoreDNS serves zones with its `file` plugin.
+            Self::Zones => "file",
+            Self::Forward => "forward",
         }
     }
 
@@ -43,6 +61,9 @@ impl Origin {
         match self {
             Self::Server => 0,
             Self::Kubernetes => 1,
+            Self::Cache => 2,
+            Self::Zones => 3,
+            Self::Forward => 4,
         }
     }
 }
@@ -58,6 +79,11 @@ pub struct Answer {
     pub answers: Vec<Record>,
     /// Authority section (the SOA of NXDOMAIN and NODATA responses).
     pub authorities: Vec<Record>,
+    /// Additional section (glue, addresses of MX/SRV/NS targets); the first thing dropped
+    /// when the response does not fit.
+    pub additionals: Vec<Record>,
+    /// RA bit: set on answers that came through a forwarder.
+    pub recursion_available: bool,
     /// Who answered.
     pub origin: Origin,
 }
@@ -70,6 +96,8 @@ impl Answer {
             authoritative: false,
             answers: Vec::new(),
             authorities: Vec::new(),
+            additionals: Vec::new(),
+            recursion_available: false,
             origin,
         }
     }
@@ -92,10 +120,12 @@ pub fn encode(request: Request, answer: Answer) -> Vec<u8> {
     message.metadata.authoritative = answer.authoritative;
     message.metadata.recursion_desired = request.recursion_desired;
     message.metadata.checking_disabled = request.checking_disabled;
+    message.metadata.recursion_available = answer.recursion_available;
     message.metadata.response_code = answer.rcode;
     message.queries.push(request.query);
     message.answers = answer.answers;
     message.authorities = answer.authorities;
+    message.additionals = answer.additionals;
     message.edns = request.edns.map(|edns| response_edns(edns.dnssec_ok));
 
     let fallback = ErrorReply {
@@ -104,7 +134,12 @@ pub fn encode(request: Request, answer: Answer) -> Vec<u8> {
         recursion_desired: request.recursion_desired,
         rcode: ResponseCode::ServFail,
     };
-    match message.to_vec() {
+    let mut encoded = message.to_vec();
+    if matches!(&encoded, Ok(bytes) if bytes.len() > max_len) && !message.additionals.is_empty() {
+        message.additionals.clear();
+        encoded = message.to_vec();
+    }
+    match encoded {
         Ok(bytes) if bytes.len() <= max_len => bytes,
         Ok(_) => {
             message.answers.clear();
@@ -198,6 +233,19 @@ mod tests {
         let message = Message::from_vec(&encode(req, answer)).expect("decodes");
         assert!(!message.metadata.truncation);
         assert_eq!(message.answers.len(), 40);
+    }
+
+    #[test]
+    fn additionals_go_first_without_tc() {
+        let req = request(None, Transport::Udp);
+        let mut answer = many_a_records(&req, 2);
+        answer.additionals = many_a_records(&req, 40).answers;
+        answer.recursion_available = true;
+        let message = Message::from_vec(&encode(req, answer)).expect("decodes");
+        assert!(!message.metadata.truncation);
+        assert!(message.metadata.recursion_available);
+        assert_eq!(message.answers.len(), 2);
+        assert!(message.additionals.is_empty());
     }
 
     #[test]

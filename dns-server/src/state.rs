@@ -8,7 +8,9 @@
 //!   by [`crate::reload`];
 //! - the [`ServiceIndex`], written by [`crate::kubernetes::watch`].
 //!
-//! [`State::handle`] is the one entry point of the transports: load, answer, count.
+//! [`State::handle`] is the one entry point of the transports: load, answer, count. A query
+//! that must wait on an upstream comes back as [`Reply::Later`]; the transport finishes it
+//! with [`State::finish`] off its receive loop.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::kubernetes::ServiceIndex;
 use crate::metrics::Metrics;
+use crate::pipeline::forward::Deferred;
 use crate::pipeline::{self, Pipeline, Sources};
 use crate::request::Transport;
 
@@ -26,6 +29,24 @@ pub struct State {
     pipeline: ArcSwapOption<Pipeline>,
     services: ArcSwap<ServiceIndex>,
     metrics: Metrics,
+}
+
+/// What the transport sends for one query.
+#[derive(Debug)]
+pub enum Reply {
+    /// This response now, or nothing (the packet is dropped).
+    Now(Option<Vec<u8>>),
+    /// Several messages now, in order (a zone transfer; TCP only).
+    Stream(Vec<Vec<u8>>),
+    /// The answer waits on an upstream: send what [`State::finish`] returns.
+    Later(Box<Later>),
+}
+
+/// A query waiting on an upstream, with what its metrics need.
+#[derive(Debug)]
+pub struct Later {
+    deferred: Deferred,
+    client: SocketAddr,
 }
 
 /// Why the server is not ready, or that it is.
@@ -87,13 +108,9 @@ impl State {
         }
     }
 
-    /// Answers one DNS message from `client` and counts it. `None`: send nothing.
-    pub fn handle(
-        &self,
-        packet: &[u8],
-        transport: Transport,
-        client: SocketAddr,
-    ) -> Option<Vec<u8>> {
+    /// Answers one DNS message from `client` and counts it, unless it must wait on an
+    /// upstream ([`Reply::Later`]).
+    pub fn handle(&self, packet: &[u8], transport: Transport, client: SocketAddr) -> Reply {
         let pipeline = self.pipeline.load();
         let services = self.services.load();
         let outcome = pipeline::answer(
@@ -102,13 +119,51 @@ impl State {
             pipeline.as_deref(),
             &Sources {
                 services: &services,
+                client,
+                metrics: &self.metrics,
             },
         );
+        if let Some(deferred) = outcome.pending {
+            return Reply::Later(Box::new(Later { deferred, client }));
+        }
         if outcome.response.is_some() {
             self.metrics.request(transport, client, outcome.qtype);
             self.metrics.response(outcome.rcode, outcome.origin);
         }
-        outcome.response
+        match outcome.response {
+            Some(first) if !outcome.more.is_empty() => {
+                let mut messages = Vec::with_capacity(outcome.more.len() + 1);
+                messages.push(first);
+                messages.extend(outcome.more);
+                Reply::Stream(messages)
+            }
+            response => Reply::Now(response),
+        }
+    }
+
+    /// Finishes a query that waited on an upstream and counts it.
+    pub async fn finish(&self, later: Box<Later>) -> Vec<u8> {
+        let transport = later.deferred.transport();
+        let resolved = later.deferred.resolve(&self.metrics).await;
+        self.metrics
+            .request(transport, later.client, Some(resolved.qtype));
+        self.metrics.response(resolved.rcode, resolved.origin);
+        resolved.response
+    }
+
+    /// Answers one DNS message completely, waiting on upstreams if needed: the messages to
+    /// send, in order (none: drop). For transports that handle one query at a time.
+    pub async fn answer(
+        &self,
+        packet: &[u8],
+        transport: Transport,
+        client: SocketAddr,
+    ) -> Vec<Vec<u8>> {
+        match self.handle(packet, transport, client) {
+            Reply::Now(response) => response.into_iter().collect(),
+            Reply::Stream(messages) => messages,
+            Reply::Later(later) => vec![self.finish(later).await],
+        }
     }
 }
 
@@ -153,12 +208,15 @@ mod tests {
         let state = state();
         let client = "127.0.0.1:4000".parse().expect("addr");
         let bytes = query_bytes("example.com.", RecordType::A, None);
-        let response = state
-            .handle(&bytes, Transport::Udp, client)
-            .expect("a response");
+        let Reply::Now(Some(response)) = state.handle(&bytes, Transport::Udp, client) else {
+            panic!("an immediate response");
+        };
         let message = Message::from_vec(&response).expect("decodes");
         assert_eq!(message.metadata.response_code, ResponseCode::ServFail);
         assert!(state.metrics().encode().contains(r#"rcode="SERVFAIL""#));
-        assert_eq!(state.handle(&[1], Transport::Udp, client), None);
+        assert!(matches!(
+            state.handle(&[1], Transport::Udp, client),
+            Reply::Now(None)
+        ));
     }
 }

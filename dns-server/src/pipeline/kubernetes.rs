@@ -135,6 +135,8 @@ impl KubernetesStage {
             authoritative: true,
             answers,
             authorities: Vec::new(),
+            additionals: Vec::new(),
+            recursion_available: false,
             origin: Origin::Kubernetes,
         }
     }
@@ -146,6 +148,8 @@ impl KubernetesStage {
             authoritative: true,
             answers: Vec::new(),
             authorities: vec![self.soa(services)],
+            additionals: Vec::new(),
+            recursion_available: false,
             origin: Origin::Kubernetes,
         }
     }

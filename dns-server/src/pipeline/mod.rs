@@ -1,33 +1,58 @@
 //! The answer function: request bytes and the current snapshots in, response bytes out.
 //!
-//! [`answer`] is pure: no sockets, no clocks, no locks. The transports call it; the tests
-//! call it directly. Its steps:
+//! [`answer`] is pure: no sockets, no clocks, no locks on the way to a local answer. The
+//! transports call it; the tests call it directly. Its steps:
 //!
 //! 1. [`request::parse`]: drop, FORMERR, NOTIMP, or a [`Request`];
 //! 2. EDNS version above 0: BADVERS (RFC 6891 §6.1.3);
 //! 3. no valid config loaded yet: SERVFAIL;
-//! 4. the [`Pipeline`]'s stages, in order; the first one that returns [`Flow::Answer`] wins;
-//! 5. no stage owns the name: REFUSED (forwarding will take this place);
-//! 6. [`response::encode`].
+//! 4. the [`Pipeline`]'s stages, in order; the first one that does not return [`Flow::Skip`]
+//!    decides;
+//! 5. no stage owns the name: REFUSED;
+//! 6. [`response::encode`] (or, for a zone transfer, [`zones::transfer::encode`]).
 //!
 //! A [`Pipeline`] is built from one [`ValidatedConfig`] (parse → validate → build: three
 //! types) and replaced whole on reload. Its stage order is fixed here, never by the config
-//! (CoreDNS `plugin.cfg`). The order this slice starts and later issues fill in:
+//! (CoreDNS `plugin.cfg`):
 //!
 //! ```text
 //! policy → rewrite → cache → kubernetes → zones → forward
 //! ```
 //!
-//! Dispatch is a `match` over the closed [`Stage`] enum: no trait objects, no async on the
-//! query path.
+//! - **cache** ([`cache`]) sits before the local stages but only ever holds, and only ever
+//!   looks up, names the forward stage would forward ([`forward::Routes`] decides that from
+//!   the same config, without a lock): cluster names and zone names never touch it, so local
+//!   answers stay lock-free and never stale. It answers fresh hits; misses and stale entries
+//!   go on.
+//! - **kubernetes** ([`kubernetes`]) owns the cluster domain.
+//! - **zones** ([`zones`]) owns every configured zone apex and everything below it
+//!   (authoritative answers, delegations, AXFR/IXFR).
+//! - **forward** ([`forward`]) owns what is left under a configured forward domain (the
+//!   longest one; `.` catches everything). It cannot answer synchronously: it returns
+//!   [`Flow::Forward`], and the transport finishes the query off its receive loop
+//!   ([`forward::Deferred`]), within the forwarder's in-flight limit.
+//!
+//! Dispatch is a `match` over the closed [`Stage`] enum: no trait objects, and no async
+//! until a query really needs the network.
+//!
+//! State that must outlive a reload (the cache's entries, upstream health, in-flight
+//! queries, zone serials) is carried from the serving pipeline to its replacement by
+//! [`Pipeline::adopt`], where the configs allow it.
 
+pub mod cache;
+pub mod forward;
 pub mod kubernetes;
+pub mod zones;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use nameplane_config::ValidatedConfig;
 
 use crate::kubernetes::ServiceIndex;
+use crate::metrics::Metrics;
 use crate::request::{self, Rejected, Request, Transport};
 use crate::response::{self, Answer, Origin};
 
@@ -45,20 +70,107 @@ pub enum BuildError {
     /// The Kubernetes stage refused its settings.
     #[error("kubernetes: {0}")]
     Kubernetes(String),
+    /// A zone could not be built.
+    #[error("zones: {0}")]
+    Zones(String),
+    /// A forwarder could not be built.
+    #[error("forward: {0}")]
+    Forward(String),
 }
 
 impl Pipeline {
     /// Builds the stages for `config`. `hash` identifies the config in logs (the operator's
-    /// content hash).
+    /// content hash). Stages without configuration (no zones, no forwarders, no cache) are
+    /// left out.
     pub fn build(config: ValidatedConfig, hash: String) -> Result<Self, BuildError> {
-        let stages = vec![Stage::Kubernetes(kubernetes::KubernetesStage::new(
+        let routes = Arc::new(forward::Routes::new(&config)?);
+        let cache = config
+            .raw()
+            .cache
+            .as_ref()
+            .filter(|_| !config.raw().forward.is_empty())
+            .map(|settings| Arc::new(cache::Cache::new(settings)));
+        let mut stages = Vec::with_capacity(4);
+        if let Some(cache) = &cache {
+            stages.push(Stage::Cache(cache::CacheStage::new(
+                Arc::clone(&routes),
+                Arc::clone(cache),
+            )));
+        }
+        stages.push(Stage::Kubernetes(kubernetes::KubernetesStage::new(
             &config,
-        )?)];
+        )?));
+        if !config.raw().zones.is_empty() {
+            stages.push(Stage::Zones(zones::ZonesStage::new(
+                &config,
+                zones::unix_now(),
+            )?));
+        }
+        if !config.raw().forward.is_empty() {
+            stages.push(Stage::Forward(forward::ForwardStage::new(
+                &config, routes, cache,
+            )?));
+        }
         Ok(Self {
             config,
             hash,
             stages: stages.into_boxed_slice(),
         })
+    }
+
+    /// Takes over from `previous` (the pipeline serving until this one is swapped in) what
+    /// must survive a reload: zone serials of unchanged zones, upstreams (health, in-flight
+    /// queries) of unchanged forwarders, and the cache when neither its settings nor the
+    /// routing of names changed.
+    pub fn adopt(&mut self, previous: &Pipeline) {
+        let old_cache = previous.stages.iter().find_map(|stage| match stage {
+            Stage::Cache(stage) => Some(stage.shared()),
+            _ => None,
+        });
+        let old_routes = previous.stages.iter().find_map(|stage| match stage {
+            Stage::Forward(stage) => Some(stage.routes()),
+            _ => None,
+        });
+        let new_routes = self.stages.iter().find_map(|stage| match stage {
+            Stage::Forward(stage) => Some(stage.routes()),
+            _ => None,
+        });
+        let keep_cache = match (&old_cache, &old_routes, &new_routes) {
+            (Some(old_cache), Some(old_routes), Some(new_routes)) => {
+                old_routes == new_routes
+                    && self.config.raw().cache.as_ref() == Some(old_cache.settings())
+            }
+            _ => false,
+        };
+        for stage in self.stages.iter_mut() {
+            match stage {
+                Stage::Cache(stage) if keep_cache => {
+                    if let Some(cache) = &old_cache {
+                        stage.replace_cache(Arc::clone(cache));
+                    }
+                }
+                Stage::Zones(stage) => {
+                    if let Some(old) = previous.stages.iter().find_map(|s| match s {
+                        Stage::Zones(old) => Some(old),
+                        _ => None,
+                    }) {
+                        stage.adopt(old);
+                    }
+                }
+                Stage::Forward(stage) => {
+                    if let Some(old) = previous.stages.iter().find_map(|s| match s {
+                        Stage::Forward(old) => Some(old),
+                        _ => None,
+                    }) {
+                        stage.adopt(old);
+                    }
+                    if keep_cache && let Some(cache) = &old_cache {
+                        stage.replace_cache(Arc::clone(cache));
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 
     /// The config this pipeline was built from.
@@ -72,39 +184,54 @@ impl Pipeline {
     }
 
     /// Runs the stages in order; REFUSED when none owns the name.
-    pub fn resolve(&self, request: &Request, sources: &Sources<'_>) -> Answer {
+    pub fn resolve(&self, request: &Request, sources: &Sources<'_>) -> Flow {
         for stage in &self.stages {
             match stage.handle(request, sources) {
-                Flow::Answer(answer) => return answer,
                 Flow::Skip => {}
+                decided => return decided,
             }
         }
-        Answer::rcode(ResponseCode::Refused, Origin::Server)
+        Flow::Answer(Answer::rcode(ResponseCode::Refused, Origin::Server))
     }
 }
 
-/// One step of the pipeline.
+/// One step of the pipeline, in the order of the module docs.
+// A handful of stages are built once per reload; their sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Stage {
+    /// Fresh cached answers for forwarded names.
+    Cache(cache::CacheStage),
     /// Cluster names from the Service index.
     Kubernetes(kubernetes::KubernetesStage),
+    /// Authoritative zones.
+    Zones(zones::ZonesStage),
+    /// Stub domains and upstreams.
+    Forward(forward::ForwardStage),
 }
 
 impl Stage {
     fn handle(&self, request: &Request, sources: &Sources<'_>) -> Flow {
         match self {
+            Self::Cache(stage) => stage.handle(request, sources),
             Self::Kubernetes(stage) => stage.handle(request, sources.services),
+            Self::Zones(stage) => stage.handle(request, sources),
+            Self::Forward(stage) => stage.handle(request, sources),
         }
     }
 }
 
 /// What a stage did with a request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Flow {
     /// The stage answered; later stages are not asked.
     Answer(Answer),
     /// Not this stage's name; ask the next one.
     Skip,
+    /// A zone transfer: the records to send, in order, over several messages.
+    Transfer(zones::Transfer),
+    /// The answer must come from an upstream: finish it off the receive loop.
+    Forward(forward::Pending),
 }
 
 /// The data the stages read that changes independently of the config (each from its own
@@ -113,13 +240,22 @@ pub enum Flow {
 pub struct Sources<'a> {
     /// Services, from the Service watch.
     pub services: &'a ServiceIndex,
+    /// Who asked (the zone transfer allow-list needs it).
+    pub client: SocketAddr,
+    /// Where stages count what they did.
+    pub metrics: &'a Metrics,
 }
 
 /// The result of [`answer`]: the bytes to send, and what the metrics need.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Outcome {
-    /// The response, or `None` when the packet is dropped.
+    /// The response, or `None` when the packet is dropped or the answer is [`Outcome::pending`].
     pub response: Option<Vec<u8>>,
+    /// Further messages after `response` (a zone transfer over TCP).
+    pub more: Vec<Vec<u8>>,
+    /// A query that waits on an upstream: [`forward::Deferred::resolve`] produces its
+    /// response.
+    pub pending: Option<forward::Deferred>,
     /// The question type, when the query parsed.
     pub qtype: Option<RecordType>,
     /// The response code sent (meaningless when dropped).
@@ -142,6 +278,8 @@ pub fn answer(
         Err(Rejected::Drop) => {
             return Outcome {
                 response: None,
+                more: Vec::new(),
+                pending: None,
                 qtype: None,
                 rcode: ResponseCode::FormErr,
                 origin: Origin::Server,
@@ -150,6 +288,8 @@ pub fn answer(
         Err(Rejected::Reply(reply)) => {
             return Outcome {
                 response: Some(response::encode_error(&reply).to_vec()),
+                more: Vec::new(),
+                pending: None,
                 qtype: None,
                 rcode: reply.rcode,
                 origin: Origin::Server,
@@ -157,19 +297,53 @@ pub fn answer(
         }
     };
     let qtype = request.qtype();
-    let answer = if request.edns.is_some_and(|edns| edns.version > 0) {
-        Answer::rcode(ResponseCode::BADVERS, Origin::Server)
+    let flow = if request.edns.is_some_and(|edns| edns.version > 0) {
+        Flow::Answer(Answer::rcode(ResponseCode::BADVERS, Origin::Server))
     } else if let Some(pipeline) = pipeline {
         pipeline.resolve(&request, sources)
     } else {
-        Answer::rcode(ResponseCode::ServFail, Origin::Server)
+        Flow::Answer(Answer::rcode(ResponseCode::ServFail, Origin::Server))
     };
-    let (rcode, origin) = (answer.rcode, answer.origin);
-    Outcome {
-        response: Some(response::encode(request, answer)),
+    let done = |response, more, rcode, origin| Outcome {
+        response: Some(response),
+        more,
+        pending: None,
         qtype: Some(qtype),
         rcode,
         origin,
+    };
+    match flow {
+        Flow::Answer(answer) => {
+            let (rcode, origin) = (answer.rcode, answer.origin);
+            done(response::encode(request, answer), Vec::new(), rcode, origin)
+        }
+        Flow::Skip => {
+            let answer = Answer::rcode(ResponseCode::Refused, Origin::Server);
+            done(
+                response::encode(request, answer),
+                Vec::new(),
+                ResponseCode::Refused,
+                Origin::Server,
+            )
+        }
+        Flow::Transfer(transfer) => {
+            let mut messages = zones::transfer::encode(request, transfer).into_iter();
+            let first = messages.next().unwrap_or_default();
+            done(
+                first,
+                messages.collect(),
+                ResponseCode::NoError,
+                Origin::Zones,
+            )
+        }
+        Flow::Forward(pending) => Outcome {
+            response: None,
+            more: Vec::new(),
+            pending: Some(forward::Deferred::new(request, pending)),
+            qtype: Some(qtype),
+            rcode: ResponseCode::NoError,
+            origin: Origin::Forward,
+        },
     }
 }
 

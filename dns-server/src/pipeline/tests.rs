@@ -13,6 +13,14 @@ use crate::request::tests::query_bytes;
 
 const SERIAL: u32 = 1_700_000_000;
 
+pub(crate) fn test_metrics() -> crate::metrics::Metrics {
+    crate::metrics::Metrics::new("127.0.0.1:53".parse().expect("addr"))
+}
+
+pub(crate) fn test_client() -> std::net::SocketAddr {
+    "127.0.0.1:40000".parse().expect("addr")
+}
+
 fn config(ttl: u32) -> ValidatedConfig {
     ServerConfig {
         version: FORMAT_VERSION,
@@ -60,7 +68,17 @@ fn ask_with(
     pipeline: Option<&Pipeline>,
     index: &ServiceIndex,
 ) -> (Outcome, Message) {
-    let outcome = answer(bytes, transport, pipeline, &Sources { services: index });
+    let metrics = test_metrics();
+    let outcome = answer(
+        bytes,
+        transport,
+        pipeline,
+        &Sources {
+            services: index,
+            client: test_client(),
+            metrics: &metrics,
+        },
+    );
     let response = outcome.response.as_deref().expect("a response");
     let message = Message::from_vec(response).expect("response decodes");
     (outcome, message)
@@ -268,7 +286,12 @@ fn servfail_for_everything_before_the_first_config() {
 fn formerr_on_garbage_and_on_zero_questions() {
     let index = services();
     let pipeline = pipeline();
-    let sources = Sources { services: &index };
+    let metrics = test_metrics();
+    let sources = Sources {
+        services: &index,
+        client: test_client(),
+        metrics: &metrics,
+    };
 
     let garbage = [
         0xab, 0xcd, 0x00, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0xff, 0xff,
@@ -364,7 +387,12 @@ impl Rng {
 fn never_panics_on_random_or_mutated_input() {
     let index = services();
     let pipeline = pipeline();
-    let sources = Sources { services: &index };
+    let metrics = test_metrics();
+    let sources = Sources {
+        services: &index,
+        client: test_client(),
+        metrics: &metrics,
+    };
     let seeds: Vec<Vec<u8>> = [
         ("web.default.svc.cluster.local.", RecordType::A, None),
         ("wide.default.svc.cluster.local.", RecordType::A, Some(4096)),

@@ -1,6 +1,7 @@
 //! DNS over TCP (RFC 1035 §4.2.2, RFC 7766): length-prefixed messages, several per connection.
 //!
-//! A connection may carry any number of queries, answered in order. It is closed when the
+//! A connection may carry any number of queries, answered in order (a forwarded query is
+//! awaited before the next one is read; a zone transfer is several messages). It is closed when the
 //! client closes it, when it stays idle (or stalls mid-message) for [`IDLE_TIMEOUT`], when a
 //! message is not worth an answer, or on shutdown (after the query being answered). At most
 //! [`MAX_CONNECTIONS`] connections are served at once; extra ones are closed at accept.
@@ -89,15 +90,18 @@ async fn connection(
             .await
             .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
 
-        let Some(response) = state.handle(&message, Transport::Tcp, peer) else {
+        let responses = state.answer(&message, Transport::Tcp, peer).await;
+        if responses.is_empty() {
             return Ok(());
-        };
-        let Ok(len) = u16::try_from(response.len()) else {
-            return Ok(());
-        };
-        out.clear();
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(&response);
-        writer.write_all(&out).await?;
+        }
+        for response in responses {
+            let Ok(len) = u16::try_from(response.len()) else {
+                return Ok(());
+            };
+            out.clear();
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(&response);
+            writer.write_all(&out).await?;
+        }
     }
 }

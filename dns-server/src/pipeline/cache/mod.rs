@@ -1,0 +1,320 @@
+//! The cache stage: forwarded answers, kept for their TTL, answered without asking upstream.
+//!
+//! **What is cached.** Only answers that came back through the forward stage. The stage
+//! looks up a name only when [`Routes`] says the forward stage would forward it, so cluster
+//! names and zone names (answered locally, always current) never touch the cache or its
+//! locks. Zone transfers and non-IN classes are never cached.
+//!
+//! **Two caches** (CoreDNS `success` / `denial`), each with its own capacity, so a flood of
+//! random names (NXDOMAIN) cannot push out the positive answers:
+//!
+//! | reply                                   | cache   | kept for                                              |
+//! |-----------------------------------------|---------|-------------------------------------------------------|
+//! | NOERROR with answers                    | success | smallest answer TTL, clamped to `[minTtl, maxTtl]`     |
+//! | NXDOMAIN, or NOERROR without answers    | denial  | min(SOA TTL, SOA minimum) (RFC 2308 §5), clamped to `[minTtl, denialTtl]` |
+//! | a denial without a SOA, any other rcode, a truncated reply | not cached |                               |
+//!
+//! Every record of an answer goes out with the entry's remaining time (TTL counting down
+//! from when it was stored), never more than what the upstream said.
+//!
+//! **Key.** Everything that changes the answer: the lower-cased name, type, class, and the
+//! DO and CD bits (a DNSSEC-aware client must not get an answer fetched without them).
+//! Routing (which forwarder a name goes to, which names are local) is not in the key
+//! because a cache lives only as long as the routing it was filled under: when the zones'
+//! apexes, the cluster domain or a forwarder change, the next pipeline starts a new cache
+//! ([`super::Pipeline::adopt`]). A later policy stage that answers differently per client
+//! must add its decision to [`Key`] (`Key::partition`), so one client's answer never
+//! reaches another through the cache.
+//!
+//! **Serve-stale** (RFC 8767). With `serveStaleSeconds` set, an entry stays for that long
+//! after it expired. It is never answered while the forwarder works; when every upstream
+//! attempt fails (timeout, network error, SERVFAIL/REFUSED), or every upstream is already
+//! known down, the forward stage answers it with TTL [`STALE_TTL`] instead of SERVFAIL.
+//! Past the window the entry is gone and failures are SERVFAIL again.
+//!
+//! Metrics: [`metrics`] (CoreDNS names).
+
+pub mod metrics;
+mod store;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use nameplane_config::forward::CacheConfig;
+
+pub use metrics::{CacheMetrics, Kind};
+
+use super::forward::{Reply, Route, Routes};
+use super::{Flow, Sources};
+use crate::request::Request;
+use crate::response::{Answer, Origin};
+use store::{Entry, Store};
+
+/// TTL of records answered from a stale entry (RFC 8767 §4 suggests 30 s).
+pub const STALE_TTL: u32 = 30;
+
+/// What a cached answer depends on besides the cache's own routing.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Key {
+    /// The question name, lower case.
+    pub name: Name,
+    /// The question type.
+    pub qtype: RecordType,
+    /// The question class.
+    pub qclass: DNSClass,
+    /// The client's DO bit.
+    pub dnssec_ok: bool,
+    /// The client's CD bit.
+    pub checking_disabled: bool,
+    /// Reserved for stages that answer differently per client (policies, views): the
+    /// decision that applied. 0 for everyone today.
+    pub partition: u32,
+}
+
+impl Key {
+    /// The key of `request`.
+    pub fn of(request: &Request) -> Self {
+        Self {
+            name: request.name.clone(),
+            qtype: request.qtype(),
+            qclass: request.query.query_class(),
+            dnssec_ok: request.edns.is_some_and(|edns| edns.dnssec_ok),
+            checking_disabled: request.checking_disabled,
+            partition: 0,
+        }
+    }
+}
+
+/// A cached reply and how much of its life is left.
+#[derive(Clone, Debug)]
+pub struct Hit {
+    /// The reply as stored.
+    pub reply: Arc<Reply>,
+    /// Which cache it came from.
+    pub kind: Kind,
+    /// The TTL to put on its records.
+    pub ttl: u32,
+}
+
+impl Hit {
+    /// The answer to `request` from this hit: every record with [`Hit::ttl`], records owned by
+    /// the query name spelled as the client spelled it.
+    pub fn answer(&self, request: &Request, origin: Origin) -> Answer {
+        let ttl = self.ttl;
+        let respell = |records: &[Record]| -> Vec<Record> {
+            records
+                .iter()
+                .map(|record| {
+                    let mut record = record.clone();
+                    record.ttl = record.ttl.min(ttl);
+                    if record.name == request.name {
+                        record.name = request.query.name().clone();
+                    }
+                    record
+                })
+                .collect()
+        };
+        Answer {
+            rcode: self.reply.rcode,
+            authoritative: false,
+            answers: respell(&self.reply.answers),
+            authorities: respell(&self.reply.authorities),
+            additionals: respell(&self.reply.additionals),
+            recursion_available: true,
+            origin,
+        }
+    }
+}
+
+/// The success and denial caches with their settings. Shared (behind an `Arc`) by the cache
+/// stage, which reads it, and the forward stage, which fills it.
+#[derive(Debug)]
+pub struct Cache {
+    settings: CacheConfig,
+    success: Store,
+    denial: Store,
+    stale: Duration,
+}
+
+fn seconds(value: u32) -> Duration {
+    Duration::from_secs(u64::from(value))
+}
+
+impl Cache {
+    /// An empty cache with these settings.
+    pub fn new(settings: &CacheConfig) -> Self {
+        let capacity = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
+        Self {
+            success: Store::new(capacity(settings.capacity)),
+            denial: Store::new(capacity(settings.denial_capacity())),
+            stale: seconds(settings.serve_stale_seconds),
+            settings: settings.clone(),
+        }
+    }
+
+    /// The settings the cache was built with.
+    pub fn settings(&self) -> &CacheConfig {
+        &self.settings
+    }
+
+    fn store(&self, kind: Kind) -> &Store {
+        match kind {
+            Kind::Success => &self.success,
+            Kind::Denial => &self.denial,
+        }
+    }
+
+    /// Entries in one cache.
+    pub fn len(&self, kind: Kind) -> usize {
+        self.store(kind).len()
+    }
+
+    /// Whether both caches are empty.
+    pub fn is_empty(&self) -> bool {
+        self.success.len() == 0 && self.denial.len() == 0
+    }
+
+    /// Largest number of entries one cache holds.
+    pub fn capacity(&self, kind: Kind) -> usize {
+        self.store(kind).capacity()
+    }
+
+    fn find(&self, key: &Key, now: Instant) -> Option<(Kind, Entry)> {
+        [Kind::Success, Kind::Denial]
+            .into_iter()
+            .find_map(|kind| Some((kind, self.store(kind).get(key, now, self.stale)?)))
+    }
+
+    /// A fresh entry for `key`: its reply with the TTL left.
+    pub fn fresh(&self, key: &Key, now: Instant) -> Option<Hit> {
+        let (kind, entry) = self.find(key, now)?;
+        let age = now.saturating_duration_since(entry.stored);
+        let left = entry.ttl.checked_sub(age).filter(|left| !left.is_zero())?;
+        // Round up: an entry with 0.4 s left still goes out with TTL 1, never 0.
+        let ttl =
+            u32::try_from(left.as_secs() + u64::from(left.subsec_nanos() > 0)).unwrap_or(u32::MAX);
+        Some(Hit {
+            reply: entry.reply,
+            kind,
+            ttl,
+        })
+    }
+
+    /// An entry for `key` that may be served because the upstreams failed: any entry still
+    /// inside its stale window, with TTL [`STALE_TTL`]. `None` when serve-stale is off.
+    pub fn stale(&self, key: &Key, now: Instant) -> Option<Hit> {
+        if self.stale.is_zero() {
+            return None;
+        }
+        let (kind, entry) = self.find(key, now)?;
+        Some(Hit {
+            reply: entry.reply,
+            kind,
+            ttl: STALE_TTL,
+        })
+    }
+
+    /// How long `reply` may be cached, and in which cache; `None` when it must not be.
+    pub fn classify(&self, reply: &Reply) -> Option<(Kind, Duration)> {
+        if reply.truncated {
+            return None;
+        }
+        let (kind, ttl, max) = match reply.rcode {
+            ResponseCode::NoError if !reply.answers.is_empty() => (
+                Kind::Success,
+                reply.answers.iter().map(|r| r.ttl).min()?,
+                self.settings.max_ttl_seconds,
+            ),
+            ResponseCode::NoError | ResponseCode::NXDomain => {
+                let soa_ttl = reply.authorities.iter().find_map(|r| match &r.data {
+                    RData::SOA(soa) => Some(r.ttl.min(soa.minimum)),
+                    _ => None,
+                })?;
+                (Kind::Denial, soa_ttl, self.settings.denial_ttl_seconds)
+            }
+            _ => return None,
+        };
+        let ttl = ttl.min(max).max(self.settings.min_ttl_seconds.min(max));
+        (ttl > 0).then(|| (kind, seconds(ttl)))
+    }
+
+    /// Stores `reply` for `key` if it may be cached; counts evictions and entries.
+    pub fn insert(&self, key: Key, reply: Arc<Reply>, now: Instant, metrics: &CacheMetrics) {
+        let Some((kind, ttl)) = self.classify(&reply) else {
+            return;
+        };
+        // One name is in one cache at a time.
+        let other = match kind {
+            Kind::Success => Kind::Denial,
+            Kind::Denial => Kind::Success,
+        };
+        let store = self.store(kind);
+        let entry = Entry {
+            reply,
+            stored: now,
+            ttl,
+        };
+        if store.insert(key, entry, self.stale) {
+            metrics.eviction(kind);
+        }
+        metrics.set_entries(kind, store.len());
+        metrics.set_entries(other, self.store(other).len());
+    }
+
+    #[cfg(test)]
+    fn clear(&self) {
+        self.success.clear();
+        self.denial.clear();
+    }
+}
+
+/// The cache stage.
+#[derive(Debug)]
+pub struct CacheStage {
+    routes: Arc<Routes>,
+    cache: Arc<Cache>,
+}
+
+impl CacheStage {
+    /// A stage answering from `cache` for the names `routes` forwards.
+    pub fn new(routes: Arc<Routes>, cache: Arc<Cache>) -> Self {
+        Self { routes, cache }
+    }
+
+    /// The cache, to share with the next pipeline.
+    pub fn shared(&self) -> Arc<Cache> {
+        Arc::clone(&self.cache)
+    }
+
+    /// Uses `cache` (taken over from the previous pipeline) instead of a new one.
+    pub fn replace_cache(&mut self, cache: Arc<Cache>) {
+        self.cache = cache;
+    }
+
+    /// Answers from a fresh entry; anything else goes on.
+    pub fn handle(&self, request: &Request, sources: &Sources<'_>) -> Flow {
+        if request.query.query_class() != DNSClass::IN
+            || matches!(request.qtype(), RecordType::AXFR | RecordType::IXFR)
+            || !matches!(self.routes.route(&request.name), Route::Forward(_))
+        {
+            return Flow::Skip;
+        }
+        let metrics = sources.metrics.cache();
+        metrics.request();
+        match self.cache.fresh(&Key::of(request), Instant::now()) {
+            Some(hit) => {
+                metrics.hit(hit.kind);
+                Flow::Answer(hit.answer(request, Origin::Cache))
+            }
+            None => {
+                metrics.miss();
+                Flow::Skip
+            }
+        }
+    }
+}

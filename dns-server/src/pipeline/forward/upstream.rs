@@ -1,0 +1,332 @@
+//! One upstream server: its health, and one query/reply exchange with it over UDP or TCP.
+//!
+//! An exchange never trusts the network: the query id and the UDP source port come from
+//! the thread's CSPRNG (`rand::rng()`: ChaCha12 seeded from the OS), the UDP socket is
+//! connected to the upstream (the kernel then drops datagrams from any other address or
+//! port) and every datagram is checked again ([`check_reply`]). A reply that fails a check
+//! is counted and ignored; the exchange keeps waiting for the real one until its deadline.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
+use rand::RngExt as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::time::{Instant, timeout_at};
+
+use super::metrics::{ForwardMetrics, RejectReason};
+use crate::pipeline::cache::Key;
+use crate::request::{HEADER_LEN, MAX_UDP_PAYLOAD};
+
+/// Consecutive failures after which an upstream counts as down (CoreDNS's `max_fails`).
+pub const MAX_FAILS: u32 = 2;
+
+/// Time between health probes of an upstream that failed (CoreDNS's `health_check`).
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Time a health probe waits for its reply.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Lowest source port drawn for a UDP query (the unprivileged range).
+pub const SOURCE_PORT_MIN: u16 = 1024;
+
+/// Random ports tried before letting the kernel pick one.
+const PORT_ATTEMPTS: usize = 16;
+
+/// Largest reply read over UDP.
+const MAX_UDP_REPLY: usize = 65_535;
+
+/// The transport of one exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// UDP, retried over TCP when the reply is truncated.
+    Udp,
+    /// TCP only.
+    Tcp,
+}
+
+/// Why an exchange produced no reply.
+#[derive(Debug)]
+pub enum ExchangeError {
+    /// No acceptable reply before the deadline.
+    Timeout,
+    /// The network said no (connection refused, unreachable, reset).
+    Network(io::Error),
+}
+
+impl ExchangeError {
+    /// The `reason` label of `nameplane_forward_failures_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Network(_) => "network",
+        }
+    }
+}
+
+impl From<io::Error> for ExchangeError {
+    fn from(error: io::Error) -> Self {
+        Self::Network(error)
+    }
+}
+
+/// An upstream server and what is known about its health.
+#[derive(Debug)]
+pub struct Upstream {
+    addr: SocketAddr,
+    label: String,
+    force_tcp: bool,
+    fails: AtomicU32,
+    probing: AtomicBool,
+}
+
+impl Upstream {
+    /// An upstream at `addr`, healthy until proven otherwise; probes go over TCP when
+    /// `force_tcp`.
+    pub fn new(addr: SocketAddr, force_tcp: bool) -> Self {
+        Self {
+            addr,
+            label: addr.to_string(),
+            force_tcp,
+            fails: AtomicU32::new(0),
+            probing: AtomicBool::new(false),
+        }
+    }
+
+    /// The address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The address as a metric label.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Fewer than [`MAX_FAILS`] consecutive failures.
+    pub fn healthy(&self) -> bool {
+        self.fails.load(Ordering::Relaxed) < MAX_FAILS
+    }
+
+    /// An exchange got a reply: the upstream is alive.
+    pub fn record_success(&self) {
+        self.fails.store(0, Ordering::Relaxed);
+    }
+
+    /// An exchange failed: count it, and start probing the upstream if nothing does yet.
+    /// Must run inside a Tokio runtime.
+    pub fn record_failure(self: &Arc<Self>, metrics: &ForwardMetrics) {
+        let _ = self
+            .fails
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| {
+                Some(f.saturating_add(1))
+            });
+        if self.probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let probe = Key {
+                name: Name::root(),
+                qtype: RecordType::NS,
+                qclass: DNSClass::IN,
+                dnssec_ok: false,
+                checking_disabled: false,
+                partition: 0,
+            };
+            loop {
+                tokio::time::sleep(PROBE_INTERVAL).await;
+                // The upstream left the config: stop probing it.
+                let Some(upstream) = weak.upgrade() else {
+                    return;
+                };
+                let mode = if upstream.force_tcp {
+                    Mode::Tcp
+                } else {
+                    Mode::Udp
+                };
+                match upstream
+                    .exchange(&probe, mode, Instant::now() + PROBE_TIMEOUT, &metrics)
+                    .await
+                {
+                    // Any reply, whatever its rcode, means the server is up (as CoreDNS).
+                    Ok(_) => {
+                        upstream.fails.store(0, Ordering::Relaxed);
+                        upstream.probing.store(false, Ordering::Release);
+                        return;
+                    }
+                    Err(_) => {
+                        let _ = upstream.fails.fetch_update(
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                            |f| Some(f.saturating_add(1)),
+                        );
+                        metrics.healthcheck_failure(&upstream.label);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Sends the question of `key` and waits until `deadline` for the matching reply.
+    /// Over UDP, a truncated reply is retried over TCP with the time left.
+    pub async fn exchange(
+        &self,
+        key: &Key,
+        mode: Mode,
+        deadline: Instant,
+        metrics: &ForwardMetrics,
+    ) -> Result<Message, ExchangeError> {
+        if mode == Mode::Udp {
+            let reply = self.udp_exchange(key, deadline, metrics).await?;
+            if !reply.metadata.truncation {
+                return Ok(reply);
+            }
+        }
+        self.tcp_exchange(key, deadline, metrics).await
+    }
+
+    async fn udp_exchange(
+        &self,
+        key: &Key,
+        deadline: Instant,
+        metrics: &ForwardMetrics,
+    ) -> Result<Message, ExchangeError> {
+        let socket = bind_random_port(self.addr)?;
+        socket.connect(self.addr).await?;
+        let id = rand::random::<u16>();
+        socket.send(&encode_query(id, key)).await?;
+        let mut buf = vec![0; MAX_UDP_REPLY];
+        loop {
+            let (len, from) = timeout_at(deadline, socket.recv_from(&mut buf))
+                .await
+                .map_err(|_| ExchangeError::Timeout)??;
+            if from != self.addr {
+                metrics.rejected_reply(&self.label, RejectReason::Source);
+                continue;
+            }
+            match check_reply(buf.get(..len).unwrap_or_default(), id, key) {
+                Ok(message) => return Ok(message),
+                Err(reason) => metrics.rejected_reply(&self.label, reason),
+            }
+        }
+    }
+
+    async fn tcp_exchange(
+        &self,
+        key: &Key,
+        deadline: Instant,
+        metrics: &ForwardMetrics,
+    ) -> Result<Message, ExchangeError> {
+        let mut stream = timeout_at(deadline, TcpStream::connect(self.addr))
+            .await
+            .map_err(|_| ExchangeError::Timeout)??;
+        stream.set_nodelay(true)?;
+        let id = rand::random::<u16>();
+        let query = encode_query(id, key);
+        let len = u16::try_from(query.len()).map_err(|_| io::Error::other("query too long"))?;
+        let mut framed = Vec::with_capacity(query.len() + 2);
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(&query);
+        timeout_at(deadline, stream.write_all(&framed))
+            .await
+            .map_err(|_| ExchangeError::Timeout)??;
+        let mut buf = Vec::new();
+        loop {
+            let mut prefix = [0; 2];
+            timeout_at(deadline, stream.read_exact(&mut prefix))
+                .await
+                .map_err(|_| ExchangeError::Timeout)??;
+            buf.resize(usize::from(u16::from_be_bytes(prefix)), 0);
+            timeout_at(deadline, stream.read_exact(&mut buf))
+                .await
+                .map_err(|_| ExchangeError::Timeout)??;
+            match check_reply(&buf, id, key) {
+                Ok(message) => return Ok(message),
+                Err(reason) => metrics.rejected_reply(&self.label, reason),
+            }
+        }
+    }
+}
+
+/// The query for `key` with `id`: RD set, CD as the client's, EDNS with our payload size
+/// and the client's DO bit.
+pub fn encode_query(id: u16, key: &Key) -> Vec<u8> {
+    let mut message = Message::new(id, MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = true;
+    message.metadata.checking_disabled = key.checking_disabled;
+    let mut query = Query::query(key.name.clone(), key.qtype);
+    query.set_query_class(key.qclass);
+    message.add_query(query);
+    let mut edns = Edns::new();
+    edns.set_max_payload(MAX_UDP_PAYLOAD)
+        .set_version(0)
+        .set_dnssec_ok(key.dnssec_ok);
+    message.set_edns(edns);
+    // A name and a type always encode.
+    message.to_vec().unwrap_or_default()
+}
+
+/// Accepts `bytes` as the reply to the query `id` for `key`, or says why not: the id, the
+/// QR bit and opcode, and the question (name case-insensitively, type and class) must all
+/// match, and the whole message must decode.
+pub fn check_reply(bytes: &[u8], id: u16, key: &Key) -> Result<Message, RejectReason> {
+    let Some(&[id_hi, id_lo, flags, ..]) = bytes.get(..HEADER_LEN) else {
+        return Err(RejectReason::Malformed);
+    };
+    if u16::from_be_bytes([id_hi, id_lo]) != id {
+        return Err(RejectReason::Id);
+    }
+    if flags & 0x80 == 0 || (flags >> 3) & 0x0f != 0 {
+        return Err(RejectReason::NotResponse);
+    }
+    let message = Message::from_vec(bytes).map_err(|_| RejectReason::Malformed)?;
+    match message.queries.as_slice() {
+        [query]
+            if query.name() == &key.name
+                && query.query_type() == key.qtype
+                && query.query_class() == key.qclass =>
+        {
+            Ok(message)
+        }
+        _ => Err(RejectReason::Question),
+    }
+}
+
+/// A UDP socket for one query to `remote`, bound to a source port drawn from the CSPRNG
+/// (falling back to the kernel's pick if [`PORT_ATTEMPTS`] ports are all taken).
+pub fn bind_random_port(remote: SocketAddr) -> io::Result<UdpSocket> {
+    let local: IpAddr = if remote.is_ipv4() {
+        Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        Ipv6Addr::UNSPECIFIED.into()
+    };
+    let socket = {
+        let mut rng = rand::rng();
+        let mut bound = None;
+        for _ in 0..PORT_ATTEMPTS {
+            let port = rng.random_range(SOURCE_PORT_MIN..=u16::MAX);
+            match std::net::UdpSocket::bind((local, port)) {
+                Ok(socket) => {
+                    bound = Some(socket);
+                    break;
+                }
+                Err(error) if error.kind() == io::ErrorKind::AddrInUse => {}
+                Err(error) if error.kind() == io::ErrorKind::PermissionDenied => {}
+                Err(error) => return Err(error),
+            }
+        }
+        match bound {
+            Some(socket) => socket,
+            None => std::net::UdpSocket::bind((local, 0))?,
+        }
+    };
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket)
+}

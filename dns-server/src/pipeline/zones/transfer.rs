@@ -1,0 +1,70 @@
+//! Encoding a zone transfer (RFC 5936): the records in order over as many TCP messages as
+//! they need.
+//!
+//! Every message has the query's id, AA set and NOERROR; the first one echoes the question
+//! and the client's EDNS (RFC 5936 §2.2.1 lets later ones leave the question out). Messages
+//! hold at most [`RECORDS_PER_MESSAGE`] records and are split further if one would not fit
+//! the 64 KiB a TCP length prefix can carry.
+
+use hickory_proto::op::{Edns, Message, OpCode, ResponseCode};
+use hickory_proto::rr::Record;
+
+use super::Transfer;
+use crate::request::{ErrorReply, MAX_UDP_PAYLOAD, Request};
+use crate::response::encode_error;
+
+/// Records packed into one message before starting the next.
+pub const RECORDS_PER_MESSAGE: usize = 100;
+
+fn message(request: &Request, records: &[Record], first: bool) -> Message {
+    let mut message = Message::response(request.id, OpCode::Query);
+    message.metadata.authoritative = true;
+    message.metadata.recursion_desired = request.recursion_desired;
+    message.metadata.response_code = ResponseCode::NoError;
+    if first {
+        message.queries.push(request.query.clone());
+        message.edns = request.edns.map(|edns| {
+            let mut out = Edns::new();
+            out.set_max_payload(MAX_UDP_PAYLOAD)
+                .set_version(0)
+                .set_dnssec_ok(edns.dnssec_ok);
+            out
+        });
+    }
+    message.answers = records.to_vec();
+    message
+}
+
+/// Encodes `records` starting at message number `first`; halves the batch when a message
+/// would exceed 65535 bytes.
+fn encode_batch(request: &Request, records: &[Record], first: bool, out: &mut Vec<Vec<u8>>) {
+    match message(request, records, first).to_vec() {
+        Ok(bytes) if bytes.len() <= usize::from(u16::MAX) => out.push(bytes),
+        _ if records.len() > 1 => {
+            let (head, tail) = records.split_at(records.len() / 2);
+            encode_batch(request, head, first, out);
+            encode_batch(request, tail, false, out);
+        }
+        _ => out.push(
+            encode_error(&ErrorReply {
+                id: request.id,
+                opcode: 0,
+                recursion_desired: request.recursion_desired,
+                rcode: ResponseCode::ServFail,
+            })
+            .to_vec(),
+        ),
+    }
+}
+
+/// The messages of `transfer`, in order; never empty.
+pub fn encode(request: Request, transfer: Transfer) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for (i, batch) in transfer.records.chunks(RECORDS_PER_MESSAGE).enumerate() {
+        encode_batch(&request, batch, i == 0, &mut out);
+    }
+    if out.is_empty() {
+        encode_batch(&request, &[], true, &mut out);
+    }
+    out
+}
