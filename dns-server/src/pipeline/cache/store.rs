@@ -17,6 +17,9 @@ use crate::pipeline::forward::Reply;
 /// Most shards of one store.
 const MAX_SHARDS: usize = 64;
 
+/// Fewest entries per shard: a small cache is one shard, so it holds exactly its capacity.
+const MIN_PER_SHARD: usize = 64;
+
 /// Entries looked at for an expired one before evicting at random.
 const EVICTION_PROBES: usize = 8;
 
@@ -55,7 +58,7 @@ impl Store {
     /// A store for at most about `capacity` entries (rounded up to a whole number per shard).
     pub(super) fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
-        let shards = capacity.min(MAX_SHARDS);
+        let shards = (capacity / MIN_PER_SHARD).clamp(1, MAX_SHARDS);
         Self {
             shards: (0..shards).map(|_| Mutex::new(HashMap::new())).collect(),
             per_shard: capacity.div_ceil(shards),
