@@ -97,8 +97,11 @@ pub struct Hit {
     pub reply: Arc<Reply>,
     /// Which cache it came from.
     pub kind: Kind,
-    /// The TTL to put on its records.
+    /// The TTL to put on its records (at most: a record keeps a smaller TTL of its own,
+    /// except in a stale answer, where every record gets [`STALE_TTL`]).
     pub ttl: u32,
+    /// Past its TTL, answered because the upstreams failed.
+    pub stale: bool,
 }
 
 impl Hit {
@@ -111,7 +114,7 @@ impl Hit {
                 .iter()
                 .map(|record| {
                     let mut record = record.clone();
-                    record.ttl = record.ttl.min(ttl);
+                    record.ttl = if self.stale { ttl } else { record.ttl.min(ttl) };
                     if record.name == request.name {
                         record.name = request.query.name().clone();
                     }
@@ -202,6 +205,7 @@ impl Cache {
             reply: entry.reply,
             kind,
             ttl,
+            stale: false,
         })
     }
 
@@ -216,6 +220,7 @@ impl Cache {
             reply: entry.reply,
             kind,
             ttl: STALE_TTL,
+            stale: true,
         })
     }
 

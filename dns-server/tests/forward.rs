@@ -1,0 +1,648 @@
+//! The forward and cache stages against real DNS servers on loopback.
+//!
+//! The upstreams are nameplane DNS servers (the same code as the binary, over real UDP and
+//! TCP sockets) serving authoritative zones; nothing answers with canned bytes. Where a
+//! test forges replies, it does so from its own sockets in front of a real upstream.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use nameplane_config::forward::{CacheConfig, ForwardConfig, ForwardPolicy};
+use nameplane_config::zone::{RecordConfig, RecordKind, ZoneConfig};
+use nameplane_config::{ServerConfig, ValidatedConfig};
+use nameplane_dns::kubernetes::ServiceIndex;
+use nameplane_dns::metrics::Metrics;
+use nameplane_dns::pipeline::Pipeline;
+use nameplane_dns::request::Transport;
+use nameplane_dns::server::{self, Listeners};
+use nameplane_dns::shutdown::{self, Trigger};
+use nameplane_dns::state::{Reply, State};
+use tokio::net::UdpSocket;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn record(name: &str, kind: RecordKind, ttl: u32, values: &[&str]) -> RecordConfig {
+    RecordConfig {
+        name: name.into(),
+        record_type: kind,
+        ttl_seconds: ttl,
+        values: values.iter().map(|v| (*v).to_owned()).collect(),
+    }
+}
+
+/// `example.org` as an upstream serves it; `ttl` is the TTL of `www`.
+fn example_org(www_ip: &str, ttl: u32) -> ZoneConfig {
+    let big: Vec<String> = (0..40)
+        .map(|i| format!("a fairly long text record number {i:02} to overflow 1232 bytes"))
+        .collect();
+    let big: Vec<&str> = big.iter().map(String::as_str).collect();
+    ZoneConfig {
+        name: "example.org".into(),
+        source: "upstream/example-org".into(),
+        ttl_seconds: 30,
+        records: vec![
+            record("www.example.org", RecordKind::A, ttl, &[www_ip]),
+            record(
+                "alias.example.org",
+                RecordKind::CNAME,
+                300,
+                &["www.example.org."],
+            ),
+            record("big.example.org", RecordKind::TXT, 300, &big),
+        ],
+        allow_transfer: vec![],
+    }
+}
+
+fn config(
+    zones: Vec<ZoneConfig>,
+    forward: Vec<ForwardConfig>,
+    cache: Option<CacheConfig>,
+) -> ValidatedConfig {
+    ServerConfig {
+        server: "test/dns".into(),
+        zones,
+        forward,
+        cache,
+        ..Default::default()
+    }
+    .validate()
+    .expect("valid config")
+}
+
+fn forward(domain: &str, servers: &[SocketAddr], policy: ForwardPolicy) -> ForwardConfig {
+    ForwardConfig {
+        domain: domain.into(),
+        source: "test/forward".into(),
+        servers: servers.iter().map(ToString::to_string).collect(),
+        policy,
+        force_tcp: false,
+        prefer_udp: false,
+        max_concurrent: None,
+    }
+}
+
+fn cache(serve_stale_seconds: u32) -> CacheConfig {
+    CacheConfig {
+        capacity: 1000,
+        max_ttl_seconds: 3600,
+        min_ttl_seconds: 0,
+        denial_ttl_seconds: 60,
+        denial_capacity: None,
+        serve_stale_seconds,
+    }
+}
+
+fn state_with(config: ValidatedConfig, listen: SocketAddr) -> Arc<State> {
+    let state = Arc::new(State::new(Metrics::new(listen)));
+    state.set_pipeline(Arc::new(
+        Pipeline::build(config, "test".into()).expect("builds"),
+    ));
+    let mut index = ServiceIndex::new(1);
+    index.set_synced(true);
+    state.publish_services(Arc::new(index));
+    state
+}
+
+/// A DNS server on 127.0.0.1 (UDP and TCP) serving `zones`.
+struct Server {
+    addr: SocketAddr,
+    state: Arc<State>,
+    trigger: Trigger,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    async fn start(zones: Vec<ZoneConfig>) -> Self {
+        Self::start_on("127.0.0.1:0".parse().expect("addr"), zones).await
+    }
+
+    async fn start_on(addr: SocketAddr, zones: Vec<ZoneConfig>) -> Self {
+        let listeners = Listeners::bind(addr, 1).expect("binds");
+        let addr = listeners.local_addr().expect("addr");
+        let state = state_with(config(zones, vec![], None), addr);
+        let (trigger, shutdown) = shutdown::channel();
+        let task = tokio::spawn(server::serve(listeners, Arc::clone(&state), shutdown));
+        Self {
+            addr,
+            state,
+            trigger,
+            task,
+        }
+    }
+
+    /// Queries this server received, by transport.
+    fn requests(&self, proto: &str) -> f64 {
+        metric(
+            &self.state.metrics().encode(),
+            "coredns_dns_requests_total",
+            &format!("proto=\"{proto}\""),
+        )
+    }
+
+    async fn stop(self) {
+        self.trigger.fire();
+        timeout(WAIT, self.task)
+            .await
+            .expect("stops in time")
+            .expect("server task");
+    }
+}
+
+/// Sum of the samples of `name` whose labels contain `filter`.
+fn metric(text: &str, name: &str, filter: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A port on 127.0.0.1 where nothing listens (UDP gets "connection refused").
+async fn closed_port() -> SocketAddr {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("binds");
+    let addr = socket.local_addr().expect("addr");
+    drop(socket);
+    addr
+}
+
+fn query(name: &str, qtype: RecordType, id: u16) -> Vec<u8> {
+    let mut message = Message::new(id, MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = true;
+    message.add_query(Query::query(Name::from_ascii(name).expect("name"), qtype));
+    let mut edns = Edns::new();
+    edns.set_max_payload(1232);
+    message.set_edns(edns);
+    message.to_vec().expect("encodes")
+}
+
+/// Asks `state` through the whole path (waiting on upstreams if needed).
+async fn ask(state: &State, name: &str, qtype: RecordType, transport: Transport) -> Message {
+    let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+    let messages = timeout(
+        WAIT,
+        state.answer(&query(name, qtype, 0x4242), transport, client),
+    )
+    .await
+    .expect("answered in time");
+    Message::from_vec(messages.first().expect("a response")).expect("decodes")
+}
+
+fn addresses(message: &Message) -> Vec<String> {
+    message
+        .answers
+        .iter()
+        .filter(|r| r.record_type() == RecordType::A)
+        .map(|r| r.data.to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn forwards_stub_domains_and_refuses_what_nobody_owns() {
+    let upstream = Server::start(vec![example_org("192.0.2.1", 60)]).await;
+    let state = state_with(
+        config(
+            vec![],
+            vec![forward(
+                "example.org",
+                &[upstream.addr],
+                ForwardPolicy::Random,
+            )],
+            None,
+        ),
+        upstream.addr,
+    );
+    let answer = ask(&state, "WWW.example.org.", RecordType::A, Transport::Udp).await;
+    assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+    assert!(
+        answer.metadata.recursion_available,
+        "RA on forwarded answers"
+    );
+    assert!(!answer.metadata.authoritative, "AA is not passed through");
+    assert_eq!(answer.metadata.id, 0x4242);
+    assert_eq!(addresses(&answer), ["192.0.2.1"]);
+    assert_eq!(
+        answer.answers[0].name.to_ascii(),
+        "WWW.example.org.",
+        "the client's spelling"
+    );
+
+    let alias = ask(&state, "alias.example.org.", RecordType::A, Transport::Tcp).await;
+    assert_eq!(alias.answers.len(), 2, "CNAME and its target: {alias}");
+
+    let missing = ask(&state, "nope.example.org.", RecordType::A, Transport::Udp).await;
+    assert_eq!(missing.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(missing.authorities.len(), 1, "the upstream's SOA is kept");
+
+    let other = ask(&state, "example.net.", RecordType::A, Transport::Udp).await;
+    assert_eq!(
+        other.metadata.response_code,
+        ResponseCode::Refused,
+        "no `.` forwarder"
+    );
+
+    let axfr = ask(&state, "example.org.", RecordType::AXFR, Transport::Tcp).await;
+    assert_eq!(
+        axfr.metadata.response_code,
+        ResponseCode::Refused,
+        "never forwarded"
+    );
+    upstream.stop().await;
+}
+
+#[tokio::test]
+async fn answers_are_cached_with_ttls_counting_down() {
+    let upstream = Server::start(vec![example_org("192.0.2.1", 60)]).await;
+    let state = state_with(
+        config(
+            vec![],
+            vec![forward(".", &[upstream.addr], ForwardPolicy::Random)],
+            Some(cache(0)),
+        ),
+        upstream.addr,
+    );
+    let first = ask(&state, "www.example.org.", RecordType::A, Transport::Udp).await;
+    assert_eq!(first.answers[0].ttl, 60);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = ask(&state, "www.example.org.", RecordType::A, Transport::Udp).await;
+    assert_eq!(addresses(&second), ["192.0.2.1"]);
+    assert!(
+        second.answers[0].ttl < 60,
+        "TTL counts down: {}",
+        second.answers[0].ttl
+    );
+    let denial = ask(&state, "nope.example.org.", RecordType::A, Transport::Udp).await;
+    let denial_again = ask(&state, "nope.example.org.", RecordType::A, Transport::Udp).await;
+    assert_eq!(denial.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(denial_again.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(upstream.requests("udp"), 2.0, "one upstream query per name");
+    let text = state.metrics().encode();
+    assert_eq!(
+        metric(&text, "coredns_cache_hits_total", "type=\"success\""),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "coredns_cache_hits_total", "type=\"denial\""),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "coredns_dns_responses_total", "plugin=\"cache\""),
+        2.0
+    );
+    assert_eq!(
+        metric(&text, "coredns_dns_responses_total", "plugin=\"forward\""),
+        2.0
+    );
+    upstream.stop().await;
+}
+
+#[tokio::test]
+async fn identical_queries_in_flight_go_upstream_once() {
+    let upstream = Server::start(vec![example_org("192.0.2.1", 60)]).await;
+    let state = state_with(
+        config(
+            vec![],
+            vec![forward(".", &[upstream.addr], ForwardPolicy::Random)],
+            None,
+        ),
+        upstream.addr,
+    );
+    let asks = (0..50).map(|_| ask(&state, "www.example.org.", RecordType::A, Transport::Udp));
+    let answers = futures::future::join_all(asks).await;
+    assert!(answers.iter().all(|a| addresses(a) == ["192.0.2.1"]));
+    assert_eq!(upstream.requests("udp"), 1.0);
+    let text = state.metrics().encode();
+    assert_eq!(
+        metric(&text, "nameplane_forward_coalesced_total", ""),
+        49.0,
+        "{text}"
+    );
+    upstream.stop().await;
+}
+
+#[tokio::test]
+async fn a_dead_upstream_fails_over_and_recovers() {
+    let dead = closed_port().await;
+    let good = Server::start(vec![example_org("192.0.2.2", 60)]).await;
+    let state = state_with(
+        config(
+            vec![],
+            vec![forward(".", &[dead, good.addr], ForwardPolicy::Sequential)],
+            None,
+        ),
+        good.addr,
+    );
+    // Connection refused on loopback: the failover costs no timeout.
+    let started = Instant::now();
+    for _ in 0..3 {
+        let answer = ask(&state, "www.example.org.", RecordType::A, Transport::Udp).await;
+        assert_eq!(addresses(&answer), ["192.0.2.2"]);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let text = state.metrics().encode();
+    assert_eq!(
+        metric(
+            &text,
+            "nameplane_forward_failures_total",
+            &format!("to=\"{dead}\"")
+        ),
+        2.0,
+        "marked down after two failures, then skipped: {text}"
+    );
+
+    // The first upstream comes back: the probes see it, sequential goes back to it.
+    let revived = Server::start_on(dead, vec![example_org("192.0.2.1", 60)]).await;
+    let recovered = async {
+        loop {
+            let answer = ask(&state, "www.example.org.", RecordType::A, Transport::Udp).await;
+            if addresses(&answer) == ["192.0.2.1"] {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    timeout(WAIT, recovered)
+        .await
+        .expect("the upstream is used again after it recovers");
+    assert!(revived.requests("udp") >= 2.0, "probe and query");
+    revived.stop().await;
+    good.stop().await;
+}
+
+#[tokio::test]
+async fn silent_upstreams_give_servfail_promptly_or_a_stale_answer() {
+    // Bound but never answering: every attempt times out.
+    let silent = UdpSocket::bind("127.0.0.1:0").await.expect("binds");
+    let silent_addr = silent.local_addr().expect("addr");
+    let state = state_with(
+        config(
+            vec![],
+            vec![forward(".", &[silent_addr], ForwardPolicy::Random)],
+            None,
+        ),
+        silent_addr,
+    );
+    let started = Instant::now();
+    let answer = ask(&state, "www.example.org.", RecordType::A, Transport::Udp).await;
+    let took = started.elapsed();
+    assert_eq!(answer.metadata.response_code, ResponseCode::ServFail);
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(2500),
+        "one attempt, then SERVFAIL: {took:?}"
+    );
+
+    // Serve-stale: an answer cached from a live upstream outlives the upstream.
+    let upstream = Server::start(vec![example_org("192.0.2.1", 1)]).await;
+    let state = state_with(
+        config(
+            vec![],
+            vec![forward(".", &[upstream.addr], ForwardPolicy::Random)],
+            Some(cache(3)),
+        ),
+        upstream.addr,
+    );
+    let fresh = ask(&state, "www.example.org.", RecordType::A, Transport::Udp).await;
+    assert_eq!(fresh.answers[0].ttl, 1);
+    upstream.stop().await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let stale = ask(&state, "www.example.org.", RecordType::A, Transport::Udp).await;
+    assert_eq!(stale.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(addresses(&stale), ["192.0.2.1"]);
+    assert_eq!(
+        stale.answers[0].ttl, 30,
+        "stale answers carry TTL 30 (RFC 8767)"
+    );
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let gone = ask(&state, "www.example.org.", RecordType::A, Transport::Udp).await;
+    assert_eq!(
+        gone.metadata.response_code,
+        ResponseCode::ServFail,
+        "past the stale window"
+    );
+    let text = state.metrics().encode();
+    assert!(
+        metric(&text, "coredns_cache_served_stale_total", "") >= 1.0,
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn truncated_udp_replies_are_retried_over_tcp_and_force_tcp_uses_tcp_only() {
+    let upstream = Server::start(vec![example_org("192.0.2.1", 60)]).await;
+    let state = state_with(
+        config(
+            vec![],
+            vec![forward(".", &[upstream.addr], ForwardPolicy::Random)],
+            Some(cache(0)),
+        ),
+        upstream.addr,
+    );
+    let tcp = ask(&state, "big.example.org.", RecordType::TXT, Transport::Tcp).await;
+    assert_eq!(tcp.answers.len(), 40, "the whole set over TCP");
+    let udp = ask(&state, "big.example.org.", RecordType::TXT, Transport::Udp).await;
+    assert!(
+        udp.metadata.truncation,
+        "too big for the client's UDP payload"
+    );
+    // The client's TCP retry comes from the cache.
+    let again = ask(&state, "big.example.org.", RecordType::TXT, Transport::Tcp).await;
+    assert_eq!(again.answers.len(), 40);
+    assert_eq!(upstream.requests("tcp"), 1.0);
+
+    let mut tcp_only = forward(".", &[upstream.addr], ForwardPolicy::Random);
+    tcp_only.force_tcp = true;
+    let state = state_with(config(vec![], vec![tcp_only], None), upstream.addr);
+    let udp_before = upstream.requests("udp");
+    ask(&state, "www.example.org.", RecordType::A, Transport::Udp).await;
+    assert_eq!(upstream.requests("udp"), udp_before);
+    assert_eq!(upstream.requests("tcp"), 2.0);
+
+    let mut udp_first = forward(".", &[upstream.addr], ForwardPolicy::Random);
+    udp_first.prefer_udp = true;
+    let state = state_with(config(vec![], vec![udp_first], None), upstream.addr);
+    ask(&state, "www.example.org.", RecordType::A, Transport::Tcp).await;
+    assert_eq!(
+        upstream.requests("udp"),
+        udp_before + 1.0,
+        "preferUdp for a TCP client"
+    );
+    upstream.stop().await;
+}
+
+#[tokio::test]
+async fn round_robin_spreads_and_the_in_flight_limit_refuses_above_it() {
+    let one = Server::start(vec![example_org("192.0.2.1", 60)]).await;
+    let two = Server::start(vec![example_org("192.0.2.1", 60)]).await;
+    let state = state_with(
+        config(
+            vec![],
+            vec![forward(
+                ".",
+                &[one.addr, two.addr],
+                ForwardPolicy::RoundRobin,
+            )],
+            None,
+        ),
+        one.addr,
+    );
+    for i in 0..10 {
+        ask(
+            &state,
+            &format!("n{i}.example.org."),
+            RecordType::A,
+            Transport::Udp,
+        )
+        .await;
+    }
+    assert_eq!((one.requests("udp"), two.requests("udp")), (5.0, 5.0));
+    one.stop().await;
+    two.stop().await;
+
+    let silent = UdpSocket::bind("127.0.0.1:0").await.expect("binds");
+    let mut limited = forward(
+        ".",
+        &[silent.local_addr().expect("addr")],
+        ForwardPolicy::Random,
+    );
+    limited.max_concurrent = Some(2);
+    let state = state_with(
+        config(vec![], vec![limited], None),
+        "127.0.0.1:53".parse().expect("addr"),
+    );
+    let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for i in 0..5 {
+        match state.handle(
+            &query(&format!("n{i}.example.org."), RecordType::A, 1),
+            Transport::Udp,
+            client,
+        ) {
+            Reply::Later(later) => held.push(later),
+            Reply::Now(Some(bytes)) => {
+                let message = Message::from_vec(&bytes).expect("decodes");
+                assert_eq!(message.metadata.response_code, ResponseCode::Refused);
+                refused += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((held.len(), refused), (2, 3));
+    let text = state.metrics().encode();
+    assert_eq!(
+        metric(&text, "coredns_forward_max_concurrent_rejects_total", ""),
+        3.0
+    );
+    drop(held);
+    assert!(
+        matches!(
+            state.handle(
+                &query("n9.example.org.", RecordType::A, 1),
+                Transport::Udp,
+                client
+            ),
+            Reply::Later(_)
+        ),
+        "slots come back when queries finish"
+    );
+}
+
+/// Sits where the forwarder thinks its upstream is: for each query, first sends forged
+/// replies (wrong id, wrong question, garbage, and a right-looking reply from another
+/// port), all claiming 203.0.113.66, then relays the query to the real upstream and its
+/// real reply back.
+async fn forging_relay(front: UdpSocket, upstream: SocketAddr) {
+    let mut buf = vec![0; 65535];
+    let side = UdpSocket::bind("127.0.0.1:0").await.expect("binds");
+    let relay = UdpSocket::bind("127.0.0.1:0").await.expect("binds");
+    loop {
+        let Ok((len, from)) = front.recv_from(&mut buf).await else {
+            return;
+        };
+        let query_bytes = buf[..len].to_vec();
+        let query = Message::from_vec(&query_bytes).expect("the forwarder's query decodes");
+        let poisoned = |id: u16, question: &Query| {
+            let mut reply = Message::new(id, MessageType::Response, OpCode::Query);
+            reply.add_query(question.clone());
+            reply.add_answer(Record::from_rdata(
+                question.name().clone(),
+                86_400,
+                RData::A(A([203, 0, 113, 66].into())),
+            ));
+            reply.to_vec().expect("encodes")
+        };
+        let question = query.queries[0].clone();
+        let id = query.metadata.id;
+        let wrong_question = Query::query(
+            Name::from_ascii("bank.example.").expect("name"),
+            RecordType::A,
+        );
+        let _ = front
+            .send_to(&poisoned(id.wrapping_add(1), &question), from)
+            .await;
+        let _ = front.send_to(&poisoned(id, &wrong_question), from).await;
+        let _ = front.send_to(&[0xde, 0xad], from).await;
+        let _ = side.send_to(&poisoned(id, &question), from).await;
+        relay.send_to(&query_bytes, upstream).await.expect("relay");
+        let (len, _) = relay.recv_from(&mut buf).await.expect("real reply");
+        let _ = front.send_to(&buf[..len], from).await;
+    }
+}
+
+#[tokio::test]
+async fn forged_replies_are_ignored_and_the_real_one_is_awaited() {
+    let upstream = Server::start(vec![example_org("192.0.2.1", 60)]).await;
+    let front = UdpSocket::bind("127.0.0.1:0").await.expect("binds");
+    let front_addr = front.local_addr().expect("addr");
+    let relay = tokio::spawn(forging_relay(front, upstream.addr));
+    let state = state_with(
+        config(
+            vec![],
+            vec![forward(".", &[front_addr], ForwardPolicy::Random)],
+            None,
+        ),
+        front_addr,
+    );
+    for i in 0..5 {
+        let answer = ask(&state, "www.example.org.", RecordType::A, Transport::Udp).await;
+        assert_eq!(addresses(&answer), ["192.0.2.1"], "attempt {i}: {answer}");
+        let missing = ask(
+            &state,
+            &format!("n{i}.example.org."),
+            RecordType::A,
+            Transport::Udp,
+        )
+        .await;
+        assert_eq!(
+            missing.metadata.response_code,
+            ResponseCode::NXDomain,
+            "{missing}"
+        );
+        assert!(missing.answers.is_empty(), "{missing}");
+    }
+    let text = state.metrics().encode();
+    let rejected = |reason: &str| {
+        metric(
+            &text,
+            "nameplane_forward_rejected_replies_total",
+            &format!("reason=\"{reason}\""),
+        )
+    };
+    assert_eq!(rejected("id"), 10.0, "{text}");
+    assert_eq!(rejected("question"), 10.0, "{text}");
+    assert_eq!(rejected("malformed"), 10.0, "{text}");
+    // The reply from the other port never reached the forwarder: its socket is connected.
+    relay.abort();
+    upstream.stop().await;
+}
