@@ -19,9 +19,11 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::kubernetes::ServiceIndex;
 use crate::metrics::Metrics;
-use crate::pipeline::forward::Deferred;
-use crate::pipeline::{self, Pipeline, Sources};
+use crate::pipeline::forward::{Chase, Deferred};
+use crate::pipeline::{self, Flow, Pipeline, Sources};
+use crate::request::Request;
 use crate::request::Transport;
+use crate::response::Answer;
 
 /// Everything the tasks of one server share.
 #[derive(Debug)]
@@ -144,7 +146,10 @@ impl State {
     /// Finishes a query that waited on an upstream and counts it.
     pub async fn finish(&self, later: Box<Later>) -> Vec<u8> {
         let transport = later.deferred.transport();
-        let resolved = later.deferred.resolve(&self.metrics).await;
+        let resolved = later
+            .deferred
+            .resolve(&self.metrics, self, later.client)
+            .await;
         self.metrics
             .request(transport, later.client, Some(resolved.qtype));
         self.metrics.response(resolved.rcode, resolved.origin);
@@ -164,6 +169,38 @@ impl State {
             Reply::Stream(messages) => messages,
             Reply::Later(later) => vec![self.finish(later).await],
         }
+    }
+}
+
+impl Chase for State {
+    fn chase<'a>(
+        &'a self,
+        request: Request,
+        client: SocketAddr,
+        depth: usize,
+    ) -> futures::future::BoxFuture<'a, Option<Answer>> {
+        Box::pin(async move {
+            let pipeline = self.pipeline.load_full()?;
+            let services = self.services.load_full();
+            let flow = pipeline.resolve(
+                &request,
+                &Sources {
+                    services: &services,
+                    client,
+                    metrics: &self.metrics,
+                },
+            );
+            match flow {
+                Flow::Answer(answer) => Some(answer),
+                Flow::Forward(pending) => Some(
+                    Deferred::new(request, pending)
+                        .answer(&self.metrics, self, client, depth)
+                        .await
+                        .1,
+                ),
+                Flow::Skip | Flow::Transfer(_) => None,
+            }
+        })
     }
 }
 

@@ -646,3 +646,90 @@ async fn forged_replies_are_ignored_and_the_real_one_is_awaited() {
     relay.abort();
     upstream.stop().await;
 }
+
+#[tokio::test]
+async fn chains_leaving_a_stub_domain_are_followed_through_the_pipeline() {
+    let corp = Server::start(vec![ZoneConfig {
+        name: "corp.example".into(),
+        source: "upstream/corp".into(),
+        ttl_seconds: 30,
+        records: vec![
+            record(
+                "app.corp.example",
+                RecordKind::CNAME,
+                120,
+                &["www.example.org."],
+            ),
+            record(
+                "legacy.corp.example",
+                RecordKind::CNAME,
+                120,
+                &["db.internal.test."],
+            ),
+            record(
+                "gone.corp.example",
+                RecordKind::CNAME,
+                120,
+                &["nope.example.org."],
+            ),
+        ],
+        allow_transfer: vec![],
+    }])
+    .await;
+    let public = Server::start(vec![example_org("192.0.2.1", 60)]).await;
+    let internal = ZoneConfig {
+        name: "internal.test".into(),
+        source: "team/internal".into(),
+        ttl_seconds: 30,
+        records: vec![record("db.internal.test", RecordKind::A, 45, &["10.0.0.5"])],
+        allow_transfer: vec![],
+    };
+    let state = state_with(
+        config(
+            vec![internal],
+            vec![
+                forward("corp.example", &[corp.addr], ForwardPolicy::Random),
+                forward(".", &[public.addr], ForwardPolicy::Random),
+            ],
+            Some(cache(0)),
+        ),
+        public.addr,
+    );
+    let app = ask(&state, "app.corp.example.", RecordType::A, Transport::Udp).await;
+    assert_eq!(app.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(app.answers.len(), 2, "{app}");
+    assert_eq!(
+        addresses(&app),
+        ["192.0.2.1"],
+        "the target, from the `.` upstreams"
+    );
+
+    let legacy = ask(
+        &state,
+        "legacy.corp.example.",
+        RecordType::A,
+        Transport::Udp,
+    )
+    .await;
+    assert_eq!(
+        addresses(&legacy),
+        ["10.0.0.5"],
+        "the target, from a local zone"
+    );
+
+    let gone = ask(&state, "gone.corp.example.", RecordType::A, Transport::Udp).await;
+    assert_eq!(
+        gone.metadata.response_code,
+        ResponseCode::NXDomain,
+        "RFC 6604: the chain's end"
+    );
+    assert_eq!(gone.answers.len(), 1);
+
+    // The whole chain is cached under the question: the next answer needs no upstream.
+    let before = (corp.requests("udp"), public.requests("udp"));
+    let again = ask(&state, "app.corp.example.", RecordType::A, Transport::Udp).await;
+    assert_eq!(addresses(&again), ["192.0.2.1"]);
+    assert_eq!((corp.requests("udp"), public.requests("udp")), before);
+    corp.stop().await;
+    public.stop().await;
+}

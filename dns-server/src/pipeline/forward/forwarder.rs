@@ -88,6 +88,11 @@ impl Forwarder {
         &self.settings
     }
 
+    /// The domain it forwards (the root for `.`).
+    pub fn domain(&self) -> &Name {
+        &self.domain
+    }
+
     /// The upstreams, in config order.
     pub fn upstreams(&self) -> &[Arc<Upstream>] {
         &self.upstreams

@@ -45,8 +45,16 @@
 //! only names inside that domain. The rest is dropped and counted: a server answering for
 //! `corp.example.com` cannot plant records for `bank.example.` in the cache.
 //!
-//! **After the reply.** NOERROR and NXDOMAIN replies go into the cache (when configured);
-//! failures answer from a stale cache entry when serve-stale allows it, else SERVFAIL.
+//! **A chain that leaves the domain** ([`Chase`]). When a stub domain's answer is a CNAME
+//! to a name outside the stub domain (its records dropped as out of bailiwick), the target
+//! is asked again through the whole pipeline (a cluster name, a zone, or the forwarder that
+//! owns it) and its answer appended, at most [`MAX_CHASE_DEPTH`] times: clients get whole
+//! answers (as from CoreDNS, which passes the stub server's records through unchecked),
+//! from sources trusted for each name.
+//!
+//! **After the reply.** NOERROR and NXDOMAIN replies go into the cache (when configured),
+//! whole chains included; failures answer from a stale cache entry when serve-stale allows
+//! it, else SERVFAIL.
 //!
 //! Metrics: [`metrics`].
 
@@ -228,6 +236,52 @@ pub struct Resolved {
     pub origin: Origin,
 }
 
+/// Resolves a name that a forwarded answer's CNAME chain points to outside the
+/// forwarder's domain (the records the upstream sent for it were dropped as out of
+/// bailiwick): the whole pipeline answers it, as a new question. Implemented by
+/// [`crate::state::State`].
+pub trait Chase: Sync {
+    /// The answer to `request` (from `client`), `depth` chases deep; `None` if there is none.
+    fn chase<'a>(
+        &'a self,
+        request: Request,
+        client: std::net::SocketAddr,
+        depth: usize,
+    ) -> futures::future::BoxFuture<'a, Option<Answer>>;
+}
+
+/// Most chases for one client query.
+pub const MAX_CHASE_DEPTH: usize = 4;
+
+/// The end of the CNAME chain in `reply` when it leaves `domain` with no record of the
+/// asked type at its end: the name to chase.
+fn dangling_target(reply: &Reply, key: &Key, domain: &Name) -> Option<Name> {
+    if reply.rcode != ResponseCode::NoError
+        || matches!(key.qtype, RecordType::CNAME | RecordType::ANY)
+    {
+        return None;
+    }
+    let mut name = key.name.clone();
+    for _ in 0..=reply.answers.len() {
+        if reply
+            .answers
+            .iter()
+            .any(|r| r.name == name && r.record_type() == key.qtype)
+        {
+            return None;
+        }
+        let next = reply.answers.iter().find_map(|r| match &r.data {
+            hickory_proto::rr::RData::CNAME(target) if r.name == name => Some(target.0.clone()),
+            _ => None,
+        });
+        match next {
+            Some(target) => name = target.to_lowercase(),
+            None => break,
+        }
+    }
+    (name != key.name && !domain.zone_of(&name)).then_some(name)
+}
+
 impl Deferred {
     /// Pairs the request with the stage's decision.
     pub fn new(request: Request, pending: Pending) -> Self {
@@ -239,70 +293,17 @@ impl Deferred {
         self.request.transport
     }
 
-    /// Asks the upstreams (or joins an identical query in flight), fills the cache, and
-    /// encodes the response; a stale cache entry or SERVFAIL when the upstreams fail.
-    pub async fn resolve(self, metrics: &Metrics) -> Resolved {
-        let Self { request, pending } = self;
-        let qtype = request.qtype();
-        let key = Key::of(&request);
-        let stale = |now| {
-            pending
-                .cache
-                .as_ref()
-                .and_then(|cache| cache.stale(&key, now))
-        };
-        // Every upstream known down and a stale answer at hand: answer now, let the health
-        // probes find out when the upstreams are back.
-        let early = if pending.forwarder.all_down() {
-            stale(Instant::now())
-        } else {
-            None
-        };
-        let answer = match early {
-            Some(hit) => {
-                metrics.cache().served_stale();
-                hit.answer(&request, Origin::Cache)
-            }
-            None => {
-                let result = pending
-                    .forwarder
-                    .query(&key, request.transport, metrics.forward())
-                    .await;
-                match result {
-                    Ok(reply)
-                        if matches!(
-                            reply.rcode,
-                            ResponseCode::NoError | ResponseCode::NXDomain
-                        ) =>
-                    {
-                        if let Some(cache) = &pending.cache {
-                            cache.insert(
-                                key.clone(),
-                                Arc::clone(&reply),
-                                Instant::now(),
-                                metrics.cache(),
-                            );
-                        }
-                        reply.answer(&request)
-                    }
-                    failed => match stale(Instant::now()) {
-                        Some(hit) => {
-                            metrics.cache().served_stale();
-                            hit.answer(&request, Origin::Cache)
-                        }
-                        None => match failed {
-                            Ok(reply) => reply.answer(&request),
-                            Err(_) => {
-                                let mut answer =
-                                    Answer::rcode(ResponseCode::ServFail, Origin::Forward);
-                                answer.recursion_available = true;
-                                answer
-                            }
-                        },
-                    },
-                }
-            }
-        };
+    /// Asks the upstreams (or joins an identical query in flight), follows a chain that
+    /// leaves the forwarder's domain through `chase`, fills the cache, and encodes the
+    /// response; a stale cache entry or SERVFAIL when the upstreams fail.
+    pub async fn resolve(
+        self,
+        metrics: &Metrics,
+        chase: &dyn Chase,
+        client: std::net::SocketAddr,
+    ) -> Resolved {
+        let qtype = self.request.qtype();
+        let (request, answer) = self.answer(metrics, chase, client, 0).await;
         let (rcode, origin) = (answer.rcode, answer.origin);
         Resolved {
             response: response::encode(request, answer),
@@ -310,6 +311,106 @@ impl Deferred {
             rcode,
             origin,
         }
+    }
+
+    /// [`Deferred::resolve`] without the encoding, `depth` chases deep.
+    pub async fn answer(
+        self,
+        metrics: &Metrics,
+        chase: &dyn Chase,
+        client: std::net::SocketAddr,
+        depth: usize,
+    ) -> (Request, Answer) {
+        let Self { request, pending } = self;
+        let key = Key::of(&request);
+        let stale = |now| {
+            pending
+                .cache
+                .as_ref()
+                .and_then(|cache| cache.stale(&key, now))
+        };
+        let served_stale = |hit: super::cache::Hit| {
+            metrics.cache().served_stale();
+            hit.answer(&request, Origin::Cache)
+        };
+        // Every upstream known down and a stale answer at hand: answer now, let the health
+        // probes find out when the upstreams are back.
+        if pending.forwarder.all_down()
+            && let Some(hit) = stale(Instant::now())
+        {
+            let answer = served_stale(hit);
+            return (request, answer);
+        }
+        let result = pending
+            .forwarder
+            .query(&key, request.transport, metrics.forward())
+            .await;
+        let answer = match result {
+            Ok(reply) if matches!(reply.rcode, ResponseCode::NoError | ResponseCode::NXDomain) => {
+                let reply = match dangling_target(&reply, &key, pending.forwarder.domain()) {
+                    Some(target) if depth < MAX_CHASE_DEPTH => {
+                        Self::follow(reply, &request, target, chase, client, depth).await
+                    }
+                    _ => reply,
+                };
+                if let Some(cache) = &pending.cache {
+                    cache.insert(
+                        key.clone(),
+                        Arc::clone(&reply),
+                        Instant::now(),
+                        metrics.cache(),
+                    );
+                }
+                reply.answer(&request)
+            }
+            failed => match stale(Instant::now()) {
+                Some(hit) => served_stale(hit),
+                None => match failed {
+                    Ok(reply) => reply.answer(&request),
+                    Err(_) => {
+                        let mut answer = Answer::rcode(ResponseCode::ServFail, Origin::Forward);
+                        answer.recursion_available = true;
+                        answer
+                    }
+                },
+            },
+        };
+        (request, answer)
+    }
+
+    /// Appends the answer for `target` (asked through the whole pipeline) to `reply`.
+    async fn follow(
+        reply: Arc<Reply>,
+        request: &Request,
+        target: Name,
+        chase: &dyn Chase,
+        client: std::net::SocketAddr,
+        depth: usize,
+    ) -> Arc<Reply> {
+        let mut query = hickory_proto::op::Query::query(target.clone(), request.qtype());
+        query.set_query_class(request.query.query_class());
+        let sub = Request {
+            id: request.id,
+            recursion_desired: true,
+            checking_disabled: request.checking_disabled,
+            query,
+            name: target,
+            edns: request.edns,
+            // No size limit on the way: the client's transport applies to the whole answer.
+            transport: Transport::Tcp,
+        };
+        let Some(found) = chase.chase(sub, client, depth + 1).await else {
+            return reply;
+        };
+        if !matches!(found.rcode, ResponseCode::NoError | ResponseCode::NXDomain) {
+            return reply;
+        }
+        let mut merged = (*reply).clone();
+        merged.rcode = found.rcode;
+        merged.answers.extend(found.answers);
+        merged.authorities = found.authorities;
+        merged.additionals.extend(found.additionals);
+        Arc::new(merged)
     }
 }
 
