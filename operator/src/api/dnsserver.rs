@@ -121,6 +121,20 @@ pub struct CacheSpec {
     #[serde(default = "default_cache_denial_ttl")]
     #[schemars(range(max = 86_400))]
     pub denial_ttl_seconds: u32,
+    /// Largest number of negative answers kept, apart from the positive ones so that a
+    /// flood of random names cannot push those out. Left out: `capacity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10_000_000))]
+    pub denial_capacity: Option<u32>,
+    /// How long, in seconds, an expired answer may still be given (with a TTL of 30 s) when
+    /// the upstreams fail (RFC 8767 serve-stale). 0 turns it off.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(range(max = 604_800))]
+    pub serve_stale_seconds: u32,
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 /// What the operator observed about a `DNSServer`.
@@ -170,6 +184,8 @@ impl Default for CacheSpec {
             max_ttl_seconds: default_cache_max_ttl(),
             min_ttl_seconds: 0,
             denial_ttl_seconds: default_cache_denial_ttl(),
+            denial_capacity: None,
+            serve_stale_seconds: 0,
         }
     }
 }

@@ -46,11 +46,28 @@ pub struct DNSZoneSpec {
     #[schemars(range(max = 604_800))]
     pub ttl_seconds: u32,
 
-    /// The zone's records. The SOA and the apex NS records are generated.
+    /// The zone's records. The SOA is generated, and so are the apex NS records when the
+    /// zone lists none (they then name the DNS server's own Service).
     #[serde(default)]
     #[schemars(length(max = 500))]
     pub records: Vec<ZoneRecord>,
+
+    /// Clients allowed to transfer the zone (AXFR, and IXFR answered with the whole zone),
+    /// as IP addresses or CIDR prefixes, e.g. `10.0.0.0/8` or `fd00::53`. Left out, every
+    /// transfer is refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub allow_transfer: Vec<TransferClient>,
 }
+
+/// An IP address or CIDR prefix allowed to transfer a zone.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(transparent)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "isIP(self) || isCIDR(self)",
+    "message": "must be an IP address or a CIDR prefix, like 10.0.0.0/8, 192.0.2.7 or fd00::/8"
+}]))]
+pub struct TransferClient(#[schemars(length(min = 1, max = 49))] pub String);
 
 /// One record set: all values of one type at one name.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
@@ -63,7 +80,9 @@ pub struct DNSZoneSpec {
     {"rule": "self.type != 'CNAME' || self.values.size() == 1",
      "message": "a CNAME record has exactly one value"},
     {"rule": "self.type != 'CNAME' || self.name != '@'",
-     "message": "the zone apex ('@') cannot be a CNAME"}
+     "message": "the zone apex ('@') cannot be a CNAME"},
+    {"rule": "self.type != 'CAA' || self.values.all(v, v.matches('^[0-9]{1,3} [A-Za-z0-9]{1,15} [^ ].*$'))",
+     "message": "a CAA record's values must be `flags tag value`, like 0 issue \"letsencrypt.org\""}
 ]))]
 pub struct ZoneRecord {
     /// Owner name relative to the zone: `@` for the apex, `www`, or a wildcard like `*.apps`.
@@ -85,7 +104,7 @@ pub struct ZoneRecord {
 
     /// Values in zone-file presentation form: `192.0.2.10` (A), `2001:db8::10` (AAAA),
     /// `target.example.org.` (CNAME, NS, PTR), `10 mail.example.org.` (MX),
-    /// `10 5 443 svc.example.org.` (SRV), `some text` (TXT).
+    /// `10 5 443 svc.example.org.` (SRV), `some text` (TXT), `0 issue "letsencrypt.org"` (CAA).
     #[schemars(length(min = 1, max = 32))]
     pub values: Vec<RecordValue>,
 }
@@ -115,6 +134,8 @@ pub enum RecordType {
     SRV,
     /// Free text.
     TXT,
+    /// Which certificate authorities may issue for the name.
+    CAA,
 }
 
 fn default_ttl_seconds() -> u32 {

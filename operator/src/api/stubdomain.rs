@@ -38,6 +38,10 @@ use serde::{Deserialize, Serialize};
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!(has(self.forceTcp) && self.forceTcp && has(self.preferUdp) && self.preferUdp)",
+    "message": "forceTcp and preferUdp exclude each other"
+}]))]
 pub struct StubDomainSpec {
     /// The domain to forward, e.g. `corp.example.com`. Its subdomains are forwarded too.
     pub domain: DomainName,
@@ -54,6 +58,18 @@ pub struct StubDomainSpec {
     /// Always forward over TCP, even when the client asked over UDP.
     #[serde(default)]
     pub force_tcp: bool,
+
+    /// Forward over UDP even when the client asked over TCP (a truncated reply is still
+    /// retried over TCP). Without this or `forceTcp`, queries go upstream over the client's
+    /// transport.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prefer_udp: bool,
+
+    /// Most queries for this domain waiting on its servers at once; more are refused
+    /// (REFUSED) until some finish. Left out: 1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100_000))]
+    pub max_concurrent: Option<u32>,
 }
 
 /// How a forwarder picks among its servers.
