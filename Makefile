@@ -17,10 +17,11 @@ test: deps fmt-check lint unit e2e ## Everything CI checks: format, clippy, unit
 ##@ Development
 
 .PHONY: deps
-deps: ## Install what the tests need (dig) when missing
-	@command -v dig >/dev/null || { echo "[deps] installing dig (bind9-dnsutils)"; \
-	  (apt-get update -qq && apt-get install -y -qq bind9-dnsutils >/dev/null) || \
-	  { echo "[deps] could not install bind9-dnsutils; install dig yourself"; exit 1; }; }
+deps: ## Install what the tests need (dig; Knot as a zone-transfer secondary) when missing
+	@command -v dig >/dev/null && { command -v knotd || test -x /usr/sbin/knotd; } >/dev/null || { \
+	  echo "[deps] installing dig (bind9-dnsutils) and Knot (knot)"; \
+	  (apt-get update -qq && apt-get install -y -qq bind9-dnsutils knot >/dev/null) || \
+	  { echo "[deps] could not install bind9-dnsutils and knot; install them yourself"; exit 1; }; }
 
 .PHONY: build
 build: ## Build every binary (debug)

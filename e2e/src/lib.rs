@@ -400,7 +400,12 @@ pub struct DnsServer {
 impl DnsServer {
     /// Starts the DNS server on free loopback ports, following `namespace/config_map`.
     pub fn start(name: &str, config_map: &str) -> Self {
-        let port = free_port();
+        Self::start_on(name, config_map, free_port())
+    }
+
+    /// Starts the DNS server on 127.0.0.1:`port` (UDP and TCP), e.g. to bring a stopped
+    /// server back where its clients expect it.
+    pub fn start_on(name: &str, config_map: &str, port: u16) -> Self {
         let admin_addr = format!("127.0.0.1:{}", free_port());
         let args = vec![
             "--kubeconfig".to_string(),
@@ -426,4 +431,21 @@ impl DnsServer {
             http_get(&self.admin_addr, "/ready")
         });
     }
+
+    /// The server's metrics text (empty when it does not answer).
+    pub fn metrics(&self) -> String {
+        http_get(&self.admin_addr, "/metrics").unwrap_or_default()
+    }
+}
+
+/// Runs `dig` with `args` after `@127.0.0.1 -p <port>` and returns its stdout.
+pub fn dig_raw(port: u16, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .arg("@127.0.0.1")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args)
+        .output()
+        .expect("dig runs (apt-get install bind9-dnsutils)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
