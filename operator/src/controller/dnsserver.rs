@@ -69,7 +69,10 @@ async fn apply(server: &DNSServer, ctx: &Context) -> Result<Action> {
     let previous = server.status.clone().unwrap_or_default();
     let mut next = previous.clone();
 
-    let outcome = match render::server_config(server) {
+    let snapshot = ctx.stores.snapshot();
+    let rendered = render::render(server, &snapshot.inputs());
+    let rejected = rendered.rejected();
+    let outcome = match rendered.config {
         Ok(config) => {
             let cm_name = config_map_name(&name);
             let hash = config.content_hash();
@@ -137,12 +140,23 @@ async fn apply(server: &DNSServer, ctx: &Context) -> Result<Action> {
             );
             next.config_hash = Some(hash.clone());
             next.config_map = Some(cm_name.clone());
+            let c = &config;
+            let mut message = format!(
+                "server config {} published in ConfigMap {cm_name}: {} zones, {} forwarders, {} rewrites, {} policies",
+                &hash[..12],
+                c.zones.len(),
+                c.forward.len(),
+                c.rewrites.len(),
+                c.policies.len()
+            );
+            if rejected > 0 {
+                message.push_str(&format!(
+                    "; {rejected} selected objects rejected (see their status)"
+                ));
+            }
             Outcome::Ready {
                 reason: "ConfigPublished",
-                message: format!(
-                    "server config {} published in ConfigMap {cm_name}",
-                    &hash[..12]
-                ),
+                message,
             }
         }
         Err(e) => {
