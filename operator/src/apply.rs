@@ -11,8 +11,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::fmt::Debug;
 
-/// Makes sure `desired` is in place; returns whether a write was needed.
-pub async fn ensure<K>(api: &Api<K>, desired: &K, metrics: &Metrics) -> Result<bool>
+/// Makes sure `desired` is in place; returns whether a write was needed, and the object as
+/// stored.
+pub async fn ensure<K>(api: &Api<K>, desired: &K, metrics: &Metrics) -> Result<(bool, K)>
 where
     K: Resource + Clone + Debug + Serialize + DeserializeOwned,
     K::DynamicType: Default,
@@ -29,16 +30,17 @@ where
             &serde_json::to_value(&current)?,
         )
     {
-        return Ok(false);
+        return Ok((false, current));
     }
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(desired),
-    )
-    .await?;
+    let stored = api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(desired),
+        )
+        .await?;
     metrics.wrote(&K::kind(&K::DynamicType::default()));
-    Ok(true)
+    Ok((true, stored))
 }
 
 /// Whether every field set in `desired` has the same value in `current`. Fields the API
@@ -108,7 +110,7 @@ mod tests {
             }
             methods
         });
-        let wrote = ensure(&api, &desired, &metrics).await.expect("ensure");
+        let (wrote, _) = ensure(&api, &desired, &metrics).await.expect("ensure");
         let methods = server.await.expect("mock server");
         let writes = metrics
             .encode()
