@@ -162,6 +162,12 @@ fn zone(object: &DNSZone, scope: &Scope) -> Result<ZoneConfig, Verdict> {
         source: format!("{namespace}/{}", object.name_any()),
         ttl_seconds: object.spec.ttl_seconds,
         records: sets.into_values().collect(),
+        allow_transfer: object
+            .spec
+            .allow_transfer
+            .iter()
+            .map(|client| client.0.trim().to_ascii_lowercase())
+            .collect(),
     };
     zone.validate("spec")
         .map_err(|e| rejected("InvalidRecord", e.to_string()))?;
@@ -178,6 +184,7 @@ fn record_kind(t: RecordType) -> RecordKind {
         RecordType::PTR => RecordKind::PTR,
         RecordType::SRV => RecordKind::SRV,
         RecordType::TXT => RecordKind::TXT,
+        RecordType::CAA => RecordKind::CAA,
     }
 }
 
@@ -202,7 +209,7 @@ fn absolute_value(kind: RecordKind, value: &str, apex: &str) -> String {
             }
             fields.join(" ")
         }
-        RecordKind::A | RecordKind::AAAA | RecordKind::TXT => value.to_string(),
+        RecordKind::A | RecordKind::AAAA | RecordKind::TXT | RecordKind::CAA => value.to_string(),
     }
 }
 
@@ -260,6 +267,8 @@ fn stub(object: &StubDomain, scope: &Scope) -> Result<ForwardConfig, Verdict> {
             ForwardPolicy::Sequential => forward::ForwardPolicy::Sequential,
         },
         force_tcp: object.spec.force_tcp,
+        prefer_udp: object.spec.prefer_udp,
+        max_concurrent: object.spec.max_concurrent,
     };
     fwd.validate("spec")
         .map_err(|e| rejected("InvalidSpec", e.to_string()))?;

@@ -176,6 +176,8 @@ pub fn render(server: &DNSServer, inputs: &Inputs<'_>) -> Rendered {
                 .collect(),
             policy: Default::default(),
             force_tcp: false,
+            prefer_udp: false,
+            max_concurrent: None,
         });
     }
     config.cache = server.spec.cache.as_ref().map(|c| CacheConfig {
@@ -183,6 +185,8 @@ pub fn render(server: &DNSServer, inputs: &Inputs<'_>) -> Rendered {
         max_ttl_seconds: c.max_ttl_seconds,
         min_ttl_seconds: c.min_ttl_seconds,
         denial_ttl_seconds: c.denial_ttl_seconds,
+        denial_capacity: c.denial_capacity,
+        serve_stale_seconds: c.serve_stale_seconds,
     });
 
     let zones = kinds::zones(&selector.pick(inputs.zones), &scope, &mut verdicts);
