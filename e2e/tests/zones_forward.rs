@@ -1,18 +1,19 @@
-//! Zones, forwarding and the cache, end to end: real `nameplane-dns` processes following
-//! real ConfigMaps on the local control plane, queried with `dig`; the upstreams are other
-//! real DNS servers on loopback (nameplane serving a zone from its own ConfigMap, and Knot
-//! as a secondary that transfers a zone from nameplane). Forged replies come from sockets
-//! this test owns, in front of a real upstream.
+//! Zones, forwarding and the cache, end to end. The server under test is configured the way
+//! users configure it: `kubectl apply` of a `DNSServer` (upstreams, cache), `DNSZone`s and
+//! `StubDomain`s, rendered by the real operator into the ConfigMap a real `nameplane-dns`
+//! follows; it is queried with `dig`. Its upstreams are other real DNS servers on loopback:
+//! nameplane servers serving a zone from their own ConfigMaps, and Knot as a secondary that
+//! transfers a zone from nameplane. Forged replies come from sockets this test owns, in
+//! front of a real upstream.
 //!
 //! Needs `make cluster-up`, `cargo build --bins` and `knotd` (`make deps`); `make e2e` does
 //! all three.
 
-use nameplane_config::forward::{CacheConfig, ForwardConfig, ForwardPolicy};
 use nameplane_config::zone::{RecordConfig, RecordKind, ZoneConfig};
 use nameplane_config::{CONFIG_KEY, HASH_ANNOTATION, ServerConfig};
 use nameplane_e2e::{
-    DigResult, DnsServer, Process, Transport, dig, dig_raw, e2e_dir, free_port, kubectl_with_stdin,
-    metric_sum, wait_for,
+    DigResult, DnsServer, Operator, Process, Transport, dig, dig_raw, e2e_dir, free_port, kubectl,
+    kubectl_ok, kubectl_with_stdin, metric_sum, wait_for,
 };
 use std::net::UdpSocket;
 use std::path::PathBuf;
@@ -71,18 +72,6 @@ fn server_config(name: &str) -> ServerConfig {
     }
 }
 
-fn forward(domain: &str, servers: &[u16], policy: ForwardPolicy) -> ForwardConfig {
-    ForwardConfig {
-        domain: domain.into(),
-        source: "e2e/forward".into(),
-        servers: servers.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
-        policy,
-        force_tcp: false,
-        prefer_udp: false,
-        max_concurrent: None,
-    }
-}
-
 /// A nameplane DNS server serving `zones` from its own ConfigMap `namespace/name`.
 fn zone_server(
     namespace: &str,
@@ -126,55 +115,155 @@ fn timed_dig(port: u16, name: &str, rtype: &str) -> (DigResult, Duration) {
     (result, started.elapsed())
 }
 
+/// The server under test: an operator, a `DNSServer` named `dns` in `namespace` taking the
+/// config objects of that namespace only, and the `nameplane-dns` following its ConfigMap.
+struct Stack {
+    namespace: String,
+    _operator: Operator,
+    dns: DnsServer,
+}
+
+fn kubectl_apply(namespace: &str, yaml: &str) {
+    let out = kubectl_with_stdin(&["apply", "-n", namespace, "-f", "-"], Some(yaml));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn condition(namespace: &str, what: &str) -> (String, String, String) {
+    let at = |field: &str| {
+        let out = kubectl(&[
+            "get",
+            "-n",
+            namespace,
+            what,
+            "-o",
+            &format!("jsonpath={{.status.conditions[?(@.type==\"Ready\")].{field}}}"),
+        ]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    (at("status"), at("reason"), at("message"))
+}
+
+impl Stack {
+    /// Applies the `DNSServer` (with `spec`, YAML lines indented by two spaces) and
+    /// `objects`, waits until each is `Ready`, and starts the DNS server.
+    fn start(namespace: &str, spec: &str, objects: &[&str]) -> Self {
+        kubectl_ok(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=nameplane-e2e",
+            "-f",
+            "crds/",
+        ]);
+        for plural in ["dnsservers", "dnszones", "stubdomains"] {
+            kubectl_ok(&[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                &format!("crd/{plural}.nameplane.io"),
+            ]);
+        }
+        ensure_namespace("nameplane-system");
+        let labelled = format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n  labels: {{nameplane.io/e2e: {namespace}}}\n"
+        );
+        kubectl_apply("default", &labelled);
+        let operator = Operator::start(
+            &format!("operator-{namespace}"),
+            &["--lease-name", &format!("lease-{namespace}")],
+        );
+        kubectl_apply(
+            namespace,
+            &format!(
+                "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata:\n  name: dns\nspec:\n  configSelector:\n    namespaceSelector:\n      matchLabels: {{nameplane.io/e2e: {namespace}}}\n{spec}"
+            ),
+        );
+        for object in objects {
+            kubectl_apply(namespace, object);
+        }
+        let stack_ns = namespace.to_owned();
+        let accepted = |what: String| {
+            wait_for(&format!("{what} Ready"), READY, || {
+                let (status, reason, message) = condition(&stack_ns, &what);
+                assert_ne!(status, "False", "{what} rejected: {reason}: {message}");
+                (status == "True").then_some(())
+            });
+        };
+        for object in objects {
+            let kind = object
+                .lines()
+                .find_map(|l| l.strip_prefix("kind: "))
+                .expect("kind")
+                .to_ascii_lowercase();
+            let name = object
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("name: "))
+                .expect("name");
+            accepted(format!("{kind}/{name}"));
+        }
+        accepted("dnsserver/dns".into());
+        let dns = DnsServer::start(
+            &format!("dns-{namespace}"),
+            &format!("{namespace}/dns-config"),
+        );
+        dns.wait_ready(READY);
+        Self {
+            namespace: namespace.to_owned(),
+            _operator: operator,
+            dns,
+        }
+    }
+
+    fn apply(&self, yaml: &str) {
+        kubectl_apply(&self.namespace, yaml);
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Zones
 // ---------------------------------------------------------------------------------------
 
-fn shop_zone(extra: Vec<RecordConfig>) -> ZoneConfig {
-    use RecordKind::*;
-    let mut records = vec![
-        record("shop.test", A, 300, &["192.0.2.10"]),
-        record("shop.test", MX, 300, &["10 mail.shop.test."]),
-        record("shop.test", TXT, 300, &["v=spf1 -all"]),
-        record("shop.test", CAA, 300, &["0 issue \"letsencrypt.org\""]),
-        record("mail.shop.test", A, 300, &["192.0.2.25"]),
-        record("db.shop.test", AAAA, 300, &["2001:db8::10"]),
-        record("www.shop.test", CNAME, 300, &["front.shop.test."]),
-        record("front.shop.test", CNAME, 300, &["shop.test."]),
-        record("*.apps.shop.test", A, 60, &["192.0.2.50"]),
-        record(
-            "_https._tcp.shop.test",
-            SRV,
-            60,
-            &["10 5 443 mail.shop.test."],
-        ),
-        record("eu.shop.test", NS, 300, &["ns1.eu.shop.test."]),
-        record("ns1.eu.shop.test", A, 300, &["192.0.2.53"]),
-    ];
-    records.extend(extra);
-    ZoneConfig {
-        name: "shop.test".into(),
-        source: "e2e/shop".into(),
-        ttl_seconds: 120,
-        records,
-        allow_transfer: vec!["127.0.0.1/32".into()],
-    }
+/// The `DNSZone` `shop` for `shop.test`, with `extra` record lines.
+fn shop_zone(extra: &str) -> String {
+    format!(
+        r#"apiVersion: nameplane.io/v1alpha1
+kind: DNSZone
+metadata:
+  name: shop
+spec:
+  zone: shop.test
+  ttlSeconds: 120
+  allowTransfer: ["127.0.0.1"]
+  records:
+  - {{name: "@", type: A, ttlSeconds: 300, values: ["192.0.2.10"]}}
+  - {{name: "@", type: MX, values: ["10 mail"]}}
+  - {{name: "@", type: TXT, values: ["v=spf1 -all"]}}
+  - {{name: "@", type: CAA, values: ['0 issue "letsencrypt.org"']}}
+  - {{name: mail, type: A, values: ["192.0.2.25"]}}
+  - {{name: db, type: AAAA, values: ["2001:db8::10"]}}
+  - {{name: www, type: CNAME, values: ["front"]}}
+  - {{name: front, type: CNAME, values: ["@"]}}
+  - {{name: "*.apps", type: A, ttlSeconds: 60, values: ["192.0.2.50"]}}
+  - {{name: _https._tcp, type: SRV, values: ["10 5 443 mail"]}}
+  - {{name: eu, type: NS, values: ["ns1.eu"]}}
+  - {{name: ns1.eu, type: A, values: ["192.0.2.53"]}}
+{extra}"#
+    )
 }
 
-fn reverse_zone() -> ZoneConfig {
-    ZoneConfig {
-        name: "2.0.192.in-addr.arpa".into(),
-        source: "e2e/reverse".into(),
-        ttl_seconds: 60,
-        records: vec![record(
-            "10.2.0.192.in-addr.arpa",
-            RecordKind::PTR,
-            300,
-            &["shop.test."],
-        )],
-        allow_transfer: vec![],
-    }
-}
+const REVERSE_ZONE: &str = r#"apiVersion: nameplane.io/v1alpha1
+kind: DNSZone
+metadata:
+  name: reverse
+spec:
+  zone: 2.0.192.in-addr.arpa
+  records:
+  - {name: "10", type: PTR, values: ["shop.test."]}
+"#;
 
 fn soa_serial(port: u16) -> u32 {
     let soa = dig(port, "shop.test", "SOA", Transport::Udp);
@@ -187,10 +276,8 @@ fn soa_serial(port: u16) -> u32 {
 
 #[test]
 fn a_zone_answers_every_record_type_and_transfers_only_to_allowed_clients() {
-    let ns = "e2e-zones";
-    ensure_namespace(ns);
-    let mut server = zone_server(ns, "zones", vec![shop_zone(vec![]), reverse_zone()], None);
-    let port = server.port;
+    let stack = Stack::start("e2e-zones", "", &[&shop_zone(""), REVERSE_ZONE]);
+    let port = stack.dns.port;
 
     for transport in [Transport::Udp, Transport::Tcp] {
         let apex = dig(port, "Shop.TEST", "A", transport);
@@ -272,30 +359,23 @@ fn a_zone_answers_every_record_type_and_transfers_only_to_allowed_clients() {
     // A change to the zone bumps the serial and is served without a restart.
     let serial = soa_serial(port);
     let changed = Instant::now();
-    let mut config = server_config("zones");
-    config.zones = vec![
-        shop_zone(vec![record(
-            "new.shop.test",
-            RecordKind::A,
-            60,
-            &["192.0.2.77"],
-        )]),
-        reverse_zone(),
-    ];
-    publish(ns, "zones", &config);
+    stack.apply(&shop_zone(
+        "  - {name: new, type: A, values: [\"192.0.2.77\"]}\n",
+    ));
     wait_for("the new record", Duration::from_secs(20), || {
         (a_records(&dig(port, "new.shop.test", "A", Transport::Udp)) == ["192.0.2.77"])
             .then_some(())
     });
     eprintln!(
-        "zone change served {:?} after the ConfigMap update",
+        "zone change served {:?} after kubectl apply",
         changed.elapsed()
     );
     assert!(
         soa_serial(port) > serial,
         "the SOA serial grows with the zone"
     );
-    server.process.assert_running();
+    let mut stack = stack;
+    stack.dns.process.assert_running();
 }
 
 /// A Knot secondary for `zone`, transferring from 127.0.0.1:`primary`.
@@ -353,10 +433,9 @@ impl Knot {
 
 #[test]
 fn knot_transfers_the_zone_as_a_secondary_and_follows_serial_changes() {
-    let ns = "e2e-knot";
-    ensure_namespace(ns);
-    let server = zone_server(ns, "primary", vec![shop_zone(vec![])], None);
-    let mut knot = Knot::start("shop.test", server.port);
+    let stack = Stack::start("e2e-knot", "", &[&shop_zone("")]);
+    let primary = stack.dns.port;
+    let mut knot = Knot::start("shop.test", primary);
     // Knot answers what it transferred (AXFR at start-up, from 127.0.0.1).
     let answer = wait_for(
         "Knot to serve the transferred zone",
@@ -372,23 +451,18 @@ fn knot_transfers_the_zone_as_a_secondary_and_follows_serial_changes() {
         ["192.0.2.50"],
         "the wildcard travelled as a record"
     );
-    let serial = soa_serial(server.port);
+    let serial = soa_serial(primary);
     assert_eq!(soa_serial(knot.port), serial);
 
     // Change the zone; Knot's refresh sees the higher serial and transfers again (it asks
     // for IXFR; nameplane answers with the whole zone, which RFC 1995 allows).
-    let mut config = server_config("primary");
-    config.zones = vec![shop_zone(vec![record(
-        "added.shop.test",
-        RecordKind::A,
-        60,
-        &["192.0.2.88"],
-    )])];
-    publish(ns, "primary", &config);
+    stack.apply(&shop_zone(
+        "  - {name: added, type: A, values: [\"192.0.2.88\"]}\n",
+    ));
     wait_for(
         "the primary to serve the change",
         Duration::from_secs(20),
-        || (soa_serial(server.port) > serial).then_some(()),
+        || (soa_serial(primary) > serial).then_some(()),
     );
     wait_for(
         "Knot to transfer the change",
@@ -400,24 +474,13 @@ fn knot_transfers_the_zone_as_a_secondary_and_follows_serial_changes() {
                 .then_some(())
         },
     );
-    assert_eq!(soa_serial(knot.port), soa_serial(server.port));
+    assert_eq!(soa_serial(knot.port), soa_serial(primary));
     knot.process.assert_running();
 }
 
 // ---------------------------------------------------------------------------------------
 // Forwarding and the cache
 // ---------------------------------------------------------------------------------------
-
-fn cache(serve_stale_seconds: u32) -> CacheConfig {
-    CacheConfig {
-        capacity: 10_000,
-        max_ttl_seconds: 3600,
-        min_ttl_seconds: 0,
-        denial_ttl_seconds: 30,
-        denial_capacity: None,
-        serve_stale_seconds,
-    }
-}
 
 #[test]
 fn an_upstream_killed_mid_test_fails_over_then_serves_stale_then_servfail() {
@@ -426,17 +489,16 @@ fn an_upstream_killed_mid_test_fails_over_then_serves_stale_then_servfail() {
     let first = zone_server(ns, "upstream-1", vec![example_test("192.0.2.1", 2)], None);
     let second = zone_server(ns, "upstream-2", vec![example_test("192.0.2.2", 2)], None);
     let first_port = first.port;
-
-    let mut config = server_config("forwarder");
-    config.forward = vec![forward(
-        "example.test",
-        &[first.port, second.port],
-        ForwardPolicy::Sequential,
-    )];
-    config.cache = Some(cache(8));
-    publish(ns, "forwarder", &config);
-    let forwarder = DnsServer::start("forwarder", &format!("{ns}/forwarder"));
-    forwarder.wait_ready(READY);
+    let stub = format!(
+        "apiVersion: nameplane.io/v1alpha1\nkind: StubDomain\nmetadata:\n  name: example-test\nspec:\n  domain: example.test\n  servers: [\"127.0.0.1:{}\", \"127.0.0.1:{}\"]\n  policy: Sequential\n",
+        first.port, second.port
+    );
+    let stack = Stack::start(
+        ns,
+        "  cache: {capacity: 10000, maxTtlSeconds: 3600, denialTtlSeconds: 30, serveStaleSeconds: 8}\n",
+        &[&stub],
+    );
+    let forwarder = &stack.dns;
     let port = forwarder.port;
 
     let answer = dig(port, "www.example.test", "A", Transport::Udp);
@@ -597,11 +659,12 @@ fn forged_replies_are_ignored_and_the_real_answer_is_served() {
     let upstream_port = upstream.port;
     std::thread::spawn(move || forging_relay(front, upstream_port));
 
-    let mut config = server_config("forwarder");
-    config.forward = vec![forward(".", &[front_port], ForwardPolicy::Random)];
-    publish(ns, "forwarder", &config);
-    let forwarder = DnsServer::start("forwarder-forged", &format!("{ns}/forwarder"));
-    forwarder.wait_ready(READY);
+    let stack = Stack::start(
+        ns,
+        &format!("  upstreams: [\"127.0.0.1:{front_port}\"]\n"),
+        &[],
+    );
+    let forwarder = &stack.dns;
 
     for i in 0..10 {
         let name = if i % 2 == 0 {
@@ -646,12 +709,15 @@ fn the_cache_answers_repeats_and_coalesces_bursts() {
         vec![example_test("192.0.2.1", 300)],
         None,
     );
-    let mut config = server_config("cache-forwarder");
-    config.forward = vec![forward(".", &[upstream.port], ForwardPolicy::Random)];
-    config.cache = Some(cache(0));
-    publish(ns, "cache-forwarder", &config);
-    let forwarder = DnsServer::start("cache-forwarder", &format!("{ns}/cache-forwarder"));
-    forwarder.wait_ready(READY);
+    let stack = Stack::start(
+        ns,
+        &format!(
+            "  upstreams: [\"127.0.0.1:{}\"]\n  cache: {{capacity: 10000}}\n",
+            upstream.port
+        ),
+        &[],
+    );
+    let forwarder = &stack.dns;
 
     let upstream_queries = || metric_sum(&upstream.metrics(), "coredns_dns_requests_total");
     let before = upstream_queries();
