@@ -15,14 +15,22 @@
 //!    -> ArcSwap<ServiceIndex> -----------------+        |             first Flow::Answer wins
 //!                                                       v
 //!                                                  response::encode  EDNS echo, TC on UDP
+//!
+//!  a forwarded query (Flow::Forward) leaves the receive loop:
+//!    forward::Deferred::resolve on its own task (bounded by the forwarder's in-flight limit)
+//!    -> upstream exchange (coalesced, CSPRNG id and port, strict reply matching)
+//!    -> bailiwick filter -> cache insert -> response::encode -> sent on the same socket
 //! ```
 //!
 //! - [`request`] turns the bytes of a query into a [`request::Request`] exactly once, or says
 //!   how to reject it (drop, FORMERR, NOTIMP).
 //! - [`pipeline`] holds the built configuration ([`pipeline::Pipeline`]): an ordered list of
-//!   stages. Each stage answers, or lets the next one try. Today the only stage is
-//!   [`pipeline::kubernetes`]; policy, rewrite, cache, zones and forwarding slot in around it
-//!   in a fixed order. A name no stage owns is REFUSED.
+//!   stages. Each stage answers, or lets the next one try: [`pipeline::cache`] (forwarded
+//!   answers), [`pipeline::kubernetes`] (the cluster domain), [`pipeline::zones`]
+//!   (authoritative zones, AXFR) and [`pipeline::forward`] (stub domains and upstreams), in
+//!   that fixed order, with policy and rewrite to come in front. A name no stage owns is
+//!   REFUSED. Local answers never wait on the network; a forwarded query is finished off the
+//!   UDP receive loop.
 //! - [`response`] encodes the answer a stage produced, echoes EDNS and truncates for UDP.
 //! - [`kubernetes`] watches Services and keeps the compact [`kubernetes::ServiceIndex`] the
 //!   stage reads; [`reload`] watches the ConfigMap and builds pipelines. Both publish

@@ -733,3 +733,79 @@ async fn chains_leaving_a_stub_domain_are_followed_through_the_pipeline() {
     corp.stop().await;
     public.stop().await;
 }
+
+#[tokio::test]
+async fn local_answers_do_not_wait_behind_a_slow_upstream() {
+    // The server under test listens on a real UDP socket; its `.` upstream never answers.
+    let silent = UdpSocket::bind("127.0.0.1:0").await.expect("binds");
+    let listeners = Listeners::bind("127.0.0.1:0".parse().expect("addr"), 1).expect("binds");
+    let addr = listeners.local_addr().expect("addr");
+    let local = ZoneConfig {
+        name: "internal.test".into(),
+        source: "team/internal".into(),
+        ttl_seconds: 30,
+        records: vec![record("db.internal.test", RecordKind::A, 45, &["10.0.0.5"])],
+        allow_transfer: vec![],
+    };
+    let state = state_with(
+        config(
+            vec![local],
+            vec![forward(
+                ".",
+                &[silent.local_addr().expect("addr")],
+                ForwardPolicy::Random,
+            )],
+            None,
+        ),
+        addr,
+    );
+    let (trigger, shutdown) = shutdown::channel();
+    let task = tokio::spawn(server::serve(listeners, Arc::clone(&state), shutdown));
+
+    // One socket (one receive loop): 20 forwarded queries, then a local one.
+    let client = UdpSocket::bind("127.0.0.1:0").await.expect("binds");
+    for i in 0..20 {
+        client
+            .send_to(
+                &query(&format!("n{i}.example.org."), RecordType::A, i),
+                addr,
+            )
+            .await
+            .expect("send");
+    }
+    let sent = Instant::now();
+    client
+        .send_to(&query("db.internal.test.", RecordType::A, 999), addr)
+        .await
+        .expect("send");
+    let mut buf = vec![0; 4096];
+    let local_answer = loop {
+        let (len, _) = timeout(WAIT, client.recv_from(&mut buf))
+            .await
+            .expect("an answer")
+            .expect("recv");
+        let message = Message::from_vec(&buf[..len]).expect("decodes");
+        if message.metadata.id == 999 {
+            break message;
+        }
+    };
+    let took = sent.elapsed();
+    assert_eq!(addresses(&local_answer), ["10.0.0.5"]);
+    assert!(
+        took < Duration::from_millis(200),
+        "the zone answer waited {took:?}"
+    );
+    // The forwarded ones come back as SERVFAIL once their attempt times out.
+    let mut servfails = 0;
+    while servfails < 20 {
+        let (len, _) = timeout(WAIT, client.recv_from(&mut buf))
+            .await
+            .expect("the forwarded answers")
+            .expect("recv");
+        let message = Message::from_vec(&buf[..len]).expect("decodes");
+        assert_eq!(message.metadata.response_code, ResponseCode::ServFail);
+        servfails += 1;
+    }
+    trigger.fire();
+    timeout(WAIT, task).await.expect("stops").expect("task");
+}

@@ -1,7 +1,8 @@
 //! The answer function: request bytes and the current snapshots in, response bytes out.
 //!
-//! [`answer`] is pure: no sockets, no clocks, no locks on the way to a local answer. The
-//! transports call it; the tests call it directly. Its steps:
+//! [`answer`] is pure: no sockets, and no locks and no clock on the way to a local answer
+//! (the cache stage reads the monotonic clock and a cache shard, for forwarded names only).
+//! The transports call it; the tests call it directly. Its steps:
 //!
 //! 1. [`request::parse`]: drop, FORMERR, NOTIMP, or a [`Request`];
 //! 2. EDNS version above 0: BADVERS (RFC 6891 §6.1.3);

@@ -395,3 +395,36 @@ fn shannon_bits(values: impl Iterator<Item = u16>) -> f64 {
         })
         .sum()
 }
+
+#[test]
+fn a_reload_keeps_unchanged_forwarders_and_their_upstream_health() {
+    let build = |forwards| {
+        crate::pipeline::Pipeline::build(config(&[], forwards), "h".into()).expect("builds")
+    };
+    let forwarders = |pipeline: &crate::pipeline::Pipeline| -> Vec<Arc<Forwarder>> {
+        pipeline
+            .stages
+            .iter()
+            .find_map(|stage| match stage {
+                crate::pipeline::Stage::Forward(stage) => Some(stage.forwarders().to_vec()),
+                _ => None,
+            })
+            .expect("a forward stage")
+    };
+    let root = forward(".", &["10.0.0.1:53"], ForwardPolicy::Random);
+    let corp = forward("corp.example.com", &["10.0.0.2:53"], ForwardPolicy::Random);
+    let old = build(vec![root.clone(), corp.clone()]);
+    let mut moved = corp.clone();
+    moved.servers = vec!["10.0.0.3:53".into()];
+    let mut new = build(vec![root, moved]);
+    new.adopt(&old);
+    let (old, new) = (forwarders(&old), forwarders(&new));
+    assert!(
+        Arc::ptr_eq(&old[0], &new[0]),
+        "unchanged: the same upstreams carry on"
+    );
+    assert!(
+        !Arc::ptr_eq(&old[1], &new[1]),
+        "changed servers: a new forwarder"
+    );
+}
