@@ -311,7 +311,12 @@ impl CacheStage {
         }
         let metrics = sources.metrics.cache();
         metrics.request();
-        match self.cache.fresh(&Key::of(request), Instant::now()) {
+        let found = self.cache.fresh(&Key::of(request), Instant::now());
+        // A lookup may have dropped a dead entry: keep the gauges true (two atomic stores).
+        for kind in [Kind::Success, Kind::Denial] {
+            metrics.set_entries(kind, self.cache.len(kind));
+        }
+        match found {
             Some(hit) => {
                 metrics.hit(hit.kind);
                 Flow::Answer(hit.answer(request, Origin::Cache))
