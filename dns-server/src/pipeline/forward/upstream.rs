@@ -38,8 +38,10 @@ pub const SOURCE_PORT_MIN: u16 = 1024;
 /// Random ports tried before letting the kernel pick one.
 const PORT_ATTEMPTS: usize = 16;
 
-/// Largest reply read over UDP.
-const MAX_UDP_REPLY: usize = 65_535;
+/// Largest reply read over UDP. Queries advertise 1232 bytes, so a server sends no more
+/// (it truncates); a bigger datagram is cut, fails to decode and is ignored like any bad
+/// reply. Small on purpose: this buffer exists once per query in flight.
+const MAX_UDP_REPLY: usize = 4096;
 
 /// The transport of one exchange.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
