@@ -175,11 +175,26 @@ fn ready_status(namespace: &str, server: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn wait_ready(namespace: &str, server: &str) {
+/// Waits for the DNSServer's `Ready=True`; fails at once when the operator logs an RBAC
+/// refusal.
+fn wait_ready(namespace: &str, server: &str, operator: &Process) {
     wait_for(
         &format!("DNSServer {namespace}/{server} Ready=True"),
         Duration::from_secs(60),
-        || (ready_status(namespace, server) == "True").then_some(()),
+        || {
+            let forbidden: Vec<String> = operator
+                .log()
+                .lines()
+                .filter(|l| l.to_lowercase().contains("forbidden"))
+                .map(str::to_string)
+                .collect();
+            assert!(
+                forbidden.is_empty(),
+                "the chart's RBAC refused the operator something:\n{}",
+                forbidden.join("\n")
+            );
+            (ready_status(namespace, server) == "True").then_some(())
+        },
     );
 }
 
@@ -316,7 +331,7 @@ fn helm_chart_installs_under_podsecurity_restricted_and_its_rbac_runs_the_operat
         &workspace_binary("nameplane-operator"),
         &operator_args,
     );
-    wait_ready(&ns, FULLNAME);
+    wait_ready(&ns, FULLNAME, &operator);
     operator.assert_running();
     let lease = kubectl_ok(&[
         "get",
@@ -381,7 +396,7 @@ fn helm_chart_installs_under_podsecurity_restricted_and_its_rbac_runs_the_operat
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_ready(&ns, "second");
+    wait_ready(&ns, "second", &operator);
     let second_rbac = format!("nameplane-dns:{ns}:second");
     assert_exists("clusterrole", &second_rbac, None);
     kubectl_ok(&["delete", "dnsserver", "second", "-n", &ns, "--wait=false"]);
