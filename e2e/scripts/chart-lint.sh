@@ -61,6 +61,7 @@ bad_values=(
   dnsServer.clusterDomain=bad_domain!
   'dnsServer.upstreams={dns.example.com}'
   dnsServer.cache.capacity=0
+  dnsServer.tenantDomainSuffix=under_score
   dnsServer.cache.unknown=1
   image.pullPolicy=Sometimes
   metrics.service.port=70000

@@ -281,6 +281,26 @@ fn helm_chart_installs_under_podsecurity_restricted_and_its_rbac_runs_the_operat
     ] {
         assert_exists(kind, name, namespaced.then_some(ns.as_str()));
     }
+    // Every dnsServer value, rendered by the chart, is a DNSServer the API server accepts
+    // (OpenAPI schema and CEL rules of the CRD; server-side dry run).
+    let full = helm_ok(&[
+        "template",
+        RELEASE,
+        "charts/nameplane",
+        "--namespace",
+        &ns,
+        "-f",
+        "e2e/testdata/chart/full-values.yaml",
+        "--show-only",
+        "templates/dnsserver.yaml",
+    ]);
+    let out = apply_stdin(&["apply", "--dry-run=server", "-n", &ns, "-f", "-"], &full);
+    assert!(
+        out.status.success(),
+        "the API server refuses the chart's DNSServer with every value set: {}\n{full}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let binding = json(&["get", "clusterrolebinding", OPERATOR, "-o", "json"]);
     assert_eq!(binding["subjects"][0]["name"], OPERATOR);
     assert_eq!(binding["subjects"][0]["namespace"], ns.as_str());

@@ -21,6 +21,10 @@ pub struct RewriteConfig {
     pub to: String,
     /// Rewrite names in the answer back to the name the client asked for.
     pub rewrite_answers: bool,
+    /// Only queries from Pods of this namespace are rewritten (rules a tenant wrote for
+    /// itself); every client when left out (rules from the DNS server's own namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_namespace: Option<String>,
 }
 
 /// How a rewrite's `from` matches.
@@ -116,6 +120,7 @@ mod tests {
             from: from.into(),
             to: to.into(),
             rewrite_answers: true,
+            client_namespace: None,
         }
     }
 

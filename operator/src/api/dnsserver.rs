@@ -87,12 +87,20 @@ pub struct DNSServerSpec {
     ]))]
     pub cluster_ip: Option<String>,
 
+    /// Where other namespaces (tenants) may define zones and stub domains: a tenant in
+    /// namespace `team-a` may use names at or below `team-a.<tenantDomainSuffix>`, and nothing
+    /// else. Left out, only objects in this DNSServer's own namespace may define zones and stub
+    /// domains. Rewrites from other namespaces only ever apply to their own Pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_domain_suffix: Option<DomainName>,
+
     /// Answer cache for forwarded names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheSpec>,
 
-    /// Which DNSZone, StubDomain, RewriteRule and DNSPolicy objects apply to this server.
-    /// Leave out to take every such object in every namespace.
+    /// Which DNSZone, StubDomain, RewriteRule and DNSPolicy objects from other namespaces
+    /// apply to this server. Objects in this DNSServer's own namespace always apply; left out,
+    /// no other namespace's objects do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_selector: Option<ConfigSelector>,
 }

@@ -11,8 +11,9 @@
 //! Every kind is namespaced. A platform team keeps its `DNSServer` (and cluster-wide zones and
 //! stub domains) in its own namespace; tenants keep their objects in theirs, where Kubernetes
 //! RBAC already decides who may write them. A `DNSServer` picks the config objects it serves
-//! with [`ConfigSelector`]: a namespace label selector and an object label selector, both
-//! matching everything when left out (the Gateway API's `allowedRoutes` pattern). Namespaced
+//! with [`ConfigSelector`]: objects in its own namespace always apply; other namespaces only
+//! when they match its namespace label selector (none by default, the Gateway API's
+//! `allowedRoutes` pattern), and an object label selector narrows the choice. Namespaced
 //! objects also let a `DNSPolicy` bind to "the Pods of this namespace" without naming them.
 
 // clippy reads the repeated `type_ = "string"` inside separate `printcolumn(...)` groups of
@@ -108,12 +109,14 @@ impl UpstreamAddress {
 }
 
 /// Which config objects (`DNSZone`, `StubDomain`, `RewriteRule`, `DNSPolicy`) a `DNSServer`
-/// serves. An object applies when its namespace matches `namespaceSelector` and the object
-/// itself matches `objectSelector`; a selector that is left out matches everything.
+/// serves besides those in its own namespace (which always apply). An object in another
+/// namespace applies when its namespace matches `namespaceSelector` and the object itself
+/// matches `objectSelector`.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigSelector {
-    /// Selects the namespaces whose config objects apply. Leave out to allow every namespace.
+    /// Selects the other namespaces whose config objects apply. Left out, none does; `{}`
+    /// selects every namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<LabelSelector>,
     /// Selects config objects by their labels. Leave out to take every object in the selected

@@ -11,12 +11,11 @@ use super::Context;
 use crate::api::dnsserver::{DNSServer, DNSServerStatus};
 use crate::apply::ensure;
 use crate::status::{self, Outcome};
-use crate::workload::{self, SERVER_LABEL};
+use crate::workload::{self, SERVER_LABEL, Workload};
 use crate::{Error, FIELD_MANAGER, Result, render};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -69,66 +68,21 @@ async fn apply(server: &DNSServer, ctx: &Context) -> Result<Action> {
     let previous = server.status.clone().unwrap_or_default();
     let mut next = previous.clone();
 
-    let outcome = match render::server_config(server) {
+    let snapshot = ctx.stores.snapshot();
+    let rendered = render::render(server, &snapshot.inputs());
+    let rejected = rendered.rejected();
+    let outcome = match rendered.config {
         Ok(config) => {
             let cm_name = config_map_name(&name);
             let hash = config.content_hash();
             let desired = config_map(server, &cm_name, config.to_json(), &hash)?;
             let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
-            if ensure(&config_maps, &desired, &ctx.metrics).await? {
+            if ensure(&config_maps, &desired, &ctx.metrics).await?.0 {
                 tracing::info!(server = %format!("{namespace}/{name}"), %hash, "published server config");
             }
             let w = workload::build(server, &cm_name, &ctx.settings)?;
-            let ns = |c: &kube::Client| c.clone();
-            ensure(
-                &Api::<ServiceAccount>::namespaced(ns(client), &namespace),
-                &w.service_account,
-                &ctx.metrics,
-            )
-            .await?;
-            ensure(
-                &Api::<ClusterRole>::all(ns(client)),
-                &w.cluster_role,
-                &ctx.metrics,
-            )
-            .await?;
-            ensure(
-                &Api::<ClusterRoleBinding>::all(ns(client)),
-                &w.cluster_role_binding,
-                &ctx.metrics,
-            )
-            .await?;
-            ensure(
-                &Api::<Role>::namespaced(ns(client), &namespace),
-                &w.role,
-                &ctx.metrics,
-            )
-            .await?;
-            ensure(
-                &Api::<RoleBinding>::namespaced(ns(client), &namespace),
-                &w.role_binding,
-                &ctx.metrics,
-            )
-            .await?;
-            let deployments = Api::<Deployment>::namespaced(ns(client), &namespace);
-            ensure(&deployments, &w.deployment, &ctx.metrics).await?;
-            ensure(
-                &Api::<Service>::namespaced(ns(client), &namespace),
-                &w.service,
-                &ctx.metrics,
-            )
-            .await?;
-            ensure(
-                &Api::<PodDisruptionBudget>::namespaced(ns(client), &namespace),
-                &w.pdb,
-                &ctx.metrics,
-            )
-            .await?;
-
-            let deployment_status = deployments
-                .get_opt(&workload::dns_name(&name))
-                .await?
-                .and_then(|d| d.status);
+            let deployment = apply_workload(ctx, &namespace, &w).await?;
+            let deployment_status = deployment.status;
             next.replicas = Some(server.spec.replicas);
             next.ready_replicas = Some(
                 deployment_status
@@ -137,12 +91,23 @@ async fn apply(server: &DNSServer, ctx: &Context) -> Result<Action> {
             );
             next.config_hash = Some(hash.clone());
             next.config_map = Some(cm_name.clone());
+            let c = &config;
+            let mut message = format!(
+                "server config {} published in ConfigMap {cm_name}: {} zones, {} forwarders, {} rewrites, {} policies",
+                &hash[..12],
+                c.zones.len(),
+                c.forward.len(),
+                c.rewrites.len(),
+                c.policies.len()
+            );
+            if rejected > 0 {
+                message.push_str(&format!(
+                    "; {rejected} selected objects rejected (see their status)"
+                ));
+            }
             Outcome::Ready {
                 reason: "ConfigPublished",
-                message: format!(
-                    "server config {} published in ConfigMap {cm_name}",
-                    &hash[..12]
-                ),
+                message,
             }
         }
         Err(e) => {
@@ -180,6 +145,36 @@ async fn apply(server: &DNSServer, ctx: &Context) -> Result<Action> {
         }
     }
     Ok(Action::requeue(Duration::from_secs(600)))
+}
+
+/// Applies every object that runs the server; returns its Deployment as stored.
+async fn apply_workload(ctx: &Context, namespace: &str, w: &Workload) -> Result<Deployment> {
+    let client = || ctx.client.clone();
+    let metrics = &ctx.metrics;
+    ensure(
+        &Api::namespaced(client(), namespace),
+        &w.service_account,
+        metrics,
+    )
+    .await?;
+    ensure(&Api::all(client()), &w.cluster_role, metrics).await?;
+    ensure(&Api::all(client()), &w.cluster_role_binding, metrics).await?;
+    ensure(&Api::namespaced(client(), namespace), &w.role, metrics).await?;
+    ensure(
+        &Api::namespaced(client(), namespace),
+        &w.role_binding,
+        metrics,
+    )
+    .await?;
+    let (_, deployment) = ensure(
+        &Api::namespaced(client(), namespace),
+        &w.deployment,
+        metrics,
+    )
+    .await?;
+    ensure(&Api::namespaced(client(), namespace), &w.service, metrics).await?;
+    ensure(&Api::namespaced(client(), namespace), &w.pdb, metrics).await?;
+    Ok(deployment)
 }
 
 /// Removes what owner references cannot: the cluster-scoped RBAC.

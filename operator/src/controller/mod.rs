@@ -1,12 +1,20 @@
 //! The reconcilers and how they are started.
 //!
-//! Today one controller runs: [`dnsserver`], which renders each `DNSServer` into its
-//! ConfigMap, applies the objects that run it and writes its status. It owns every namespaced
-//! object it writes, so one edited or deleted by hand is put back within a reconcile.
+//! - [`dnsserver`] renders each `DNSServer` (with the config objects it selects) into its
+//!   ConfigMap, applies the objects that run it and writes its status. It owns every
+//!   namespaced object it writes, so one edited or deleted by hand is put back.
+//! - [`config_status`] writes the status of every `DNSZone`, `StubDomain`, `RewriteRule` and
+//!   `DNSPolicy` from the same renderer's verdicts.
+//! - [`stores`] caches everything the renderer reads; any change re-renders every server.
 
+pub mod config_status;
 pub mod dnsserver;
+pub mod stores;
 
-use crate::api::dnsserver::DNSServer;
+use crate::api::{
+    dnspolicy::DNSPolicy, dnsserver::DNSServer, dnszone::DNSZone, rewriterule::RewriteRule,
+    stubdomain::StubDomain,
+};
 use crate::metrics::Metrics;
 use crate::workload::Settings;
 use futures::StreamExt;
@@ -33,6 +41,8 @@ pub struct Context {
     pub settings: Settings,
     /// Publishes Kubernetes Events about the objects.
     pub recorder: Recorder,
+    /// Caches of everything the renderer reads.
+    pub stores: stores::Stores,
 }
 
 /// Checks the CRDs are installed (so a missing install fails fast with a hint).
@@ -55,8 +65,10 @@ pub async fn run(
     metrics: Arc<Metrics>,
     settings: Settings,
     identity: String,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
+    use futures::FutureExt;
+    let shutdown = shutdown.shared();
     let owned = || {
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={}", crate::FIELD_MANAGER))
     };
@@ -67,17 +79,20 @@ pub async fn run(
             instance: Some(identity),
         },
     );
+    let stores = stores::Stores::start(&client).await;
     let ctx = Arc::new(Context {
         client: client.clone(),
         metrics,
         settings,
         recorder,
+        stores,
     });
-    tracing::info!("reconciling DNSServers");
-    Controller::new(
+    tracing::info!("reconciling DNSServers and config objects");
+    let servers = Controller::new(
         Api::<DNSServer>::all(client.clone()),
         watcher::Config::default(),
     )
+    .reconcile_all_on(ctx.stores.changes())
     .owns(Api::<ConfigMap>::all(client.clone()), owned())
     .owns(Api::<Deployment>::all(client.clone()), owned())
     .owns(Api::<Service>::all(client.clone()), owned())
@@ -85,15 +100,21 @@ pub async fn run(
     .owns(Api::<Role>::all(client.clone()), owned())
     .owns(Api::<RoleBinding>::all(client.clone()), owned())
     .owns(Api::<PodDisruptionBudget>::all(client), owned())
-    .graceful_shutdown_on(shutdown)
-    .run(dnsserver::reconcile, error_policy, ctx)
+    .graceful_shutdown_on(shutdown.clone())
+    .run(dnsserver::reconcile, error_policy, ctx.clone())
     .for_each(|result| async move {
         match result {
             Ok((object, _)) => tracing::debug!(%object, "reconciled"),
             Err(e) => tracing::warn!(error = %e, "reconcile failed"),
         }
-    })
-    .await;
+    });
+    futures::join!(
+        servers,
+        config_status::run::<DNSZone>(ctx.clone(), shutdown.clone()),
+        config_status::run::<StubDomain>(ctx.clone(), shutdown.clone()),
+        config_status::run::<RewriteRule>(ctx.clone(), shutdown.clone()),
+        config_status::run::<DNSPolicy>(ctx, shutdown),
+    );
     tracing::info!("controllers stopped");
 }
 

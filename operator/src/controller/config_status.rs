@@ -1,0 +1,148 @@
+//! Status of the config objects (`DNSZone`, `StubDomain`, `RewriteRule`, `DNSPolicy`). One
+//! generic reconciler per kind asks the renderer, for every `DNSServer` that selects the
+//! object, what it made of it, and writes the merged answer into the object's conditions:
+//! `Ready=True` when every selecting server serves it, else `Ready=False` with the first
+//! server's reason. Every kind re-checks on any change, because a conflict is decided by other
+//! objects (the older zone is deleted: the newer one becomes Ready).
+
+use super::Context;
+use crate::api::ObjectStatus;
+use crate::render::{self, ObjectKey, Verdict, select::ServerSelector};
+use crate::status::{self, Outcome};
+use crate::{Error, FIELD_MANAGER, Result};
+use futures::StreamExt;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A config kind whose status this module writes.
+pub trait ConfigObject:
+    Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+    + Clone
+    + Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    /// The stored status, if any.
+    fn object_status(&self) -> Option<&ObjectStatus>;
+}
+
+macro_rules! config_object {
+    ($($kind:ty),*) => {$(
+        impl ConfigObject for $kind {
+            fn object_status(&self) -> Option<&ObjectStatus> {
+                self.status.as_ref()
+            }
+        }
+    )*};
+}
+config_object!(
+    crate::api::dnszone::DNSZone,
+    crate::api::stubdomain::StubDomain,
+    crate::api::rewriterule::RewriteRule,
+    crate::api::dnspolicy::DNSPolicy
+);
+
+/// Runs the status controller of kind `K` until `shutdown` resolves.
+pub async fn run<K: ConfigObject>(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let changes = ctx.stores.changes();
+    Controller::new(
+        Api::<K>::all(ctx.client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .reconcile_all_on(changes)
+    .graceful_shutdown_on(shutdown)
+    .run(
+        reconcile::<K>,
+        |_, error: &Error, _| {
+            tracing::warn!(error = %error, "config status will be retried");
+            Action::requeue(Duration::from_secs(5))
+        },
+        ctx,
+    )
+    .for_each(|_| async {})
+    .await;
+}
+
+async fn reconcile<K: ConfigObject>(object: Arc<K>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let kind = K::kind(&()).to_string();
+    let key = ObjectKey::of(object.as_ref());
+    let snapshot = ctx.stores.snapshot();
+    let inputs = snapshot.inputs();
+    let mut served_by = Vec::new();
+    let mut rejection = None;
+    for server in ctx.stores.servers.state() {
+        if !ServerSelector::new(&server, inputs.namespaces).selects(object.as_ref()) {
+            continue;
+        }
+        let server_name = format!(
+            "{}/{}",
+            server.namespace().unwrap_or_default(),
+            server.name_any()
+        );
+        match render::render(&server, &inputs).verdicts.get(&key) {
+            Some(Verdict::Accepted) => served_by.push(server_name),
+            Some(Verdict::Rejected { reason, message }) => {
+                rejection.get_or_insert((*reason, format!("DNSServer {server_name}: {message}")));
+            }
+            None => {}
+        }
+    }
+    served_by.sort();
+    let outcome = match rejection {
+        Some((reason, message)) => Outcome::Stalled { reason, message },
+        None if served_by.is_empty() => Outcome::Stalled {
+            reason: "NotSelected",
+            message: "no DNSServer selects this object; check the DNSServers' spec.configSelector"
+                .into(),
+        },
+        None => Outcome::Ready {
+            reason: "Accepted",
+            message: format!("served by DNSServer {}", served_by.join(", ")),
+        },
+    };
+    let previous = object.object_status().cloned().unwrap_or_default();
+    let next = status::desired(
+        &previous,
+        object.meta().generation,
+        &outcome,
+        k8s_openapi::jiff::Timestamp::now(),
+    );
+    let result = if next != previous {
+        let api: Api<K> = Api::namespaced(ctx.client.clone(), &key.namespace);
+        let patch = serde_json::json!({
+            "apiVersion": K::api_version(&()),
+            "kind": kind,
+            "status": next,
+        });
+        api.patch_status(
+            &key.name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map(|_| ctx.metrics.wrote(&kind))
+        .map_err(Error::from)
+    } else {
+        Ok(())
+    };
+    ctx.metrics.reconciled(
+        &kind,
+        if result.is_ok() { "success" } else { "kube" },
+        started.elapsed(),
+    );
+    result.map(|()| Action::requeue(Duration::from_secs(600)))
+}

@@ -1,0 +1,433 @@
+//! Per-kind translation of config objects into their parts of the [`ServerConfig`], with the
+//! per-object checks, tenancy rules and conflict rules of [`super`].
+//!
+//! [`ServerConfig`]: nameplane_config::ServerConfig
+
+use super::{ObjectKey, Verdict};
+use crate::api::dnspolicy::{DNSPolicy, DeniedResponse, PolicyAction};
+use crate::api::dnsserver::DNSServer;
+use crate::api::dnszone::{DNSZone, RecordType};
+use crate::api::rewriterule::{MatchKind, RewriteRule};
+use crate::api::stubdomain::{ForwardPolicy, StubDomain};
+use kube::{Resource, ResourceExt};
+use nameplane_config::forward::{self, ForwardConfig};
+use nameplane_config::names;
+use nameplane_config::policy::{self, PolicyConfig, PolicyRuleConfig};
+use nameplane_config::rewrite::{self, RewriteConfig};
+use nameplane_config::zone::{RecordConfig, RecordKind, ZoneConfig};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Where config objects may claim names.
+pub struct Scope {
+    server_namespace: String,
+    server_name: String,
+    cluster_domain: String,
+    tenant_suffix: Option<String>,
+}
+
+impl Scope {
+    /// The scope of `server`, whose normalised cluster domain is `cluster_domain`.
+    pub fn new(server: &DNSServer, cluster_domain: &str) -> Self {
+        Self {
+            server_namespace: server.namespace().unwrap_or_default(),
+            server_name: server.name_any(),
+            cluster_domain: cluster_domain.into(),
+            tenant_suffix: server
+                .spec
+                .tenant_domain_suffix
+                .as_ref()
+                .and_then(|s| names::normalize_domain(s.as_str()).ok()),
+        }
+    }
+
+    /// Whether an object in `namespace` may claim `domain` (a zone apex or stub domain).
+    fn allows(&self, namespace: &str, domain: &str) -> Result<(), Verdict> {
+        if is_at_or_below(domain, &self.cluster_domain)
+            || is_at_or_below(&self.cluster_domain, domain)
+        {
+            return Err(Verdict::Rejected {
+                reason: "ConflictsWithClusterDomain",
+                message: format!(
+                    "{domain} overlaps the cluster domain {} that DNSServer {}/{} serves from the Kubernetes API",
+                    self.cluster_domain, self.server_namespace, self.server_name
+                ),
+            });
+        }
+        if namespace == self.server_namespace {
+            return Ok(());
+        }
+        match &self.tenant_suffix {
+            Some(suffix) if is_at_or_below(domain, &format!("{namespace}.{suffix}")) => Ok(()),
+            Some(suffix) => Err(Verdict::Rejected {
+                reason: "NotAllowed",
+                message: format!(
+                    "objects in namespace {namespace} may only use names at or below {namespace}.{suffix} (spec.tenantDomainSuffix of DNSServer {}/{})",
+                    self.server_namespace, self.server_name
+                ),
+            }),
+            None => Err(Verdict::Rejected {
+                reason: "NotAllowed",
+                message: format!(
+                    "DNSServer {}/{} takes zones and stub domains only from its own namespace; set its spec.tenantDomainSuffix to let other namespaces use names below <namespace>.<suffix>",
+                    self.server_namespace, self.server_name
+                ),
+            }),
+        }
+    }
+}
+
+/// Whether `name` is `domain` or a name below it.
+pub fn is_at_or_below(name: &str, domain: &str) -> bool {
+    name == domain || name.ends_with(&format!(".{domain}"))
+}
+
+fn key<K: Resource<DynamicType = ()>>(object: &K) -> ObjectKey {
+    ObjectKey::of(object)
+}
+
+fn rejected(reason: &'static str, message: impl Into<String>) -> Verdict {
+    Verdict::Rejected {
+        reason,
+        message: message.into(),
+    }
+}
+
+/// Zones of the selected `DNSZone`s (oldest first), sorted by apex.
+pub fn zones(
+    objects: &[Arc<DNSZone>],
+    scope: &Scope,
+    verdicts: &mut BTreeMap<ObjectKey, Verdict>,
+) -> Vec<ZoneConfig> {
+    let mut by_apex: BTreeMap<String, (ObjectKey, ZoneConfig)> = BTreeMap::new();
+    for object in objects {
+        let key = key(object.as_ref());
+        let verdict = zone(object, scope).and_then(|zone| match by_apex.get(&zone.name) {
+            Some((winner, _)) => Err(rejected(
+                "Conflict",
+                format!(
+                    "zone {} is already served from {winner}, which is older; remove one of them",
+                    zone.name
+                ),
+            )),
+            None => Ok(zone),
+        });
+        match verdict {
+            Ok(zone) => {
+                verdicts.insert(key.clone(), Verdict::Accepted);
+                by_apex.insert(zone.name.clone(), (key, zone));
+            }
+            Err(v) => {
+                verdicts.insert(key, v);
+            }
+        }
+    }
+    by_apex.into_values().map(|(_, zone)| zone).collect()
+}
+
+fn zone(object: &DNSZone, scope: &Scope) -> Result<ZoneConfig, Verdict> {
+    let namespace = object.namespace().unwrap_or_default();
+    let apex = names::normalize_domain(object.spec.zone.as_str())
+        .map_err(|r| rejected("InvalidSpec", format!("spec.zone: {r}")))?;
+    scope.allows(&namespace, &apex)?;
+    let mut sets: BTreeMap<(String, RecordKind), RecordConfig> = BTreeMap::new();
+    for record in &object.spec.records {
+        let owner = if record.name == "@" {
+            apex.clone()
+        } else {
+            format!(
+                "{}.{apex}",
+                record.name.trim_end_matches('.').to_ascii_lowercase()
+            )
+        };
+        let kind = record_kind(record.record_type);
+        let ttl = record.ttl_seconds.unwrap_or(object.spec.ttl_seconds);
+        let set = sets
+            .entry((owner.clone(), kind))
+            .or_insert_with(|| RecordConfig {
+                name: owner,
+                record_type: kind,
+                ttl_seconds: ttl,
+                values: Vec::new(),
+            });
+        set.values.extend(
+            record
+                .values
+                .iter()
+                .map(|v| absolute_value(kind, &v.0, &apex)),
+        );
+    }
+    let zone = ZoneConfig {
+        name: apex,
+        source: format!("{namespace}/{}", object.name_any()),
+        ttl_seconds: object.spec.ttl_seconds,
+        records: sets.into_values().collect(),
+    };
+    zone.validate("spec")
+        .map_err(|e| rejected("InvalidRecord", e.to_string()))?;
+    Ok(zone)
+}
+
+fn record_kind(t: RecordType) -> RecordKind {
+    match t {
+        RecordType::A => RecordKind::A,
+        RecordType::AAAA => RecordKind::AAAA,
+        RecordType::CNAME => RecordKind::CNAME,
+        RecordType::MX => RecordKind::MX,
+        RecordType::NS => RecordKind::NS,
+        RecordType::PTR => RecordKind::PTR,
+        RecordType::SRV => RecordKind::SRV,
+        RecordType::TXT => RecordKind::TXT,
+    }
+}
+
+/// Makes the name inside a value absolute, as a zone file does with its origin: `www` in zone
+/// `example.internal` is `www.example.internal.`, `@` is the apex.
+fn absolute_value(kind: RecordKind, value: &str, apex: &str) -> String {
+    let absolute = |name: &str| {
+        if name == "@" {
+            format!("{apex}.")
+        } else if name.ends_with('.') {
+            name.to_ascii_lowercase()
+        } else {
+            format!("{}.{apex}.", name.to_ascii_lowercase())
+        }
+    };
+    match kind {
+        RecordKind::CNAME | RecordKind::NS | RecordKind::PTR => absolute(value.trim()),
+        RecordKind::MX | RecordKind::SRV => {
+            let mut fields: Vec<String> = value.split_whitespace().map(str::to_string).collect();
+            if let Some(last) = fields.last_mut() {
+                *last = absolute(last);
+            }
+            fields.join(" ")
+        }
+        RecordKind::A | RecordKind::AAAA | RecordKind::TXT => value.to_string(),
+    }
+}
+
+/// Forwarders of the selected `StubDomain`s (oldest first), sorted by domain.
+pub fn stubs(
+    objects: &[Arc<StubDomain>],
+    scope: &Scope,
+    zone_apexes: &[String],
+    verdicts: &mut BTreeMap<ObjectKey, Verdict>,
+) -> Vec<ForwardConfig> {
+    let mut by_domain: BTreeMap<String, (ObjectKey, ForwardConfig)> = BTreeMap::new();
+    for object in objects {
+        let key = key(object.as_ref());
+        let verdict = stub(object, scope).and_then(|fwd| {
+            if zone_apexes.contains(&fwd.domain) {
+                Err(rejected("ConflictsWithZone", format!("{} is a zone this server serves itself (a DNSZone); a StubDomain cannot forward it", fwd.domain)))
+            } else if let Some((winner, _)) = by_domain.get(&fwd.domain) {
+                Err(rejected("Conflict", format!("{} is already forwarded by {winner}, which is older; remove one of them", fwd.domain)))
+            } else {
+                Ok(fwd)
+            }
+        });
+        match verdict {
+            Ok(fwd) => {
+                verdicts.insert(key.clone(), Verdict::Accepted);
+                by_domain.insert(fwd.domain.clone(), (key, fwd));
+            }
+            Err(v) => {
+                verdicts.insert(key, v);
+            }
+        }
+    }
+    by_domain.into_values().map(|(_, fwd)| fwd).collect()
+}
+
+fn stub(object: &StubDomain, scope: &Scope) -> Result<ForwardConfig, Verdict> {
+    let namespace = object.namespace().unwrap_or_default();
+    let domain = names::normalize_domain(object.spec.domain.as_str())
+        .map_err(|r| rejected("InvalidSpec", format!("spec.domain: {r}")))?;
+    scope.allows(&namespace, &domain)?;
+    let mut servers = Vec::new();
+    for (i, server) in object.spec.servers.iter().enumerate() {
+        let addr = server
+            .socket_addr()
+            .map_err(|r| rejected("InvalidSpec", format!("spec.servers[{i}]: {r}")))?;
+        servers.push(addr.to_string());
+    }
+    let fwd = ForwardConfig {
+        domain,
+        source: format!("{namespace}/{}", object.name_any()),
+        servers,
+        policy: match object.spec.policy {
+            ForwardPolicy::Random => forward::ForwardPolicy::Random,
+            ForwardPolicy::RoundRobin => forward::ForwardPolicy::RoundRobin,
+            ForwardPolicy::Sequential => forward::ForwardPolicy::Sequential,
+        },
+        force_tcp: object.spec.force_tcp,
+    };
+    fwd.validate("spec")
+        .map_err(|e| rejected("InvalidSpec", e.to_string()))?;
+    Ok(fwd)
+}
+
+/// Rewrites of the selected `RewriteRule`s: objects oldest first, rules in their order.
+pub fn rewrites(
+    objects: &[Arc<RewriteRule>],
+    scope: &Scope,
+    verdicts: &mut BTreeMap<ObjectKey, Verdict>,
+) -> Vec<RewriteConfig> {
+    let mut accepted: Vec<(ObjectKey, RewriteConfig)> = Vec::new();
+    for object in objects {
+        let key = key(object.as_ref());
+        let namespace = object.namespace().unwrap_or_default();
+        let client_namespace = (namespace != scope.server_namespace).then(|| namespace.clone());
+        let mut rules = Vec::new();
+        let mut verdict = Verdict::Accepted;
+        for (i, rule) in object.spec.rules.iter().enumerate() {
+            let name = |s: &str| {
+                if rule.match_kind == MatchKind::Regex {
+                    s.to_string()
+                } else {
+                    s.trim_end_matches('.').to_ascii_lowercase()
+                }
+            };
+            let config = RewriteConfig {
+                source: format!("{namespace}/{}", object.name_any()),
+                match_kind: match rule.match_kind {
+                    MatchKind::Exact => rewrite::MatchKind::Exact,
+                    MatchKind::Prefix => rewrite::MatchKind::Prefix,
+                    MatchKind::Suffix => rewrite::MatchKind::Suffix,
+                    MatchKind::Regex => rewrite::MatchKind::Regex,
+                },
+                from: name(&rule.from),
+                to: name(&rule.to),
+                rewrite_answers: rule.rewrite_answers,
+                client_namespace: client_namespace.clone(),
+            };
+            if let Err(e) = config.validate(&format!("spec.rules[{i}]")) {
+                verdict = rejected("InvalidRule", e.to_string());
+                break;
+            }
+            if let Some(cycle) = loop_through(
+                &config,
+                accepted
+                    .iter()
+                    .map(|(k, r)| (k, r))
+                    .chain(rules.iter().map(|r| (&key, r))),
+            ) {
+                verdict = rejected(
+                    "RewriteLoop",
+                    format!(
+                        "spec.rules[{i}] rewrites {} to {}, which leads back through {cycle}: a loop",
+                        config.from, config.to
+                    ),
+                );
+                break;
+            }
+            rules.push(config);
+        }
+        if verdict == Verdict::Accepted {
+            accepted.extend(rules.into_iter().map(|r| (key.clone(), r)));
+        }
+        verdicts.insert(key, verdict);
+    }
+    accepted.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Whether adding the exact rewrite `new` closes a loop among the exact rewrites in `earlier`
+/// that can apply to the same clients; returns the objects whose rules lead back.
+fn loop_through<'a>(
+    new: &RewriteConfig,
+    earlier: impl Iterator<Item = (&'a ObjectKey, &'a RewriteConfig)>,
+) -> Option<String> {
+    if new.match_kind != rewrite::MatchKind::Exact {
+        return None;
+    }
+    let edges: Vec<(&ObjectKey, &RewriteConfig)> = earlier
+        .filter(|(_, r)| r.match_kind == rewrite::MatchKind::Exact)
+        .filter(|(_, r)| {
+            r.client_namespace.is_none()
+                || new.client_namespace.is_none()
+                || r.client_namespace == new.client_namespace
+        })
+        .collect();
+    let mut name = new.to.as_str();
+    let mut path: Vec<String> = Vec::new();
+    for _ in 0..=edges.len() {
+        let (owner, next) = edges.iter().find(|(_, r)| r.from == name)?;
+        let owner = owner.to_string();
+        if !path.contains(&owner) {
+            path.push(owner);
+        }
+        if next.to == new.from {
+            return Some(path.join(", "));
+        }
+        name = next.to.as_str();
+    }
+    None
+}
+
+/// Policies of the selected `DNSPolicy`s, oldest first (a client gets the first policy of its
+/// namespace whose pod selector matches it).
+pub fn policies(
+    objects: &[Arc<DNSPolicy>],
+    verdicts: &mut BTreeMap<ObjectKey, Verdict>,
+) -> Vec<PolicyConfig> {
+    let mut out = Vec::new();
+    for object in objects {
+        let key = key(object.as_ref());
+        match policy(object) {
+            Ok(p) => {
+                verdicts.insert(key, Verdict::Accepted);
+                out.push(p);
+            }
+            Err(v) => {
+                verdicts.insert(key, v);
+            }
+        }
+    }
+    out
+}
+
+fn policy(object: &DNSPolicy) -> Result<PolicyConfig, Verdict> {
+    let namespace = object.namespace().unwrap_or_default();
+    let selector = object.spec.pod_selector.clone().unwrap_or_default();
+    if selector
+        .match_expressions
+        .as_ref()
+        .is_some_and(|e| !e.is_empty())
+    {
+        return Err(rejected(
+            "UnsupportedSelector",
+            "spec.podSelector.matchExpressions is not supported yet; use matchLabels",
+        ));
+    }
+    let action = |a: PolicyAction| match a {
+        PolicyAction::Allow => policy::PolicyAction::Allow,
+        PolicyAction::Deny => policy::PolicyAction::Deny,
+    };
+    let mut rules = Vec::new();
+    for (i, rule) in object.spec.rules.iter().enumerate() {
+        let mut domains = Vec::new();
+        for (j, d) in rule.domains.iter().enumerate() {
+            domains.push(names::normalize_domain(d.as_str()).map_err(|r| {
+                rejected("InvalidSpec", format!("spec.rules[{i}].domains[{j}]: {r}"))
+            })?);
+        }
+        rules.push(PolicyRuleConfig {
+            action: action(rule.action),
+            domains,
+        });
+    }
+    let config = PolicyConfig {
+        source: format!("{namespace}/{}", object.name_any()),
+        namespace,
+        pod_labels: selector.match_labels.unwrap_or_default(),
+        rules,
+        default_action: action(object.spec.default_action),
+        denied_response: match object.spec.denied_response {
+            DeniedResponse::NXDOMAIN => policy::DeniedResponse::Nxdomain,
+            DeniedResponse::REFUSED => policy::DeniedResponse::Refused,
+        },
+    };
+    config
+        .validate("spec")
+        .map_err(|e| rejected("InvalidSpec", e.to_string()))?;
+    Ok(config)
+}

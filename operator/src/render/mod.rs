@@ -1,0 +1,210 @@
+//! The one pure renderer: a `DNSServer` and every config object it selects in, one
+//! [`ServerConfig`] and a verdict per config object out. No I/O, no clock: the same objects
+//! always give the same bytes (and the same hash); golden files pin the output.
+//!
+//! Rules, in the order they are applied:
+//! 1. **Selection** ([`select`]): an object applies when it is in the server's own namespace,
+//!    or its namespace matches `configSelector.namespaceSelector` and it matches
+//!    `configSelector.objectSelector`.
+//! 2. **Per-object checks** ([`kinds`]): each object is translated into its part of the config
+//!    and checked with the server's own validation; a bad object is rejected on its own.
+//! 3. **Tenancy**: objects outside the server's namespace may only define zones and stub
+//!    domains at or below `<their namespace>.<tenantDomainSuffix>`; their rewrites only apply
+//!    to their own Pods, and a policy only ever applies to its own namespace.
+//! 4. **Conflicts**: two zones with one apex, two stub domains with one domain, a stub domain on
+//!    a zone's apex, anything at or below the cluster domain, and rewrite loops: the oldest
+//!    object wins (then namespace/name), the others are rejected with the winner named.
+//! 5. **Whole-config validation** with the server's validator: if the result would be refused,
+//!    nothing is published and the `DNSServer` says why.
+
+pub mod kinds;
+pub mod select;
+#[cfg(test)]
+mod tests;
+
+use crate::api::dnspolicy::DNSPolicy;
+use crate::api::dnsserver::DNSServer;
+use crate::api::dnszone::DNSZone;
+use crate::api::rewriterule::RewriteRule;
+use crate::api::stubdomain::StubDomain;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::ResourceExt;
+use nameplane_config::forward::{CacheConfig, ForwardConfig};
+use nameplane_config::{FORMAT_VERSION, KubernetesConfig, ServerConfig, names};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// Everything the renderer reads besides the `DNSServer` itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Inputs<'a> {
+    /// Namespaces, for `namespaceSelector`.
+    pub namespaces: &'a [Arc<Namespace>],
+    /// Every `DNSZone`.
+    pub zones: &'a [Arc<DNSZone>],
+    /// Every `StubDomain`.
+    pub stubs: &'a [Arc<StubDomain>],
+    /// Every `RewriteRule`.
+    pub rewrites: &'a [Arc<RewriteRule>],
+    /// Every `DNSPolicy`.
+    pub policies: &'a [Arc<DNSPolicy>],
+}
+
+/// Identifies one config object.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    /// The kind, e.g. `DNSZone`.
+    pub kind: &'static str,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+}
+
+impl ObjectKey {
+    /// The key of a config object.
+    pub fn of<K: kube::Resource<DynamicType = ()>>(object: &K) -> Self {
+        Self {
+            kind: match K::kind(&()).as_ref() {
+                "DNSZone" => "DNSZone",
+                "StubDomain" => "StubDomain",
+                "RewriteRule" => "RewriteRule",
+                "DNSPolicy" => "DNSPolicy",
+                _ => "DNSServer",
+            },
+            namespace: object.meta().namespace.clone().unwrap_or_default(),
+            name: object.meta().name.clone().unwrap_or_default(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// What the renderer made of one selected config object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Part of the config.
+    Accepted,
+    /// Left out of the config, and why.
+    Rejected {
+        /// CamelCase reason for the `Ready` condition, e.g. `Conflict`.
+        reason: &'static str,
+        /// What is wrong and what to do, for a person.
+        message: String,
+    },
+}
+
+/// Why a `DNSServer` could not be rendered; shown in its `Ready` condition.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RenderError {
+    /// The rendered config fails the server's validation.
+    #[error("the rendered server config is invalid: {0}")]
+    Invalid(#[from] nameplane_config::ConfigError),
+}
+
+impl RenderError {
+    /// The condition reason for this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RenderError::Invalid(_) => "InvalidSpec",
+        }
+    }
+}
+
+/// The renderer's output for one `DNSServer`.
+#[derive(Debug)]
+pub struct Rendered {
+    /// The config to publish, or why there is none.
+    pub config: Result<ServerConfig, RenderError>,
+    /// A verdict for every config object the server selects.
+    pub verdicts: BTreeMap<ObjectKey, Verdict>,
+}
+
+impl Rendered {
+    /// How many selected objects were rejected.
+    pub fn rejected(&self) -> usize {
+        self.verdicts
+            .values()
+            .filter(|v| matches!(v, Verdict::Rejected { .. }))
+            .count()
+    }
+}
+
+/// Renders the server config for `server` from `inputs`.
+pub fn render(server: &DNSServer, inputs: &Inputs<'_>) -> Rendered {
+    let namespace = server.namespace().unwrap_or_default();
+    let mut config = ServerConfig {
+        version: FORMAT_VERSION,
+        server: format!("{namespace}/{}", server.name_any()),
+        kubernetes: KubernetesConfig {
+            cluster_domain: server.spec.cluster_domain.as_str().to_string(),
+            ttl_seconds: server.spec.ttl_seconds,
+        },
+        ..Default::default()
+    };
+    let mut verdicts = BTreeMap::new();
+    // The cluster domain decides what the config objects may claim; check it first.
+    let cluster_domain = match names::normalize_domain(server.spec.cluster_domain.as_str()) {
+        Ok(domain) => domain,
+        Err(reason) => {
+            let error =
+                nameplane_config::ConfigError::invalid("kubernetes.clusterDomain".into(), reason);
+            return Rendered {
+                config: Err(error.into()),
+                verdicts,
+            };
+        }
+    };
+    config.kubernetes.cluster_domain = cluster_domain.clone();
+    let scope = kinds::Scope::new(server, &cluster_domain);
+    let selector = select::ServerSelector::new(server, inputs.namespaces);
+
+    if !server.spec.upstreams.is_empty() {
+        config.forward.push(ForwardConfig {
+            domain: ".".into(),
+            source: config.server.clone(),
+            servers: server
+                .spec
+                .upstreams
+                .iter()
+                .filter_map(|u| u.socket_addr().ok())
+                .map(|a| a.to_string())
+                .collect(),
+            policy: Default::default(),
+            force_tcp: false,
+        });
+    }
+    config.cache = server.spec.cache.as_ref().map(|c| CacheConfig {
+        capacity: c.capacity,
+        max_ttl_seconds: c.max_ttl_seconds,
+        min_ttl_seconds: c.min_ttl_seconds,
+        denial_ttl_seconds: c.denial_ttl_seconds,
+    });
+
+    let zones = kinds::zones(&selector.pick(inputs.zones), &scope, &mut verdicts);
+    let zone_apexes: Vec<String> = zones.iter().map(|z| z.name.clone()).collect();
+    config.zones = zones;
+    config.forward.extend(kinds::stubs(
+        &selector.pick(inputs.stubs),
+        &scope,
+        &zone_apexes,
+        &mut verdicts,
+    ));
+    config.rewrites = kinds::rewrites(&selector.pick(inputs.rewrites), &scope, &mut verdicts);
+    config.policies = kinds::policies(&selector.pick(inputs.policies), &mut verdicts);
+
+    let config = match config.clone().validate() {
+        Ok(_) => Ok(config),
+        Err(e) => Err(e.into()),
+    };
+    Rendered { config, verdicts }
+}
+
+/// Renders a `DNSServer` with no config objects (its own settings only).
+pub fn server_config(server: &DNSServer) -> Result<ServerConfig, RenderError> {
+    render(server, &Inputs::default()).config
+}
