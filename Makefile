@@ -12,7 +12,7 @@ run: ## Local control plane + CRDs + operator + dns-server + samples; prints a d
 	e2e/scripts/run.sh
 
 .PHONY: test
-test: deps fmt-check lint unit e2e ## Everything CI checks: format, clippy, unit tests, e2e on a real control plane
+test: deps fmt-check lint unit chart-lint e2e ## Everything CI checks: format, clippy, unit tests, e2e on a real control plane
 
 ##@ Development
 
@@ -67,6 +67,20 @@ e2e: deps build ## End-to-end tests: fresh control plane, real binaries, dig ove
 	e2e/scripts/cluster-up.sh
 	status=0; $(CARGO) test -p nameplane-e2e -- --test-threads=1 --nocapture || status=$$?; \
 	  e2e/scripts/cluster-down.sh; exit $$status
+
+##@ Packaging
+
+.PHONY: helm
+helm: ## Build helm from its Go module (cached by version); prints its path
+	@e2e/scripts/build-helm.sh
+
+.PHONY: chart-crds
+chart-crds: ## Copy the generated crds/ into charts/nameplane/crds/ and config/crd/bases/
+	for d in charts/nameplane/crds config/crd/bases; do rm -f $$d/*.yaml && cp crds/*.yaml $$d/; done
+
+.PHONY: chart-lint
+chart-lint: ## Chart and kustomize checks: CRD copies fresh, helm lint --strict, schema rejects bad values
+	e2e/scripts/chart-lint.sh
 
 ##@ Help
 

@@ -449,3 +449,86 @@ pub fn dig_raw(port: u16, args: &[&str]) -> String {
         .expect("dig runs (apt-get install bind9-dnsutils)");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The helm binary, built from its Go module by `e2e/scripts/build-helm.sh` (cached by
+/// version, so this is instant after the first build).
+pub fn helm_binary() -> PathBuf {
+    static HELM: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    HELM.get_or_init(|| {
+        let script = repo_root().join("e2e/scripts/build-helm.sh");
+        let out = Command::new(&script)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        assert!(out.status.success(), "{} failed", script.display());
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        PathBuf::from(
+            stdout
+                .lines()
+                .last()
+                .expect("build-helm.sh prints the path")
+                .trim(),
+        )
+    })
+    .clone()
+}
+
+/// Runs helm against the local cluster, from the repository root.
+pub fn helm(args: &[&str]) -> Output {
+    Command::new(helm_binary())
+        .arg("--kubeconfig")
+        .arg(kubeconfig())
+        .args(args)
+        .current_dir(repo_root())
+        .stdin(Stdio::null())
+        .output()
+        .expect("helm runs")
+}
+
+/// Runs helm and returns its stdout, panicking with its stderr when it fails.
+pub fn helm_ok(args: &[&str]) -> String {
+    let out = helm(args);
+    assert!(
+        out.status.success(),
+        "helm {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The objects of a multi-document YAML stream (empty documents left out).
+pub fn yaml_objects(text: &str) -> Vec<serde_json::Value> {
+    serde_saphyr::from_multiple::<serde_json::Value>(text)
+        .unwrap_or_else(|e| panic!("not a YAML stream ({e}):\n{text}"))
+        .into_iter()
+        .filter(|doc| doc.is_object())
+        .collect()
+}
+
+/// Writes a kubeconfig that authenticates to the local cluster as the ServiceAccount
+/// `namespace/name`, with a token from the TokenRequest API (`kubectl create token`), so a
+/// process started with it has exactly the permissions RBAC grants that ServiceAccount.
+pub fn service_account_kubeconfig(namespace: &str, name: &str) -> PathBuf {
+    let token = kubectl_ok(&["create", "token", name, "-n", namespace, "--duration=1h"]);
+    let cluster = |field: &str| {
+        kubectl_ok(&[
+            "config",
+            "view",
+            "--raw",
+            "--minify",
+            "-o",
+            &format!("jsonpath={{.clusters[0].cluster.{field}}}"),
+        ])
+    };
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: {namespace}-{name}\n  user:\n    token: {}\ncontexts:\n- name: sa\n  context:\n    cluster: e2e\n    user: {namespace}-{name}\ncurrent-context: sa\n",
+        cluster("server"),
+        cluster("certificate-authority-data"),
+        token.trim()
+    );
+    let path = e2e_dir().join(format!("kubeconfig-sa-{namespace}-{name}"));
+    std::fs::write(&path, text).expect("write ServiceAccount kubeconfig");
+    path
+}

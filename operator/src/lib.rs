@@ -43,6 +43,30 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the API refused a write because the object changed since it was read: 409
+    /// Conflict, or 422 from the finalizer patch whose `test` of the old finalizer list no
+    /// longer holds.
+    pub fn is_stale_object(&self) -> bool {
+        use kube::runtime::finalizer::Error as Finalizer;
+        let code = |e: &kube::Error| match e {
+            kube::Error::Api(status) => Some(status.code),
+            _ => None,
+        };
+        match self {
+            Error::Kube(e) => code(e) == Some(409),
+            Error::Finalizer(f) => match f.as_ref() {
+                Finalizer::AddFinalizer(e) | Finalizer::RemoveFinalizer(e) => {
+                    matches!(code(e), Some(409) | Some(422))
+                }
+                Finalizer::ApplyFailed(inner) | Finalizer::CleanupFailed(inner) => {
+                    inner.is_stale_object()
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     /// A short, stable label for metrics and logs.
     pub fn metric_label(&self) -> &'static str {
         match self {

@@ -119,7 +119,15 @@ pub async fn run(
 }
 
 /// Retries a failed reconcile after a short pause.
+///
+/// A reconcile that worked from a cached object older than the stored one (the API answers
+/// 409 Conflict, or 422 when the finalizer patch's `test` no longer holds) is retried almost
+/// at once: the cache has the newer object by then. Other errors wait a few seconds.
 pub fn error_policy(_server: Arc<DNSServer>, error: &crate::Error, _ctx: Arc<Context>) -> Action {
+    if error.is_stale_object() {
+        tracing::debug!(error = %error, "object changed under the reconcile; retrying");
+        return Action::requeue(Duration::from_millis(200));
+    }
     tracing::warn!(error = %error, label = error.metric_label(), "will retry");
     Action::requeue(Duration::from_secs(5))
 }

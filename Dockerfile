@@ -1,0 +1,23 @@
+# One small image holding both binaries:
+#   /nameplane-operator  run by the Helm chart's (and config/'s) operator Deployment
+#   /nameplane-dns       run by the operator for every DNSServer
+# Build:  docker build -t ghcr.io/nameplane/nameplane:0.1.0 .
+# The final stage is distroless (glibc, CA certificates, no shell) and runs as the numeric
+# non-root user 65532, so its Pods pass PodSecurity `restricted`.
+
+ARG RUST_VERSION=1.95
+
+FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --bin nameplane-operator --bin nameplane-dns \
+ && mkdir /out \
+ && cp target/release/nameplane-operator target/release/nameplane-dns /out/
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /out/nameplane-operator /out/nameplane-dns /
+USER 65532:65532
+# nameplane-dns: DNS on 5353 (UDP and TCP; the Service maps 53 to it), /health, /ready and
+# /metrics on 8080. nameplane-operator: /healthz, /readyz and /metrics on 8080.
+EXPOSE 5353/udp 5353/tcp 8080/tcp
+ENTRYPOINT ["/nameplane-operator"]
