@@ -186,12 +186,15 @@ impl Stack {
             kubectl_apply(namespace, object);
         }
         let stack_ns = namespace.to_owned();
+        // An object may be judged before the namespace label or the DNSServer is seen
+        // (`NotSelected`); wait for the verdict to settle on `True`.
         let accepted = |what: String| {
-            wait_for(&format!("{what} Ready"), READY, || {
-                let (status, reason, message) = condition(&stack_ns, &what);
-                assert_ne!(status, "False", "{what} rejected: {reason}: {message}");
-                (status == "True").then_some(())
+            let mut last = Default::default();
+            let settled = nameplane_e2e::poll_until(READY, || {
+                last = condition(&stack_ns, &what);
+                last.0 == "True"
             });
+            assert!(settled, "{what} not Ready: {last:?}");
         };
         for object in objects {
             let kind = object
@@ -791,4 +794,77 @@ fn the_cache_answers_repeats_and_coalesces_bursts() {
          the upstream's own zone answer p50 {zone_p50:?} p99 {zone_p99:?}"
     );
     assert!(hit_p99 < Duration::from_millis(50), "{hit_p99:?}");
+}
+
+#[test]
+fn the_in_flight_limit_bounds_what_a_dead_upstream_costs() {
+    let ns = "e2e-inflight";
+    ensure_namespace(ns);
+    // Bound but never read: every query to it waits for its whole attempt.
+    let silent = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let silent_port = silent.local_addr().expect("addr").port();
+    let stub = format!(
+        "apiVersion: nameplane.io/v1alpha1\nkind: StubDomain\nmetadata:\n  name: slow\nspec:\n  domain: slow.test\n  servers: [\"127.0.0.1:{silent_port}\"]\n  maxConcurrent: 200\n"
+    );
+    let stack = Stack::start(ns, "", &[&stub]);
+    let port = stack.dns.port;
+    let rss_before = stack.dns.process.rss_kib().expect("rss");
+
+    // 2000 queries for distinct names within half a second (in small batches, so the
+    // server's socket buffer does not overflow), all while the first 200 wait upstream.
+    let client = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let sent = Instant::now();
+    let mut rss_peak = rss_before;
+    for i in 0..2000u16 {
+        let name = format!("n{i}.slow.test.");
+        let mut query = vec![(i >> 8) as u8, i as u8, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for label in name.trim_end_matches('.').split('.') {
+            query.push(label.len() as u8);
+            query.extend_from_slice(label.as_bytes());
+        }
+        query.extend_from_slice(&[0, 0, 1, 0, 1]);
+        client.send_to(&query, ("127.0.0.1", port)).expect("send");
+        if i % 50 == 49 {
+            std::thread::sleep(Duration::from_millis(5));
+            rss_peak = rss_peak.max(stack.dns.process.rss_kib().expect("rss"));
+        }
+    }
+    let sending = sent.elapsed();
+    assert!(
+        sending < Duration::from_millis(900),
+        "sending took {sending:?}"
+    );
+    // Every accepted query ends in SERVFAIL after its one-second attempt; wait for them.
+    std::thread::sleep(Duration::from_millis(2500));
+    let metrics = stack.dns.metrics();
+    let rejects = metric_sum(&metrics, "coredns_forward_max_concurrent_rejects_total");
+    let servfails: f64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("coredns_dns_responses_total")
+                && l.contains("rcode=\"SERVFAIL\"")
+                && l.contains("plugin=\"forward\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    eprintln!(
+        "2000 queries at a silent upstream in {sending:?}: {servfails} waited upstream (limit 200), \
+         {rejects} REFUSED at once; RSS {rss_before} KiB before, at most {rss_peak} KiB with \
+         the limit full"
+    );
+    assert_eq!(servfails, 200.0, "exactly the limit waited upstream");
+    assert!(rejects >= 1000.0, "{rejects} rejected");
+    assert!(
+        rss_peak.saturating_sub(rss_before) < 32 * 1024,
+        "memory grew by {} KiB",
+        rss_peak.saturating_sub(rss_before)
+    );
+    // The slots came back when the attempts timed out: a new query is taken again.
+    let (later, took) = timed_dig(port, "again.slow.test", "A");
+    assert_eq!(later.status, "SERVFAIL", "{}", later.raw);
+    assert!(
+        took >= Duration::from_millis(900),
+        "it waited for the upstream: {took:?}"
+    );
+    drop(silent);
 }
