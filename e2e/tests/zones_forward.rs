@@ -478,6 +478,11 @@ fn knot_transfers_the_zone_as_a_secondary_and_follows_serial_changes() {
         },
     );
     assert_eq!(soa_serial(knot.port), soa_serial(primary));
+    let log = knot.process.log();
+    assert!(
+        log.contains("receiving AXFR-style IXFR"),
+        "Knot asked for IXFR and took the whole zone: {log}"
+    );
     knot.process.assert_running();
 }
 
