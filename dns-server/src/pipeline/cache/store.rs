@@ -14,8 +14,9 @@ use rand::RngExt as _;
 use super::Key;
 use crate::pipeline::forward::Reply;
 
-/// Most shards of one store.
-const MAX_SHARDS: usize = 64;
+/// Most shards of one store. Shards hold about [`MIN_PER_SHARD`] entries up to 256k entries
+/// per store; an eviction walks at most one shard, so shards stay small.
+const MAX_SHARDS: usize = 4096;
 
 /// Fewest entries per shard: a small cache is one shard, so it holds exactly its capacity.
 const MIN_PER_SHARD: usize = 64;
