@@ -213,6 +213,7 @@ mod tests {
             kubernetes: KubernetesConfig {
                 cluster_domain: "cluster.local".into(),
                 ttl_seconds: ttl,
+                ..KubernetesConfig::default()
             },
         }
     }

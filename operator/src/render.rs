@@ -37,6 +37,8 @@ pub fn server_config(server: &DNSServer) -> Result<ServerConfig, RenderError> {
         kubernetes: KubernetesConfig {
             cluster_domain: server.spec.cluster_domain.as_str().to_string(),
             ttl_seconds: server.spec.ttl_seconds,
+            // The DNSServer spec has no field for the other Kubernetes settings yet.
+            ..KubernetesConfig::default()
         },
     };
     // Publish names in the normalised form the server uses, so equal meaning gives equal hash.

@@ -20,6 +20,7 @@ fn config(ttl: u32) -> ValidatedConfig {
         kubernetes: KubernetesConfig {
             cluster_domain: "cluster.local".into(),
             ttl_seconds: ttl,
+            ..KubernetesConfig::default()
         },
     }
     .validate()
