@@ -232,7 +232,10 @@ mod tests {
     }
 
     fn state() -> State {
-        State::new(Metrics::new("127.0.0.1:53".parse().expect("addr")))
+        State::new(
+            Metrics::new("127.0.0.1:53".parse().expect("addr")),
+            crate::pipeline::Settings::default(),
+        )
     }
 
     #[test]

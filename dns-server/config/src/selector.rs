@@ -100,7 +100,7 @@ impl LabelSelector {
     /// values cannot contain the syntax's separators).
     pub fn to_query(&self) -> String {
         let mut out = String::new();
-        let mut sep = |out: &mut String| {
+        let sep = |out: &mut String| {
             if !out.is_empty() {
                 out.push(',');
             }
