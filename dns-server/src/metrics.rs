@@ -342,6 +342,11 @@ fn type_index(qtype: Option<RecordType>) -> usize {
         .unwrap_or(TYPES.len() - 1)
 }
 
+/// The name CoreDNS uses for `rcode` (`NOERROR`, `NXDOMAIN`, …; `other` for the rest).
+pub fn rcode_label(rcode: ResponseCode) -> &'static str {
+    RCODES[rcode_index(rcode)]
+}
+
 fn rcode_index(rcode: ResponseCode) -> usize {
     match rcode {
         ResponseCode::NoError => 0,

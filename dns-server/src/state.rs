@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::kubernetes::index::{Cluster, SyncState};
-use crate::metrics::{Metrics, QueryRecord};
+use crate::metrics::{Metrics, QueryRecord, rcode_label};
 use crate::pipeline::{self, Pipeline, Settings, Sources, WatchSpec};
 use crate::request::Transport;
 
@@ -173,7 +173,7 @@ impl State {
                 proto = transport.label(),
                 name = %name,
                 r#type = %outcome.qtype.map(|t| t.to_string()).unwrap_or_default(),
-                rcode = %outcome.rcode,
+                rcode = rcode_label(outcome.rcode),
                 truncated = outcome.truncated,
                 size = response_size,
                 duration_us = duration.as_micros() as u64,

@@ -10,8 +10,9 @@
 //! - [`index`]: the snapshot ([`Cluster`]) and its tables, with forward and reverse lookups;
 //! - [`writer`]: watch events into tables (re-lists swapped in atomically);
 //! - [`names`]: how a name under the cluster domain, or a reverse name, maps to objects;
-//! - [`watch`]: the watch task (selectors from the config, retries with backoff).
+//! - [`watch`]: the watch task (selectors from the config, retries with [`backoff`]).
 
+pub mod backoff;
 pub mod index;
 pub mod maps;
 pub mod names;
