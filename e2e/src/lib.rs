@@ -616,15 +616,16 @@ pub fn install_crds() {
     }
 }
 
-/// Stops (`"stop"`: SIGTERM; `"kill"`: SIGKILL) or starts (`"start"`) only kube-apiserver,
-/// with the same flags (`e2e/scripts/apiserver.sh`).
-pub fn apiserver(action: &str) {
-    let status = Command::new(repo_root().join("e2e/scripts/apiserver.sh"))
-        .arg(action)
+/// Stops (`"stop"`: SIGTERM; `"kill"`: SIGKILL) or starts (`"start"`) one control-plane
+/// component (`kube-apiserver`, `kube-controller-manager`) with its recorded flags
+/// (`e2e/scripts/component.sh`).
+pub fn component(name: &str, action: &str) {
+    let status = Command::new(repo_root().join("e2e/scripts/component.sh"))
+        .args([name, action])
         .current_dir(repo_root())
         .status()
-        .expect("apiserver.sh runs");
-    assert!(status.success(), "apiserver.sh {action} failed");
+        .expect("component.sh runs");
+    assert!(status.success(), "component.sh {name} {action} failed");
 }
 
 /// A Pod bound to the fake Node, with its status set by the test (there is no kubelet).
