@@ -492,8 +492,14 @@ pub struct DnsServer {
 }
 
 impl DnsServer {
-    /// Starts the server as `name` (its log file) on free ports, with `extra` flags.
+    /// Starts the server as `name` (its log file) on free ports, with `extra` flags, as the
+    /// cluster's admin.
     pub fn start(name: &str, config_map: &str, extra: &[&str]) -> Self {
+        Self::start_as(name, &kubeconfig(), config_map, extra)
+    }
+
+    /// Like [`DnsServer::start`], with the credentials of another kubeconfig.
+    pub fn start_as(name: &str, kubeconfig: &Path, config_map: &str, extra: &[&str]) -> Self {
         let port = free_port();
         let admin_port = loop {
             let p = free_port();
@@ -503,7 +509,7 @@ impl DnsServer {
         };
         let mut args = vec![
             "--kubeconfig".to_owned(),
-            kubeconfig().display().to_string(),
+            kubeconfig.display().to_string(),
             "--config-map".into(),
             config_map.into(),
             "--listen".into(),
@@ -540,6 +546,30 @@ impl DnsServer {
     pub fn dig(&self, name: &str, rtype: &str, transport: Transport) -> DigResult {
         dig(self.port, name, rtype, transport)
     }
+}
+
+/// Writes a kubeconfig for the local cluster that authenticates with a token of the
+/// ServiceAccount `namespace/name` (valid for an hour) and returns its path.
+pub fn service_account_kubeconfig(namespace: &str, name: &str) -> PathBuf {
+    let token = kubectl_ok(&["create", "token", name, "-n", namespace, "--duration=1h"]);
+    let field = |path: &str| {
+        kubectl_ok(&[
+            "config",
+            "view",
+            "--raw",
+            "--minify",
+            "-o",
+            &format!("jsonpath={{.clusters[0].cluster.{path}}}"),
+        ])
+    };
+    let (server, ca) = (field("server"), field("certificate-authority-data"));
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {name}\n  user:\n    token: {}\ncontexts:\n- name: e2e\n  context: {{cluster: e2e, user: {name}}}\ncurrent-context: e2e\n",
+        token.trim()
+    );
+    let path = e2e_dir().join(format!("kubeconfig-{namespace}-{name}"));
+    std::fs::write(&path, text).expect("write kubeconfig");
+    path
 }
 
 /// Writes (creates or replaces) a ConfigMap holding a server config, as the operator would.

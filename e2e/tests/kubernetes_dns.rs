@@ -17,7 +17,7 @@ use hickory_proto::rr::{Name, RecordType};
 use nameplane_e2e::{
     DigResult, DnsServer, FakePod, Kube, NamespaceGuard, Process, Transport, apply,
     apply_config_map, component, dig_with, etcd_advance_and_compact, install_crds, kubeconfig,
-    kubectl, kubectl_ok, raw_query, wait_for, workspace_binary,
+    kubectl, kubectl_ok, raw_query, service_account_kubeconfig, wait_for, workspace_binary,
 };
 
 const BOTH: [Transport; 2] = [Transport::Udp, Transport::Tcp];
@@ -1042,7 +1042,13 @@ fn lameduck_metrics_and_the_served_config_hash() {
     let mut dns = DnsServer::start(
         "ops-dns",
         &format!("{ns}/dns"),
-        &["--lameduck-seconds", "3", "--query-log"],
+        &[
+            "--lameduck-seconds",
+            "3",
+            "--query-log",
+            "--log-format",
+            "json",
+        ],
     );
     let ready = dns.wait_ready(Duration::from_secs(30));
     assert!(ready.contains("config: e2e-hash-0123"), "{ready}");
@@ -1077,10 +1083,18 @@ fn lameduck_metrics_and_the_served_config_hash() {
     ] {
         assert!(metrics.contains(&needle), "missing {needle}\n{metrics}");
     }
-    assert!(
-        dns.process.log().contains(&format!("name={web}")),
-        "the query log names the query"
-    );
+    // Structured logs: every line is a JSON object; the query log names each query.
+    let log = dns.process.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    let logged = lines
+        .iter()
+        .find(|l| l["message"] == "query" && l["name"] == web.as_str() && l["proto"] == "tcp")
+        .unwrap_or_else(|| panic!("no query log line for {web} over TCP in\n{log}"));
+    assert_eq!(logged["rcode"], "NOERROR", "{logged}");
+    assert_eq!(logged["type"], "A", "{logged}");
 
     // SIGTERM: /ready fails at once, answers keep coming for the lameduck period, then exit.
     let term = Instant::now();
@@ -1122,4 +1136,91 @@ fn lameduck_metrics_and_the_served_config_hash() {
         exited >= Duration::from_secs(3),
         "lameduck lasted ({exited:?})"
     );
+}
+
+#[test]
+fn servfail_and_not_ready_until_every_watch_has_listed() {
+    // The server runs as a ServiceAccount allowed to list and watch what it needs, except
+    // Pods, while its config asks for verified pod records (which need the Pod watch).
+    let ns = unique("e2e-sync");
+    let _cleanup = NamespaceGuard::create(&[(&ns, &[])]);
+    let role = unique("e2e-nameplane-dns");
+    apply_config_map(
+        &ns,
+        "dns",
+        &config(&format!("{ns}/dns"), 5, r#","pods":"verified""#),
+        None,
+    );
+    apply(
+        &ns,
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports:\n  - {name: http, port: 80}\n",
+    );
+    let rbac = |resources: &str| {
+        format!(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: dns, namespace: {ns}}}\n\
+---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: {role}}}\nrules:\n\
+- {{apiGroups: [\"\"], resources: [{resources}], verbs: [list, watch]}}\n\
+- {{apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [list, watch]}}\n\
+---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: {role}}}\n\
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}\n\
+subjects: [{{kind: ServiceAccount, name: dns, namespace: {ns}}}]\n"
+        )
+    };
+    apply(&ns, &rbac("services, namespaces, configmaps"));
+    let kubeconfig = service_account_kubeconfig(&ns, "dns");
+    let mut dns = DnsServer::start_as("sync-dns", &kubeconfig, &format!("{ns}/dns"), &[]);
+    let web = fqdn(&format!("web.{ns}.svc"));
+
+    // Config loaded, three of the four watches listed, the Pod watch forbidden.
+    let body = wait_for(
+        "every watch but the Pod watch",
+        Duration::from_secs(30),
+        || {
+            dns.admin("/ready").filter(|(status, body)| {
+                *status == 503
+                    && body.contains("config loaded true")
+                    && body
+                        .contains("services true, endpointslices true, namespaces true, pods false")
+            })
+        },
+    );
+    eprintln!("/ready without the Pod watch: {}", body.1.trim());
+    for t in BOTH {
+        let r = dns.dig(&web, "A", t);
+        assert_eq!(
+            r.status, "SERVFAIL",
+            "not NXDOMAIN, not an answer, over {t:?}\n{}",
+            r.raw
+        );
+        let r = dns.dig(&fqdn(&format!("nope.{ns}.svc")), "A", t);
+        assert_eq!(
+            r.status, "SERVFAIL",
+            "never a false NXDOMAIN, over {t:?}\n{}",
+            r.raw
+        );
+    }
+    assert!(
+        dns.process.log().contains("forbidden"),
+        "the denial is logged"
+    );
+
+    // Allowed to watch Pods: the watch retries, lists, and the server becomes ready.
+    let granted = Instant::now();
+    apply(&ns, &rbac("services, namespaces, configmaps, pods"));
+    let ready = dns.wait_ready(Duration::from_secs(30));
+    eprintln!(
+        "ready {:?} after the Pod permission was granted",
+        granted.elapsed()
+    );
+    assert!(ready.starts_with("ready"), "{ready}");
+    for t in BOTH {
+        assert_eq!(dns.dig(&web, "A", t).status, "NOERROR", "{t:?}");
+    }
+    dns.process.assert_running();
+    let _ = kubectl(&[
+        "delete",
+        "clusterrolebinding,clusterrole",
+        &role,
+        "--wait=false",
+    ]);
 }
