@@ -416,7 +416,7 @@ impl Metrics {
         );
         registry.register(
             "coredns_dns_request_size_bytes",
-            "Size of the EDNS0 UDP buffer in bytes (64K for TCP)",
+            "Size of the request in bytes",
             request_sizes.clone(),
         );
         registry.register(

@@ -273,3 +273,67 @@ pub async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::pipeline::Settings;
+    use crate::shutdown;
+
+    #[tokio::test]
+    async fn waits_for_the_first_spec_and_stops_on_shutdown() {
+        let (sender, mut specs) = channel::channel(None);
+        let (trigger, mut stop) = shutdown::channel();
+        let spec = WatchSpec {
+            pods: true,
+            ..WatchSpec::default()
+        };
+        let expected = spec.clone();
+        let waiter = tokio::spawn(async move { next_spec(&mut specs, &mut stop).await });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "no config yet: nothing to watch");
+        sender.send_replace(Some(spec));
+        assert_eq!(waiter.await.expect("task"), Some(expected));
+
+        let (_sender, mut specs) = channel::channel(None::<WatchSpec>);
+        let (trigger2, mut stop) = shutdown::channel();
+        trigger2.fire();
+        assert_eq!(next_spec(&mut specs, &mut stop).await, None);
+        drop(trigger);
+    }
+
+    #[test]
+    fn publishing_updates_the_state_and_the_watch_metrics() {
+        let state = State::new(
+            Metrics::new("127.0.0.1:53".parse().expect("addr")),
+            Settings::default(),
+        );
+        let mut cluster = Cluster::new(1);
+        cluster.namespaces.add("a");
+        cluster.set_synced(true);
+        cluster.set_pods_watched(true);
+        publish(&state, Arc::new(cluster));
+        assert!(state.cluster().namespaces.contains("a"));
+        let text = state.metrics().encode();
+        for line in [
+            r#"nameplane_kubernetes_objects{resource="namespaces"} 1"#,
+            r#"nameplane_kubernetes_synced{resource="services"} 1"#,
+            r#"nameplane_kubernetes_synced{resource="pods"} 0"#,
+        ] {
+            assert!(text.contains(line), "missing {line}\n{text}");
+        }
+        // Pods no longer watched: their series go away.
+        let mut cluster = Cluster::new(2);
+        cluster.set_synced(true);
+        publish(&state, Arc::new(cluster));
+        assert!(!state.metrics().encode().contains(r#"resource="pods""#));
+    }
+
+    #[test]
+    fn events_name_their_resource() {
+        assert_eq!(Event::Pod(watcher::Event::Init).resource().label(), "pods");
+        assert!(Event::Namespace(watcher::Event::InitDone).is_init_done());
+        assert!(!Event::Service(watcher::Event::Init).is_init_done());
+    }
+}
