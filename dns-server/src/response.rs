@@ -867,6 +867,27 @@ mod tests {
     }
 
     #[test]
+    fn do_bit_is_echoed_and_options_are_not() {
+        let mut query = query_bytes("web.example.", RecordType::A, Some(4096));
+        let n = query.len();
+        query[n - 4] |= 0x80; // DO
+        let (bytes, _) = encode_for(&query, Transport::Udp, &a_records(1));
+        let edns = Message::from_vec(&bytes)
+            .expect("decodes")
+            .edns
+            .expect("OPT");
+        assert!(edns.flags().dnssec_ok);
+        assert_eq!(&bytes[bytes.len() - 2..], &[0, 0], "RDLENGTH 0: no options");
+        let query = query_bytes("web.example.", RecordType::A, Some(4096));
+        let (bytes, _) = encode_for(&query, Transport::Udp, &a_records(1));
+        let edns = Message::from_vec(&bytes)
+            .expect("decodes")
+            .edns
+            .expect("OPT");
+        assert!(!edns.flags().dnssec_ok);
+    }
+
+    #[test]
     fn writes_after_a_tcp_prefix() {
         let query = query_bytes("web.example.", RecordType::A, None);
         let request = parse(&query, Transport::Tcp).expect("valid");
