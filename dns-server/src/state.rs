@@ -1,4 +1,5 @@
-//! The state shared by the control plane (watches), the query path and the admin server.
+//! The state shared by the control plane (config reload, watches), the query path and the
+//! admin server.
 //!
 //! Two snapshots, each replaced whole by its single writer and read with `ArcSwap::load`
 //! (lock-free; a query keeps the snapshots it loaded until it is answered, however many swaps
@@ -6,51 +7,66 @@
 //!
 //! - the [`Pipeline`] built from the last valid config (`None` before the first one), written
 //!   by [`crate::reload`];
-//! - the [`ServiceIndex`], written by [`crate::kubernetes::watch`].
+//! - the [`Cluster`], written by [`crate::kubernetes::watch`].
 //!
-//! [`State::handle`] is the one entry point of the transports: load, answer, count.
+//! Setting a pipeline also publishes its [`WatchSpec`] to the watch task, which restarts its
+//! watches when the selectors or the need for Pods change.
+//!
+//! [`State::handle`] is the one entry point of the transports: load, answer, count, log.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use tokio::sync::watch;
+use tracing::info;
 
-use crate::kubernetes::ServiceIndex;
-use crate::metrics::Metrics;
-use crate::pipeline::{self, Pipeline, Sources};
+use crate::kubernetes::index::{Cluster, SyncState};
+use crate::metrics::{Metrics, QueryRecord, rcode_label};
+use crate::pipeline::{self, Pipeline, Settings, Sources, WatchSpec};
 use crate::request::Transport;
 
 /// Everything the tasks of one server share.
 #[derive(Debug)]
 pub struct State {
     pipeline: ArcSwapOption<Pipeline>,
-    services: ArcSwap<ServiceIndex>,
+    cluster: ArcSwap<Cluster>,
+    settings: Settings,
     metrics: Metrics,
+    lameduck: AtomicBool,
+    watch_spec: watch::Sender<Option<WatchSpec>>,
 }
 
 /// Why the server is not ready, or that it is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Readiness {
-    /// A valid config has been loaded.
-    pub config_loaded: bool,
-    /// The Service watch has completed its initial list.
-    pub services_synced: bool,
+    /// The hash of the config being served, once a valid config has been loaded.
+    pub config_hash: Option<String>,
+    /// Which watches have completed their initial list.
+    pub sync: SyncState,
+    /// The server is shutting down and answers only until its lameduck period ends.
+    pub lameduck: bool,
 }
 
 impl Readiness {
-    /// Ready to serve: both conditions hold.
-    pub fn is_ready(self) -> bool {
-        self.config_loaded && self.services_synced
+    /// Ready to take traffic: a config is loaded, every watch has listed, not shutting down.
+    pub fn is_ready(&self) -> bool {
+        self.config_hash.is_some() && self.sync.all() && !self.lameduck
     }
 }
 
 impl State {
-    /// A state with no config and an empty, unsynced Service index.
-    pub fn new(metrics: Metrics) -> Self {
+    /// A state with no config and an empty, unlisted cluster.
+    pub fn new(metrics: Metrics, settings: Settings) -> Self {
         Self {
             pipeline: ArcSwapOption::empty(),
-            services: ArcSwap::from_pointee(ServiceIndex::new(0)),
+            cluster: ArcSwap::from_pointee(Cluster::new(0)),
+            settings,
             metrics,
+            lameduck: AtomicBool::new(false),
+            watch_spec: watch::Sender::new(None),
         }
     }
 
@@ -59,19 +75,38 @@ impl State {
         self.pipeline.load_full()
     }
 
-    /// Replaces the pipeline (after a successful reload).
+    /// Replaces the pipeline (after a successful reload) and tells the watch task what to
+    /// watch for it.
     pub fn set_pipeline(&self, pipeline: Arc<Pipeline>) {
+        let spec = pipeline.watch_spec();
+        self.metrics
+            .config_served(&pipeline.config().raw().server, pipeline.hash());
         self.pipeline.store(Some(pipeline));
+        self.watch_spec.send_if_modified(|current| {
+            let changed = current.as_ref() != Some(&spec);
+            *current = Some(spec);
+            changed
+        });
     }
 
-    /// The current Service index.
-    pub fn services(&self) -> Arc<ServiceIndex> {
-        self.services.load_full()
+    /// A receiver of the [`WatchSpec`] of every new pipeline (`None` before the first).
+    pub fn watch_specs(&self) -> watch::Receiver<Option<WatchSpec>> {
+        self.watch_spec.subscribe()
     }
 
-    /// Replaces the Service index.
-    pub fn publish_services(&self, services: Arc<ServiceIndex>) {
-        self.services.store(services);
+    /// The current cluster snapshot.
+    pub fn cluster(&self) -> Arc<Cluster> {
+        self.cluster.load_full()
+    }
+
+    /// Replaces the cluster snapshot.
+    pub fn publish_cluster(&self, cluster: Arc<Cluster>) {
+        self.cluster.store(cluster);
+    }
+
+    /// The process settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// The metrics.
@@ -79,36 +114,73 @@ impl State {
         &self.metrics
     }
 
-    /// Whether the server can answer cluster names correctly.
+    /// Enters lameduck: `/ready` fails from now on; DNS keeps answering.
+    pub fn enter_lameduck(&self) {
+        self.lameduck.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the server can answer cluster names correctly and should get traffic.
     pub fn readiness(&self) -> Readiness {
         Readiness {
-            config_loaded: self.pipeline.load().is_some(),
-            services_synced: self.services.load().synced(),
+            config_hash: self.pipeline.load().as_ref().map(|p| p.hash().to_owned()),
+            sync: self.cluster.load().sync_state(),
+            lameduck: self.lameduck.load(Ordering::Relaxed),
         }
     }
 
-    /// Answers one DNS message from `client` and counts it. `None`: send nothing.
+    /// Answers one DNS message from `client`, writing the response at the end of `out`, and
+    /// counts (and, with the query log on, logs) it. Returns whether a response was
+    /// written; `false` means send nothing.
     pub fn handle(
         &self,
         packet: &[u8],
         transport: Transport,
         client: SocketAddr,
-    ) -> Option<Vec<u8>> {
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let started = Instant::now();
+        let start_len = out.len();
         let pipeline = self.pipeline.load();
-        let services = self.services.load();
+        let cluster = self.cluster.load();
         let outcome = pipeline::answer(
             packet,
             transport,
             pipeline.as_deref(),
-            &Sources {
-                services: &services,
-            },
+            &Sources { cluster: &cluster },
+            &self.settings,
+            out,
         );
-        if outcome.response.is_some() {
-            self.metrics.request(transport, client, outcome.qtype);
-            self.metrics.response(outcome.rcode, outcome.origin);
+        if !outcome.replied {
+            return false;
         }
-        outcome.response
+        let duration = started.elapsed();
+        let response_size = out.len() - start_len;
+        self.metrics.query(&QueryRecord {
+            transport,
+            client,
+            qtype: outcome.qtype,
+            rcode: outcome.rcode,
+            origin: outcome.origin,
+            dnssec_ok: outcome.dnssec_ok,
+            request_size: packet.len(),
+            response_size,
+            duration,
+        });
+        if let Some(name) = &outcome.name {
+            info!(
+                target: "nameplane_dns::query",
+                client = %client,
+                proto = transport.label(),
+                name = %name,
+                r#type = %outcome.qtype.map(|t| t.to_string()).unwrap_or_default(),
+                rcode = rcode_label(outcome.rcode),
+                truncated = outcome.truncated,
+                size = response_size,
+                duration_us = duration.as_micros() as u64,
+                "query"
+            );
+        }
+        true
     }
 }
 
@@ -121,31 +193,67 @@ mod tests {
     use nameplane_config::ValidatedConfig;
 
     fn state() -> State {
-        State::new(Metrics::new("127.0.0.1:53".parse().expect("addr")))
+        State::new(
+            Metrics::new("127.0.0.1:53".parse().expect("addr")),
+            Settings::default(),
+        )
+    }
+
+    fn pipeline(json: &str) -> Arc<Pipeline> {
+        let config = ValidatedConfig::from_json(json).expect("valid");
+        Arc::new(Pipeline::build(config, "h".into()).expect("builds"))
+    }
+
+    const CONFIG: &str = r#"{"version":1,"server":"a/b","kubernetes":{"clusterDomain":"cluster.local","ttlSeconds":5}}"#;
+
+    #[test]
+    fn ready_needs_config_sync_and_no_lameduck() {
+        let state = state();
+        assert!(!state.readiness().is_ready());
+        state.set_pipeline(pipeline(CONFIG));
+        let readiness = state.readiness();
+        assert_eq!(readiness.config_hash.as_deref(), Some("h"));
+        assert!(!readiness.sync.all());
+        assert!(!readiness.is_ready());
+        let mut cluster = Cluster::new(1);
+        cluster.set_synced(true);
+        state.publish_cluster(Arc::new(cluster));
+        assert!(state.readiness().is_ready());
+        state.enter_lameduck();
+        assert!(!state.readiness().is_ready());
+        assert!(
+            state
+                .metrics()
+                .encode()
+                .contains(r#"nameplane_config_info{server="a/b",hash="h"} 1"#)
+        );
     }
 
     #[test]
-    fn ready_needs_config_and_synced_services() {
+    fn pipelines_publish_their_watch_spec() {
         let state = state();
-        assert!(!state.readiness().is_ready());
-        let config = ValidatedConfig::from_json(
-            r#"{"version":1,"server":"a/b","kubernetes":{"clusterDomain":"cluster.local","ttlSeconds":5}}"#,
-        )
-        .expect("valid");
-        state.set_pipeline(Arc::new(
-            Pipeline::build(config, "h".into()).expect("builds"),
+        let mut specs = state.watch_specs();
+        assert_eq!(*specs.borrow_and_update(), None);
+        state.set_pipeline(pipeline(CONFIG));
+        assert!(specs.has_changed().expect("open"));
+        assert_eq!(*specs.borrow_and_update(), Some(WatchSpec::default()));
+        // Another TTL does not touch the watches.
+        state.set_pipeline(pipeline(
+            r#"{"version":1,"server":"a/b","kubernetes":{"clusterDomain":"cluster.local","ttlSeconds":9}}"#,
+        ));
+        assert!(!specs.has_changed().expect("open"));
+        state.set_pipeline(pipeline(
+            r#"{"version":1,"server":"a/b","kubernetes":{"clusterDomain":"cluster.local","ttlSeconds":9,
+                "pods":"verified","labelSelector":{"matchLabels":{"dns":"on"}}}}"#,
         ));
         assert_eq!(
-            state.readiness(),
-            Readiness {
-                config_loaded: true,
-                services_synced: false
-            }
+            *specs.borrow_and_update(),
+            Some(WatchSpec {
+                label_selector: Some("dns=on".into()),
+                namespace_selector: None,
+                pods: true
+            })
         );
-        let mut index = ServiceIndex::new(1);
-        index.set_synced(true);
-        state.publish_services(Arc::new(index));
-        assert!(state.readiness().is_ready());
     }
 
     #[test]
@@ -153,12 +261,18 @@ mod tests {
         let state = state();
         let client = "127.0.0.1:4000".parse().expect("addr");
         let bytes = query_bytes("example.com.", RecordType::A, None);
-        let response = state
-            .handle(&bytes, Transport::Udp, client)
-            .expect("a response");
-        let message = Message::from_vec(&response).expect("decodes");
+        let mut out = Vec::new();
+        assert!(state.handle(&bytes, Transport::Udp, client, &mut out));
+        let message = Message::from_vec(&out).expect("decodes");
         assert_eq!(message.metadata.response_code, ResponseCode::ServFail);
-        assert!(state.metrics().encode().contains(r#"rcode="SERVFAIL""#));
-        assert_eq!(state.handle(&[1], Transport::Udp, client), None);
+        let text = state.metrics().encode();
+        assert!(text.contains(r#"rcode="SERVFAIL""#), "{text}");
+        assert!(
+            text.contains("coredns_dns_request_duration_seconds_count"),
+            "{text}"
+        );
+        let mut out = Vec::new();
+        assert!(!state.handle(&[1], Transport::Udp, client, &mut out));
+        assert!(out.is_empty());
     }
 }

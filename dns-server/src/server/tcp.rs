@@ -89,15 +89,16 @@ async fn connection(
             .await
             .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
 
-        let Some(response) = state.handle(&message, Transport::Tcp, peer) else {
-            return Ok(());
-        };
-        let Ok(len) = u16::try_from(response.len()) else {
-            return Ok(());
-        };
+        // The response goes after a two-byte length prefix, filled in once it is known.
         out.clear();
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(&response);
+        out.extend_from_slice(&[0, 0]);
+        if !state.handle(&message, Transport::Tcp, peer, &mut out) {
+            return Ok(());
+        }
+        let Ok(len) = u16::try_from(out.len() - 2) else {
+            return Ok(());
+        };
+        out[..2].copy_from_slice(&len.to_be_bytes());
         writer.write_all(&out).await?;
     }
 }
