@@ -1,9 +1,12 @@
 //! The admin HTTP endpoint: `/health`, `/ready` and `/metrics`.
 //!
-//! - `GET /health`: 200 while the process runs (liveness);
-//! - `GET /ready`: 200 once a valid config is loaded and the Service watch has completed its
-//!   initial list, 503 with the missing conditions otherwise (readiness: a pod that would
-//!   answer SERVFAIL gets no traffic);
+//! - `GET /health`: 200 while the process runs (liveness), also during lameduck (as
+//!   CoreDNS's *health* plugin);
+//! - `GET /ready`: 200 once a valid config is loaded and every watch has completed its
+//!   initial list, and not during lameduck; 503 with the missing conditions otherwise
+//!   (readiness: a pod that would answer SERVFAIL, or is about to stop, gets no traffic).
+//!   Either way the body ends with `config: <hash>`, the config being served (or `none`),
+//!   so the operator can see which config each replica runs;
 //! - `GET /metrics`: every metric in the Prometheus text format.
 //!
 //! Three fixed routes do not need an HTTP framework: this is a small HTTP/1.1 responder
@@ -95,12 +98,24 @@ pub fn route(request: &[u8], state: &State) -> Vec<u8> {
         "/health" => response(200, "OK", TEXT, "ok\n", head_only),
         "/ready" => {
             let readiness = state.readiness();
+            let config = format!(
+                "config: {}\n",
+                readiness.config_hash.as_deref().unwrap_or("none")
+            );
             if readiness.is_ready() {
-                response(200, "OK", TEXT, "ready\n", head_only)
+                response(200, "OK", TEXT, &format!("ready\n{config}"), head_only)
             } else {
+                let sync = readiness.sync;
+                let pods = sync
+                    .pods
+                    .map_or(String::new(), |pods| format!(", pods {pods}"));
                 let body = format!(
-                    "not ready: config loaded: {}, services synced: {}\n",
-                    readiness.config_loaded, readiness.services_synced
+                    "not ready: config loaded {}, synced: services {}, endpointslices {}, namespaces {}{pods}; lameduck {}\n{config}",
+                    readiness.config_hash.is_some(),
+                    sync.services,
+                    sync.endpoints,
+                    sync.namespaces,
+                    readiness.lameduck,
                 );
                 response(503, "Service Unavailable", TEXT, &body, head_only)
             }
@@ -131,13 +146,16 @@ fn response(status: u16, reason: &str, content_type: &str, body: &str, head_only
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kubernetes::ServiceIndex;
+    use crate::kubernetes::Cluster;
     use crate::metrics::Metrics;
-    use crate::pipeline::Pipeline;
+    use crate::pipeline::{Pipeline, Settings};
     use nameplane_config::ValidatedConfig;
 
     fn state() -> State {
-        State::new(Metrics::new("127.0.0.1:53".parse().expect("addr")))
+        State::new(
+            Metrics::new("127.0.0.1:53".parse().expect("addr")),
+            Settings::default(),
+        )
     }
 
     fn get(path: &str, state: &State) -> String {
@@ -154,12 +172,12 @@ mod tests {
     }
 
     #[test]
-    fn ready_follows_config_and_sync() {
+    fn ready_follows_config_sync_and_lameduck() {
         let state = state();
         let reply = get("/ready", &state);
         assert!(reply.starts_with("HTTP/1.1 503 "), "{reply}");
         assert!(
-            reply.contains("config loaded: false, services synced: false"),
+            reply.contains("config loaded false, synced: services false, endpointslices false, namespaces false; lameduck false\nconfig: none\n"),
             "{reply}"
         );
 
@@ -168,13 +186,24 @@ mod tests {
         )
         .expect("valid");
         state.set_pipeline(Arc::new(
-            Pipeline::build(config, "h".into()).expect("builds"),
+            Pipeline::build(config, "c0ffee".into()).expect("builds"),
         ));
         assert!(get("/ready", &state).starts_with("HTTP/1.1 503 "));
-        let mut index = ServiceIndex::new(1);
-        index.set_synced(true);
-        state.publish_services(Arc::new(index));
-        assert!(get("/ready?verbose", &state).starts_with("HTTP/1.1 200 "));
+        let mut cluster = Cluster::new(1);
+        cluster.set_synced(true);
+        state.publish_cluster(Arc::new(cluster));
+        let reply = get("/ready?verbose", &state);
+        assert!(reply.starts_with("HTTP/1.1 200 "), "{reply}");
+        assert!(reply.ends_with("ready\nconfig: c0ffee\n"), "{reply}");
+
+        state.enter_lameduck();
+        let reply = get("/ready", &state);
+        assert!(reply.starts_with("HTTP/1.1 503 "), "{reply}");
+        assert!(reply.contains("lameduck true\nconfig: c0ffee"), "{reply}");
+        assert!(
+            get("/health", &state).starts_with("HTTP/1.1 200 "),
+            "health stays up"
+        );
     }
 
     #[test]

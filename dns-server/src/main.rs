@@ -2,11 +2,19 @@
 //!
 //! Startup errors (bad flags, ports in use, an unreadable kubeconfig) end the process with a
 //! message; everything after startup is retried or logged. Order: bind every socket, build
-//! the Kubernetes client, then start the config watch, the Service watch, the DNS
-//! transports and the admin endpoint. SIGTERM or SIGINT stops them all; open TCP queries
-//! finish first, within a grace period.
+//! the Kubernetes client, then start the config watch, the cluster watches, the DNS
+//! transports and the admin endpoint.
+//!
+//! Shutdown (CoreDNS's `health { lameduck }`): the first SIGTERM or SIGINT starts the
+//! lameduck period (`--lameduck`, default 5 s): `/ready` fails at once so the Pod leaves the
+//! Service's endpoints, while DNS keeps answering every query that still arrives. Then the
+//! tasks stop; open TCP queries finish first, within a grace period. A second signal skips
+//! the rest of the lameduck period.
+//!
+//! Process settings are flags (they do not change while the process runs): what to answer
+//! comes from the ConfigMap.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +26,9 @@ use kube::{Client, Config};
 use nameplane_dns::admin;
 use nameplane_dns::kubernetes::watch;
 use nameplane_dns::metrics::Metrics;
+use nameplane_dns::pipeline::Settings;
 use nameplane_dns::reload::{self, ConfigMapRef};
+use nameplane_dns::request::{DEFAULT_MAX_UDP_PAYLOAD, MIN_UDP_PAYLOAD};
 use nameplane_dns::server::{self, Listeners};
 use nameplane_dns::shutdown;
 use nameplane_dns::state::State;
@@ -54,6 +64,39 @@ struct Cli {
     /// Number of UDP sockets (SO_REUSEPORT) on the listen address; default: number of cores.
     #[arg(long, env = "NAMEPLANE_UDP_SOCKETS", value_parser = clap::value_parser!(u16).range(1..))]
     udp_sockets: Option<u16>,
+
+    /// Largest UDP response in bytes, and the payload size advertised in EDNS; a client's
+    /// smaller EDNS buffer is honoured, larger answers are truncated (TC) and retried over TCP.
+    #[arg(long, env = "NAMEPLANE_MAX_UDP_PAYLOAD", default_value_t = DEFAULT_MAX_UDP_PAYLOAD,
+          value_parser = clap::value_parser!(u16).range(i64::from(MIN_UDP_PAYLOAD)..))]
+    max_udp_payload: u16,
+
+    /// After SIGTERM, keep answering for this many seconds while /ready fails (lameduck).
+    #[arg(long, env = "NAMEPLANE_LAMEDUCK_SECONDS", default_value_t = 5)]
+    lameduck_seconds: u64,
+
+    /// This server's own addresses (its Pod IPs, comma-separated; the downward API's
+    /// status.podIPs): ns.dns.<zone> answers the cluster IPs of the Service in front of them.
+    /// Default: the listen address, when it is not a wildcard.
+    #[arg(long, env = "NAMEPLANE_POD_IPS", value_delimiter = ',')]
+    pod_ips: Vec<IpAddr>,
+
+    /// Log every query (client, protocol, name, type, rcode, size, duration) at info level.
+    #[arg(long, env = "NAMEPLANE_QUERY_LOG")]
+    query_log: bool,
+
+    /// Log format.
+    #[arg(long, env = "NAMEPLANE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log pipelines.
+    Json,
 }
 
 async fn kube_client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Client> {
@@ -84,12 +127,21 @@ async fn stop_signal() -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only on a terminal, never in log files or a container's log stream.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    match cli.log_format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_ansi(ansi)
+            .with_env_filter(filter)
+            .init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_env_filter(filter)
+            .init(),
+    }
 
     let udp_sockets = cli.udp_sockets.map_or_else(
         || std::thread::available_parallelism().map_or(1, usize::from),
@@ -102,7 +154,17 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding the admin endpoint on {}", cli.health_listen))?;
     let client = kube_client(cli.kubeconfig.as_ref()).await?;
 
-    let state = Arc::new(State::new(Metrics::new(cli.listen)));
+    let dns_ips = if cli.pod_ips.is_empty() && !cli.listen.ip().is_unspecified() {
+        vec![cli.listen.ip()]
+    } else {
+        cli.pod_ips.clone()
+    };
+    let settings = Settings {
+        max_udp_payload: cli.max_udp_payload,
+        dns_ips,
+        query_log: cli.query_log,
+    };
+    let state = Arc::new(State::new(Metrics::new(cli.listen), settings));
     let (trigger, shutdown) = shutdown::channel();
     let mut tasks = JoinSet::new();
     tasks.spawn(reload::run(
@@ -111,7 +173,12 @@ async fn main() -> anyhow::Result<()> {
         Arc::clone(&state),
         shutdown.clone(),
     ));
-    tasks.spawn(watch::run(client, Arc::clone(&state), shutdown.clone()));
+    tasks.spawn(watch::run(
+        client,
+        Arc::clone(&state),
+        state.watch_specs(),
+        shutdown.clone(),
+    ));
     tasks.spawn(server::serve(
         listeners,
         Arc::clone(&state),
@@ -122,10 +189,28 @@ async fn main() -> anyhow::Result<()> {
         listen = %cli.listen,
         health = %cli.health_listen,
         config_map = %cli.config_map,
+        max_udp_payload = cli.max_udp_payload,
+        lameduck_seconds = cli.lameduck_seconds,
+        query_log = cli.query_log,
         "nameplane-dns started"
     );
 
     stop_signal().await?;
+    if cli.lameduck_seconds > 0 {
+        let lameduck = Duration::from_secs(cli.lameduck_seconds);
+        state.enter_lameduck();
+        info!(
+            ?lameduck,
+            "lameduck: /ready now fails; still answering until the period ends"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(lameduck) => {}
+            second = stop_signal() => {
+                second?;
+                info!("second signal: ending lameduck early");
+            }
+        }
+    }
     trigger.fire();
     let drained = tokio::time::timeout(GRACE_PERIOD, async {
         while tasks.join_next().await.is_some() {}

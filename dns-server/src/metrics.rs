@@ -1,40 +1,63 @@
-//! Prometheus metrics, named as CoreDNS names them so existing dashboards and alerts work.
+//! Prometheus metrics, named and labelled as CoreDNS names them so existing dashboards and
+//! alerts keep working.
 //!
-//! | metric                                   | labels                              |
-//! |------------------------------------------|-------------------------------------|
-//! | `coredns_dns_requests_total`             | `server`, `zone`, `proto`, `family`, `type` |
-//! | `coredns_dns_responses_total`            | `server`, `zone`, `rcode`, `plugin` |
-//! | `nameplane_config_reloads_total`         | `result` (`success`, `failure`)     |
+//! | metric                                              | labels                                       |
+//! |-----------------------------------------------------|----------------------------------------------|
+//! | `coredns_dns_requests_total`                        | `server`, `zone`, `view`, `proto`, `family`, `type` |
+//! | `coredns_dns_responses_total`                       | `server`, `zone`, `view`, `rcode`, `plugin`  |
+//! | `coredns_dns_request_duration_seconds` (histogram)  | `server`, `zone`, `view`, `type`             |
+//! | `coredns_dns_request_size_bytes` (histogram)        | `server`, `zone`, `view`, `proto`            |
+//! | `coredns_dns_response_size_bytes` (histogram)       | `server`, `zone`, `view`, `proto`            |
+//! | `coredns_dns_do_requests_total`                     | `server`, `zone`, `view`                     |
+//! | `coredns_kubernetes_dns_programming_duration_seconds` (histogram) | `service_kind`                 |
+//! | `coredns_reload_failed_total`                       |                                              |
+//! | `coredns_reload_version_info`                       | `hash` (`sha256`), `value`                   |
+//! | `nameplane_config_info`                             | `server`, `hash`: the config being served    |
+//! | `nameplane_config_reloads_total`                    | `result` (`success`, `failure`)              |
+//! | `nameplane_build_info`                              | `version`                                    |
+//! | `nameplane_kubernetes_objects`                      | `resource`                                   |
+//! | `nameplane_kubernetes_synced`                       | `resource`: 1 once its initial list completed |
+//! | `nameplane_kubernetes_watch_errors_total`           | `resource`                                   |
+//!
+//! `server` is `dns://<listen address>`; `zone` is `.` (one server block serves every zone);
+//! `view` is empty; `family` is `1` (IPv4) or `2` (IPv6); `type` is one of CoreDNS's
+//! monitored types or `other`; `plugin` is the stage that answered (`kubernetes`), empty for
+//! the server itself. Histogram buckets are CoreDNS's.
 //!
 //! The cache and forward stages register their own families here too (CoreDNS's `cache_*`,
 //! `forward_*` and `proxy_*` names): see [`crate::pipeline::cache::CacheMetrics`] and
 //! [`crate::pipeline::forward::ForwardMetrics`].
 //!
-//! `server` is `dns://<listen address>`; `zone` is `.` (one server block serves every zone);
-//! `family` is `1` (IPv4) or `2` (IPv6); `type` is one of CoreDNS's monitored types or
-//! `other`; `plugin` is the stage that answered (`kubernetes`), empty for the server itself.
-//!
-//! The query path takes no lock here either: each label combination is a slot holding its
-//! counter handle, filled from the registry's family on first use and read lock-free after
-//! (only series that were used appear, as with CoreDNS).
+//! The query path takes no lock here: each label combination of a per-query metric is a
+//! slot holding its handle, filled from the registry's family on first use and read
+//! lock-free after (only series that were used appear, as with CoreDNS). Histograms are
+//! [`AtomicHistogram`]s: atomic counters per bucket, where prometheus-client's own histogram
+//! takes a lock per observation.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use crate::pipeline::cache::CacheMetrics;
 use crate::pipeline::forward::ForwardMetrics;
+
 use crate::request::Transport;
 use crate::response::Origin;
 
 /// The `zone` label: the server serves every zone from one block.
 const ZONE: &str = ".";
+/// The `view` label: no views.
+const VIEW: &str = "";
 
 /// Query types counted under their own name (CoreDNS `plugin/metrics/vars/monitor.go`);
 /// everything else is `other`, the last entry.
@@ -73,10 +96,120 @@ const RCODES: [&str; 8] = [
 const TRANSPORTS: [Transport; 2] = [Transport::Udp, Transport::Tcp];
 const FAMILIES: [&str; 2] = ["1", "2"];
 
+/// CoreDNS `plugin.TimeBuckets`: 0.25 ms doubling 16 times (up to about 8 s).
+pub const TIME_BUCKETS: [f64; 16] = [
+    0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024,
+    2.048, 4.096, 8.192,
+];
+
+/// CoreDNS `plugin.SizeBuckets`, in bytes.
+pub const SIZE_BUCKETS: [f64; 14] = [
+    0.0, 100.0, 200.0, 300.0, 400.0, 511.0, 1023.0, 2047.0, 4095.0, 8291.0, 16e3, 32e3, 48e3, 64e3,
+];
+
+/// Buckets of the DNS programming latency: 1 ms doubling 20 times (up to about 9 min).
+pub const PROGRAMMING_BUCKETS: [f64; 20] = [
+    0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096,
+    8.192, 16.384, 32.768, 65.536, 131.072, 262.144, 524.288,
+];
+
+/// A histogram whose observations are lock-free: one atomic counter per bucket, an atomic
+/// count and an atomic sum in integer units (nanoseconds or bytes).
+#[derive(Clone, Debug)]
+pub struct AtomicHistogram {
+    inner: Arc<HistogramInner>,
+}
+
+#[derive(Debug)]
+struct HistogramInner {
+    bounds: &'static [f64],
+    /// Per bucket (not cumulative); the last one is `+Inf`.
+    buckets: Box<[AtomicU64]>,
+    count: AtomicU64,
+    sum_units: AtomicU64,
+    /// Value of one unit of `sum_units`.
+    unit: f64,
+}
+
+impl AtomicHistogram {
+    /// A histogram with these upper bounds, summing in units worth `unit`.
+    pub fn new(bounds: &'static [f64], unit: f64) -> Self {
+        Self {
+            inner: Arc::new(HistogramInner {
+                bounds,
+                buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+                count: AtomicU64::new(0),
+                sum_units: AtomicU64::new(0),
+                unit,
+            }),
+        }
+    }
+
+    /// Records one observation of `units` units.
+    pub fn observe_units(&self, units: u64) {
+        let inner = &*self.inner;
+        let value = units as f64 * inner.unit;
+        let bucket = inner
+            .bounds
+            .iter()
+            .position(|bound| value <= *bound)
+            .unwrap_or(inner.bounds.len());
+        inner.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        inner.count.fetch_add(1, Ordering::Relaxed);
+        inner.sum_units.fetch_add(units, Ordering::Relaxed);
+    }
+
+    /// The number of observations.
+    pub fn count(&self) -> u64 {
+        self.inner.count.load(Ordering::Relaxed)
+    }
+}
+
+impl TypedMetric for AtomicHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for AtomicHistogram {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let inner = &*self.inner;
+        let buckets: Vec<(f64, u64)> = inner
+            .bounds
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(inner.buckets.iter().map(|b| b.load(Ordering::Relaxed)))
+            .collect();
+        // The count is the sum of the buckets read, so the rendering is consistent.
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        let sum = inner.sum_units.load(Ordering::Relaxed) as f64 * inner.unit;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// Builds [`AtomicHistogram`]s for a [`Family`].
+#[derive(Clone, Copy, Debug)]
+pub struct HistogramConstructor {
+    bounds: &'static [f64],
+    unit: f64,
+}
+
+impl MetricConstructor<AtomicHistogram> for HistogramConstructor {
+    fn new_metric(&self) -> AtomicHistogram {
+        AtomicHistogram::new(self.bounds, self.unit)
+    }
+}
+
+type HistogramFamily<L> = Family<L, AtomicHistogram, HistogramConstructor>;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     server: Arc<str>,
     zone: &'static str,
+    view: &'static str,
     proto: &'static str,
     family: &'static str,
     r#type: &'static str,
@@ -86,13 +219,101 @@ struct RequestLabels {
 struct ResponseLabels {
     server: Arc<str>,
     zone: &'static str,
+    view: &'static str,
     rcode: &'static str,
     plugin: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DurationLabels {
+    server: Arc<str>,
+    zone: &'static str,
+    view: &'static str,
+    r#type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SizeLabels {
+    server: Arc<str>,
+    zone: &'static str,
+    view: &'static str,
+    proto: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServerLabels {
+    server: Arc<str>,
+    zone: &'static str,
+    view: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReloadLabels {
     result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConfigLabels {
+    server: String,
+    hash: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    hash: &'static str,
+    value: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResourceLabels {
+    resource: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    service_kind: &'static str,
+}
+
+/// One handle per label combination, created on first use and read lock-free after.
+#[derive(Debug)]
+struct Slots<M>(Box<[OnceLock<M>]>);
+
+impl<M: Clone> Slots<M> {
+    fn new(n: usize) -> Self {
+        Self((0..n).map(|_| OnceLock::new()).collect())
+    }
+
+    fn get(&self, index: usize, create: impl FnOnce() -> M) -> Option<&M> {
+        self.0.get(index).map(|slot| slot.get_or_init(create))
+    }
+}
+
+/// What one answered query contributes to the metrics.
+#[derive(Clone, Copy, Debug)]
+pub struct QueryRecord {
+    /// The transport.
+    pub transport: Transport,
+    /// The client's address (for `family`).
+    pub client: SocketAddr,
+    /// The question type, when the query parsed.
+    pub qtype: Option<RecordType>,
+    /// The response code sent.
+    pub rcode: ResponseCode,
+    /// Who answered.
+    pub origin: Origin,
+    /// Whether the query had the DO bit.
+    pub dnssec_ok: bool,
+    /// Query size, bytes.
+    pub request_size: usize,
+    /// Response size, bytes.
+    pub response_size: usize,
+    /// Time from receiving the query to having the response.
+    pub duration: Duration,
 }
 
 /// Every metric of the server, and the registry that renders them.
@@ -102,9 +323,24 @@ pub struct Metrics {
     server: Arc<str>,
     requests: Family<RequestLabels, Counter>,
     responses: Family<ResponseLabels, Counter>,
+    durations: HistogramFamily<DurationLabels>,
+    request_sizes: HistogramFamily<SizeLabels>,
+    response_sizes: HistogramFamily<SizeLabels>,
+    do_requests: Family<ServerLabels, Counter>,
+    programming: HistogramFamily<KindLabels>,
     reloads: Family<ReloadLabels, Counter>,
-    request_slots: Box<[OnceLock<Counter>]>,
-    response_slots: Box<[OnceLock<Counter>]>,
+    reload_failed: Counter,
+    config_info: Family<ConfigLabels, Gauge>,
+    version_info: Family<VersionLabels, Gauge>,
+    objects: Family<ResourceLabels, Gauge>,
+    synced: Family<ResourceLabels, Gauge>,
+    watch_errors: Family<ResourceLabels, Counter>,
+    request_slots: Slots<Counter>,
+    response_slots: Slots<Counter>,
+    duration_slots: Slots<AtomicHistogram>,
+    request_size_slots: Slots<AtomicHistogram>,
+    response_size_slots: Slots<AtomicHistogram>,
+    do_slot: Slots<Counter>,
     cache: CacheMetrics,
     forward: ForwardMetrics,
 }
@@ -113,6 +349,11 @@ fn type_index(qtype: Option<RecordType>) -> usize {
     qtype
         .and_then(|qtype| MONITORED.iter().position(|t| *t == qtype))
         .unwrap_or(TYPES.len() - 1)
+}
+
+/// The name CoreDNS uses for `rcode` (`NOERROR`, `NXDOMAIN`, …; `other` for the rest).
+pub fn rcode_label(rcode: ResponseCode) -> &'static str {
+    RCODES[rcode_index(rcode)]
 }
 
 fn rcode_index(rcode: ResponseCode) -> usize {
@@ -135,13 +376,38 @@ fn transport_index(transport: Transport) -> usize {
     }
 }
 
+fn histograms<L: Clone + std::hash::Hash + Eq>(
+    bounds: &'static [f64],
+    unit: f64,
+) -> HistogramFamily<L> {
+    Family::new_with_constructor(HistogramConstructor { bounds, unit })
+}
+
 impl Metrics {
     /// Registers every metric; `listen` is the DNS listen address (the `server` label).
     pub fn new(listen: SocketAddr) -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let responses = Family::<ResponseLabels, Counter>::default();
+        let durations = histograms(&TIME_BUCKETS, 1e-9);
+        let request_sizes = histograms(&SIZE_BUCKETS, 1.0);
+        let response_sizes = histograms(&SIZE_BUCKETS, 1.0);
+        let do_requests = Family::<ServerLabels, Counter>::default();
+        let programming = histograms(&PROGRAMMING_BUCKETS, 1e-9);
         let reloads = Family::<ReloadLabels, Counter>::default();
+        let reload_failed = Counter::default();
+        let config_info = Family::<ConfigLabels, Gauge>::default();
+        let version_info = Family::<VersionLabels, Gauge>::default();
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        let objects = Family::<ResourceLabels, Gauge>::default();
+        let synced = Family::<ResourceLabels, Gauge>::default();
+        let watch_errors = Family::<ResourceLabels, Counter>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+
         registry.register(
             "coredns_dns_requests",
             "Counter of DNS requests made per zone, protocol and family",
@@ -153,11 +419,70 @@ impl Metrics {
             responses.clone(),
         );
         registry.register(
+            "coredns_dns_request_duration_seconds",
+            "Histogram of the time (in seconds) each request took",
+            durations.clone(),
+        );
+        registry.register(
+            "coredns_dns_request_size_bytes",
+            "Size of the request in bytes",
+            request_sizes.clone(),
+        );
+        registry.register(
+            "coredns_dns_response_size_bytes",
+            "Size of the returned response in bytes",
+            response_sizes.clone(),
+        );
+        registry.register(
+            "coredns_dns_do_requests",
+            "Counter of DNS requests with DO bit set per zone",
+            do_requests.clone(),
+        );
+        registry.register(
+            "coredns_kubernetes_dns_programming_duration_seconds",
+            "Histogram of the time (in seconds) it took to program a dns instance",
+            programming.clone(),
+        );
+        registry.register(
+            "coredns_reload_failed",
+            "Counter of the number of failed reload attempts",
+            reload_failed.clone(),
+        );
+        registry.register(
+            "coredns_reload_version_info",
+            "A metric with a constant '1' value labeled by hash, and value which type of hash generated",
+            version_info.clone(),
+        );
+        registry.register(
+            "nameplane_config_info",
+            "The server config being served: constant 1, labelled with its DNSServer and content hash",
+            config_info.clone(),
+        );
+        registry.register(
             "nameplane_config_reloads",
             "Counter of configuration reloads by result",
             reloads.clone(),
         );
-        let slots = |n: usize| (0..n).map(|_| OnceLock::new()).collect();
+        registry.register(
+            "nameplane_build_info",
+            "Constant 1, labelled with the version of this build",
+            build_info,
+        );
+        registry.register(
+            "nameplane_kubernetes_objects",
+            "Objects held per watched resource (Services, Services with EndpointSlices, Namespaces, Pod IPs)",
+            objects.clone(),
+        );
+        registry.register(
+            "nameplane_kubernetes_synced",
+            "1 once the watch of a resource has completed its initial list",
+            synced.clone(),
+        );
+        registry.register(
+            "nameplane_kubernetes_watch_errors",
+            "Counter of errors of the Kubernetes watches (each is retried with backoff)",
+            watch_errors.clone(),
+        );
         let server: Arc<str> = Arc::from(format!("dns://{listen}"));
         let cache = CacheMetrics::register(&mut registry, &server);
         let forward = ForwardMetrics::register(&mut registry);
@@ -168,52 +493,109 @@ impl Metrics {
             forward,
             requests,
             responses,
+            durations,
+            request_sizes,
+            response_sizes,
+            do_requests,
+            programming,
             reloads,
-            request_slots: slots(TRANSPORTS.len() * FAMILIES.len() * TYPES.len()),
-            response_slots: slots(RCODES.len() * Origin::ALL.len()),
+            reload_failed,
+            config_info,
+            version_info,
+            objects,
+            synced,
+            watch_errors,
+            request_slots: Slots::new(TRANSPORTS.len() * FAMILIES.len() * TYPES.len()),
+            response_slots: Slots::new(RCODES.len() * Origin::ALL.len()),
+            duration_slots: Slots::new(TYPES.len()),
+            request_size_slots: Slots::new(TRANSPORTS.len()),
+            response_size_slots: Slots::new(TRANSPORTS.len()),
+            do_slot: Slots::new(1),
         }
     }
 
-    /// Counts one request (a query that had at least a header).
-    pub fn request(&self, transport: Transport, client: SocketAddr, qtype: Option<RecordType>) {
+    /// Counts one answered query in every per-query metric.
+    pub fn query(&self, record: &QueryRecord) {
         let (t, f, q) = (
-            transport_index(transport),
-            usize::from(client.is_ipv6()),
-            type_index(qtype),
+            transport_index(record.transport),
+            usize::from(record.client.is_ipv6()),
+            type_index(record.qtype),
         );
-        let slot = (t * FAMILIES.len() + f) * TYPES.len() + q;
-        if let Some(slot) = self.request_slots.get(slot) {
-            slot.get_or_init(|| {
-                self.requests
-                    .get_or_create(&RequestLabels {
-                        server: self.server.clone(),
-                        zone: ZONE,
-                        proto: TRANSPORTS[t].label(),
-                        family: FAMILIES[f],
-                        r#type: TYPES[q],
-                    })
-                    .clone()
-            })
-            .inc();
+        let server = || self.server.clone();
+        if let Some(counter) =
+            self.request_slots
+                .get((t * FAMILIES.len() + f) * TYPES.len() + q, || {
+                    self.requests
+                        .get_or_create(&RequestLabels {
+                            server: server(),
+                            zone: ZONE,
+                            view: VIEW,
+                            proto: TRANSPORTS[t].label(),
+                            family: FAMILIES[f],
+                            r#type: TYPES[q],
+                        })
+                        .clone()
+                })
+        {
+            counter.inc();
         }
-    }
-
-    /// Counts one response.
-    pub fn response(&self, rcode: ResponseCode, origin: Origin) {
-        let r = rcode_index(rcode);
-        let slot = r * Origin::ALL.len() + origin.index();
-        if let Some(slot) = self.response_slots.get(slot) {
-            slot.get_or_init(|| {
-                self.responses
-                    .get_or_create(&ResponseLabels {
-                        server: self.server.clone(),
+        let r = rcode_index(record.rcode);
+        if let Some(counter) =
+            self.response_slots
+                .get(r * Origin::ALL.len() + record.origin.index(), || {
+                    self.responses
+                        .get_or_create(&ResponseLabels {
+                            server: server(),
+                            zone: ZONE,
+                            view: VIEW,
+                            rcode: RCODES[r],
+                            plugin: record.origin.label(),
+                        })
+                        .clone()
+                })
+        {
+            counter.inc();
+        }
+        if let Some(histogram) = self.duration_slots.get(q, || {
+            self.durations
+                .get_or_create(&DurationLabels {
+                    server: server(),
+                    zone: ZONE,
+                    view: VIEW,
+                    r#type: TYPES[q],
+                })
+                .clone()
+        }) {
+            histogram.observe_units(u64::try_from(record.duration.as_nanos()).unwrap_or(u64::MAX));
+        }
+        let size_labels = || SizeLabels {
+            server: server(),
+            zone: ZONE,
+            view: VIEW,
+            proto: TRANSPORTS[t].label(),
+        };
+        if let Some(histogram) = self.request_size_slots.get(t, || {
+            self.request_sizes.get_or_create(&size_labels()).clone()
+        }) {
+            histogram.observe_units(record.request_size as u64);
+        }
+        if let Some(histogram) = self.response_size_slots.get(t, || {
+            self.response_sizes.get_or_create(&size_labels()).clone()
+        }) {
+            histogram.observe_units(record.response_size as u64);
+        }
+        if record.dnssec_ok
+            && let Some(counter) = self.do_slot.get(0, || {
+                self.do_requests
+                    .get_or_create(&ServerLabels {
+                        server: server(),
                         zone: ZONE,
-                        rcode: RCODES[r],
-                        plugin: origin.label(),
+                        view: VIEW,
                     })
                     .clone()
             })
-            .inc();
+        {
+            counter.inc();
         }
     }
 
@@ -221,6 +603,58 @@ impl Metrics {
     pub fn reload(&self, success: bool) {
         let result = if success { "success" } else { "failure" };
         self.reloads.get_or_create(&ReloadLabels { result }).inc();
+        if !success {
+            self.reload_failed.inc();
+        }
+    }
+
+    /// Records the config now being served (replacing the previous one's series).
+    pub fn config_served(&self, server: &str, hash: &str) {
+        self.config_info.clear();
+        self.config_info
+            .get_or_create(&ConfigLabels {
+                server: server.to_owned(),
+                hash: hash.to_owned(),
+            })
+            .set(1);
+        self.version_info.clear();
+        self.version_info
+            .get_or_create(&VersionLabels {
+                hash: "sha256",
+                value: hash.to_owned(),
+            })
+            .set(1);
+    }
+
+    /// Records the size and sync state of one watched resource.
+    pub fn watched(&self, resource: &'static str, objects: usize, synced: Option<bool>) {
+        let labels = ResourceLabels { resource };
+        self.objects
+            .get_or_create(&labels)
+            .set(i64::try_from(objects).unwrap_or(i64::MAX));
+        match synced {
+            Some(synced) => {
+                self.synced.get_or_create(&labels).set(i64::from(synced));
+            }
+            None => {
+                self.synced.remove(&labels);
+                self.objects.remove(&labels);
+            }
+        }
+    }
+
+    /// Counts one watch error.
+    pub fn watch_error(&self, resource: &'static str) {
+        self.watch_errors
+            .get_or_create(&ResourceLabels { resource })
+            .inc();
+    }
+
+    /// Records one DNS programming latency sample.
+    pub fn programming(&self, service_kind: &'static str, latency: Duration) {
+        self.programming
+            .get_or_create(&KindLabels { service_kind })
+            .observe_units(u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX));
     }
 
     /// The cache stage's metrics.
@@ -246,32 +680,85 @@ impl Metrics {
 mod tests {
     use super::*;
 
+    fn record(transport: Transport, client: &str, qtype: Option<RecordType>) -> QueryRecord {
+        QueryRecord {
+            transport,
+            client: client.parse().expect("addr"),
+            qtype,
+            rcode: ResponseCode::NoError,
+            origin: Origin::Kubernetes,
+            dnssec_ok: false,
+            request_size: 40,
+            response_size: 150,
+            duration: Duration::from_micros(300),
+        }
+    }
+
     #[test]
     fn renders_coredns_names_and_labels() {
         let metrics = Metrics::new("127.0.0.1:5353".parse().expect("addr"));
-        let v4: SocketAddr = "10.0.0.1:4000".parse().expect("addr");
-        let v6: SocketAddr = "[fd00::1]:4000".parse().expect("addr");
-        metrics.request(Transport::Udp, v4, Some(RecordType::A));
-        metrics.request(Transport::Udp, v4, Some(RecordType::A));
-        metrics.request(Transport::Tcp, v6, Some(RecordType::CAA));
-        metrics.request(Transport::Udp, v4, None);
-        metrics.response(ResponseCode::NXDomain, Origin::Kubernetes);
-        metrics.response(ResponseCode::Refused, Origin::Server);
+        metrics.query(&record(
+            Transport::Udp,
+            "10.0.0.1:4000",
+            Some(RecordType::A),
+        ));
+        metrics.query(&record(
+            Transport::Udp,
+            "10.0.0.1:4000",
+            Some(RecordType::A),
+        ));
+        let mut other = record(Transport::Tcp, "[fd00::1]:4000", Some(RecordType::CAA));
+        other.rcode = ResponseCode::NXDomain;
+        other.dnssec_ok = true;
+        other.duration = Duration::from_millis(3);
+        metrics.query(&other);
+        let mut refused = record(Transport::Udp, "10.0.0.1:4000", None);
+        refused.rcode = ResponseCode::Refused;
+        refused.origin = Origin::Server;
+        metrics.query(&refused);
         metrics.reload(true);
         metrics.reload(false);
         metrics.reload(false);
+        metrics.config_served("ns/dns", "abc");
+        metrics.config_served("ns/dns", "def");
+        metrics.watched("services", 3, Some(true));
+        metrics.watch_error("pods");
+        metrics.programming("cluster_ip", Duration::from_millis(1500));
 
         let text = metrics.encode();
+        let s = r#"server="dns://127.0.0.1:5353",zone=".",view="""#;
         for line in [
-            r#"coredns_dns_requests_total{server="dns://127.0.0.1:5353",zone=".",proto="udp",family="1",type="A"} 2"#,
-            r#"coredns_dns_requests_total{server="dns://127.0.0.1:5353",zone=".",proto="tcp",family="2",type="other"} 1"#,
-            r#"coredns_dns_responses_total{server="dns://127.0.0.1:5353",zone=".",rcode="NXDOMAIN",plugin="kubernetes"} 1"#,
-            r#"coredns_dns_responses_total{server="dns://127.0.0.1:5353",zone=".",rcode="REFUSED",plugin=""} 1"#,
-            r#"nameplane_config_reloads_total{result="success"} 1"#,
-            r#"nameplane_config_reloads_total{result="failure"} 2"#,
+            format!(r#"coredns_dns_requests_total{{{s},proto="udp",family="1",type="A"}} 2"#),
+            format!(r#"coredns_dns_requests_total{{{s},proto="tcp",family="2",type="other"}} 1"#),
+            format!(r#"coredns_dns_responses_total{{{s},rcode="NXDOMAIN",plugin="kubernetes"}} 1"#),
+            format!(r#"coredns_dns_responses_total{{{s},rcode="REFUSED",plugin=""}} 1"#),
+            format!(r#"coredns_dns_request_duration_seconds_bucket{{le="0.0005",{s},type="A"}} 2"#),
+            format!(r#"coredns_dns_request_duration_seconds_bucket{{le="0.00025",{s},type="A"}} 0"#),
+            format!(r#"coredns_dns_request_duration_seconds_bucket{{le="0.004",{s},type="other"}} 2"#),
+            format!(r#"coredns_dns_request_duration_seconds_bucket{{le="+Inf",{s},type="other"}} 2"#),
+            format!(r#"coredns_dns_request_duration_seconds_count{{{s},type="A"}} 2"#),
+            format!(r#"coredns_dns_request_duration_seconds_sum{{{s},type="A"}} 0.0006"#),
+            format!(r#"coredns_dns_response_size_bytes_bucket{{le="200.0",{s},proto="udp"}} 3"#),
+            format!(r#"coredns_dns_request_size_bytes_count{{{s},proto="tcp"}} 1"#),
+            format!(r#"coredns_dns_do_requests_total{{{s}}} 1"#),
+            r#"nameplane_config_reloads_total{result="success"} 1"#.into(),
+            r#"nameplane_config_reloads_total{result="failure"} 2"#.into(),
+            "coredns_reload_failed_total 2".into(),
+            r#"nameplane_config_info{server="ns/dns",hash="def"} 1"#.into(),
+            r#"coredns_reload_version_info{hash="sha256",value="def"} 1"#.into(),
+            r#"nameplane_kubernetes_objects{resource="services"} 3"#.into(),
+            r#"nameplane_kubernetes_synced{resource="services"} 1"#.into(),
+            r#"nameplane_kubernetes_watch_errors_total{resource="pods"} 1"#.into(),
+            r#"coredns_kubernetes_dns_programming_duration_seconds_bucket{le="2.048",service_kind="cluster_ip"} 1"#.into(),
+            r#"coredns_kubernetes_dns_programming_duration_seconds_bucket{le="1.024",service_kind="cluster_ip"} 0"#.into(),
+            format!(r#"nameplane_build_info{{version="{}"}} 1"#, env!("CARGO_PKG_VERSION")),
         ] {
-            assert!(text.contains(line), "missing {line}\n{text}");
+            assert!(text.contains(&line), "missing {line}\n{text}");
         }
+        assert!(
+            !text.contains(r#"hash="abc""#),
+            "the old config's series is gone"
+        );
         assert!(
             !text.contains("type=\"AAAA\""),
             "unused series are not rendered"
@@ -287,5 +774,20 @@ mod tests {
         assert_eq!(type_index(Some(RecordType::NULL)), TYPES.len() - 1);
         assert_eq!(rcode_index(ResponseCode::BADVERS), 6);
         assert_eq!(rcode_index(ResponseCode::YXDomain), RCODES.len() - 1);
+    }
+
+    #[test]
+    fn histograms_count_from_many_threads() {
+        let histogram = AtomicHistogram::new(&TIME_BUCKETS, 1e-9);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for i in 0..1000 {
+                        histogram.observe_units(i * 1000);
+                    }
+                });
+            }
+        });
+        assert_eq!(histogram.count(), 4000);
     }
 }

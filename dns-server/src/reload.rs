@@ -23,6 +23,7 @@ use kube::{Api, Client, ResourceExt};
 use nameplane_config::{CONFIG_KEY, ConfigError, HASH_ANNOTATION, ValidatedConfig};
 use tracing::{debug, error, info, warn};
 
+use crate::kubernetes::backoff::WatchBackoff;
 use crate::pipeline::{BuildError, Pipeline};
 use crate::shutdown::Shutdown;
 use crate::state::State;
@@ -172,7 +173,9 @@ pub fn apply(state: &State, config_map: &ConfigMap) -> Applied {
 pub async fn run(client: Client, target: ConfigMapRef, state: Arc<State>, mut shutdown: Shutdown) {
     let api: Api<ConfigMap> = Api::namespaced(client, &target.namespace);
     let config = watcher::Config::default().fields(&format!("metadata.name={}", target.name));
-    let mut events = watcher(api, config).default_backoff().boxed();
+    let mut events = watcher(api, config)
+        .backoff(WatchBackoff::for_watch())
+        .boxed();
     let mut seen_in_list = false;
     loop {
         let event = tokio::select! {
@@ -219,6 +222,7 @@ mod tests {
             kubernetes: KubernetesConfig {
                 cluster_domain: "cluster.local".into(),
                 ttl_seconds: ttl,
+                ..KubernetesConfig::default()
             },
             ..Default::default()
         }
@@ -238,7 +242,10 @@ mod tests {
     }
 
     fn state() -> State {
-        State::new(Metrics::new("127.0.0.1:53".parse().expect("addr")))
+        State::new(
+            Metrics::new("127.0.0.1:53".parse().expect("addr")),
+            crate::pipeline::Settings::default(),
+        )
     }
 
     #[test]

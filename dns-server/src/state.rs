@@ -1,4 +1,5 @@
-//! The state shared by the control plane (watches), the query path and the admin server.
+//! The state shared by the control plane (config reload, watches), the query path and the
+//! admin server.
 //!
 //! Two snapshots, each replaced whole by its single writer and read with `ArcSwap::load`
 //! (lock-free; a query keeps the snapshots it loaded until it is answered, however many swaps
@@ -6,39 +7,47 @@
 //!
 //! - the [`Pipeline`] built from the last valid config (`None` before the first one), written
 //!   by [`crate::reload`];
-//! - the [`ServiceIndex`], written by [`crate::kubernetes::watch`].
+//! - the [`Cluster`], written by [`crate::kubernetes::watch`].
 //!
-//! [`State::handle`] is the one entry point of the transports: load, answer, count. A query
-//! that must wait on an upstream comes back as [`Reply::Later`]; the transport finishes it
-//! with [`State::finish`] off its receive loop.
+//! Setting a pipeline also publishes its [`WatchSpec`] to the watch task, which restarts its
+//! watches when the selectors or the need for Pods change.
+//!
+//! [`State::handle`] is the one entry point of the transports: load, answer, count, log. A
+//! query that must wait on an upstream comes back as [`Reply::Later`]; the transport
+//! finishes it with [`State::finish`] off its receive loop.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use tokio::sync::watch;
+use tracing::info;
 
-use crate::kubernetes::ServiceIndex;
-use crate::metrics::Metrics;
-use crate::pipeline::forward::{Chase, Deferred};
-use crate::pipeline::{self, Flow, Pipeline, Sources};
-use crate::request::Request;
+use crate::kubernetes::index::{Cluster, SyncState};
+use crate::metrics::{Metrics, QueryRecord, rcode_label};
+use crate::pipeline::forward::{Chase, Deferred, Reply as Forwarded};
+use crate::pipeline::{self, Flow, Pipeline, Settings, Sources, WatchSpec};
 use crate::request::Transport;
-use crate::response::Answer;
 
 /// Everything the tasks of one server share.
 #[derive(Debug)]
 pub struct State {
     pipeline: ArcSwapOption<Pipeline>,
-    services: ArcSwap<ServiceIndex>,
+    cluster: ArcSwap<Cluster>,
+    settings: Settings,
     metrics: Metrics,
+    lameduck: AtomicBool,
+    watch_spec: watch::Sender<Option<WatchSpec>>,
 }
 
 /// What the transport sends for one query.
 #[derive(Debug)]
 pub enum Reply {
-    /// This response now, or nothing (the packet is dropped).
-    Now(Option<Vec<u8>>),
-    /// Several messages now, in order (a zone transfer; TCP only).
+    /// The response is in the buffer (`true`), or nothing is sent (`false`).
+    Now(bool),
+    /// The first message is in the buffer; these follow, in order (a zone transfer; TCP).
     Stream(Vec<Vec<u8>>),
     /// The answer waits on an upstream: send what [`State::finish`] returns.
     Later(Box<Later>),
@@ -49,31 +58,38 @@ pub enum Reply {
 pub struct Later {
     deferred: Deferred,
     client: SocketAddr,
+    started: Instant,
+    request_size: usize,
 }
 
 /// Why the server is not ready, or that it is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Readiness {
-    /// A valid config has been loaded.
-    pub config_loaded: bool,
-    /// The Service watch has completed its initial list.
-    pub services_synced: bool,
+    /// The hash of the config being served, once a valid config has been loaded.
+    pub config_hash: Option<String>,
+    /// Which watches have completed their initial list.
+    pub sync: SyncState,
+    /// The server is shutting down and answers only until its lameduck period ends.
+    pub lameduck: bool,
 }
 
 impl Readiness {
-    /// Ready to serve: both conditions hold.
-    pub fn is_ready(self) -> bool {
-        self.config_loaded && self.services_synced
+    /// Ready to take traffic: a config is loaded, every watch has listed, not shutting down.
+    pub fn is_ready(&self) -> bool {
+        self.config_hash.is_some() && self.sync.all() && !self.lameduck
     }
 }
 
 impl State {
-    /// A state with no config and an empty, unsynced Service index.
-    pub fn new(metrics: Metrics) -> Self {
+    /// A state with no config and an empty, unlisted cluster.
+    pub fn new(metrics: Metrics, settings: Settings) -> Self {
         Self {
             pipeline: ArcSwapOption::empty(),
-            services: ArcSwap::from_pointee(ServiceIndex::new(0)),
+            cluster: ArcSwap::from_pointee(Cluster::new(0)),
+            settings,
             metrics,
+            lameduck: AtomicBool::new(false),
+            watch_spec: watch::Sender::new(None),
         }
     }
 
@@ -82,19 +98,38 @@ impl State {
         self.pipeline.load_full()
     }
 
-    /// Replaces the pipeline (after a successful reload).
+    /// Replaces the pipeline (after a successful reload) and tells the watch task what to
+    /// watch for it.
     pub fn set_pipeline(&self, pipeline: Arc<Pipeline>) {
+        let spec = pipeline.watch_spec();
+        self.metrics
+            .config_served(&pipeline.config().raw().server, pipeline.hash());
         self.pipeline.store(Some(pipeline));
+        self.watch_spec.send_if_modified(|current| {
+            let changed = current.as_ref() != Some(&spec);
+            *current = Some(spec);
+            changed
+        });
     }
 
-    /// The current Service index.
-    pub fn services(&self) -> Arc<ServiceIndex> {
-        self.services.load_full()
+    /// A receiver of the [`WatchSpec`] of every new pipeline (`None` before the first).
+    pub fn watch_specs(&self) -> watch::Receiver<Option<WatchSpec>> {
+        self.watch_spec.subscribe()
     }
 
-    /// Replaces the Service index.
-    pub fn publish_services(&self, services: Arc<ServiceIndex>) {
-        self.services.store(services);
+    /// The current cluster snapshot.
+    pub fn cluster(&self) -> Arc<Cluster> {
+        self.cluster.load_full()
+    }
+
+    /// Replaces the cluster snapshot.
+    pub fn publish_cluster(&self, cluster: Arc<Cluster>) {
+        self.cluster.store(cluster);
+    }
+
+    /// The process settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// The metrics.
@@ -102,57 +137,114 @@ impl State {
         &self.metrics
     }
 
-    /// Whether the server can answer cluster names correctly.
+    /// Enters lameduck: `/ready` fails from now on; DNS keeps answering.
+    pub fn enter_lameduck(&self) {
+        self.lameduck.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the server can answer cluster names correctly and should get traffic.
     pub fn readiness(&self) -> Readiness {
         Readiness {
-            config_loaded: self.pipeline.load().is_some(),
-            services_synced: self.services.load().synced(),
+            config_hash: self.pipeline.load().as_ref().map(|p| p.hash().to_owned()),
+            sync: self.cluster.load().sync_state(),
+            lameduck: self.lameduck.load(Ordering::Relaxed),
         }
     }
 
-    /// Answers one DNS message from `client` and counts it, unless it must wait on an
-    /// upstream ([`Reply::Later`]).
-    pub fn handle(&self, packet: &[u8], transport: Transport, client: SocketAddr) -> Reply {
+    /// Answers one DNS message from `client`, writing the response at the end of `out`, and
+    /// counts (and, with the query log on, logs) it; unless it must wait on an upstream
+    /// ([`Reply::Later`]).
+    pub fn handle(
+        &self,
+        packet: &[u8],
+        transport: Transport,
+        client: SocketAddr,
+        out: &mut Vec<u8>,
+    ) -> Reply {
+        let started = Instant::now();
+        let start_len = out.len();
         let pipeline = self.pipeline.load();
-        let services = self.services.load();
+        let cluster = self.cluster.load();
         let outcome = pipeline::answer(
             packet,
             transport,
             pipeline.as_deref(),
             &Sources {
-                services: &services,
+                cluster: &cluster,
                 client,
                 metrics: &self.metrics,
             },
+            &self.settings,
+            out,
         );
         if let Some(deferred) = outcome.pending {
-            return Reply::Later(Box::new(Later { deferred, client }));
+            return Reply::Later(Box::new(Later {
+                deferred,
+                client,
+                started,
+                request_size: packet.len(),
+            }));
         }
-        if outcome.response.is_some() {
-            self.metrics.request(transport, client, outcome.qtype);
-            self.metrics.response(outcome.rcode, outcome.origin);
+        if !outcome.replied {
+            return Reply::Now(false);
         }
-        match outcome.response {
-            Some(first) if !outcome.more.is_empty() => {
-                let mut messages = Vec::with_capacity(outcome.more.len() + 1);
-                messages.push(first);
-                messages.extend(outcome.more);
-                Reply::Stream(messages)
-            }
-            response => Reply::Now(response),
+        let duration = started.elapsed();
+        let response_size = out.len() - start_len;
+        self.metrics.query(&QueryRecord {
+            transport,
+            client,
+            qtype: outcome.qtype,
+            rcode: outcome.rcode,
+            origin: outcome.origin,
+            dnssec_ok: outcome.dnssec_ok,
+            request_size: packet.len(),
+            response_size,
+            duration,
+        });
+        if let Some(name) = &outcome.name {
+            info!(
+                target: "nameplane_dns::query",
+                client = %client,
+                proto = transport.label(),
+                name = %name,
+                r#type = %outcome.qtype.map(|t| t.to_string()).unwrap_or_default(),
+                rcode = rcode_label(outcome.rcode),
+                truncated = outcome.truncated,
+                size = response_size,
+                duration_us = duration.as_micros() as u64,
+                "query"
+            );
+        }
+        if outcome.more.is_empty() {
+            Reply::Now(true)
+        } else {
+            Reply::Stream(outcome.more)
         }
     }
 
-    /// Finishes a query that waited on an upstream and counts it.
+    /// Finishes a query that waited on an upstream and counts it; returns the response.
     pub async fn finish(&self, later: Box<Later>) -> Vec<u8> {
-        let transport = later.deferred.transport();
-        let resolved = later
-            .deferred
-            .resolve(&self.metrics, self, later.client)
+        let Later {
+            deferred,
+            client,
+            started,
+            request_size,
+        } = *later;
+        let transport = deferred.transport();
+        let resolved = deferred
+            .resolve(&self.metrics, self, client, &self.settings)
             .await;
-        self.metrics
-            .request(transport, later.client, Some(resolved.qtype));
-        self.metrics.response(resolved.rcode, resolved.origin);
+        self.metrics.query(&QueryRecord {
+            transport,
+            client,
+            qtype: Some(resolved.qtype),
+            rcode: resolved.rcode,
+            origin: resolved.origin,
+            dnssec_ok: resolved.dnssec_ok,
+            request_size,
+            response_size: resolved.response.len(),
+            duration: started.elapsed(),
+        });
         resolved.response
     }
 
@@ -164,9 +256,15 @@ impl State {
         transport: Transport,
         client: SocketAddr,
     ) -> Vec<Vec<u8>> {
-        match self.handle(packet, transport, client) {
-            Reply::Now(response) => response.into_iter().collect(),
-            Reply::Stream(messages) => messages,
+        let mut out = Vec::new();
+        match self.handle(packet, transport, client, &mut out) {
+            Reply::Now(true) => vec![out],
+            Reply::Now(false) => Vec::new(),
+            Reply::Stream(more) => {
+                let mut messages = vec![out];
+                messages.extend(more);
+                messages
+            }
             Reply::Later(later) => vec![self.finish(later).await],
         }
     }
@@ -175,29 +273,36 @@ impl State {
 impl Chase for State {
     fn chase<'a>(
         &'a self,
-        request: Request,
+        packet: Vec<u8>,
         client: SocketAddr,
         depth: usize,
-    ) -> futures::future::BoxFuture<'a, Option<Answer>> {
+    ) -> futures::future::BoxFuture<'a, Option<Forwarded>> {
         Box::pin(async move {
             let pipeline = self.pipeline.load_full()?;
-            let services = self.services.load_full();
+            let cluster = self.cluster.load_full();
+            let request = crate::request::parse(&packet, Transport::Tcp).ok()?;
             let flow = pipeline.resolve(
                 &request,
                 &Sources {
-                    services: &services,
+                    cluster: &cluster,
                     client,
                     metrics: &self.metrics,
                 },
+                &self.settings,
             );
             match flow {
-                Flow::Answer(answer) => Some(answer),
-                Flow::Forward(pending) => Some(
-                    Deferred::new(request, pending)
-                        .answer(&self.metrics, self, client, depth)
+                Flow::Answer(answer) => {
+                    // Local stages answer with borrowed records: encode, then read back.
+                    let mut out = Vec::new();
+                    crate::response::encode(&request, &answer, u16::MAX, &mut out);
+                    Forwarded::from_wire(&out)
+                }
+                Flow::Cached(hit) => Some(hit.reply_for()),
+                Flow::Forward(pending) => {
+                    Deferred::new(&packet, Transport::Tcp, pending)
+                        .reply(&self.metrics, self, client, depth)
                         .await
-                        .1,
-                ),
+                }
                 Flow::Skip | Flow::Transfer(_) => None,
             }
         })
@@ -213,31 +318,67 @@ mod tests {
     use nameplane_config::ValidatedConfig;
 
     fn state() -> State {
-        State::new(Metrics::new("127.0.0.1:53".parse().expect("addr")))
+        State::new(
+            Metrics::new("127.0.0.1:53".parse().expect("addr")),
+            Settings::default(),
+        )
+    }
+
+    fn pipeline(json: &str) -> Arc<Pipeline> {
+        let config = ValidatedConfig::from_json(json).expect("valid");
+        Arc::new(Pipeline::build(config, "h".into()).expect("builds"))
+    }
+
+    const CONFIG: &str = r#"{"version":1,"server":"a/b","kubernetes":{"clusterDomain":"cluster.local","ttlSeconds":5}}"#;
+
+    #[test]
+    fn ready_needs_config_sync_and_no_lameduck() {
+        let state = state();
+        assert!(!state.readiness().is_ready());
+        state.set_pipeline(pipeline(CONFIG));
+        let readiness = state.readiness();
+        assert_eq!(readiness.config_hash.as_deref(), Some("h"));
+        assert!(!readiness.sync.all());
+        assert!(!readiness.is_ready());
+        let mut cluster = Cluster::new(1);
+        cluster.set_synced(true);
+        state.publish_cluster(Arc::new(cluster));
+        assert!(state.readiness().is_ready());
+        state.enter_lameduck();
+        assert!(!state.readiness().is_ready());
+        assert!(
+            state
+                .metrics()
+                .encode()
+                .contains(r#"nameplane_config_info{server="a/b",hash="h"} 1"#)
+        );
     }
 
     #[test]
-    fn ready_needs_config_and_synced_services() {
+    fn pipelines_publish_their_watch_spec() {
         let state = state();
-        assert!(!state.readiness().is_ready());
-        let config = ValidatedConfig::from_json(
-            r#"{"version":1,"server":"a/b","kubernetes":{"clusterDomain":"cluster.local","ttlSeconds":5}}"#,
-        )
-        .expect("valid");
-        state.set_pipeline(Arc::new(
-            Pipeline::build(config, "h".into()).expect("builds"),
+        let mut specs = state.watch_specs();
+        assert_eq!(*specs.borrow_and_update(), None);
+        state.set_pipeline(pipeline(CONFIG));
+        assert!(specs.has_changed().expect("open"));
+        assert_eq!(*specs.borrow_and_update(), Some(WatchSpec::default()));
+        // Another TTL does not touch the watches.
+        state.set_pipeline(pipeline(
+            r#"{"version":1,"server":"a/b","kubernetes":{"clusterDomain":"cluster.local","ttlSeconds":9}}"#,
+        ));
+        assert!(!specs.has_changed().expect("open"));
+        state.set_pipeline(pipeline(
+            r#"{"version":1,"server":"a/b","kubernetes":{"clusterDomain":"cluster.local","ttlSeconds":9,
+                "pods":"verified","labelSelector":{"matchLabels":{"dns":"on"}}}}"#,
         ));
         assert_eq!(
-            state.readiness(),
-            Readiness {
-                config_loaded: true,
-                services_synced: false
-            }
+            *specs.borrow_and_update(),
+            Some(WatchSpec {
+                label_selector: Some("dns=on".into()),
+                namespace_selector: None,
+                pods: true
+            })
         );
-        let mut index = ServiceIndex::new(1);
-        index.set_synced(true);
-        state.publish_services(Arc::new(index));
-        assert!(state.readiness().is_ready());
     }
 
     #[test]
@@ -245,15 +386,24 @@ mod tests {
         let state = state();
         let client = "127.0.0.1:4000".parse().expect("addr");
         let bytes = query_bytes("example.com.", RecordType::A, None);
-        let Reply::Now(Some(response)) = state.handle(&bytes, Transport::Udp, client) else {
-            panic!("an immediate response");
-        };
-        let message = Message::from_vec(&response).expect("decodes");
-        assert_eq!(message.metadata.response_code, ResponseCode::ServFail);
-        assert!(state.metrics().encode().contains(r#"rcode="SERVFAIL""#));
+        let mut out = Vec::new();
         assert!(matches!(
-            state.handle(&[1], Transport::Udp, client),
-            Reply::Now(None)
+            state.handle(&bytes, Transport::Udp, client, &mut out),
+            Reply::Now(true)
         ));
+        let message = Message::from_vec(&out).expect("decodes");
+        assert_eq!(message.metadata.response_code, ResponseCode::ServFail);
+        let text = state.metrics().encode();
+        assert!(text.contains(r#"rcode="SERVFAIL""#), "{text}");
+        assert!(
+            text.contains("coredns_dns_request_duration_seconds_count"),
+            "{text}"
+        );
+        let mut out = Vec::new();
+        assert!(matches!(
+            state.handle(&[1], Transport::Udp, client, &mut out),
+            Reply::Now(false)
+        ));
+        assert!(out.is_empty());
     }
 }

@@ -14,9 +14,9 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use nameplane_config::forward::{CacheConfig, ForwardConfig, ForwardPolicy};
 use nameplane_config::zone::{RecordConfig, RecordKind, ZoneConfig};
 use nameplane_config::{ServerConfig, ValidatedConfig};
-use nameplane_dns::kubernetes::ServiceIndex;
+use nameplane_dns::kubernetes::index::Cluster;
 use nameplane_dns::metrics::Metrics;
-use nameplane_dns::pipeline::Pipeline;
+use nameplane_dns::pipeline::{Pipeline, Settings};
 use nameplane_dns::request::Transport;
 use nameplane_dns::server::{self, Listeners};
 use nameplane_dns::shutdown::{self, Trigger};
@@ -100,13 +100,13 @@ fn cache(serve_stale_seconds: u32) -> CacheConfig {
 }
 
 fn state_with(config: ValidatedConfig, listen: SocketAddr) -> Arc<State> {
-    let state = Arc::new(State::new(Metrics::new(listen)));
+    let state = Arc::new(State::new(Metrics::new(listen), Settings::default()));
     state.set_pipeline(Arc::new(
         Pipeline::build(config, "test".into()).expect("builds"),
     ));
-    let mut index = ServiceIndex::new(1);
-    index.set_synced(true);
-    state.publish_services(Arc::new(index));
+    let mut cluster = Cluster::new(1);
+    cluster.set_synced(true);
+    state.publish_cluster(Arc::new(cluster));
     state
 }
 
@@ -524,14 +524,16 @@ async fn round_robin_spreads_and_the_in_flight_limit_refuses_above_it() {
     let mut held = Vec::new();
     let mut refused = 0;
     for i in 0..5 {
+        let mut out = Vec::new();
         match state.handle(
             &query(&format!("n{i}.example.org."), RecordType::A, 1),
             Transport::Udp,
             client,
+            &mut out,
         ) {
             Reply::Later(later) => held.push(later),
-            Reply::Now(Some(bytes)) => {
-                let message = Message::from_vec(&bytes).expect("decodes");
+            Reply::Now(true) => {
+                let message = Message::from_vec(&out).expect("decodes");
                 assert_eq!(message.metadata.response_code, ResponseCode::Refused);
                 refused += 1;
             }
@@ -550,7 +552,8 @@ async fn round_robin_spreads_and_the_in_flight_limit_refuses_above_it() {
             state.handle(
                 &query("n9.example.org.", RecordType::A, 1),
                 Transport::Udp,
-                client
+                client,
+                &mut Vec::new()
             ),
             Reply::Later(_)
         ),

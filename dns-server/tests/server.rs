@@ -1,5 +1,5 @@
 //! The server over real sockets: binds 127.0.0.1:0, fills the state with a config and a
-//! Service index built here (no Kubernetes), and queries it over UDP and TCP.
+//! cluster snapshot built here (no Kubernetes), and queries it over UDP and TCP.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -9,9 +9,9 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::{Name, RData, RecordType};
 use nameplane_config::ValidatedConfig;
 use nameplane_dns::admin;
-use nameplane_dns::kubernetes::{ServiceEntry, ServiceIndex};
+use nameplane_dns::kubernetes::{Cluster, ServiceEntry};
 use nameplane_dns::metrics::Metrics;
-use nameplane_dns::pipeline::Pipeline;
+use nameplane_dns::pipeline::{Pipeline, Settings};
 use nameplane_dns::server::{self, Listeners};
 use nameplane_dns::shutdown::{self, Trigger};
 use nameplane_dns::state::State;
@@ -33,7 +33,7 @@ async fn start(udp_sockets: usize) -> Running {
     let listeners =
         Listeners::bind("127.0.0.1:0".parse().expect("addr"), udp_sockets).expect("binds");
     let addr = listeners.local_addr().expect("addr");
-    let state = Arc::new(State::new(Metrics::new(addr)));
+    let state = Arc::new(State::new(Metrics::new(addr), Settings::default()));
 
     let config = ValidatedConfig::from_json(
         r#"{"version":1,"server":"kube-system/dns","kubernetes":{"clusterDomain":"cluster.local","ttlSeconds":5}}"#,
@@ -42,19 +42,26 @@ async fn start(udp_sockets: usize) -> Running {
     state.set_pipeline(Arc::new(
         Pipeline::build(config, "test".into()).expect("builds"),
     ));
-    let mut index = ServiceIndex::new(1);
-    index.insert(
+    let mut cluster = Cluster::new(1);
+    cluster.namespaces.add("default");
+    cluster.services.upsert(
         "default",
         "web",
-        ServiceEntry::from_cluster_ips(["10.96.0.10", "fd00::10"]),
+        ServiceEntry::cluster_ip(
+            ["10.96.0.10", "fd00::10"].map(|ip| ip.parse().expect("ip")),
+            Vec::new(),
+        ),
     );
-    index.insert(
+    cluster.services.upsert(
         "default",
         "wide",
-        ServiceEntry::from_ips((0..40).map(|i| IpAddr::V4(Ipv4Addr::new(10, 97, 0, i)))),
+        ServiceEntry::cluster_ip(
+            (0..40).map(|i| IpAddr::V4(Ipv4Addr::new(10, 97, 0, i))),
+            Vec::new(),
+        ),
     );
-    index.set_synced(true);
-    state.publish_services(Arc::new(index));
+    cluster.set_synced(true);
+    state.publish_cluster(Arc::new(cluster));
 
     let (trigger, shutdown) = shutdown::channel();
     let task = tokio::spawn(server::serve(listeners, Arc::clone(&state), shutdown));
@@ -230,9 +237,10 @@ async fn several_queries_per_tcp_connection() {
 async fn admin_endpoint_over_http() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
     let addr = listener.local_addr().expect("addr");
-    let state = Arc::new(State::new(Metrics::new(
-        "127.0.0.1:53".parse().expect("addr"),
-    )));
+    let state = Arc::new(State::new(
+        Metrics::new("127.0.0.1:53".parse().expect("addr")),
+        Settings::default(),
+    ));
     let (trigger, shutdown) = shutdown::channel();
     let task = tokio::spawn(admin::serve(listener, Arc::clone(&state), shutdown));
 

@@ -13,6 +13,8 @@
 #   target/e2e/cluster/pki/            CA, serving and client certs, SA key pair
 #   target/e2e/cluster/logs/*.log      one log per component
 #   target/e2e/cluster/*.pid           pids (= process-group ids) for cluster-down.sh
+#   target/e2e/cluster/*.cmd           each component's command line, one argument a line
+#                                      (apiserver.sh restarts kube-apiserver from it)
 #
 # Output: progress on stderr; the last stdout line is the absolute kubeconfig path.
 # Environment: HARNESS_CACHE, K8S_VERSION, ETCD_VERSION (see build-control-plane.sh),
@@ -29,7 +31,8 @@ LOGS=$D/logs
 KUBECONFIG_OUT=$E2E/kubeconfig
 KUBECTL=$E2E/bin/kubectl
 TIMEOUT=${CLUSTER_UP_TIMEOUT:-60}
-SERVICE_CIDR=10.96.0.0/16
+# Dual stack, so Services can have IPv4 and IPv6 cluster IPs (e2e covers AAAA and ip6.arpa).
+SERVICE_CIDR=10.96.0.0/16,fd00:10:96::/112
 SERVICE_APISERVER_IP=10.96.0.1
 # No kubelet: node-lifecycle, pod-garbage-collector and taint-eviction stay off (they would
 # mark fake-node NotReady, evict or delete its pods).
@@ -132,6 +135,7 @@ EOF
 start() { # name binary args...
   local name=$1
   shift
+  printf '%s\n' "$@" >"$D/$name.cmd"
   (
     for fd in "/proc/$BASHPID/fd"/*; do
       fd=${fd##*/}

@@ -137,6 +137,18 @@ impl Process {
         }
     }
 
+    /// The process's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Panics if the process has exited, showing its log.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("{} exited ({status}); its log:\n{}", self.name, self.log());
+        }
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -154,15 +166,26 @@ impl Process {
             .ok()
     }
 
-    /// The process's log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+    /// Sends SIGTERM (with `kill`, the harness needs no unsafe code).
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM {} failed", self.pid());
     }
 
-    /// Panics if the process has exited, showing its log.
-    pub fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("{} exited ({status}); its log:\n{}", self.name, self.log());
+    /// Waits up to `timeout` for the process to exit; returns its exit status if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
@@ -200,6 +223,377 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
     }
 }
 
+/// Transport for a DNS query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// Plain UDP.
+    Udp,
+    /// TCP (`dig +tcp`).
+    Tcp,
+}
+
+/// One record as dig prints it: (owner, TTL, type, data).
+pub type DigRecord = (String, u32, String, String);
+
+/// What `dig` saw: status, flags, EDNS payload and every section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DigResult {
+    /// `NOERROR`, `NXDOMAIN`, `SERVFAIL`, `NO-RESPONSE`, …
+    pub status: String,
+    /// Header flags (`qr`, `aa`, `tc`, `rd`, …).
+    pub flags: Vec<String>,
+    /// The UDP payload size of the response's OPT record, if it had one.
+    pub edns_udp: Option<u16>,
+    /// Answer records.
+    pub answers: Vec<DigRecord>,
+    /// Authority records.
+    pub authority: Vec<DigRecord>,
+    /// Additional records (the OPT pseudo-record is not listed).
+    pub additional: Vec<DigRecord>,
+    /// dig's whole output, for failure messages.
+    pub raw: String,
+}
+
+impl DigResult {
+    /// The data of every answer record of `rtype`, sorted.
+    pub fn data(&self, rtype: &str) -> Vec<String> {
+        let mut data: Vec<String> = self
+            .answers
+            .iter()
+            .filter(|a| a.2 == rtype)
+            .map(|a| a.3.clone())
+            .collect();
+        data.sort();
+        data
+    }
+
+    /// Whether the header has `flag` (e.g. `aa`, `tc`).
+    pub fn has_flag(&self, flag: &str) -> bool {
+        self.flags.iter().any(|f| f == flag)
+    }
+
+    /// `name type data` of each additional record, sorted.
+    pub fn additional_lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .additional
+            .iter()
+            .map(|(name, _, rtype, data)| format!("{name} {rtype} {data}"))
+            .collect();
+        lines.sort();
+        lines
+    }
+}
+
+/// Asks 127.0.0.1:`port` for `name`/`rtype` with dig.
+pub fn dig(port: u16, name: &str, rtype: &str, transport: Transport) -> DigResult {
+    dig_with(port, name, rtype, transport, &[])
+}
+
+/// Like [`dig`], with extra dig options (`+ignore`, `+bufsize=512`, `+edns=1`, …).
+pub fn dig_with(
+    port: u16,
+    name: &str,
+    rtype: &str,
+    transport: Transport,
+    extra: &[&str],
+) -> DigResult {
+    let mut cmd = Command::new("dig");
+    cmd.arg("@127.0.0.1")
+        .arg("-p")
+        .arg(port.to_string())
+        .arg(name)
+        .arg(rtype)
+        .args([
+            "+noall",
+            "+answer",
+            "+authority",
+            "+additional",
+            "+comments",
+            "+tries=1",
+            "+timeout=2",
+        ])
+        .args(extra);
+    if transport == Transport::Tcp {
+        cmd.arg("+tcp");
+    }
+    let out = cmd
+        .output()
+        .expect("dig runs (apt-get install bind9-dnsutils)");
+    parse_dig(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Parses dig's `+noall +answer +authority +additional +comments` output.
+pub fn parse_dig(raw: &str) -> DigResult {
+    let status = raw
+        .split("status: ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or("NO-RESPONSE")
+        .to_string();
+    let flags = raw
+        .lines()
+        .find_map(|l| l.strip_prefix(";; flags: "))
+        .and_then(|rest| rest.split(';').next())
+        .map(|flags| flags.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let edns_udp = raw
+        .lines()
+        .find(|l| l.starts_with("; EDNS:"))
+        .and_then(|l| l.split("udp: ").nth(1))
+        .and_then(|n| n.trim().parse().ok());
+    let (mut answers, mut authority, mut additional) = (Vec::new(), Vec::new(), Vec::new());
+    let mut section = 0;
+    for line in raw.lines() {
+        if line.starts_with(";; ANSWER SECTION") {
+            section = 1;
+        } else if line.starts_with(";; AUTHORITY SECTION") {
+            section = 2;
+        } else if line.starts_with(";; ADDITIONAL SECTION") {
+            section = 3;
+        }
+        if line.starts_with(';') || line.trim().is_empty() {
+            continue;
+        }
+        let mut f = line.split_whitespace();
+        let record = (|| {
+            let name = f.next()?.to_string();
+            let ttl = f.next()?.parse().ok()?;
+            let _class = f.next()?;
+            let rtype = f.next()?.to_string();
+            let data = f.collect::<Vec<_>>().join(" ");
+            Some((name, ttl, rtype, data))
+        })();
+        if let Some(record) = record {
+            match section {
+                2 => authority.push(record),
+                3 => additional.push(record),
+                _ => answers.push(record),
+            }
+        }
+    }
+    DigResult {
+        status,
+        flags,
+        edns_udp,
+        answers,
+        authority,
+        additional,
+        raw: raw.to_owned(),
+    }
+}
+
+/// Sends raw bytes to 127.0.0.1:`port` and returns the raw response (`None`: no answer
+/// within 2 s). Over TCP the two-byte length prefix is added and removed here.
+pub fn raw_query(port: u16, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
+    use std::io::{Read, Write};
+    let timeout = Duration::from_secs(2);
+    match transport {
+        Transport::Udp => {
+            let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+            socket.set_read_timeout(Some(timeout)).expect("timeout");
+            socket.send_to(packet, ("127.0.0.1", port)).expect("send");
+            let mut buf = vec![0; 65535];
+            let (len, _) = socket.recv_from(&mut buf).ok()?;
+            buf.truncate(len);
+            Some(buf)
+        }
+        Transport::Tcp => {
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            stream.set_read_timeout(Some(timeout)).expect("timeout");
+            let len = u16::try_from(packet.len()).expect("fits").to_be_bytes();
+            stream.write_all(&len).expect("write");
+            stream.write_all(packet).expect("write");
+            let mut prefix = [0; 2];
+            stream.read_exact(&mut prefix).ok()?;
+            let mut body = vec![0; usize::from(u16::from_be_bytes(prefix))];
+            stream.read_exact(&mut body).ok()?;
+            Some(body)
+        }
+    }
+}
+
+/// `GET path` on 127.0.0.1:`port`: (status code, body).
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).ok()?;
+    let status = reply.split_whitespace().nth(1)?.parse().ok()?;
+    let body = reply.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+/// `POST path` with a JSON body on 127.0.0.1:`port`: (status code, body).
+pub fn http_post(port: u16, path: &str, json: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+        json.len()
+    )
+    .ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).ok()?;
+    let status = reply.split_whitespace().nth(1)?.parse().ok()?;
+    let body = reply.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+/// The client port of the cluster's etcd (from `target/e2e/cluster/etcd.cmd`).
+pub fn etcd_port() -> u16 {
+    let cmd = std::fs::read_to_string(e2e_dir().join("cluster/etcd.cmd")).expect("etcd.cmd");
+    cmd.lines()
+        .find_map(|l| l.strip_prefix("--listen-client-urls=http://127.0.0.1:"))
+        .and_then(|port| port.trim().parse().ok())
+        .expect("etcd client port in etcd.cmd")
+}
+
+/// Writes a key outside Kubernetes' prefix in etcd (through etcd's JSON gateway) `writes`
+/// times, then compacts etcd's history up to the new revision: every watch that resumes
+/// from an older resource version then gets `410 Gone` and must re-list. Returns the
+/// compacted revision.
+pub fn etcd_advance_and_compact(writes: usize) -> u64 {
+    let port = etcd_port();
+    let mut revision = 0;
+    for i in 0..writes {
+        // key "/nameplane-e2e/bump", value the counter (base64)
+        let value = match i % 3 {
+            0 => "MA==",
+            1 => "MQ==",
+            _ => "Mg==",
+        };
+        let (status, body) = http_post(
+            port,
+            "/v3/kv/put",
+            &format!(r#"{{"key":"L25hbWVwbGFuZS1lMmUvYnVtcA==","value":"{value}"}}"#),
+        )
+        .expect("etcd answers");
+        assert_eq!(status, 200, "etcd put: {body}");
+        let doc: serde_json::Value = serde_json::from_str(&body).expect("etcd json");
+        revision = doc["header"]["revision"]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .expect("revision");
+    }
+    let (status, body) = http_post(
+        port,
+        "/v3/kv/compaction",
+        &format!(r#"{{"revision":"{revision}","physical":true}}"#),
+    )
+    .expect("etcd answers");
+    assert_eq!(status, 200, "etcd compaction: {body}");
+    revision
+}
+
+/// A running `nameplane-dns` on loopback, reading its config from a ConfigMap.
+pub struct DnsServer {
+    /// DNS port (UDP and TCP) on 127.0.0.1.
+    pub port: u16,
+    /// Admin port (/health, /ready, /metrics) on 127.0.0.1.
+    pub admin_port: u16,
+    /// The process.
+    pub process: Process,
+}
+
+impl DnsServer {
+    /// Starts the server as `name` (its log file) on free ports, with `extra` flags, as the
+    /// cluster's admin.
+    pub fn start(name: &str, config_map: &str, extra: &[&str]) -> Self {
+        Self::start_as(name, &kubeconfig(), config_map, extra)
+    }
+
+    /// Like [`DnsServer::start`], on 127.0.0.1:`port` (e.g. to bring a stopped server back
+    /// where its clients expect it).
+    pub fn start_on(name: &str, config_map: &str, port: u16, extra: &[&str]) -> Self {
+        Self::start_with(name, &kubeconfig(), config_map, port, extra)
+    }
+
+    /// Like [`DnsServer::start`], with the credentials of another kubeconfig.
+    pub fn start_as(name: &str, kubeconfig: &Path, config_map: &str, extra: &[&str]) -> Self {
+        Self::start_with(name, kubeconfig, config_map, free_port(), extra)
+    }
+
+    fn start_with(
+        name: &str,
+        kubeconfig: &Path,
+        config_map: &str,
+        port: u16,
+        extra: &[&str],
+    ) -> Self {
+        let admin_port = loop {
+            let p = free_port();
+            if p != port {
+                break p;
+            }
+        };
+        let mut args = vec![
+            "--kubeconfig".to_owned(),
+            kubeconfig.display().to_string(),
+            "--config-map".into(),
+            config_map.into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--health-listen".into(),
+            format!("127.0.0.1:{admin_port}"),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let process = Process::start(name, &workspace_binary("nameplane-dns"), &args);
+        Self {
+            port,
+            admin_port,
+            process,
+        }
+    }
+
+    /// `GET path` on the admin endpoint.
+    pub fn admin(&self, path: &str) -> Option<(u16, String)> {
+        http_get(self.admin_port, path)
+    }
+
+    /// Waits until `/ready` answers 200; returns its body.
+    pub fn wait_ready(&mut self, timeout: Duration) -> String {
+        let body = wait_for("the DNS server's /ready", timeout, || {
+            self.admin("/ready")
+                .filter(|(status, _)| *status == 200)
+                .map(|(_, body)| body)
+        });
+        self.process.assert_running();
+        body
+    }
+
+    /// Asks this server with dig.
+    pub fn dig(&self, name: &str, rtype: &str, transport: Transport) -> DigResult {
+        dig(self.port, name, rtype, transport)
+    }
+
+    /// The server's metrics text (empty when it does not answer).
+    pub fn metrics(&self) -> String {
+        self.admin("/metrics")
+            .map(|(_, body)| body)
+            .unwrap_or_default()
+    }
+}
+
+/// Runs `dig` with `args` after `@127.0.0.1 -p <port>` and returns its stdout.
+pub fn dig_raw(port: u16, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .arg("@127.0.0.1")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args)
+        .output()
+        .expect("dig runs (apt-get install bind9-dnsutils)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Polls `check` every 100 ms until it returns `true` (then `true`) or `timeout` passes
 /// (then `false`), for waits whose failure message needs what the last check saw.
 pub fn poll_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
@@ -215,77 +609,331 @@ pub fn poll_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// Transport for a DNS query.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    /// Plain UDP.
-    Udp,
-    /// TCP (`dig +tcp`).
-    Tcp,
+/// Writes a kubeconfig for the local cluster that authenticates with a token of the
+/// ServiceAccount `namespace/name` (valid for an hour) and returns its path.
+pub fn service_account_kubeconfig(namespace: &str, name: &str) -> PathBuf {
+    let token = kubectl_ok(&["create", "token", name, "-n", namespace, "--duration=1h"]);
+    let field = |path: &str| {
+        kubectl_ok(&[
+            "config",
+            "view",
+            "--raw",
+            "--minify",
+            "-o",
+            &format!("jsonpath={{.clusters[0].cluster.{path}}}"),
+        ])
+    };
+    let (server, ca) = (field("server"), field("certificate-authority-data"));
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {name}\n  user:\n    token: {}\ncontexts:\n- name: e2e\n  context: {{cluster: e2e, user: {name}}}\ncurrent-context: e2e\n",
+        token.trim()
+    );
+    let path = e2e_dir().join(format!("kubeconfig-{namespace}-{name}"));
+    std::fs::write(&path, text).expect("write kubeconfig");
+    path
 }
 
-/// What `dig` saw: the response code and the answer section.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DigResult {
-    /// `NOERROR`, `NXDOMAIN`, `SERVFAIL`, …
-    pub status: String,
-    /// Answer records as (name, ttl, type, data).
-    pub answers: Vec<(String, u32, String, String)>,
-    /// dig's whole output, for failure messages.
-    pub raw: String,
+/// Writes (creates or replaces) a ConfigMap holding a server config, as the operator would.
+/// `hash`, when given, goes in the `nameplane.io/config-hash` annotation.
+pub fn apply_config_map(namespace: &str, name: &str, config_json: &str, hash: Option<&str>) {
+    let annotations = hash.map_or(String::new(), |h| {
+        format!("  annotations:\n    nameplane.io/config-hash: \"{h}\"\n")
+    });
+    let manifest = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {namespace}\n{annotations}data:\n  config.json: '{}'\n",
+        config_json.replace('\'', "''")
+    );
+    let out = kubectl_with_stdin(&["apply", "-f", "-"], Some(&manifest));
+    assert!(
+        out.status.success(),
+        "applying ConfigMap {namespace}/{name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
-impl DigResult {
-    /// The data of every answer record of `rtype`.
-    pub fn data(&self, rtype: &str) -> Vec<String> {
-        self.answers
-            .iter()
-            .filter(|a| a.2 == rtype)
-            .map(|a| a.3.clone())
-            .collect()
-    }
+/// Applies a manifest (YAML) in `namespace`.
+pub fn apply(namespace: &str, manifest: &str) {
+    let out = kubectl_with_stdin(&["apply", "-n", namespace, "-f", "-"], Some(manifest));
+    assert!(
+        out.status.success(),
+        "kubectl apply in {namespace}: {}\n{manifest}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
-/// Asks 127.0.0.1:`port` for `name`/`rtype` with dig.
-pub fn dig(port: u16, name: &str, rtype: &str, transport: Transport) -> DigResult {
-    let mut cmd = Command::new("dig");
-    cmd.arg("@127.0.0.1")
-        .arg("-p")
-        .arg(port.to_string())
-        .arg(name)
-        .arg(rtype)
-        .args(["+noall", "+answer", "+comments", "+tries=1", "+timeout=2"]);
-    if transport == Transport::Tcp {
-        cmd.arg("+tcp");
-    }
-    let out = cmd
-        .output()
-        .expect("dig runs (apt-get install bind9-dnsutils)");
-    let raw = String::from_utf8_lossy(&out.stdout).into_owned();
-    let status = raw
-        .split("status: ")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .unwrap_or("NO-RESPONSE")
-        .to_string();
-    let answers = raw
-        .lines()
-        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let name = f.next()?.to_string();
-            let ttl = f.next()?.parse().ok()?;
-            let _class = f.next()?;
-            let rtype = f.next()?.to_string();
-            let data = f.collect::<Vec<_>>().join(" ");
-            Some((name, ttl, rtype, data))
-        })
+/// Creates `name` (idempotent), with `labels`.
+pub fn ensure_namespace(name: &str, labels: &[(&str, &str)]) {
+    let labels: String = labels
+        .iter()
+        .map(|(k, v)| format!("    {k}: \"{v}\"\n"))
         .collect();
-    DigResult {
-        status,
-        answers,
-        raw,
+    let labels = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("  labels:\n{labels}")
+    };
+    let manifest = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n{labels}");
+    let out = kubectl_with_stdin(&["apply", "-f", "-"], Some(&manifest));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Installs (or updates) nameplane's CRDs and waits until the API server serves them.
+pub fn install_crds() {
+    kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=nameplane-e2e",
+        "--force-conflicts",
+        "-f",
+        "crds/",
+    ]);
+    for plural in [
+        "dnsservers",
+        "dnszones",
+        "stubdomains",
+        "rewriterules",
+        "dnspolicies",
+    ] {
+        kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            &format!("crd/{plural}.nameplane.io"),
+        ]);
     }
+}
+
+/// Stops (`"stop"`: SIGTERM; `"kill"`: SIGKILL) or starts (`"start"`) one control-plane
+/// component (`kube-apiserver`, `kube-controller-manager`) with its recorded flags
+/// (`e2e/scripts/component.sh`).
+pub fn component(name: &str, action: &str) {
+    let status = Command::new(repo_root().join("e2e/scripts/component.sh"))
+        .args([name, action])
+        .current_dir(repo_root())
+        .status()
+        .expect("component.sh runs");
+    assert!(status.success(), "component.sh {name} {action} failed");
+}
+
+/// A Pod bound to the fake Node, with its status set by the test (there is no kubelet).
+#[derive(Clone, Debug, Default)]
+pub struct FakePod {
+    /// Name.
+    pub name: String,
+    /// Labels (what Services select).
+    pub labels: Vec<(String, String)>,
+    /// `spec.hostname`.
+    pub hostname: Option<String>,
+    /// `spec.subdomain`.
+    pub subdomain: Option<String>,
+    /// Pod IPs (one per family at most); the first is `status.podIP`.
+    pub ips: Vec<String>,
+    /// Whether the Ready condition is true.
+    pub ready: bool,
+}
+
+impl FakePod {
+    /// A Pod named `name` labelled `app=<app>`, with these IPs and readiness.
+    pub fn new(name: &str, app: &str, ips: &[&str], ready: bool) -> Self {
+        Self {
+            name: name.into(),
+            labels: vec![("app".into(), app.into())],
+            ips: ips.iter().map(|ip| (*ip).to_owned()).collect(),
+            ready,
+            ..Self::default()
+        }
+    }
+
+    /// Sets `spec.hostname` and `spec.subdomain`.
+    pub fn with_hostname(mut self, hostname: &str, subdomain: &str) -> Self {
+        self.hostname = Some(hostname.into());
+        self.subdomain = Some(subdomain.into());
+        self
+    }
+}
+
+/// The Kubernetes API from the tests, for what kubectl would make slow (many Pods).
+pub struct Kube {
+    runtime: tokio::runtime::Runtime,
+    client: kube::Client,
+}
+
+/// How many API requests run at once.
+const CONCURRENCY: usize = 16;
+
+impl Kube {
+    /// Connects with the local cluster's kubeconfig.
+    pub fn connect() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let client = runtime.block_on(async {
+            let config = kube::Config::from_custom_kubeconfig(
+                kube::config::Kubeconfig::read_from(kubeconfig()).expect("kubeconfig"),
+                &kube::config::KubeConfigOptions::default(),
+            )
+            .await
+            .expect("kubeconfig loads");
+            kube::Client::try_from(config).expect("client")
+        });
+        Self { runtime, client }
+    }
+
+    fn pods(&self, namespace: &str) -> kube::Api<k8s_openapi::api::core::v1::Pod> {
+        kube::Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// Creates `pods` on the fake Node and sets their status (IPs, Ready).
+    pub fn create_pods(&self, namespace: &str, pods: &[FakePod]) {
+        use futures::StreamExt;
+        let api = self.pods(namespace);
+        self.runtime.block_on(async {
+            let results: Vec<Result<(), String>> = futures::stream::iter(pods.iter().cloned())
+                .map(|pod| {
+                    let api = api.clone();
+                    async move {
+                        let labels: serde_json::Map<String, serde_json::Value> = pod
+                            .labels
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone().into()))
+                            .collect();
+                        let mut spec = serde_json::json!({
+                            "nodeName": "fake-node",
+                            "containers": [{"name": "c", "image": "registry.invalid/none"}],
+                        });
+                        if let Some(hostname) = &pod.hostname {
+                            spec["hostname"] = hostname.clone().into();
+                        }
+                        if let Some(subdomain) = &pod.subdomain {
+                            spec["subdomain"] = subdomain.clone().into();
+                        }
+                        let object: k8s_openapi::api::core::v1::Pod =
+                            serde_json::from_value(serde_json::json!({
+                                "apiVersion": "v1",
+                                "kind": "Pod",
+                                "metadata": {"name": pod.name, "labels": labels},
+                                "spec": spec,
+                            }))
+                            .map_err(|e| e.to_string())?;
+                        api.create(&kube::api::PostParams::default(), &object)
+                            .await
+                            .map_err(|e| format!("create {}: {e}", pod.name))?;
+                        patch_status(&api, &pod.name, &pod.ips, pod.ready).await
+                    }
+                })
+                .buffer_unordered(CONCURRENCY)
+                .collect()
+                .await;
+            for result in results {
+                result.expect("pod created");
+            }
+        });
+    }
+
+    /// Sets a Pod's IPs and Ready condition.
+    pub fn set_pod_status(&self, namespace: &str, name: &str, ips: &[&str], ready: bool) {
+        let api = self.pods(namespace);
+        let ips: Vec<String> = ips.iter().map(|ip| (*ip).to_owned()).collect();
+        self.runtime
+            .block_on(patch_status(&api, name, &ips, ready))
+            .expect("status patched");
+    }
+
+    /// Deletes Pods at once (grace period 0: there is no kubelet to confirm).
+    pub fn force_delete_pods(&self, namespace: &str, names: &[&str]) {
+        use futures::StreamExt;
+        let api = self.pods(namespace);
+        self.runtime.block_on(async {
+            futures::stream::iter(names.iter().map(|n| (*n).to_owned()))
+                .for_each_concurrent(CONCURRENCY, |name| {
+                    let api = api.clone();
+                    async move {
+                        let params = kube::api::DeleteParams {
+                            grace_period_seconds: Some(0),
+                            ..kube::api::DeleteParams::default()
+                        };
+                        let _ = api.delete(&name, &params).await;
+                    }
+                })
+                .await;
+        });
+    }
+
+    /// Force-deletes every Pod of `namespace`, then the namespace (without waiting).
+    pub fn delete_namespace(&self, namespace: &str) {
+        let names: Vec<String> = self
+            .runtime
+            .block_on(self.pods(namespace).list(&kube::api::ListParams::default()))
+            .map(|list| {
+                list.items
+                    .iter()
+                    .filter_map(|p| p.metadata.name.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.force_delete_pods(namespace, &names);
+        let _ = kubectl(&["delete", "namespace", namespace, "--wait=false"]);
+    }
+}
+
+/// Deletes a test namespace (force-deleting its Pods first) when dropped, also when the
+/// test panics, so a failed test leaves no Pod addresses behind for the next one.
+pub struct NamespaceGuard {
+    names: Vec<String>,
+}
+
+impl NamespaceGuard {
+    /// Creates the namespaces (with these labels) and returns their guard.
+    pub fn create(namespaces: &[(&str, &[(&str, &str)])]) -> Self {
+        for (name, labels) in namespaces {
+            ensure_namespace(name, labels);
+        }
+        Self {
+            names: namespaces.iter().map(|(n, _)| (*n).to_owned()).collect(),
+        }
+    }
+}
+
+impl Drop for NamespaceGuard {
+    fn drop(&mut self) {
+        let kube = Kube::connect();
+        for name in &self.names {
+            kube.delete_namespace(name);
+        }
+    }
+}
+
+async fn patch_status(
+    api: &kube::Api<k8s_openapi::api::core::v1::Pod>,
+    name: &str,
+    ips: &[String],
+    ready: bool,
+) -> Result<(), String> {
+    let pod_ips: Vec<serde_json::Value> =
+        ips.iter().map(|ip| serde_json::json!({"ip": ip})).collect();
+    let status = serde_json::json!({
+        "status": {
+            "phase": "Running",
+            "podIP": ips.first(),
+            "podIPs": pod_ips,
+            "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
+        }
+    });
+    api.patch_status(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&status),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| format!("status of {name}: {e}"))
 }
 
 /// What one in-process UDP query got back.
@@ -339,7 +987,7 @@ pub fn query_udp(
 
 /// `GET http://<addr><path>` with a plain socket; returns the body, or `None` on any error
 /// or a status other than 200.
-pub fn http_get(addr: &str, path: &str) -> Option<String> {
+pub fn http_body(addr: &str, path: &str) -> Option<String> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -405,7 +1053,7 @@ impl Operator {
 
     /// The operator's metrics text (empty when it does not answer).
     pub fn metrics(&self) -> String {
-        http_get(&self.metrics_addr, "/metrics").unwrap_or_default()
+        http_body(&self.metrics_addr, "/metrics").unwrap_or_default()
     }
 
     /// Total writes the operator made to the API so far.
@@ -417,69 +1065,6 @@ impl Operator {
     pub fn is_leader(&self) -> bool {
         metric_sum(&self.metrics(), "nameplane_operator_leader") == 1.0
     }
-}
-
-/// A running `nameplane-dns` following one ConfigMap.
-pub struct DnsServer {
-    /// The process.
-    pub process: Process,
-    /// The DNS port on 127.0.0.1 (UDP and TCP).
-    pub port: u16,
-    /// `127.0.0.1:<port>` of `/health`, `/ready`, `/metrics`.
-    pub admin_addr: String,
-}
-
-impl DnsServer {
-    /// Starts the DNS server on free loopback ports, following `namespace/config_map`.
-    pub fn start(name: &str, config_map: &str) -> Self {
-        Self::start_on(name, config_map, free_port())
-    }
-
-    /// Starts the DNS server on 127.0.0.1:`port` (UDP and TCP), e.g. to bring a stopped
-    /// server back where its clients expect it.
-    pub fn start_on(name: &str, config_map: &str, port: u16) -> Self {
-        let admin_addr = format!("127.0.0.1:{}", free_port());
-        let args = vec![
-            "--kubeconfig".to_string(),
-            kubeconfig().display().to_string(),
-            "--config-map".into(),
-            config_map.into(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-            "--health-listen".into(),
-            admin_addr.clone(),
-        ];
-        let process = Process::start(name, &workspace_binary("nameplane-dns"), &args);
-        Self {
-            process,
-            port,
-            admin_addr,
-        }
-    }
-
-    /// Waits until `/ready` answers 200.
-    pub fn wait_ready(&self, timeout: Duration) {
-        wait_for("dns-server /ready", timeout, || {
-            http_get(&self.admin_addr, "/ready")
-        });
-    }
-
-    /// The server's metrics text (empty when it does not answer).
-    pub fn metrics(&self) -> String {
-        http_get(&self.admin_addr, "/metrics").unwrap_or_default()
-    }
-}
-
-/// Runs `dig` with `args` after `@127.0.0.1 -p <port>` and returns its stdout.
-pub fn dig_raw(port: u16, args: &[&str]) -> String {
-    let out = Command::new("dig")
-        .arg("@127.0.0.1")
-        .arg("-p")
-        .arg(port.to_string())
-        .args(args)
-        .output()
-        .expect("dig runs (apt-get install bind9-dnsutils)");
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The helm binary, built from its Go module by `e2e/scripts/build-helm.sh` (cached by
@@ -537,30 +1122,4 @@ pub fn yaml_objects(text: &str) -> Vec<serde_json::Value> {
         .into_iter()
         .filter(|doc| doc.is_object())
         .collect()
-}
-
-/// Writes a kubeconfig that authenticates to the local cluster as the ServiceAccount
-/// `namespace/name`, with a token from the TokenRequest API (`kubectl create token`), so a
-/// process started with it has exactly the permissions RBAC grants that ServiceAccount.
-pub fn service_account_kubeconfig(namespace: &str, name: &str) -> PathBuf {
-    let token = kubectl_ok(&["create", "token", name, "-n", namespace, "--duration=1h"]);
-    let cluster = |field: &str| {
-        kubectl_ok(&[
-            "config",
-            "view",
-            "--raw",
-            "--minify",
-            "-o",
-            &format!("jsonpath={{.clusters[0].cluster.{field}}}"),
-        ])
-    };
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: {namespace}-{name}\n  user:\n    token: {}\ncontexts:\n- name: sa\n  context:\n    cluster: e2e\n    user: {namespace}-{name}\ncurrent-context: sa\n",
-        cluster("server"),
-        cluster("certificate-authority-data"),
-        token.trim()
-    );
-    let path = e2e_dir().join(format!("kubeconfig-sa-{namespace}-{name}"));
-    std::fs::write(&path, text).expect("write ServiceAccount kubeconfig");
-    path
 }

@@ -86,7 +86,7 @@ fn config_objects_report_status_and_bad_ones_never_reach_the_server() {
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports:\n  - {port: 80}\n",
     );
     wait_ready("dnsserver/dns", "True", "ConfigPublished");
-    let dns = DnsServer::start("dns-config", &format!("{NS}/dns-config"));
+    let mut dns = DnsServer::start("dns-config", &format!("{NS}/dns-config"), &[]);
     dns.wait_ready(Duration::from_secs(30));
     let cluster_name = format!("web.{NS}.svc.cluster.local.");
     let answers_cluster_name = || {
@@ -210,7 +210,10 @@ fn config_objects_report_status_and_bad_ones_never_reach_the_server() {
         "the server to load the new config",
         Duration::from_secs(10),
         || {
-            let metrics = nameplane_e2e::http_get(&dns.admin_addr, "/metrics").unwrap_or_default();
+            let metrics = dns
+                .admin("/metrics")
+                .map(|(_, body)| body)
+                .unwrap_or_default();
             (nameplane_e2e::metric_sum(&metrics, "nameplane_config_reloads_total") >= 2.0)
                 .then_some(())
         },

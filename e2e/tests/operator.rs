@@ -226,7 +226,7 @@ fn live_setup(ns: &str, operator_args: &[&str]) -> (Operator, DnsServer, String)
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports:\n  - {port: 80}\n",
     );
     wait_ready(ns, "live");
-    let dns = DnsServer::start(&format!("dns-{ns}"), &format!("{ns}/live-config"));
+    let mut dns = DnsServer::start(&format!("dns-{ns}"), &format!("{ns}/live-config"), &[]);
     dns.wait_ready(Duration::from_secs(30));
     let name = format!("web.{ns}.svc.cluster.local.");
     wait_for("the Service's answer", Duration::from_secs(20), || {
@@ -324,7 +324,9 @@ fn hundred_reloads_under_query_load_fail_no_query() {
         c.join().expect("client thread");
     }
     let reloads = nameplane_e2e::metric_sum(
-        &nameplane_e2e::http_get(&dns.admin_addr, "/metrics").unwrap_or_default(),
+        &dns.admin("/metrics")
+            .map(|(_, body)| body)
+            .unwrap_or_default(),
         "nameplane_config_reloads_total",
     );
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));

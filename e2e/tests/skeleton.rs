@@ -242,7 +242,11 @@ fn operator_and_dns_server_answer_a_real_service() {
     );
 
     // The DNS server follows the published ConfigMap and the Services.
-    let mut dns = DnsServer::start("dns-server", &format!("{SYSTEM_NS}/cluster-dns-config"));
+    let mut dns = DnsServer::start(
+        "dns-server",
+        &format!("{SYSTEM_NS}/cluster-dns-config"),
+        &[],
+    );
     let port = dns.port;
 
     let ns = format!("e2e-{}", std::process::id());

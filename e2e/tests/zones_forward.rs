@@ -83,9 +83,9 @@ fn zone_server(
     config.zones = zones;
     publish(namespace, name, &config);
     let target = format!("{namespace}/{name}");
-    let server = match port {
-        Some(port) => DnsServer::start_on(name, &target, port),
-        None => DnsServer::start(name, &target),
+    let mut server = match port {
+        Some(port) => DnsServer::start_on(name, &target, port, &[]),
+        None => DnsServer::start(name, &target, &[]),
     };
     server.wait_ready(READY);
     server
@@ -209,9 +209,10 @@ impl Stack {
             accepted(format!("{kind}/{name}"));
         }
         accepted("dnsserver/dns".into());
-        let dns = DnsServer::start(
+        let mut dns = DnsServer::start(
             &format!("dns-{namespace}"),
             &format!("{namespace}/dns-config"),
+            &[],
         );
         dns.wait_ready(READY);
         Self {

@@ -306,6 +306,10 @@ fn pod_spec(
                 format!("0.0.0.0:{DNS_CONTAINER_PORT}"),
                 "--health-listen".into(),
                 format!("0.0.0.0:{ADMIN_PORT}"),
+                "--lameduck-seconds".into(),
+                LAMEDUCK_SECONDS.to_string(),
+                "--log-format".into(),
+                "json".into(),
             ]),
             env: Some(vec![EnvVar {
                 name: "POD_NAME".into(),

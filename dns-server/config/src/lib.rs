@@ -18,7 +18,10 @@ pub mod forward;
 pub mod names;
 pub mod policy;
 pub mod rewrite;
+pub mod selector;
 pub mod zone;
+
+pub use selector::{LabelOperator, LabelRequirement, LabelSelector};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -68,10 +71,7 @@ impl Default for ServerConfig {
         Self {
             version: FORMAT_VERSION,
             server: String::new(),
-            kubernetes: KubernetesConfig {
-                cluster_domain: "cluster.local".into(),
-                ttl_seconds: 5,
-            },
+            kubernetes: KubernetesConfig::default(),
             zones: Vec::new(),
             forward: Vec::new(),
             cache: None,
@@ -81,7 +81,9 @@ impl Default for ServerConfig {
     }
 }
 
-/// Settings of the Kubernetes DNS (cluster names) stage.
+/// Settings of the Kubernetes DNS (cluster names) stage. Every setting after `ttlSeconds`
+/// mirrors an option of CoreDNS's *kubernetes* plugin and defaults to CoreDNS's default, so
+/// a document that leaves them out means what a default Corefile means.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct KubernetesConfig {
@@ -89,6 +91,58 @@ pub struct KubernetesConfig {
     pub cluster_domain: String,
     /// TTL of answers for cluster names, in seconds (0 to [`MAX_TTL_SECONDS`]).
     pub ttl_seconds: u32,
+    /// Pod records `a-b-c-d.<namespace>.pod.<zone>` (CoreDNS `pods`).
+    #[serde(default)]
+    pub pods: PodsMode,
+    /// Name endpoints without a hostname after their Pod rather than their dashed IP
+    /// (CoreDNS `endpoint_pod_names`).
+    #[serde(default)]
+    pub endpoint_pod_names: bool,
+    /// Only these namespaces are served; others answer NXDOMAIN. Empty: every namespace
+    /// (CoreDNS `namespaces`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    /// Only namespaces whose labels match are served; others answer NXDOMAIN (CoreDNS
+    /// `namespace_labels`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    /// Only Services and EndpointSlices whose labels match are served (CoreDNS `labels`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_selector: Option<LabelSelector>,
+    /// A ClusterIP Service without ready endpoints answers NXDOMAIN, so that clients move on
+    /// in their search list (CoreDNS `ignore empty_service`).
+    #[serde(default)]
+    pub ignore_empty_service: bool,
+}
+
+impl Default for KubernetesConfig {
+    /// CoreDNS's defaults: `cluster.local`, TTL 5, no pod records, no filters.
+    fn default() -> Self {
+        Self {
+            cluster_domain: "cluster.local".into(),
+            ttl_seconds: 5,
+            pods: PodsMode::default(),
+            endpoint_pod_names: false,
+            namespaces: Vec::new(),
+            namespace_selector: None,
+            label_selector: None,
+            ignore_empty_service: false,
+        }
+    }
+}
+
+/// How pod records (`a-b-c-d.<namespace>.pod.<zone>`) are answered.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub enum PodsMode {
+    /// No pod records: NXDOMAIN (the default, and what the Kubernetes DNS spec asks since
+    /// pod records were removed from it).
+    #[default]
+    Disabled,
+    /// The address is read from the name, without asking the API (kube-dns compatible).
+    Insecure,
+    /// Answered only when a Pod with that IP exists in that namespace; watches every Pod.
+    Verified,
 }
 
 /// Why a config was refused.
@@ -132,6 +186,35 @@ impl ServerConfig {
         }
         let cluster_domain = names::normalize_domain(&self.kubernetes.cluster_domain)
             .map_err(|reason| ConfigError::invalid("kubernetes.clusterDomain".into(), reason))?;
+        for namespace in &self.kubernetes.namespaces {
+            names::check_label(namespace)
+                .and_then(|()| {
+                    if namespace.bytes().any(|b| b.is_ascii_uppercase()) {
+                        Err("namespace names are lower case".into())
+                    } else {
+                        Ok(())
+                    }
+                })
+                .map_err(|why| {
+                    ConfigError::invalid(
+                        "kubernetes.namespaces".into(),
+                        format!("{namespace:?} is not a namespace name: {why}"),
+                    )
+                })?;
+        }
+        for (field, selector) in [
+            (
+                "kubernetes.namespaceSelector",
+                &self.kubernetes.namespace_selector,
+            ),
+            ("kubernetes.labelSelector", &self.kubernetes.label_selector),
+        ] {
+            if let Some(selector) = selector {
+                selector
+                    .validate()
+                    .map_err(|reason| ConfigError::invalid(field.into(), reason))?;
+            }
+        }
         if self.kubernetes.ttl_seconds > MAX_TTL_SECONDS {
             return Err(ConfigError::invalid(
                 "kubernetes.ttlSeconds".into(),
@@ -218,6 +301,11 @@ impl ValidatedConfig {
     pub fn ttl_seconds(&self) -> u32 {
         self.raw.kubernetes.ttl_seconds
     }
+
+    /// The Kubernetes settings.
+    pub fn kubernetes(&self) -> &KubernetesConfig {
+        &self.raw.kubernetes
+    }
 }
 
 #[cfg(test)]
@@ -230,7 +318,7 @@ mod tests {
             server: "kube-system/cluster-dns".into(),
             kubernetes: KubernetesConfig {
                 cluster_domain: "Cluster.Local.".into(),
-                ttl_seconds: 5,
+                ..KubernetesConfig::default()
             },
             ..Default::default()
         }
@@ -318,6 +406,70 @@ mod tests {
         let err = cfg.validate().expect_err("ttl too large");
         assert!(
             err.to_string().starts_with("kubernetes.ttlSeconds:"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn old_documents_get_coredns_defaults() {
+        let valid = ValidatedConfig::from_json(
+            r#"{"version":1,"server":"a/b","kubernetes":{"clusterDomain":"cluster.local","ttlSeconds":5}}"#,
+        )
+        .expect("valid");
+        assert_eq!(valid.kubernetes(), &KubernetesConfig::default());
+    }
+
+    #[test]
+    fn parses_every_kubernetes_setting() {
+        let valid = ValidatedConfig::from_json(
+            r#"{"version":1,"server":"a/b","kubernetes":{"clusterDomain":"cluster.local","ttlSeconds":30,
+                "pods":"verified","endpointPodNames":true,"namespaces":["default","team-a"],
+                "namespaceSelector":{"matchLabels":{"dns":"on"}},
+                "labelSelector":{"matchExpressions":[{"key":"internal","operator":"DoesNotExist"}]},
+                "ignoreEmptyService":true}}"#,
+        )
+        .expect("valid");
+        let k = valid.kubernetes();
+        assert_eq!(k.pods, PodsMode::Verified);
+        assert!(k.endpoint_pod_names && k.ignore_empty_service);
+        assert_eq!(k.namespaces, ["default", "team-a"]);
+        assert_eq!(
+            k.namespace_selector.as_ref().map(LabelSelector::to_query),
+            Some("dns=on".into())
+        );
+        assert_eq!(
+            k.label_selector.as_ref().map(LabelSelector::to_query),
+            Some("!internal".into())
+        );
+        let err = ValidatedConfig::from_json(
+            r#"{"version":1,"server":"a/b","kubernetes":{"clusterDomain":"c","ttlSeconds":5,"pods":"sometimes"}}"#,
+        )
+        .expect_err("unknown pods mode");
+        assert!(matches!(err, ConfigError::Parse(_)), "{err}");
+    }
+
+    #[test]
+    fn rejects_bad_namespaces_and_selectors() {
+        let mut cfg = sample();
+        cfg.kubernetes.namespaces = vec!["Not_A_Namespace".into()];
+        let err = cfg.validate().expect_err("bad namespace");
+        assert!(
+            err.to_string().starts_with("kubernetes.namespaces:"),
+            "{err}"
+        );
+
+        let mut cfg = sample();
+        cfg.kubernetes.label_selector = Some(LabelSelector {
+            match_expressions: vec![LabelRequirement {
+                key: "a".into(),
+                operator: LabelOperator::In,
+                values: vec![],
+            }],
+            ..LabelSelector::default()
+        });
+        let err = cfg.validate().expect_err("bad selector");
+        assert!(
+            err.to_string().starts_with("kubernetes.labelSelector:"),
             "{err}"
         );
     }

@@ -49,7 +49,9 @@ pub fn normalize_owner(name: &str) -> Result<String, String> {
     Ok(trimmed.to_ascii_lowercase())
 }
 
-fn check_label(label: &str) -> Result<(), String> {
+/// Checks one label of a host-style name (letters, digits, inner hyphens, 1 to 63
+/// characters); also the form of a namespace name once lower-case.
+pub fn check_label(label: &str) -> Result<(), String> {
     if label.is_empty() {
         return Err("it has an empty label (two dots in a row?)".into());
     }

@@ -1,97 +1,444 @@
-//! The compact, immutable index of Services that the query path reads.
+//! The cluster snapshot the query path reads, and the tables it is made of.
 //!
-//! Only what DNS needs is kept (after CoreDNS's cut-down `object.Service`: every extra field
-//! costs memory times the number of Services in the cluster): per namespace, per Service
-//! name, the cluster IPs split into IPv4 and IPv6. Lookups take `&str` and allocate nothing.
+//! A [`Cluster`] is immutable once published. It holds four tables, each filled from one
+//! watch and each knowing whether its initial list has completed:
 //!
-//! Snapshots are published whole. To keep a change cheap in a large cluster, each namespace
-//! is shared behind an `Arc` and copied only when it changes (`Arc::make_mut`): cloning an
-//! index costs one pointer copy per namespace, not one per Service.
+//! | table          | forward lookup                         | reverse lookup (PTR)        |
+//! |----------------|----------------------------------------|-----------------------------|
+//! | [`Services`]   | namespace/name → [`ServiceEntry`]      | cluster IP → Service        |
+//! | [`Endpoints`]  | namespace/Service → its slices' ready endpoints | endpoint IP → endpoints |
+//! | [`Namespaces`] | the names of the (selected) namespaces | —                           |
+//! | [`Pods`]       | Pod IP → namespaces (only with `pods: verified`) | —                 |
+//!
+//! Tables are built from [`crate::kubernetes::maps`] so a snapshot clone costs a few
+//! hundred pointer copies, not one copy per object. Lookups allocate nothing.
+//!
+//! The SOA serial is the unix time of the last change to any table.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 
-/// What DNS needs to know about one Service.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ServiceEntry {
-    v4: Box<[Ipv4Addr]>,
-    v6: Box<[Ipv6Addr]>,
+use super::maps::{NamespacedMap, ShardedMultiMap};
+use super::objects::{EndpointEntry, ServiceEntry, SliceEntry};
+
+/// A Service, as the reverse index names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceRef {
+    /// Namespace.
+    pub namespace: Arc<str>,
+    /// Service name.
+    pub name: Arc<str>,
 }
 
-impl ServiceEntry {
-    /// An entry with these cluster IPs (order kept within each family).
-    pub fn from_ips(ips: impl IntoIterator<Item = IpAddr>) -> Self {
-        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+/// An endpoint, as the reverse index names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointRef {
+    /// Namespace.
+    pub namespace: Arc<str>,
+    /// The Service whose slice lists the endpoint.
+    pub service: Arc<str>,
+    /// The endpoint.
+    pub endpoint: EndpointEntry,
+}
+
+/// Every Service, by name and by cluster IP.
+#[derive(Clone, Debug, Default)]
+pub struct Services {
+    by_name: NamespacedMap<Arc<ServiceEntry>>,
+    by_ip: ShardedMultiMap<ServiceRef>,
+    synced: bool,
+}
+
+impl Services {
+    fn reference(&self, namespace: &str, name: &str) -> ServiceRef {
+        ServiceRef {
+            namespace: self
+                .by_name
+                .namespace_key(namespace)
+                .unwrap_or_else(|| Arc::from(namespace)),
+            name: Arc::from(name),
+        }
+    }
+
+    /// Adds or replaces a Service; returns whether anything changed.
+    pub fn upsert(&mut self, namespace: &str, name: &str, entry: ServiceEntry) -> bool {
+        if self
+            .by_name
+            .get(namespace, name)
+            .is_some_and(|old| **old == entry)
+        {
+            return false;
+        }
+        self.delete(namespace, name);
+        let ips: Vec<IpAddr> = entry.cluster_ips().collect();
+        self.by_name.insert(namespace, name, Arc::new(entry));
+        let reference = self.reference(namespace, name);
         for ip in ips {
-            match ip {
-                IpAddr::V4(ip) => v4.push(ip),
-                IpAddr::V6(ip) => v6.push(ip),
+            self.by_ip.add(ip, reference.clone());
+        }
+        true
+    }
+
+    /// Removes a Service; returns whether it was there.
+    pub fn delete(&mut self, namespace: &str, name: &str) -> bool {
+        let reference = self.reference(namespace, name);
+        let Some(old) = self.by_name.remove(namespace, name) else {
+            return false;
+        };
+        for ip in old.cluster_ips() {
+            self.by_ip.remove_one(&ip, &reference);
+        }
+        true
+    }
+
+    /// The Service `name` in `namespace`.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<&ServiceEntry> {
+        self.by_name.get(namespace, name).map(|entry| &**entry)
+    }
+
+    /// The Service `name` in `namespace`, with the namespace and name as stored (to build
+    /// answer names that live as long as the snapshot).
+    pub fn entry(&self, namespace: &str, name: &str) -> Option<(&str, &str, &ServiceEntry)> {
+        self.by_name
+            .get_entry(namespace, name)
+            .map(|(ns, name, entry)| (ns, name, &**entry))
+    }
+
+    /// Every Service, as (namespace, name, entry).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &ServiceEntry)> {
+        self.by_name
+            .iter()
+            .map(|(ns, name, entry)| (ns, name, &**entry))
+    }
+
+    /// The Services with this cluster IP.
+    pub fn by_ip(&self, ip: &IpAddr) -> &[ServiceRef] {
+        self.by_ip.get(ip)
+    }
+
+    /// Number of Services.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}
+
+/// The EndpointSlices of one Service (their ready endpoints and ports).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceEndpoints {
+    slices: Box<[(Box<str>, Arc<SliceEntry>)]>,
+}
+
+impl ServiceEndpoints {
+    /// The slices.
+    pub fn slices(&self) -> impl Iterator<Item = &SliceEntry> {
+        self.slices.iter().map(|(_, slice)| &**slice)
+    }
+
+    /// Every ready endpoint address, with the slice it is in.
+    pub fn endpoints(&self) -> impl Iterator<Item = (&SliceEntry, &EndpointEntry)> {
+        self.slices()
+            .flat_map(|slice| slice.endpoints.iter().map(move |e| (slice, e)))
+    }
+
+    /// Whether no slice has a ready endpoint.
+    pub fn no_ready_endpoints(&self) -> bool {
+        self.slices().all(|slice| slice.endpoints.is_empty())
+    }
+}
+
+/// Every EndpointSlice, grouped by Service, and every ready endpoint by IP.
+#[derive(Clone, Debug, Default)]
+pub struct Endpoints {
+    by_service: NamespacedMap<Arc<ServiceEndpoints>>,
+    by_ip: ShardedMultiMap<EndpointRef>,
+    synced: bool,
+}
+
+impl Endpoints {
+    fn references<'s>(
+        &self,
+        namespace: &str,
+        service: &str,
+        slice: &'s SliceEntry,
+    ) -> impl Iterator<Item = (IpAddr, EndpointRef)> + 's {
+        let namespace = self
+            .by_service
+            .namespace_key(namespace)
+            .unwrap_or_else(|| Arc::from(namespace));
+        let service: Arc<str> = Arc::from(service);
+        slice.endpoints.iter().map(move |endpoint| {
+            (
+                endpoint.ip,
+                EndpointRef {
+                    namespace: Arc::clone(&namespace),
+                    service: Arc::clone(&service),
+                    endpoint: endpoint.clone(),
+                },
+            )
+        })
+    }
+
+    /// Adds or replaces the slice `slice` of `service`; returns whether anything changed.
+    pub fn put_slice(
+        &mut self,
+        namespace: &str,
+        service: &str,
+        slice: &str,
+        entry: SliceEntry,
+    ) -> bool {
+        let current = self.by_service.get(namespace, service).cloned();
+        let old = current
+            .as_ref()
+            .and_then(|c| c.slices.iter().find(|(name, _)| &**name == slice))
+            .map(|(_, old)| Arc::clone(old));
+        if old.as_deref() == Some(&entry) {
+            return false;
+        }
+        if let Some(old) = &old {
+            let stale: Vec<_> = self.references(namespace, service, old).collect();
+            for (ip, reference) in stale {
+                self.by_ip.remove_one(&ip, &reference);
             }
         }
-        Self {
-            v4: v4.into_boxed_slice(),
-            v6: v6.into_boxed_slice(),
+        let entry = Arc::new(entry);
+        let mut slices: Vec<_> = current
+            .map(|c| c.slices.to_vec())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(name, _)| &**name != slice)
+            .collect();
+        slices.push((Box::from(slice), Arc::clone(&entry)));
+        self.by_service.insert(
+            namespace,
+            service,
+            Arc::new(ServiceEndpoints {
+                slices: slices.into(),
+            }),
+        );
+        let fresh: Vec<_> = self.references(namespace, service, &entry).collect();
+        for (ip, reference) in fresh {
+            self.by_ip.add(ip, reference);
         }
+        true
     }
 
-    /// An entry from the strings of `spec.clusterIPs`: `"None"` (headless), empty strings
-    /// and anything that is not an IP address are skipped.
-    pub fn from_cluster_ips<'a>(ips: impl IntoIterator<Item = &'a str>) -> Self {
-        Self::from_ips(ips.into_iter().filter_map(|ip| ip.parse().ok()))
+    /// Removes the slice `slice` of `service`; returns whether it was there.
+    pub fn remove_slice(&mut self, namespace: &str, service: &str, slice: &str) -> bool {
+        let Some(current) = self.by_service.get(namespace, service).cloned() else {
+            return false;
+        };
+        let Some((_, old)) = current.slices.iter().find(|(name, _)| &**name == slice) else {
+            return false;
+        };
+        let stale: Vec<_> = self.references(namespace, service, old).collect();
+        for (ip, reference) in stale {
+            self.by_ip.remove_one(&ip, &reference);
+        }
+        let slices: Vec<_> = current
+            .slices
+            .iter()
+            .filter(|(name, _)| &**name != slice)
+            .cloned()
+            .collect();
+        if slices.is_empty() {
+            self.by_service.remove(namespace, service);
+        } else {
+            self.by_service.insert(
+                namespace,
+                service,
+                Arc::new(ServiceEndpoints {
+                    slices: slices.into(),
+                }),
+            );
+        }
+        true
     }
 
-    /// The IPv4 cluster IPs (A records).
-    pub fn ipv4(&self) -> &[Ipv4Addr] {
-        &self.v4
+    /// The slices of `service` in `namespace`.
+    pub fn get(&self, namespace: &str, service: &str) -> Option<&ServiceEndpoints> {
+        self.by_service.get(namespace, service).map(|e| &**e)
     }
 
-    /// The IPv6 cluster IPs (AAAA records).
-    pub fn ipv6(&self) -> &[Ipv6Addr] {
-        &self.v6
+    /// The ready endpoints with this IP.
+    pub fn by_ip(&self, ip: &IpAddr) -> &[EndpointRef] {
+        self.by_ip.get(ip)
+    }
+
+    /// Number of Services with slices.
+    pub fn services(&self) -> usize {
+        self.by_service.len()
     }
 }
 
-/// The Services of one namespace, by name.
-type Namespace = HashMap<Box<str>, ServiceEntry>;
-
-/// An immutable view of every Service in the cluster, as DNS sees it.
-///
-/// Built and changed only by the watch task (or by tests); the query path gets it through
-/// [`crate::state::State::services`].
-#[derive(Clone, Debug)]
-pub struct ServiceIndex {
-    namespaces: HashMap<Arc<str>, Arc<Namespace>>,
-    services: usize,
+/// The names of the namespaces (those the namespace selector selects).
+#[derive(Clone, Debug, Default)]
+pub struct Namespaces {
+    names: Arc<HashSet<Box<str>>>,
     synced: bool,
+}
+
+impl Namespaces {
+    /// Adds a namespace; returns whether it was new.
+    pub fn add(&mut self, name: &str) -> bool {
+        if self.names.contains(name) {
+            return false;
+        }
+        Arc::make_mut(&mut self.names).insert(Box::from(name))
+    }
+
+    /// Removes a namespace; returns whether it was there.
+    pub fn remove(&mut self, name: &str) -> bool {
+        if !self.names.contains(name) {
+            return false;
+        }
+        Arc::make_mut(&mut self.names).remove(name)
+    }
+
+    /// Whether the namespace exists (and is selected).
+    pub fn contains(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
+    /// Number of namespaces.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Every namespace name.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(|name| &**name)
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+/// Pod IPs and the namespaces of the Pods that have them.
+#[derive(Clone, Debug, Default)]
+pub struct Pods {
+    by_ip: ShardedMultiMap<Arc<str>>,
+    synced: bool,
+}
+
+impl Pods {
+    /// Records that a Pod in `namespace` had `old` IPs and now has `new` ones; returns
+    /// whether anything changed.
+    pub fn replace(&mut self, namespace: &str, old: &[IpAddr], new: &[IpAddr]) -> bool {
+        if old == new {
+            return false;
+        }
+        let namespace: Arc<str> = Arc::from(namespace);
+        for ip in old {
+            self.by_ip.remove_one(ip, &namespace);
+        }
+        for ip in new {
+            self.by_ip.add(*ip, Arc::clone(&namespace));
+        }
+        true
+    }
+
+    /// Whether a Pod in `namespace` has `ip`.
+    pub fn contains(&self, namespace: &str, ip: &IpAddr) -> bool {
+        self.by_ip.get(ip).iter().any(|ns| &**ns == namespace)
+    }
+
+    /// Number of distinct Pod IPs.
+    pub fn ips(&self) -> usize {
+        self.by_ip.keys()
+    }
+}
+
+/// A table that knows whether its initial list completed.
+pub trait Synced {
+    /// Whether the initial list completed.
+    fn synced(&self) -> bool;
+    /// Marks the initial list as completed (or not).
+    fn set_synced(&mut self, synced: bool);
+}
+
+macro_rules! synced {
+    ($($table:ty),*) => {$(
+        impl Synced for $table {
+            fn synced(&self) -> bool {
+                self.synced
+            }
+            fn set_synced(&mut self, synced: bool) {
+                self.synced = synced;
+            }
+        }
+    )*};
+}
+synced!(Services, Endpoints, Namespaces, Pods);
+
+/// Which tables have completed their initial list (for `/ready` and the query path).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncState {
+    /// Services listed.
+    pub services: bool,
+    /// EndpointSlices listed.
+    pub endpoints: bool,
+    /// Namespaces listed.
+    pub namespaces: bool,
+    /// Pods listed; `None` when Pods are not watched.
+    pub pods: Option<bool>,
+}
+
+impl SyncState {
+    /// Every watched table has completed its initial list.
+    pub fn all(self) -> bool {
+        self.services && self.endpoints && self.namespaces && self.pods.unwrap_or(true)
+    }
+}
+
+/// One immutable view of the cluster, as DNS sees it.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    /// Services.
+    pub services: Services,
+    /// EndpointSlices.
+    pub endpoints: Endpoints,
+    /// Namespaces.
+    pub namespaces: Namespaces,
+    /// Pods, when watched (`pods: verified`).
+    pub pods: Option<Pods>,
     serial: u32,
 }
 
-impl ServiceIndex {
-    /// An empty index that has not completed its initial list, with this SOA serial.
+impl Cluster {
+    /// An empty cluster that has not been listed yet, with this SOA serial.
     pub fn new(serial: u32) -> Self {
         Self {
-            namespaces: HashMap::new(),
-            services: 0,
-            synced: false,
+            services: Services::default(),
+            endpoints: Endpoints::default(),
+            namespaces: Namespaces::default(),
+            pods: None,
             serial,
         }
     }
 
-    /// The Service `service` in `namespace`, if it exists.
-    pub fn get(&self, namespace: &str, service: &str) -> Option<&ServiceEntry> {
-        self.namespaces.get(namespace)?.get(service)
-    }
-
-    /// Whether at least one Service exists in `namespace`.
-    pub fn has_namespace(&self, namespace: &str) -> bool {
-        self.namespaces.contains_key(namespace)
-    }
-
-    /// Whether the initial list of Services has completed. Until it has, the index may be
-    /// missing Services, so cluster names are answered SERVFAIL rather than NXDOMAIN.
-    pub fn synced(&self) -> bool {
-        self.synced
+    /// Assembles a snapshot from tables.
+    pub fn from_tables(
+        services: Services,
+        endpoints: Endpoints,
+        namespaces: Namespaces,
+        pods: Option<Pods>,
+        serial: u32,
+    ) -> Self {
+        Self {
+            services,
+            endpoints,
+            namespaces,
+            pods,
+            serial,
+        }
     }
 
     /// The SOA serial: the unix time (seconds, truncated to 32 bits) of the last change.
@@ -99,128 +446,163 @@ impl ServiceIndex {
         self.serial
     }
 
-    /// Number of Services.
-    pub fn len(&self) -> usize {
-        self.services
-    }
-
-    /// Whether there are no Services.
-    pub fn is_empty(&self) -> bool {
-        self.services == 0
-    }
-
-    /// Marks the initial list as complete (or not).
-    pub fn set_synced(&mut self, synced: bool) {
-        self.synced = synced;
-    }
-
     /// Sets the SOA serial.
     pub fn set_serial(&mut self, serial: u32) {
         self.serial = serial;
     }
 
-    /// Adds or replaces a Service. Returns whether the index changed.
-    pub fn insert(&mut self, namespace: &str, service: &str, entry: ServiceEntry) -> bool {
-        if self.get(namespace, service) == Some(&entry) {
-            return false;
+    /// Which tables have completed their initial list.
+    pub fn sync_state(&self) -> SyncState {
+        SyncState {
+            services: self.services.synced,
+            endpoints: self.endpoints.synced,
+            namespaces: self.namespaces.synced,
+            pods: self.pods.as_ref().map(|pods| pods.synced),
         }
-        let services = match self.namespaces.get_mut(namespace) {
-            Some(services) => Arc::make_mut(services),
-            None => Arc::make_mut(self.namespaces.entry(Arc::from(namespace)).or_default()),
-        };
-        if services.insert(Box::from(service), entry).is_none() {
-            self.services += 1;
-        }
-        true
     }
 
-    /// Removes a Service. Returns whether the index changed.
-    pub fn remove(&mut self, namespace: &str, service: &str) -> bool {
-        let Some(services) = self.namespaces.get_mut(namespace) else {
-            return false;
-        };
-        if !services.contains_key(service) {
-            return false;
-        }
-        let services = Arc::make_mut(services);
-        services.remove(service);
-        self.services -= 1;
-        if services.is_empty() {
-            self.namespaces.remove(namespace);
-        }
-        true
+    /// Whether every watched table has completed its initial list.
+    pub fn synced(&self) -> bool {
+        self.sync_state().all()
     }
 
-    /// Whether both indexes hold the same Services (ignoring serial and sync state).
-    pub fn same_services(&self, other: &Self) -> bool {
-        self.services == other.services && self.namespaces == other.namespaces
+    /// Marks every table as listed (or not); for tests and the server's own tests.
+    pub fn set_synced(&mut self, synced: bool) {
+        self.services.synced = synced;
+        self.endpoints.synced = synced;
+        self.namespaces.synced = synced;
+        if let Some(pods) = &mut self.pods {
+            pods.synced = synced;
+        }
+    }
+
+    /// Starts (or stops) tracking Pods, with an empty, unsynced table.
+    pub fn set_pods_watched(&mut self, watched: bool) {
+        self.pods = watched.then(Pods::default);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kubernetes::objects::{PortEntry, Protocol};
 
-    fn entry(ips: &[&str]) -> ServiceEntry {
-        ServiceEntry::from_cluster_ips(ips.iter().copied())
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("ip")
+    }
+
+    fn slice(ips: &[&str]) -> SliceEntry {
+        SliceEntry {
+            ports: vec![PortEntry {
+                name: "http".into(),
+                protocol: Protocol::Tcp,
+                port: 80,
+            }]
+            .into(),
+            endpoints: ips
+                .iter()
+                .map(|text| EndpointEntry {
+                    ip: ip(text),
+                    hostname: None,
+                    pod: None,
+                })
+                .collect(),
+        }
     }
 
     #[test]
-    fn entry_splits_families_and_skips_headless() {
-        let e = entry(&["10.0.0.1", "fd00::1", "None", "", "bogus"]);
-        assert_eq!(e.ipv4(), &[Ipv4Addr::new(10, 0, 0, 1)]);
-        assert_eq!(e.ipv6(), &["fd00::1".parse::<Ipv6Addr>().expect("ip")]);
-        assert_eq!(entry(&["None"]), ServiceEntry::default());
-    }
-
-    #[test]
-    fn insert_get_remove() {
-        let mut index = ServiceIndex::new(7);
-        assert!(!index.synced());
-        assert_eq!(index.serial(), 7);
-        assert!(index.insert("default", "web", entry(&["10.0.0.1"])));
-        assert!(
-            !index.insert("default", "web", entry(&["10.0.0.1"])),
-            "no-op"
-        );
-        assert!(
-            index.insert("default", "web", entry(&["10.0.0.2"])),
-            "update"
-        );
-        assert!(index.insert("default", "db", entry(&[])));
-        assert_eq!(index.len(), 2);
-        assert_eq!(
-            index.get("default", "web").map(ServiceEntry::ipv4),
-            Some(&[Ipv4Addr::new(10, 0, 0, 2)][..])
-        );
-        assert!(index.get("other", "web").is_none());
-        assert!(index.has_namespace("default"));
-
-        assert!(index.remove("default", "web"));
-        assert!(!index.remove("default", "web"));
-        assert!(index.remove("default", "db"));
-        assert!(!index.has_namespace("default"), "empty namespaces go away");
-        assert!(index.is_empty());
-    }
-
-    #[test]
-    fn clones_share_untouched_namespaces() {
-        let mut index = ServiceIndex::new(0);
-        index.insert("a", "x", entry(&["10.0.0.1"]));
-        index.insert("b", "y", entry(&["10.0.0.2"]));
-        let snapshot = index.clone();
-        index.insert("a", "z", entry(&["10.0.0.3"]));
-        assert!(Arc::ptr_eq(
-            &index.namespaces["b"],
-            &snapshot.namespaces["b"]
+    fn services_by_name_and_ip() {
+        let mut services = Services::default();
+        let entry = ServiceEntry::cluster_ip([ip("10.96.0.1"), ip("fd00::1")], Vec::new());
+        assert!(services.upsert("a", "web", entry.clone()));
+        assert!(!services.upsert("a", "web", entry), "unchanged");
+        assert_eq!(services.by_ip(&ip("fd00::1"))[0].name.as_ref(), "web");
+        assert!(services.upsert(
+            "a",
+            "web",
+            ServiceEntry::cluster_ip([ip("10.96.0.2")], Vec::new())
         ));
-        assert!(!Arc::ptr_eq(
-            &index.namespaces["a"],
-            &snapshot.namespaces["a"]
-        ));
-        assert!(snapshot.get("a", "z").is_none(), "snapshot is immutable");
-        assert!(!index.same_services(&snapshot));
-        index.remove("a", "z");
-        assert!(index.same_services(&snapshot));
+        assert!(
+            services.by_ip(&ip("10.96.0.1")).is_empty(),
+            "old IP unindexed"
+        );
+        assert!(services.by_ip(&ip("fd00::1")).is_empty());
+        assert_eq!(services.by_ip(&ip("10.96.0.2")).len(), 1);
+        assert_eq!(services.len(), 1);
+        assert!(services.delete("a", "web"));
+        assert!(!services.delete("a", "web"));
+        assert!(services.by_ip(&ip("10.96.0.2")).is_empty());
+        assert!(services.is_empty());
+    }
+
+    #[test]
+    fn endpoints_merge_slices_and_index_ips() {
+        let mut endpoints = Endpoints::default();
+        assert!(endpoints.put_slice("a", "web", "web-1", slice(&["10.244.0.1"])));
+        assert!(endpoints.put_slice("a", "web", "web-2", slice(&["fd00::1", "fd00::2"])));
+        assert!(!endpoints.put_slice("a", "web", "web-2", slice(&["fd00::1", "fd00::2"])));
+        let web = endpoints.get("a", "web").expect("web");
+        assert_eq!(web.endpoints().count(), 3);
+        assert_eq!(web.slices().count(), 2);
+        assert_eq!(endpoints.by_ip(&ip("fd00::2"))[0].service.as_ref(), "web");
+
+        assert!(endpoints.put_slice("a", "web", "web-2", slice(&["fd00::3"])));
+        assert!(endpoints.by_ip(&ip("fd00::2")).is_empty());
+        assert_eq!(endpoints.by_ip(&ip("fd00::3")).len(), 1);
+
+        // The same Pod behind two Services.
+        assert!(endpoints.put_slice("a", "db", "db-1", slice(&["10.244.0.1"])));
+        assert_eq!(endpoints.by_ip(&ip("10.244.0.1")).len(), 2);
+
+        assert!(endpoints.remove_slice("a", "web", "web-1"));
+        assert!(!endpoints.remove_slice("a", "web", "web-1"));
+        assert_eq!(endpoints.by_ip(&ip("10.244.0.1")).len(), 1);
+        assert!(endpoints.remove_slice("a", "web", "web-2"));
+        assert!(endpoints.get("a", "web").is_none(), "no slices, no entry");
+        assert_eq!(endpoints.services(), 1);
+
+        let mut empty = Endpoints::default();
+        empty.put_slice("a", "web", "web-1", slice(&[]));
+        assert!(
+            empty
+                .get("a", "web")
+                .expect("kept for its ports")
+                .no_ready_endpoints()
+        );
+    }
+
+    #[test]
+    fn namespaces_and_pods() {
+        let mut namespaces = Namespaces::default();
+        assert!(namespaces.add("a"));
+        assert!(!namespaces.add("a"));
+        let snapshot = namespaces.clone();
+        assert!(namespaces.remove("a"));
+        assert!(snapshot.contains("a") && !namespaces.contains("a"));
+
+        let mut pods = Pods::default();
+        assert!(pods.replace("a", &[], &[ip("10.244.0.9")]));
+        assert!(pods.replace("b", &[], &[ip("10.244.0.9")]), "host network");
+        assert!(pods.contains("a", &ip("10.244.0.9")));
+        assert!(!pods.contains("c", &ip("10.244.0.9")));
+        assert!(!pods.replace("a", &[ip("10.244.0.9")], &[ip("10.244.0.9")]));
+        assert!(pods.replace("a", &[ip("10.244.0.9")], &[]));
+        assert!(!pods.contains("a", &ip("10.244.0.9")));
+        assert_eq!(pods.ips(), 1);
+    }
+
+    #[test]
+    fn sync_state_counts_only_watched_tables() {
+        let mut cluster = Cluster::new(1);
+        assert!(!cluster.synced());
+        cluster.set_synced(true);
+        assert!(cluster.synced());
+        cluster.set_pods_watched(true);
+        assert_eq!(cluster.sync_state().pods, Some(false));
+        assert!(!cluster.synced());
+        cluster.set_synced(true);
+        assert!(cluster.synced());
+        cluster.set_pods_watched(false);
+        assert_eq!(cluster.sync_state().pods, None);
     }
 }

@@ -1,18 +1,24 @@
-//! Kubernetes as a data source: the Service watch and the compact index the query path reads.
+//! Kubernetes as a data source: the watches and the compact snapshot the query path reads.
 //!
-//! The server watches Services itself (it does not depend on the operator to answer), keeps
-//! only what DNS needs from each ([`index::ServiceEntry`]: the cluster IPs, split by family),
-//! and publishes immutable [`ServiceIndex`] snapshots. The query path reads the latest
-//! snapshot without a lock; the watch task is the only writer.
+//! The server watches the API itself (it does not depend on the operator to answer), keeps
+//! only what DNS needs from each object ([`objects`]), and publishes immutable [`Cluster`]
+//! snapshots. The query path reads the latest snapshot without a lock; the watch task is
+//! the only writer.
 //!
-//! - [`index`]: the snapshot type, copy-on-write per namespace so one change does not copy
-//!   the whole cluster;
-//! - [`names`]: how a name under the cluster domain splits into namespace and service;
-//! - [`watch`]: the watcher loop and the event handling (re-lists replace the index
-//!   atomically, on `InitDone`).
+//! - [`objects`]: the cut-down forms of Services, EndpointSlices and Pods;
+//! - [`maps`]: the copy-on-write maps snapshots are built from;
+//! - [`index`]: the snapshot ([`Cluster`]) and its tables, with forward and reverse lookups;
+//! - [`writer`]: watch events into tables (re-lists swapped in atomically);
+//! - [`names`]: how a name under the cluster domain, or a reverse name, maps to objects;
+//! - [`watch`]: the watch task (selectors from the config, retries with [`backoff`]).
 
+pub mod backoff;
 pub mod index;
+pub mod maps;
 pub mod names;
+pub mod objects;
 pub mod watch;
+pub mod writer;
 
-pub use index::{ServiceEntry, ServiceIndex};
+pub use index::Cluster;
+pub use objects::{EndpointEntry, PortEntry, Protocol, ServiceEntry, SliceEntry};

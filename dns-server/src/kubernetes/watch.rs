@@ -1,28 +1,38 @@
-//! The Service watch: Kubernetes events in, [`ServiceIndex`] snapshots out.
+//! The watch task: Services, EndpointSlices, Namespaces (and Pods with `pods: verified`)
+//! from the API server into [`Cluster`] snapshots.
 //!
-//! [`IndexWriter`] holds the handling of watcher events and no I/O, so it is tested with
-//! synthetic events; [`run`] connects it to the API server:
-//!
-//! - `Apply`/`Delete` change the live index in place (copy-on-write per namespace);
-//! - `Init` starts a re-list into a separate buffer while the old index keeps serving;
-//!   `InitDone` replaces the index with the buffer in one step and marks it synced. That is
-//!   also how Services deleted while the watch was down (410 Gone, API server restart)
-//!   disappear;
-//! - errors are logged and the watcher's default backoff retries, forever: an unreachable API
-//!   server never stops the server answering from what it last knew.
-//!
-//! Events that arrive together are applied as one batch and published as one snapshot.
+//! - It waits for the first config: the config says what to select ([`WatchSpec`]: label
+//!   selectors for Services/EndpointSlices and Namespaces, whether Pods are needed). The
+//!   selectors go to the API server, so unselected objects never reach this process.
+//! - Each resource is one `kube` watcher: an initial list (paged), then a watch from its
+//!   resource version. A watch that fails (connection lost, API server restarted) is resumed
+//!   from the last version; a `410 Gone` (the version was compacted away) makes the watcher
+//!   re-list, which [`ClusterWriter`] swaps in atomically when complete.
+//! - Errors never stop the task: each is logged and counted, and the watcher retries with
+//!   [`WatchBackoff`] (0.5 s doubling to 5 s, with jitter, reset after 2 minutes of health),
+//!   forever. Meanwhile the last snapshot keeps answering: an unreachable API server never
+//!   stops DNS, and once it is back the server is current again within seconds.
+//! - The four streams are merged; events that arrive together are applied as one batch and
+//!   published as one snapshot.
+//! - When a new config changes the [`WatchSpec`], the watches are restarted with the new
+//!   selectors; each re-lists while the previous tables keep serving.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::Service;
+use futures::stream::{self, BoxStream, StreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::serde::de::DeserializeOwned;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
-use tracing::{info, warn};
+use kube::{Api, Client};
+use tokio::sync::watch as channel;
+use tracing::{debug, info, warn};
 
-use super::index::{ServiceEntry, ServiceIndex};
+use super::backoff::WatchBackoff;
+use super::index::Cluster;
+use super::writer::{ClusterWriter, Event, unix_serial};
+use crate::pipeline::WatchSpec;
 use crate::shutdown::Shutdown;
 use crate::state::State;
 
@@ -30,142 +40,236 @@ use crate::state::State;
 /// are handled (a large initial list, a burst of changes).
 const MAX_BATCH: usize = 512;
 
-/// The current unix time in seconds, truncated to 32 bits: the SOA serial of a change.
-pub fn unix_serial() -> u32 {
-    let secs = SystemTime::now()
+/// A watched resource, as named in logs and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resource {
+    /// Services.
+    Services,
+    /// EndpointSlices.
+    EndpointSlices,
+    /// Namespaces.
+    Namespaces,
+    /// Pods.
+    Pods,
+}
+
+impl Resource {
+    /// The name used in logs and metric labels.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Services => "services",
+            Self::EndpointSlices => "endpointslices",
+            Self::Namespaces => "namespaces",
+            Self::Pods => "pods",
+        }
+    }
+}
+
+impl Event {
+    /// Which resource the event is about.
+    pub fn resource(&self) -> Resource {
+        match self {
+            Self::Service(_) => Resource::Services,
+            Self::Slice(_) => Resource::EndpointSlices,
+            Self::Namespace(_) => Resource::Namespaces,
+            Self::Pod(_) => Resource::Pods,
+        }
+    }
+
+    fn is_init_done(&self) -> bool {
+        matches!(
+            self,
+            Self::Service(watcher::Event::InitDone)
+                | Self::Slice(watcher::Event::InitDone)
+                | Self::Namespace(watcher::Event::InitDone)
+                | Self::Pod(watcher::Event::InitDone)
+        )
+    }
+}
+
+type Item = (Resource, Result<Event, watcher::Error>);
+
+fn one<K>(
+    api: Api<K>,
+    selector: Option<&str>,
+    resource: Resource,
+    wrap: fn(watcher::Event<K>) -> Event,
+) -> BoxStream<'static, Item>
+where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let mut config = watcher::Config::default();
+    if let Some(selector) = selector {
+        config = config.labels(selector);
+    }
+    watcher(api, config)
+        .backoff(WatchBackoff::for_watch())
+        .map(move |result| (resource, result.map(wrap)))
+        .boxed()
+}
+
+/// The merged event stream for `spec`.
+fn streams(client: &Client, spec: &WatchSpec) -> BoxStream<'static, Item> {
+    let labels = spec.label_selector.as_deref();
+    let mut all = vec![
+        one(
+            Api::<Service>::all(client.clone()),
+            labels,
+            Resource::Services,
+            Event::Service,
+        ),
+        one(
+            Api::<EndpointSlice>::all(client.clone()),
+            labels,
+            Resource::EndpointSlices,
+            Event::Slice,
+        ),
+        one(
+            Api::<Namespace>::all(client.clone()),
+            spec.namespace_selector.as_deref(),
+            Resource::Namespaces,
+            Event::Namespace,
+        ),
+    ];
+    if spec.pods {
+        all.push(one(
+            Api::<Pod>::all(client.clone()),
+            None,
+            Resource::Pods,
+            Event::Pod,
+        ));
+    }
+    stream::select_all(all).boxed()
+}
+
+/// Publishes `cluster` and updates the watch metrics.
+fn publish(state: &State, cluster: Arc<Cluster>) {
+    let metrics = state.metrics();
+    let sync = cluster.sync_state();
+    metrics.watched(
+        Resource::Services.label(),
+        cluster.services.len(),
+        Some(sync.services),
+    );
+    metrics.watched(
+        Resource::EndpointSlices.label(),
+        cluster.endpoints.services(),
+        Some(sync.endpoints),
+    );
+    metrics.watched(
+        Resource::Namespaces.label(),
+        cluster.namespaces.len(),
+        Some(sync.namespaces),
+    );
+    metrics.watched(
+        Resource::Pods.label(),
+        cluster.pods.as_ref().map_or(0, |pods| pods.ips()),
+        sync.pods,
+    );
+    state.publish_cluster(cluster);
+}
+
+fn now_nanos() -> u128 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs());
-    // Truncation is intended: SOA serials are 32-bit sequence numbers (RFC 1982).
-    secs as u32
+        .map_or(0, |elapsed| elapsed.as_nanos())
 }
 
-/// The cut-down form of a Service: namespace, name and the cluster IPs.
-///
-/// Uses `spec.clusterIPs` and falls back to `spec.clusterIP` for API servers that do not
-/// fill the former.
-pub fn compact(service: &Service) -> Option<(String, String, ServiceEntry)> {
-    let namespace = service.namespace()?;
-    let name = service.name_any();
-    let spec = service.spec.as_ref();
-    let ips = spec.and_then(|spec| {
-        spec.cluster_ips
-            .as_deref()
-            .filter(|ips| !ips.is_empty())
-            .or(spec.cluster_ip.as_ref().map(std::slice::from_ref))
-    });
-    let entry = ServiceEntry::from_cluster_ips(ips.unwrap_or_default().iter().map(String::as_str));
-    Some((namespace, name, entry))
-}
-
-/// Applies watcher events to a [`ServiceIndex`].
-#[derive(Debug)]
-pub struct IndexWriter {
-    index: ServiceIndex,
-    relist: Option<ServiceIndex>,
-    clock: fn() -> u32,
-}
-
-impl IndexWriter {
-    /// A writer starting from an empty, unsynced index; `clock` gives the serial of a change
-    /// (normally [`unix_serial`]).
-    pub fn new(clock: fn() -> u32) -> Self {
-        Self {
-            index: ServiceIndex::new(clock()),
-            relist: None,
-            clock,
-        }
-    }
-
-    /// The index as it stands, to publish.
-    pub fn snapshot(&self) -> Arc<ServiceIndex> {
-        Arc::new(self.index.clone())
-    }
-
-    /// Applies one event; returns whether the published index must change.
-    pub fn apply(&mut self, event: watcher::Event<Service>) -> bool {
-        match event {
-            watcher::Event::Apply(service) => {
-                let Some((namespace, name, entry)) = compact(&service) else {
-                    return false;
-                };
-                self.changed(|index| index.insert(&namespace, &name, entry))
-            }
-            watcher::Event::Delete(service) => {
-                let Some(namespace) = service.namespace() else {
-                    return false;
-                };
-                let name = service.name_any();
-                self.changed(|index| index.remove(&namespace, &name))
-            }
-            watcher::Event::Init => {
-                self.relist = Some(ServiceIndex::new(self.index.serial()));
-                false
-            }
-            watcher::Event::InitApply(service) => {
-                if let Some((namespace, name, entry)) = compact(&service) {
-                    let serial = self.index.serial();
-                    self.relist
-                        .get_or_insert_with(|| ServiceIndex::new(serial))
-                        .insert(&namespace, &name, entry);
-                }
-                false
-            }
-            watcher::Event::InitDone => {
-                let mut fresh = self
-                    .relist
-                    .take()
-                    .unwrap_or_else(|| ServiceIndex::new(self.index.serial()));
-                let was_synced = self.index.synced();
-                let same = fresh.same_services(&self.index);
-                fresh.set_synced(true);
-                fresh.set_serial(if same {
-                    self.index.serial()
-                } else {
-                    (self.clock)()
-                });
-                self.index = fresh;
-                info!(services = self.index.len(), "Service list complete");
-                !same || !was_synced
-            }
-        }
-    }
-
-    fn changed(&mut self, change: impl FnOnce(&mut ServiceIndex) -> bool) -> bool {
-        let changed = change(&mut self.index);
-        if changed {
-            self.index.set_serial((self.clock)());
-        }
-        changed
-    }
-}
-
-/// Watches every Service in the cluster and publishes each new index to `state`, until
-/// `shutdown` fires.
-pub async fn run(client: Client, state: Arc<State>, mut shutdown: Shutdown) {
-    let api: Api<Service> = Api::all(client);
-    let mut events = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .ready_chunks(MAX_BATCH)
-        .boxed();
-    let mut writer = IndexWriter::new(unix_serial);
+/// Waits for the next spec; `None` when the sender is gone or on shutdown.
+async fn next_spec(
+    specs: &mut channel::Receiver<Option<WatchSpec>>,
+    shutdown: &mut Shutdown,
+) -> Option<WatchSpec> {
     loop {
-        let batch = tokio::select! {
-            batch = events.next() => batch,
-            () = shutdown.wait() => return,
-        };
-        let Some(batch) = batch else {
-            warn!("Service watch ended");
-            return;
-        };
-        let mut changed = false;
-        for event in batch {
-            match event {
-                Ok(event) => changed |= writer.apply(event),
-                Err(error) => warn!(%error, "Service watch failed, retrying with backoff"),
-            }
+        if let Some(spec) = specs.borrow_and_update().clone() {
+            return Some(spec);
         }
-        if changed {
-            state.publish_services(writer.snapshot());
+        tokio::select! {
+            changed = specs.changed() => changed.ok()?,
+            () = shutdown.wait() => return None,
+        }
+    }
+}
+
+/// Watches the cluster for the current config and publishes each new snapshot to `state`,
+/// until `shutdown` fires.
+pub async fn run(
+    client: Client,
+    state: Arc<State>,
+    mut specs: channel::Receiver<Option<WatchSpec>>,
+    mut shutdown: Shutdown,
+) {
+    let mut writer = ClusterWriter::new(unix_serial);
+    let Some(mut spec) = next_spec(&mut specs, &mut shutdown).await else {
+        return;
+    };
+    loop {
+        if writer.set_pods_watched(spec.pods) {
+            publish(&state, writer.snapshot());
+        }
+        info!(
+            label_selector = spec.label_selector.as_deref().unwrap_or(""),
+            namespace_selector = spec.namespace_selector.as_deref().unwrap_or(""),
+            pods = spec.pods,
+            "watching Services, EndpointSlices, Namespaces{}",
+            if spec.pods { " and Pods" } else { "" }
+        );
+        let mut events = streams(&client, &spec).ready_chunks(MAX_BATCH);
+        loop {
+            let batch = tokio::select! {
+                batch = events.next() => batch,
+                changed = specs.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let next = specs.borrow_and_update().clone();
+                    match next {
+                        Some(next) if next != spec => {
+                            info!("the config changed what to watch; restarting the watches");
+                            spec = next;
+                            break;
+                        }
+                        _ => continue,
+                    }
+                }
+                () = shutdown.wait() => return,
+            };
+            let Some(batch) = batch else {
+                // Watchers retry forever; an ended stream is unexpected. Start again.
+                warn!("the watch streams ended; restarting them");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                break;
+            };
+            let mut changed = false;
+            for (resource, event) in batch {
+                match event {
+                    Ok(event) => {
+                        let done = event.is_init_done();
+                        changed |= writer.apply(event);
+                        if done {
+                            info!(resource = resource.label(), "list complete");
+                        }
+                    }
+                    Err(error) => {
+                        state.metrics().watch_error(resource.label());
+                        warn!(resource = resource.label(), %error, "watch failed; retrying with backoff, answering from what is known");
+                    }
+                }
+            }
+            if changed {
+                let snapshot = writer.snapshot();
+                let synced = snapshot.synced();
+                publish(&state, snapshot);
+                let now = now_nanos();
+                for sample in writer.take_latencies() {
+                    let latency = now.saturating_sub(sample.trigger_time);
+                    state.metrics().programming(
+                        sample.service_kind,
+                        Duration::from_nanos(u64::try_from(latency).unwrap_or(u64::MAX)),
+                    );
+                }
+                debug!(synced, "published a cluster snapshot");
+            }
         }
     }
 }
@@ -173,120 +277,63 @@ pub async fn run(client: Client, state: Arc<State>, mut shutdown: Shutdown) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::ServiceSpec;
-    use kube::api::ObjectMeta;
-    use std::cell::Cell;
-    use std::net::Ipv4Addr;
+    use crate::metrics::Metrics;
+    use crate::pipeline::Settings;
+    use crate::shutdown;
 
-    thread_local! {
-        // Per test thread, so tests running in parallel do not share a clock.
-        static NOW: Cell<u32> = const { Cell::new(100) };
+    #[tokio::test]
+    async fn waits_for_the_first_spec_and_stops_on_shutdown() {
+        let (sender, mut specs) = channel::channel(None);
+        let (trigger, mut stop) = shutdown::channel();
+        let spec = WatchSpec {
+            pods: true,
+            ..WatchSpec::default()
+        };
+        let expected = spec.clone();
+        let waiter = tokio::spawn(async move { next_spec(&mut specs, &mut stop).await });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "no config yet: nothing to watch");
+        sender.send_replace(Some(spec));
+        assert_eq!(waiter.await.expect("task"), Some(expected));
+
+        let (_sender, mut specs) = channel::channel(None::<WatchSpec>);
+        let (trigger2, mut stop) = shutdown::channel();
+        trigger2.fire();
+        assert_eq!(next_spec(&mut specs, &mut stop).await, None);
+        drop(trigger);
     }
 
-    fn clock() -> u32 {
-        NOW.with(Cell::get)
-    }
-
-    fn set_now(now: u32) {
-        NOW.with(|cell| cell.set(now));
-    }
-
-    fn service(namespace: &str, name: &str, ips: &[&str]) -> Service {
-        Service {
-            metadata: ObjectMeta {
-                namespace: Some(namespace.into()),
-                name: Some(name.into()),
-                ..ObjectMeta::default()
-            },
-            spec: Some(ServiceSpec {
-                cluster_ips: Some(ips.iter().map(|ip| (*ip).to_owned()).collect()),
-                ..ServiceSpec::default()
-            }),
-            ..Service::default()
+    #[test]
+    fn publishing_updates_the_state_and_the_watch_metrics() {
+        let state = State::new(
+            Metrics::new("127.0.0.1:53".parse().expect("addr")),
+            Settings::default(),
+        );
+        let mut cluster = Cluster::new(1);
+        cluster.namespaces.add("a");
+        cluster.set_synced(true);
+        cluster.set_pods_watched(true);
+        publish(&state, Arc::new(cluster));
+        assert!(state.cluster().namespaces.contains("a"));
+        let text = state.metrics().encode();
+        for line in [
+            r#"nameplane_kubernetes_objects{resource="namespaces"} 1"#,
+            r#"nameplane_kubernetes_synced{resource="services"} 1"#,
+            r#"nameplane_kubernetes_synced{resource="pods"} 0"#,
+        ] {
+            assert!(text.contains(line), "missing {line}\n{text}");
         }
+        // Pods no longer watched: their series go away.
+        let mut cluster = Cluster::new(2);
+        cluster.set_synced(true);
+        publish(&state, Arc::new(cluster));
+        assert!(!state.metrics().encode().contains(r#"resource="pods""#));
     }
 
     #[test]
-    fn compact_prefers_cluster_ips_and_falls_back_to_cluster_ip() {
-        let (ns, name, entry) =
-            compact(&service("default", "web", &["10.0.0.1", "fd00::1"])).expect("namespaced");
-        assert_eq!((ns.as_str(), name.as_str()), ("default", "web"));
-        assert_eq!(entry.ipv4().len() + entry.ipv6().len(), 2);
-
-        let mut old = service("default", "old", &[]);
-        if let Some(spec) = old.spec.as_mut() {
-            spec.cluster_ip = Some("10.0.0.9".into());
-        }
-        let (_, _, entry) = compact(&old).expect("namespaced");
-        assert_eq!(entry.ipv4(), &[Ipv4Addr::new(10, 0, 0, 9)]);
-
-        let mut cluster_scoped = service("x", "y", &[]);
-        cluster_scoped.metadata.namespace = None;
-        assert!(compact(&cluster_scoped).is_none());
-    }
-
-    #[test]
-    fn initial_list_then_changes() {
-        set_now(100);
-        let mut writer = IndexWriter::new(clock);
-        assert!(!writer.apply(watcher::Event::Init));
-        assert!(!writer.apply(watcher::Event::InitApply(service(
-            "a",
-            "web",
-            &["10.0.0.1"]
-        ))));
-        assert!(!writer.snapshot().synced(), "not synced before InitDone");
-        set_now(200);
-        assert!(writer.apply(watcher::Event::InitDone));
-        let snapshot = writer.snapshot();
-        assert!(snapshot.synced());
-        assert_eq!(snapshot.serial(), 200);
-        assert!(snapshot.get("a", "web").is_some());
-
-        set_now(300);
-        assert!(writer.apply(watcher::Event::Apply(service("a", "db", &["10.0.0.2"]))));
-        assert!(
-            !writer.apply(watcher::Event::Apply(service("a", "db", &["10.0.0.2"]))),
-            "unchanged Service"
-        );
-        assert_eq!(writer.snapshot().serial(), 300);
-        assert!(writer.apply(watcher::Event::Delete(service("a", "web", &[]))));
-        assert!(!writer.apply(watcher::Event::Delete(service("a", "web", &[]))));
-        assert!(
-            snapshot.get("a", "web").is_some(),
-            "old snapshots do not change"
-        );
-        assert!(writer.snapshot().get("a", "web").is_none());
-    }
-
-    #[test]
-    fn relist_replaces_atomically_and_drops_missed_deletes() {
-        set_now(100);
-        let mut writer = IndexWriter::new(clock);
-        writer.apply(watcher::Event::Init);
-        writer.apply(watcher::Event::InitApply(service("a", "x", &["10.0.0.1"])));
-        writer.apply(watcher::Event::InitApply(service("a", "y", &["10.0.0.2"])));
-        writer.apply(watcher::Event::InitDone);
-
-        // The watch restarts; "y" was deleted while it was down.
-        set_now(500);
-        writer.apply(watcher::Event::Init);
-        writer.apply(watcher::Event::InitApply(service("a", "x", &["10.0.0.1"])));
-        assert!(
-            writer.snapshot().get("a", "y").is_some(),
-            "old index serves during the re-list"
-        );
-        assert!(writer.apply(watcher::Event::InitDone));
-        let snapshot = writer.snapshot();
-        assert!(snapshot.get("a", "y").is_none());
-        assert!(snapshot.synced());
-        assert_eq!(snapshot.serial(), 500);
-
-        // An identical re-list changes nothing, not even the serial.
-        set_now(900);
-        writer.apply(watcher::Event::Init);
-        writer.apply(watcher::Event::InitApply(service("a", "x", &["10.0.0.1"])));
-        assert!(!writer.apply(watcher::Event::InitDone));
-        assert_eq!(writer.snapshot().serial(), 500);
+    fn events_name_their_resource() {
+        assert_eq!(Event::Pod(watcher::Event::Init).resource().label(), "pods");
+        assert!(Event::Namespace(watcher::Event::InitDone).is_init_done());
+        assert!(!Event::Service(watcher::Event::Init).is_init_done());
     }
 }

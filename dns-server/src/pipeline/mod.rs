@@ -2,19 +2,22 @@
 //!
 //! [`answer`] is pure: no sockets, and no locks and no clock on the way to a local answer
 //! (the cache stage reads the monotonic clock and a cache shard, for forwarded names only).
-//! The transports call it; the tests call it directly. Its steps:
+//! The transports call it (through [`crate::state::State::handle`]); the tests call it
+//! directly. Its steps:
 //!
 //! 1. [`request::parse`]: drop, FORMERR, NOTIMP, or a [`Request`];
 //! 2. EDNS version above 0: BADVERS (RFC 6891 §6.1.3);
 //! 3. no valid config loaded yet: SERVFAIL;
-//! 4. the [`Pipeline`]'s stages, in order; the first one that does not return [`Flow::Skip`]
-//!    decides;
+//! 4. the [`Pipeline`]'s stages, in order; the first one that does not return
+//!    [`Flow::Skip`] decides;
 //! 5. no stage owns the name: REFUSED;
-//! 6. [`response::encode`] (or, for a zone transfer, [`zones::transfer::encode`]).
+//! 6. [`response::encode`] into the caller's buffer (a cached answer with
+//!    [`forward::encode::reply`], a zone transfer with [`zones::transfer::encode`]; a
+//!    forwarded query returns [`Outcome::pending`] for the transport to finish).
 //!
 //! A [`Pipeline`] is built from one [`ValidatedConfig`] (parse → validate → build: three
 //! types) and replaced whole on reload. Its stage order is fixed here, never by the config
-//! (CoreDNS `plugin.cfg`):
+//! (CoreDNS `plugin.cfg`). The order this slice starts and later issues fill in:
 //!
 //! ```text
 //! policy → rewrite → cache → kubernetes → zones → forward
@@ -34,27 +37,25 @@
 //!   ([`forward::Deferred`]), within the forwarder's in-flight limit.
 //!
 //! Dispatch is a `match` over the closed [`Stage`] enum: no trait objects, and no async
-//! until a query really needs the network.
-//!
-//! State that must outlive a reload (the cache's entries, upstream health, in-flight
-//! queries, zone serials) is carried from the serving pipeline to its replacement by
-//! [`Pipeline::adopt`], where the configs allow it.
+//! until a query really needs the network. State that must outlive a reload (the cache's
+//! entries, upstream health, in-flight queries, zone serials) is carried from the serving
+//! pipeline to its replacement by [`Pipeline::adopt`], where the configs allow it.
 
 pub mod cache;
 pub mod forward;
 pub mod kubernetes;
 pub mod zones;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use nameplane_config::ValidatedConfig;
 
-use crate::kubernetes::ServiceIndex;
+use crate::kubernetes::index::Cluster;
 use crate::metrics::Metrics;
-use crate::request::{self, Rejected, Request, Transport};
+use crate::request::{self, DEFAULT_MAX_UDP_PAYLOAD, QName, Rejected, Request, Transport};
 use crate::response::{self, Answer, Origin};
 
 /// A built configuration: the stages that answer queries, in order.
@@ -79,10 +80,21 @@ pub enum BuildError {
     Forward(String),
 }
 
+/// What the Kubernetes watches must select, derived from the config. A change restarts the
+/// watches (each re-lists while the previous data keeps serving).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WatchSpec {
+    /// Label selector for Services and EndpointSlices (API server syntax).
+    pub label_selector: Option<String>,
+    /// Label selector for Namespaces.
+    pub namespace_selector: Option<String>,
+    /// Whether Pods are watched (`pods: verified`).
+    pub pods: bool,
+}
+
 impl Pipeline {
-    /// Builds the stages for `config`. `hash` identifies the config in logs (the operator's
-    /// content hash). Stages without configuration (no zones, no forwarders, no cache) are
-    /// left out.
+    /// Builds the stages for `config`. `hash` identifies the config in logs, metrics and
+    /// `/ready` (the operator's content hash).
     pub fn build(config: ValidatedConfig, hash: String) -> Result<Self, BuildError> {
         let routes = Arc::new(forward::Routes::new(&config)?);
         let cache = config
@@ -128,21 +140,27 @@ impl Pipeline {
             Stage::Cache(stage) => Some(stage.shared()),
             _ => None,
         });
-        let old_routes = previous.stages.iter().find_map(|stage| match stage {
-            Stage::Forward(stage) => Some(stage.routes()),
-            _ => None,
-        });
-        let new_routes = self.stages.iter().find_map(|stage| match stage {
-            Stage::Forward(stage) => Some(stage.routes()),
-            _ => None,
-        });
-        let keep_cache = match (&old_cache, &old_routes, &new_routes) {
+        let routes = |pipeline: &Pipeline| {
+            pipeline.stages.iter().find_map(|stage| match stage {
+                Stage::Forward(stage) => Some(stage.routes()),
+                _ => None,
+            })
+        };
+        let keep_cache = match (&old_cache, routes(previous), routes(self)) {
             (Some(old_cache), Some(old_routes), Some(new_routes)) => {
                 old_routes == new_routes
                     && self.config.raw().cache.as_ref() == Some(old_cache.settings())
             }
             _ => false,
         };
+        let old_zones = previous.stages.iter().find_map(|s| match s {
+            Stage::Zones(old) => Some(old),
+            _ => None,
+        });
+        let old_forward = previous.stages.iter().find_map(|s| match s {
+            Stage::Forward(old) => Some(old),
+            _ => None,
+        });
         for stage in self.stages.iter_mut() {
             match stage {
                 Stage::Cache(stage) if keep_cache => {
@@ -151,18 +169,12 @@ impl Pipeline {
                     }
                 }
                 Stage::Zones(stage) => {
-                    if let Some(old) = previous.stages.iter().find_map(|s| match s {
-                        Stage::Zones(old) => Some(old),
-                        _ => None,
-                    }) {
+                    if let Some(old) = old_zones {
                         stage.adopt(old);
                     }
                 }
                 Stage::Forward(stage) => {
-                    if let Some(old) = previous.stages.iter().find_map(|s| match s {
-                        Stage::Forward(old) => Some(old),
-                        _ => None,
-                    }) {
+                    if let Some(old) = old_forward {
                         stage.adopt(old);
                     }
                     if keep_cache && let Some(cache) = &old_cache {
@@ -184,10 +196,34 @@ impl Pipeline {
         &self.hash
     }
 
+    /// What the watches must select for this config.
+    pub fn watch_spec(&self) -> WatchSpec {
+        let k = self.config.kubernetes();
+        let query = |selector: &Option<nameplane_config::LabelSelector>| {
+            selector
+                .as_ref()
+                .map(|s| s.to_query())
+                .filter(|q| !q.is_empty())
+        };
+        WatchSpec {
+            label_selector: query(&k.label_selector),
+            namespace_selector: query(&k.namespace_selector),
+            pods: self.stages.iter().any(|stage| match stage {
+                Stage::Kubernetes(stage) => stage.needs_pods(),
+                _ => false,
+            }),
+        }
+    }
+
     /// Runs the stages in order; REFUSED when none owns the name.
-    pub fn resolve(&self, request: &Request, sources: &Sources<'_>) -> Flow {
+    pub fn resolve<'a>(
+        &'a self,
+        request: &Request<'_>,
+        sources: &Sources<'a>,
+        settings: &'a Settings,
+    ) -> Flow<'a> {
         for stage in &self.stages {
-            match stage.handle(request, sources) {
+            match stage.handle(request, sources, settings) {
                 Flow::Skip => {}
                 decided => return decided,
             }
@@ -203,7 +239,7 @@ impl Pipeline {
 pub enum Stage {
     /// Fresh cached answers for forwarded names.
     Cache(cache::CacheStage),
-    /// Cluster names from the Service index.
+    /// Cluster names and cluster addresses from the Kubernetes watches.
     Kubernetes(kubernetes::KubernetesStage),
     /// Authoritative zones.
     Zones(zones::ZonesStage),
@@ -212,10 +248,15 @@ pub enum Stage {
 }
 
 impl Stage {
-    fn handle(&self, request: &Request, sources: &Sources<'_>) -> Flow {
+    fn handle<'a>(
+        &'a self,
+        request: &Request<'_>,
+        sources: &Sources<'a>,
+        settings: &'a Settings,
+    ) -> Flow<'a> {
         match self {
             Self::Cache(stage) => stage.handle(request, sources),
-            Self::Kubernetes(stage) => stage.handle(request, sources.services),
+            Self::Kubernetes(stage) => stage.handle(request, sources.cluster, &settings.dns_ips),
             Self::Zones(stage) => stage.handle(request, sources),
             Self::Forward(stage) => stage.handle(request, sources),
         }
@@ -224,11 +265,13 @@ impl Stage {
 
 /// What a stage did with a request.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Flow {
+pub enum Flow<'a> {
     /// The stage answered; later stages are not asked.
-    Answer(Answer),
+    Answer(Answer<'a>),
     /// Not this stage's name; ask the next one.
     Skip,
+    /// A fresh answer from the cache.
+    Cached(cache::Hit),
     /// A zone transfer: the records to send, in order, over several messages.
     Transfer(zones::Transfer),
     /// The answer must come from an upstream: finish it off the receive loop.
@@ -239,20 +282,43 @@ pub enum Flow {
 /// watch), as one consistent set of snapshots for the duration of a query.
 #[derive(Clone, Copy, Debug)]
 pub struct Sources<'a> {
-    /// Services, from the Service watch.
-    pub services: &'a ServiceIndex,
+    /// The cluster, from the Kubernetes watches.
+    pub cluster: &'a Cluster,
     /// Who asked (the zone transfer allow-list needs it).
     pub client: SocketAddr,
     /// Where stages count what they did.
     pub metrics: &'a Metrics,
 }
 
-/// The result of [`answer`]: the bytes to send, and what the metrics need.
+/// Settings of the process (flags), fixed for its lifetime.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Largest UDP response, and the payload size advertised in EDNS.
+    pub max_udp_payload: u16,
+    /// This server's own addresses (its Pod IPs): `ns.dns.<zone>` answers the Service in
+    /// front of them.
+    pub dns_ips: Vec<IpAddr>,
+    /// Whether each query is logged.
+    pub query_log: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_udp_payload: DEFAULT_MAX_UDP_PAYLOAD,
+            dns_ips: Vec::new(),
+            query_log: false,
+        }
+    }
+}
+
+/// The result of [`answer`]: what was sent, and what the metrics and logs need.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Outcome {
-    /// The response, or `None` when the packet is dropped or the answer is [`Outcome::pending`].
-    pub response: Option<Vec<u8>>,
-    /// Further messages after `response` (a zone transfer over TCP).
+    /// Whether a response was written (`false`: the packet is dropped, or the answer is
+    /// [`Outcome::pending`]).
+    pub replied: bool,
+    /// Further messages after the one written (a zone transfer over TCP).
     pub more: Vec<Vec<u8>>,
     /// A query that waits on an upstream: [`forward::Deferred::resolve`] produces its
     /// response.
@@ -263,9 +329,32 @@ pub struct Outcome {
     pub rcode: ResponseCode,
     /// Who answered.
     pub origin: Origin,
+    /// Whether TC was set.
+    pub truncated: bool,
+    /// Whether the query had the DO bit.
+    pub dnssec_ok: bool,
+    /// The question name, only when [`Settings::query_log`] is on.
+    pub name: Option<QName>,
 }
 
-/// Answers one DNS message. Never panics, whatever `packet` holds.
+impl Outcome {
+    fn dropped() -> Self {
+        Self {
+            replied: false,
+            more: Vec::new(),
+            pending: None,
+            qtype: None,
+            rcode: ResponseCode::FormErr,
+            origin: Origin::Server,
+            truncated: false,
+            dnssec_ok: false,
+            name: None,
+        }
+    }
+}
+
+/// Answers one DNS message, writing the response at the end of `out`. Never panics,
+/// whatever `packet` holds.
 ///
 /// `pipeline` is `None` until a valid config has been loaded.
 pub fn answer(
@@ -273,77 +362,74 @@ pub fn answer(
     transport: Transport,
     pipeline: Option<&Pipeline>,
     sources: &Sources<'_>,
+    settings: &Settings,
+    out: &mut Vec<u8>,
 ) -> Outcome {
     let request = match request::parse(packet, transport) {
         Ok(request) => request,
-        Err(Rejected::Drop) => {
-            return Outcome {
-                response: None,
-                more: Vec::new(),
-                pending: None,
-                qtype: None,
-                rcode: ResponseCode::FormErr,
-                origin: Origin::Server,
-            };
-        }
+        Err(Rejected::Drop) => return Outcome::dropped(),
         Err(Rejected::Reply(reply)) => {
+            out.extend_from_slice(&response::encode_error(&reply));
             return Outcome {
-                response: Some(response::encode_error(&reply).to_vec()),
-                more: Vec::new(),
-                pending: None,
-                qtype: None,
-                rcode: reply.rcode,
-                origin: Origin::Server,
+                replied: true,
+                rcode: ResponseCode::from(0, reply.rcode),
+                ..Outcome::dropped()
             };
         }
     };
-    let qtype = request.qtype();
     let flow = if request.edns.is_some_and(|edns| edns.version > 0) {
         Flow::Answer(Answer::rcode(ResponseCode::BADVERS, Origin::Server))
     } else if let Some(pipeline) = pipeline {
-        pipeline.resolve(&request, sources)
+        pipeline.resolve(&request, sources, settings)
     } else {
         Flow::Answer(Answer::rcode(ResponseCode::ServFail, Origin::Server))
     };
-    let done = |response, more, rcode, origin| Outcome {
-        response: Some(response),
+    let done = |rcode, origin, truncated, more| Outcome {
+        replied: true,
         more,
         pending: None,
-        qtype: Some(qtype),
+        qtype: Some(request.qtype),
         rcode,
         origin,
+        truncated,
+        dnssec_ok: request.edns.is_some_and(|edns| edns.dnssec_ok),
+        name: settings.query_log.then(|| request.name.clone()),
     };
     match flow {
         Flow::Answer(answer) => {
-            let (rcode, origin) = (answer.rcode, answer.origin);
-            done(response::encode(request, answer), Vec::new(), rcode, origin)
+            let encoded = response::encode(&request, &answer, settings.max_udp_payload, out);
+            done(answer.rcode, answer.origin, encoded.truncated, Vec::new())
         }
         Flow::Skip => {
             let answer = Answer::rcode(ResponseCode::Refused, Origin::Server);
-            done(
-                response::encode(request, answer),
-                Vec::new(),
-                ResponseCode::Refused,
-                Origin::Server,
-            )
+            let encoded = response::encode(&request, &answer, settings.max_udp_payload, out);
+            done(answer.rcode, answer.origin, encoded.truncated, Vec::new())
+        }
+        Flow::Cached(hit) => {
+            let reply = hit.reply_for();
+            let truncated = forward::encode::reply(
+                &request,
+                &reply,
+                Origin::Cache,
+                settings.max_udp_payload,
+                out,
+            );
+            done(reply.rcode, Origin::Cache, truncated, Vec::new())
         }
         Flow::Transfer(transfer) => {
-            let mut messages = zones::transfer::encode(request, transfer).into_iter();
-            let first = messages.next().unwrap_or_default();
+            let mut messages = zones::transfer::encode(&request, transfer).into_iter();
+            out.extend_from_slice(&messages.next().unwrap_or_default());
             done(
-                first,
-                messages.collect(),
                 ResponseCode::NoError,
                 Origin::Zones,
+                false,
+                messages.collect(),
             )
         }
         Flow::Forward(pending) => Outcome {
-            response: None,
-            more: Vec::new(),
-            pending: Some(forward::Deferred::new(request, pending)),
-            qtype: Some(qtype),
-            rcode: ResponseCode::NoError,
-            origin: Origin::Forward,
+            replied: false,
+            pending: Some(forward::Deferred::new(packet, transport, pending)),
+            ..done(ResponseCode::NoError, Origin::Forward, false, Vec::new())
         },
     }
 }

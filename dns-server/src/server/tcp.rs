@@ -1,7 +1,6 @@
 //! DNS over TCP (RFC 1035 §4.2.2, RFC 7766): length-prefixed messages, several per connection.
 //!
-//! A connection may carry any number of queries, answered in order (a forwarded query is
-//! awaited before the next one is read; a zone transfer is several messages). It is closed when the
+//! A connection may carry any number of queries, answered in order. It is closed when the
 //! client closes it, when it stays idle (or stalls mid-message) for [`IDLE_TIMEOUT`], when a
 //! message is not worth an answer, or on shutdown (after the query being answered). At most
 //! [`MAX_CONNECTIONS`] connections are served at once; extra ones are closed at accept.
@@ -20,7 +19,7 @@ use tracing::debug;
 
 use crate::request::Transport;
 use crate::shutdown::Shutdown;
-use crate::state::State;
+use crate::state::{Reply, State};
 
 /// How long a connection may wait for (the rest of) a query.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -90,18 +89,32 @@ async fn connection(
             .await
             .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
 
-        let responses = state.answer(&message, Transport::Tcp, peer).await;
-        if responses.is_empty() {
+        // The response goes after a two-byte length prefix, filled in once it is known.
+        out.clear();
+        out.extend_from_slice(&[0, 0]);
+        let more = match state.handle(&message, Transport::Tcp, peer, &mut out) {
+            Reply::Now(false) => return Ok(()),
+            Reply::Now(true) => Vec::new(),
+            Reply::Stream(more) => more,
+            // A forwarded query is awaited before the next one is read.
+            Reply::Later(later) => {
+                let response = state.finish(later).await;
+                out.truncate(2);
+                out.extend_from_slice(&response);
+                Vec::new()
+            }
+        };
+        let Ok(len) = u16::try_from(out.len() - 2) else {
             return Ok(());
-        }
-        for response in responses {
-            let Ok(len) = u16::try_from(response.len()) else {
+        };
+        out[..2].copy_from_slice(&len.to_be_bytes());
+        writer.write_all(&out).await?;
+        for message in more {
+            let Ok(len) = u16::try_from(message.len()) else {
                 return Ok(());
             };
-            out.clear();
-            out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(&response);
-            writer.write_all(&out).await?;
+            writer.write_all(&len.to_be_bytes()).await?;
+            writer.write_all(&message).await?;
         }
     }
 }

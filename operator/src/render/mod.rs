@@ -143,6 +143,8 @@ pub fn render(server: &DNSServer, inputs: &Inputs<'_>) -> Rendered {
         kubernetes: KubernetesConfig {
             cluster_domain: server.spec.cluster_domain.as_str().to_string(),
             ttl_seconds: server.spec.ttl_seconds,
+            // The DNSServer spec has no field for the other Kubernetes settings yet.
+            ..KubernetesConfig::default()
         },
         ..Default::default()
     };

@@ -52,7 +52,6 @@ pub use metrics::{CacheMetrics, Kind};
 use super::forward::{Reply, Route, Routes};
 use super::{Flow, Sources};
 use crate::request::Request;
-use crate::response::{Answer, Origin};
 use store::{Entry, Store};
 
 /// TTL of records answered from a stale entry (RFC 8767 §4 suggests 30 s).
@@ -78,15 +77,15 @@ pub struct Key {
 
 impl Key {
     /// The key of `request`.
-    pub fn of(request: &Request) -> Self {
-        Self {
-            name: request.name.clone(),
-            qtype: request.qtype(),
-            qclass: request.query.query_class(),
+    pub fn of(request: &Request<'_>) -> Option<Self> {
+        Some(Self {
+            name: super::forward::name_of(request)?,
+            qtype: request.qtype,
+            qclass: request.qclass,
             dnssec_ok: request.edns.is_some_and(|edns| edns.dnssec_ok),
             checking_disabled: request.checking_disabled,
             partition: 0,
-        }
+        })
     }
 }
 
@@ -105,34 +104,37 @@ pub struct Hit {
 }
 
 impl Hit {
-    /// The answer to `request` from this hit: every record with [`Hit::ttl`], records owned by
-    /// the query name spelled as the client spelled it.
-    pub fn answer(&self, request: &Request, origin: Origin) -> Answer {
+    /// The reply to answer with: every record's TTL at most [`Hit::ttl`] (exactly that in a
+    /// stale answer).
+    pub fn reply_for(&self) -> Reply {
         let ttl = self.ttl;
-        let respell = |records: &[Record]| -> Vec<Record> {
+        let adjust = |records: &[Record]| -> Vec<Record> {
             records
                 .iter()
                 .map(|record| {
                     let mut record = record.clone();
                     record.ttl = if self.stale { ttl } else { record.ttl.min(ttl) };
-                    if record.name == request.name {
-                        record.name = request.query.name().clone();
-                    }
                     record
                 })
                 .collect()
         };
-        Answer {
+        Reply {
             rcode: self.reply.rcode,
-            authoritative: false,
-            answers: respell(&self.reply.answers),
-            authorities: respell(&self.reply.authorities),
-            additionals: respell(&self.reply.additionals),
-            recursion_available: true,
-            origin,
+            truncated: false,
+            answers: adjust(&self.reply.answers),
+            authorities: adjust(&self.reply.authorities),
+            additionals: adjust(&self.reply.additionals),
         }
     }
 }
+
+impl PartialEq for Hit {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.reply, &other.reply) && self.ttl == other.ttl
+    }
+}
+
+impl Eq for Hit {}
 
 /// The success and denial caches with their settings. Shared (behind an `Arc`) by the cache
 /// stage, which reads it, and the forward stage, which fills it.
@@ -302,16 +304,21 @@ impl CacheStage {
     }
 
     /// Answers from a fresh entry; anything else goes on.
-    pub fn handle(&self, request: &Request, sources: &Sources<'_>) -> Flow {
-        if request.query.query_class() != DNSClass::IN
-            || matches!(request.qtype(), RecordType::AXFR | RecordType::IXFR)
-            || !matches!(self.routes.route(&request.name), Route::Forward(_))
+    pub fn handle<'a>(&self, request: &Request<'_>, sources: &Sources<'_>) -> Flow<'a> {
+        if request.qclass != DNSClass::IN
+            || matches!(request.qtype, RecordType::AXFR | RecordType::IXFR)
         {
+            return Flow::Skip;
+        }
+        let Some(key) = Key::of(request) else {
+            return Flow::Skip;
+        };
+        if !matches!(self.routes.route(&key.name), Route::Forward(_)) {
             return Flow::Skip;
         }
         let metrics = sources.metrics.cache();
         metrics.request();
-        let found = self.cache.fresh(&Key::of(request), Instant::now());
+        let found = self.cache.fresh(&key, Instant::now());
         // A lookup may have dropped a dead entry: keep the gauges true (two atomic stores).
         for kind in [Kind::Success, Kind::Denial] {
             metrics.set_entries(kind, self.cache.len(kind));
@@ -319,7 +326,7 @@ impl CacheStage {
         match found {
             Some(hit) => {
                 metrics.hit(hit.kind);
-                Flow::Answer(hit.answer(request, Origin::Cache))
+                Flow::Cached(hit)
             }
             None => {
                 metrics.miss();

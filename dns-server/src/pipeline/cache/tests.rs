@@ -9,9 +9,8 @@ use nameplane_config::zone::ZoneConfig;
 use nameplane_config::{ServerConfig, ValidatedConfig};
 
 use super::*;
-use crate::kubernetes::ServiceIndex;
-use crate::pipeline::tests::{test_client, test_metrics};
-use crate::pipeline::{Pipeline, Stage, answer};
+use crate::pipeline::tests::{answer_from, test_metrics};
+use crate::pipeline::{Pipeline, Stage};
 use crate::request::Transport;
 use crate::request::tests::query_bytes;
 
@@ -190,15 +189,20 @@ fn ttls_count_down_until_the_entry_expires() {
     let hit = cache
         .fresh(&key("example.org."), t0 + Duration::from_secs(15))
         .expect("hit");
-    let request = crate::request::parse(
-        &query_bytes("Example.ORG.", RecordType::A, None),
-        Transport::Udp,
-    )
-    .expect("parses");
-    let answer = hit.answer(&request, Origin::Cache);
+    let packet = query_bytes("Example.ORG.", RecordType::A, None);
+    let request = crate::request::parse(&packet, Transport::Udp).expect("parses");
+    let mut out = Vec::new();
+    crate::pipeline::forward::encode::reply(
+        &request,
+        &hit.reply_for(),
+        crate::response::Origin::Cache,
+        1232,
+        &mut out,
+    );
+    let answer = Message::from_vec(&out).expect("decodes");
     assert_eq!(answer.answers[0].ttl, 45);
     assert_eq!(answer.answers[0].name.to_ascii(), "Example.ORG.");
-    assert!(answer.recursion_available && !answer.authoritative);
+    assert!(answer.metadata.recursion_available && !answer.metadata.authoritative);
 }
 
 #[test]
@@ -410,34 +414,28 @@ fn the_stage_answers_forwarded_names_only() {
         Instant::now(),
         metrics.cache(),
     );
-    let mut index = ServiceIndex::new(1);
-    index.set_synced(true);
-    let sources = Sources {
-        services: &index,
-        client: test_client(),
-        metrics: &metrics,
-    };
-
-    let outcome = answer(
+    let (outcome, response) = answer_from(
         &query_bytes("example.org.", RecordType::A, None),
         Transport::Udp,
-        Some(&pipeline),
-        &sources,
+        &pipeline,
+        "127.0.0.1:40000",
+        &metrics,
     );
-    assert_eq!(outcome.origin, Origin::Cache);
-    let message = Message::from_vec(&outcome.response.expect("response")).expect("decodes");
+    assert_eq!(outcome.origin, crate::response::Origin::Cache);
+    let message = Message::from_vec(&response.expect("response")).expect("decodes");
     assert_eq!(message.answers.len(), 1);
     assert!(message.metadata.recursion_available);
 
-    let local = answer(
+    let (local, _) = answer_from(
         &query_bytes("web.default.svc.cluster.local.", RecordType::A, None),
         Transport::Udp,
-        Some(&pipeline),
-        &sources,
+        &pipeline,
+        "127.0.0.1:40000",
+        &metrics,
     );
     assert_eq!(
         local.origin,
-        Origin::Kubernetes,
+        crate::response::Origin::Kubernetes,
         "cluster names are answered from the index"
     );
 

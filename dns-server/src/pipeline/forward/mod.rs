@@ -59,6 +59,7 @@
 //! Metrics: [`metrics`].
 
 pub mod bailiwick;
+pub mod encode;
 pub mod forwarder;
 pub mod metrics;
 pub mod upstream;
@@ -82,7 +83,7 @@ use super::cache::{Cache, Key};
 use super::{BuildError, Flow, Sources};
 use crate::metrics::Metrics;
 use crate::request::{Request, Transport};
-use crate::response::{self, Answer, Origin};
+use crate::response::{Answer, Origin};
 
 /// Where a name goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,30 +174,34 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// The answer to `request` from this reply, as received (TTLs unchanged).
-    pub fn answer(&self, request: &Request) -> Answer {
-        let respell = |records: &[Record]| -> Vec<Record> {
-            records
-                .iter()
-                .map(|record| {
-                    let mut record = record.clone();
-                    if record.name == request.name {
-                        record.name = request.query.name().clone();
-                    }
-                    record
-                })
-                .collect()
-        };
-        Answer {
-            rcode: self.rcode,
-            authoritative: false,
-            answers: respell(&self.answers),
-            authorities: respell(&self.authorities),
-            additionals: respell(&self.additionals),
-            recursion_available: true,
-            origin: Origin::Forward,
+    /// A SERVFAIL with no records.
+    pub fn servfail() -> Self {
+        Self {
+            rcode: ResponseCode::ServFail,
+            truncated: false,
+            answers: Vec::new(),
+            authorities: Vec::new(),
+            additionals: Vec::new(),
         }
     }
+
+    /// The records of an encoded response (a local stage's answer to a chased name).
+    pub fn from_wire(bytes: &[u8]) -> Option<Self> {
+        let message = hickory_proto::op::Message::from_vec(bytes).ok()?;
+        Some(Self {
+            rcode: message.metadata.response_code,
+            truncated: message.metadata.truncation,
+            answers: message.answers,
+            authorities: message.authorities,
+            additionals: message.additionals,
+        })
+    }
+}
+
+/// The question name of a request as a hickory [`Name`] (lower case, absolute).
+pub fn name_of(request: &Request<'_>) -> Option<Name> {
+    use hickory_proto::serialize::binary::{BinDecodable as _, BinDecoder};
+    Name::read(&mut BinDecoder::new(request.name.wire())).ok()
 }
 
 /// A query the forward stage accepted: which forwarder, the cache to fill, and the slot
@@ -216,10 +221,12 @@ impl PartialEq for Pending {
 
 impl Eq for Pending {}
 
-/// A forwarded query and its request, to finish off the receive loop.
+/// A forwarded query (a copy of its bytes) and the stage's decision, to finish off the
+/// receive loop.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Deferred {
-    request: Request,
+    packet: Vec<u8>,
+    transport: Transport,
     pending: Pending,
 }
 
@@ -234,6 +241,8 @@ pub struct Resolved {
     pub rcode: ResponseCode,
     /// Who answered (forward, or cache for a stale answer).
     pub origin: Origin,
+    /// Whether the query had the DO bit.
+    pub dnssec_ok: bool,
 }
 
 /// Resolves a name that a forwarded answer's CNAME chain points to outside the
@@ -241,13 +250,14 @@ pub struct Resolved {
 /// bailiwick): the whole pipeline answers it, as a new question. Implemented by
 /// [`crate::state::State`].
 pub trait Chase: Sync {
-    /// The answer to `request` (from `client`), `depth` chases deep; `None` if there is none.
+    /// The reply to the query `packet` (from `client`), `depth` chases deep; `None` if
+    /// there is none.
     fn chase<'a>(
         &'a self,
-        request: Request,
+        packet: Vec<u8>,
         client: std::net::SocketAddr,
         depth: usize,
-    ) -> futures::future::BoxFuture<'a, Option<Answer>>;
+    ) -> futures::future::BoxFuture<'a, Option<Reply>>;
 }
 
 /// Most chases for one client query.
@@ -283,14 +293,18 @@ fn dangling_target(reply: &Reply, key: &Key, domain: &Name) -> Option<Name> {
 }
 
 impl Deferred {
-    /// Pairs the request with the stage's decision.
-    pub fn new(request: Request, pending: Pending) -> Self {
-        Self { request, pending }
+    /// Keeps a copy of the query for the stage's decision.
+    pub fn new(packet: &[u8], transport: Transport, pending: Pending) -> Self {
+        Self {
+            packet: packet.to_vec(),
+            transport,
+            pending,
+        }
     }
 
     /// The transport the query came in on.
     pub fn transport(&self) -> Transport {
-        self.request.transport
+        self.transport
     }
 
     /// Asks the upstreams (or joins an identical query in flight), follows a chain that
@@ -301,28 +315,67 @@ impl Deferred {
         metrics: &Metrics,
         chase: &dyn Chase,
         client: std::net::SocketAddr,
+        settings: &crate::pipeline::Settings,
     ) -> Resolved {
-        let qtype = self.request.qtype();
-        let (request, answer) = self.answer(metrics, chase, client, 0).await;
-        let (rcode, origin) = (answer.rcode, answer.origin);
-        Resolved {
-            response: response::encode(request, answer),
-            qtype,
-            rcode,
+        let packet = self.packet.clone();
+        let transport = self.transport;
+        let (reply, origin) = self.answer(metrics, chase, client, 0).await;
+        let mut response = Vec::new();
+        let Ok(request) = crate::request::parse(&packet, transport) else {
+            // The query parsed before it was deferred; it parses again.
+            return Resolved {
+                response,
+                qtype: RecordType::A,
+                rcode: ResponseCode::ServFail,
+                origin,
+                dnssec_ok: false,
+            };
+        };
+        encode::reply(
+            &request,
+            &reply,
             origin,
+            settings.max_udp_payload,
+            &mut response,
+        );
+        Resolved {
+            response,
+            qtype: request.qtype,
+            rcode: reply.rcode,
+            origin,
+            dnssec_ok: request.edns.is_some_and(|edns| edns.dnssec_ok),
         }
     }
 
-    /// [`Deferred::resolve`] without the encoding, `depth` chases deep.
-    pub async fn answer(
+    /// The reply without the encoding (for a chase), `depth` chases deep.
+    pub async fn reply(
         self,
         metrics: &Metrics,
         chase: &dyn Chase,
         client: std::net::SocketAddr,
         depth: usize,
-    ) -> (Request, Answer) {
-        let Self { request, pending } = self;
-        let key = Key::of(&request);
+    ) -> Option<Reply> {
+        Some(self.answer(metrics, chase, client, depth).await.0)
+    }
+
+    async fn answer(
+        self,
+        metrics: &Metrics,
+        chase: &dyn Chase,
+        client: std::net::SocketAddr,
+        depth: usize,
+    ) -> (Reply, Origin) {
+        let Self {
+            packet,
+            transport,
+            pending,
+        } = self;
+        let Some(key) = crate::request::parse(&packet, transport)
+            .ok()
+            .and_then(|request| Key::of(&request))
+        else {
+            return (Reply::servfail(), Origin::Forward);
+        };
         let stale = |now| {
             pending
                 .cache
@@ -331,25 +384,24 @@ impl Deferred {
         };
         let served_stale = |hit: super::cache::Hit| {
             metrics.cache().served_stale();
-            hit.answer(&request, Origin::Cache)
+            (hit.reply_for(), Origin::Cache)
         };
         // Every upstream known down and a stale answer at hand: answer now, let the health
         // probes find out when the upstreams are back.
         if pending.forwarder.all_down()
             && let Some(hit) = stale(Instant::now())
         {
-            let answer = served_stale(hit);
-            return (request, answer);
+            return served_stale(hit);
         }
         let result = pending
             .forwarder
-            .query(&key, request.transport, metrics.forward())
+            .query(&key, transport, metrics.forward())
             .await;
-        let answer = match result {
+        match result {
             Ok(reply) if matches!(reply.rcode, ResponseCode::NoError | ResponseCode::NXDomain) => {
                 let reply = match dangling_target(&reply, &key, pending.forwarder.domain()) {
                     Some(target) if depth < MAX_CHASE_DEPTH => {
-                        Self::follow(reply, &request, target, chase, client, depth).await
+                        Self::follow(reply, &key, target, chase, client, depth).await
                     }
                     _ => reply,
                 };
@@ -361,45 +413,35 @@ impl Deferred {
                         metrics.cache(),
                     );
                 }
-                reply.answer(&request)
+                ((*reply).clone(), Origin::Forward)
             }
             failed => match stale(Instant::now()) {
                 Some(hit) => served_stale(hit),
                 None => match failed {
-                    Ok(reply) => reply.answer(&request),
-                    Err(_) => {
-                        let mut answer = Answer::rcode(ResponseCode::ServFail, Origin::Forward);
-                        answer.recursion_available = true;
-                        answer
-                    }
+                    Ok(reply) => ((*reply).clone(), Origin::Forward),
+                    Err(_) => (Reply::servfail(), Origin::Forward),
                 },
             },
-        };
-        (request, answer)
+        }
     }
 
     /// Appends the answer for `target` (asked through the whole pipeline) to `reply`.
     async fn follow(
         reply: Arc<Reply>,
-        request: &Request,
+        key: &Key,
         target: Name,
         chase: &dyn Chase,
         client: std::net::SocketAddr,
         depth: usize,
     ) -> Arc<Reply> {
-        let mut query = hickory_proto::op::Query::query(target.clone(), request.qtype());
-        query.set_query_class(request.query.query_class());
-        let sub = Request {
-            id: request.id,
-            recursion_desired: true,
-            checking_disabled: request.checking_disabled,
-            query,
+        let sub = Key {
             name: target,
-            edns: request.edns,
-            // No size limit on the way: the client's transport applies to the whole answer.
-            transport: Transport::Tcp,
+            ..key.clone()
         };
-        let Some(found) = chase.chase(sub, client, depth + 1).await else {
+        let Some(found) = chase
+            .chase(upstream::encode_query(0, &sub), client, depth + 1)
+            .await
+        else {
             return reply;
         };
         if !matches!(found.rcode, ResponseCode::NoError | ResponseCode::NXDomain) {
@@ -474,8 +516,11 @@ impl ForwardStage {
     }
 
     /// Takes the query if a forwarder owns its name.
-    pub fn handle(&self, request: &Request, sources: &Sources<'_>) -> Flow {
-        let Route::Forward(index) = self.routes.route(&request.name) else {
+    pub fn handle<'a>(&self, request: &Request<'_>, sources: &Sources<'_>) -> Flow<'a> {
+        let Some(name) = name_of(request) else {
+            return Flow::Skip;
+        };
+        let Route::Forward(index) = self.routes.route(&name) else {
             return Flow::Skip;
         };
         let Some(forwarder) = self.forwarders.get(index) else {

@@ -21,7 +21,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::metrics::{ForwardMetrics, RejectReason};
 use crate::pipeline::cache::Key;
-use crate::request::{HEADER_LEN, MAX_UDP_PAYLOAD};
+use crate::request::{DEFAULT_MAX_UDP_PAYLOAD as MAX_UDP_PAYLOAD, HEADER_LEN};
 
 /// Consecutive failures after which an upstream counts as down (CoreDNS's `max_fails`).
 pub const MAX_FAILS: u32 = 2;

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hickory_proto::rr::rdata::{A, AAAA, CAA, CNAME, MX, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use hickory_proto::serialize::binary::{BinDecoder, Restrict};
+use hickory_proto::serialize::binary::{BinDecoder, BinEncodable as _, BinEncoder, Restrict};
 use nameplane_config::zone::{self, RecordKind, ZoneConfig};
 
 use super::{Node, RRset, SOA_EXPIRE, SOA_REFRESH, SOA_RETRY, Zone};
@@ -132,10 +132,7 @@ pub(super) fn zone(
         let set = match node.rrsets.iter_mut().position(|set| set.rtype == rtype) {
             Some(i) => &mut node.rrsets[i],
             None => {
-                node.rrsets.push(RRset {
-                    rtype,
-                    records: Vec::new(),
-                });
+                node.rrsets.push(RRset::new(rtype, &owner));
                 let last = node.rrsets.len() - 1;
                 &mut node.rrsets[last]
             }
@@ -143,24 +140,20 @@ pub(super) fn zone(
         for value in &record.values {
             let data = rdata(record.record_type, value)
                 .map_err(|e| format!("{} {:?}: {e}", record.name, record.record_type))?;
-            let record = Record::from_rdata(owner.clone(), record.ttl_seconds, data);
-            if !set.records.contains(&record) {
-                set.records.push(record);
-            }
+            set.push(Record::from_rdata(owner.clone(), record.ttl_seconds, data));
         }
     }
 
     // The apex always has NS records: the configured ones, or the server's own Service.
     let apex_node = nodes.entry(apex.clone()).or_default();
     if apex_node.get(RecordType::NS).is_none() {
-        apex_node.rrsets.push(RRset {
-            rtype: RecordType::NS,
-            records: vec![Record::from_rdata(
-                apex.clone(),
-                config.ttl_seconds,
-                RData::NS(NS(default_ns(server, cluster_domain, &apex))),
-            )],
-        });
+        let mut set = RRset::new(RecordType::NS, &apex);
+        set.push(Record::from_rdata(
+            apex.clone(),
+            config.ttl_seconds,
+            RData::NS(NS(default_ns(server, cluster_domain, &apex))),
+        ));
+        apex_node.rrsets.push(set);
     }
     let mname = apex_node
         .get(RecordType::NS)
@@ -198,6 +191,8 @@ pub(super) fn zone(
         .map_err(|e| format!("hostmaster.{}: {e}", config.name))?;
     let mut zone = Zone {
         soa: Record::from_rdata(apex.clone(), 0, RData::A(A(Ipv4Addr::UNSPECIFIED))),
+        soa_rdata: Vec::new(),
+        apex_wire: wire_name(&apex),
         apex,
         config: config.clone(),
         mname,
@@ -210,6 +205,41 @@ pub(super) fn zone(
     };
     zone.set_serial(serial);
     Ok(zone)
+}
+
+/// A name in wire form (uncompressed).
+pub(super) fn wire_name(name: &Name) -> Vec<u8> {
+    name.to_bytes().unwrap_or_else(|_| vec![0])
+}
+
+/// Record data in wire form with every name written in full (no compression pointers, so
+/// the bytes can be copied into any message).
+pub(super) fn wire_rdata(data: &RData) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut encoder = BinEncoder::new(&mut buf);
+    encoder.set_canonical_form(true);
+    // Record data of the types a zone holds always encodes.
+    let _ = data.emit(&mut encoder);
+    buf
+}
+
+impl RRset {
+    fn new(rtype: RecordType, owner: &Name) -> Self {
+        Self {
+            rtype,
+            owner: wire_name(owner),
+            records: Vec::new(),
+            rdata: Vec::new(),
+        }
+    }
+
+    /// Adds `record` (once).
+    fn push(&mut self, record: Record) {
+        if !self.records.contains(&record) {
+            self.rdata.push(wire_rdata(&record.data));
+            self.records.push(record);
+        }
+    }
 }
 
 impl Zone {
@@ -227,15 +257,12 @@ impl Zone {
             ttl,
         );
         self.soa = Record::from_rdata(self.apex.clone(), ttl, RData::SOA(soa));
+        self.soa_rdata = wire_rdata(&self.soa.data);
+        let mut set = RRset::new(RecordType::SOA, &self.apex);
+        set.push(self.soa.clone());
         let apex = self.nodes.entry(self.apex.clone()).or_default();
         apex.rrsets.retain(|set| set.rtype != RecordType::SOA);
-        apex.rrsets.insert(
-            0,
-            RRset {
-                rtype: RecordType::SOA,
-                records: vec![self.soa.clone()],
-            },
-        );
+        apex.rrsets.insert(0, set);
     }
 
     /// Whether `client` may transfer this zone.

@@ -48,7 +48,7 @@ use nameplane_config::zone::ZoneConfig;
 
 use super::{BuildError, Flow, Sources};
 use crate::request::{Request, Transport};
-use crate::response::{Answer, Origin};
+use crate::response::{Answer, Origin, OutName, Rdata, Rr};
 
 /// SOA refresh, in seconds.
 pub const SOA_REFRESH: i32 = 7200;
@@ -71,11 +71,31 @@ pub fn unix_now() -> u32 {
     serial
 }
 
-/// The records of one type at one name.
+/// The records of one type at one name, with their wire forms (what answers borrow).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct RRset {
     rtype: RecordType,
+    /// The owner name in wire form.
+    owner: Vec<u8>,
     records: Vec<Record>,
+    /// Each record's data in wire form, names uncompressed.
+    rdata: Vec<Vec<u8>>,
+}
+
+impl RRset {
+    /// The records as borrowed answer records owned by `owner`.
+    fn rrs<'a>(&'a self, owner: OutName<'a>, out: &mut Vec<Rr<'a>>) {
+        for (record, data) in self.records.iter().zip(&self.rdata) {
+            out.push(Rr {
+                owner,
+                ttl: record.ttl,
+                data: Rdata::Raw {
+                    rtype: self.rtype,
+                    data,
+                },
+            });
+        }
+    }
 }
 
 /// Every record set at one name.
@@ -99,6 +119,8 @@ pub struct Zone {
     rname: Name,
     serial: u32,
     soa: Record,
+    soa_rdata: Vec<u8>,
+    apex_wire: Vec<u8>,
     nodes: HashMap<Name, Node>,
     empty_non_terminals: HashSet<Name>,
     cuts: HashSet<Name>,
@@ -131,38 +153,52 @@ impl Zone {
             .find_map(|candidate| self.cuts.get(&candidate))
     }
 
-    /// The NODATA/NXDOMAIN authority: the SOA.
-    fn negative(&self, rcode: ResponseCode, answers: Vec<Record>) -> Answer {
+    /// The SOA as an authority record.
+    fn soa_rr(&self) -> Rr<'_> {
+        Rr {
+            owner: OutName::wire(&self.apex_wire),
+            ttl: self.soa.ttl,
+            data: Rdata::Raw {
+                rtype: RecordType::SOA,
+                data: &self.soa_rdata,
+            },
+        }
+    }
+
+    /// NODATA/NXDOMAIN after the `answers` collected so far, with the SOA.
+    fn negative<'a>(&'a self, rcode: ResponseCode, answers: Vec<Rr<'a>>) -> Answer<'a> {
         Answer {
             rcode,
             authoritative: true,
             answers,
-            authorities: vec![self.soa.clone()],
+            authorities: vec![self.soa_rr()],
             additionals: Vec::new(),
-            recursion_available: false,
             origin: Origin::Zones,
         }
     }
 
     /// A/AAAA records of the in-zone targets of NS, MX and SRV records.
-    fn additionals_for(&self, records: &[Record]) -> Vec<Record> {
-        let mut out: Vec<Record> = Vec::new();
-        for record in records {
-            let target = match &record.data {
-                RData::NS(ns) => &ns.0,
-                RData::MX(mx) => &mx.exchange,
-                RData::SRV(srv) => &srv.target,
-                _ => continue,
-            };
-            let Some(node) = self.nodes.get(target) else {
-                continue;
-            };
-            for rtype in [RecordType::A, RecordType::AAAA] {
-                if let Some(set) = node.get(rtype) {
-                    for glue in &set.records {
-                        if !out.contains(glue) {
-                            out.push(glue.clone());
-                        }
+    fn additionals_for<'a>(&'a self, sets: &[&'a RRset]) -> Vec<Rr<'a>> {
+        let mut out: Vec<Rr<'a>> = Vec::new();
+        let mut seen: Vec<&Name> = Vec::new();
+        for set in sets {
+            for record in &set.records {
+                let target = match &record.data {
+                    RData::NS(ns) => &ns.0,
+                    RData::MX(mx) => &mx.exchange,
+                    RData::SRV(srv) => &srv.target,
+                    _ => continue,
+                };
+                if seen.contains(&target) {
+                    continue;
+                }
+                seen.push(target);
+                let Some(node) = self.nodes.get(target) else {
+                    continue;
+                };
+                for rtype in [RecordType::A, RecordType::AAAA] {
+                    if let Some(glue) = node.get(rtype) {
+                        glue.rrs(OutName::wire(&glue.owner), &mut out);
                     }
                 }
             }
@@ -171,34 +207,48 @@ impl Zone {
     }
 
     /// A referral to the delegation at `cut`, after the `answers` collected so far.
-    fn referral(&self, cut: &Name, answers: Vec<Record>) -> Answer {
-        let ns: Vec<Record> = self
+    fn referral<'a>(&'a self, cut: &Name, answers: Vec<Rr<'a>>) -> Answer<'a> {
+        let mut authorities = Vec::new();
+        let mut additionals = Vec::new();
+        if let Some(ns) = self
             .nodes
             .get(cut)
             .and_then(|node| node.get(RecordType::NS))
-            .map(|set| set.records.clone())
-            .unwrap_or_default();
-        let additionals = self.additionals_for(&ns);
+        {
+            ns.rrs(OutName::wire(&ns.owner), &mut authorities);
+            additionals = self.additionals_for(&[ns]);
+        }
         Answer {
             rcode: ResponseCode::NoError,
             // Authoritative for the CNAMEs that led here, not for the delegated data.
             authoritative: !answers.is_empty(),
             answers,
-            authorities: ns,
+            authorities,
             additionals,
-            recursion_available: false,
             origin: Origin::Zones,
         }
     }
 
-    /// Answers `qtype` for `qname` (lower case); `owner` is the query's own spelling.
-    fn lookup(&self, qname: &Name, owner: &Name, qtype: RecordType) -> Answer {
-        let mut answers: Vec<Record> = Vec::new();
+    fn positive<'a>(&'a self, answers: Vec<Rr<'a>>, additionals: Vec<Rr<'a>>) -> Answer<'a> {
+        Answer {
+            rcode: ResponseCode::NoError,
+            authoritative: true,
+            answers,
+            authorities: Vec::new(),
+            additionals,
+            origin: Origin::Zones,
+        }
+    }
+
+    /// Answers `qtype` for `qname` (lower case). Records owned by the query name carry the
+    /// client's spelling; later names of a CNAME chain are written as the CNAME gave them.
+    fn lookup<'a>(&'a self, qname: &Name, qtype: RecordType) -> Answer<'a> {
+        let mut answers: Vec<Rr<'a>> = Vec::new();
         let mut name = qname.clone();
+        // The owner to write for records at `name`: the question, or the CNAME's target.
+        let mut owner = OutName::Query;
         let mut seen: Vec<Name> = Vec::new();
         loop {
-            // The first hop's records carry the query's spelling; later hops their own.
-            let spelled = if answers.is_empty() { owner } else { &name };
             if let Some(cut) = self.cut_above(&name) {
                 // DS lives in the parent, but this server keeps none: NODATA, not a referral.
                 if qtype == RecordType::DS && *cut == name {
@@ -217,33 +267,27 @@ impl Zone {
                     None => return self.negative(ResponseCode::NXDomain, answers),
                 },
             };
-            let take = |set: &RRset, out: &mut Vec<Record>| {
-                out.extend(set.records.iter().map(|record| {
-                    let mut record = record.clone();
-                    record.name = spelled.clone();
-                    record
-                }));
-            };
             if qtype == RecordType::ANY {
-                let before = answers.len();
-                for set in &node.rrsets {
-                    take(set, &mut answers);
+                let sets: Vec<&RRset> = node.rrsets.iter().collect();
+                for set in &sets {
+                    set.rrs(owner, &mut answers);
                 }
-                let additionals = self.additionals_for(&answers[before..]);
+                let additionals = self.additionals_for(&sets);
                 return self.positive(answers, additionals);
             }
             if let Some(set) = node.get(qtype) {
-                let before = answers.len();
-                take(set, &mut answers);
-                let additionals = self.additionals_for(&answers[before..]);
+                set.rrs(owner, &mut answers);
+                let additionals = self.additionals_for(&[set]);
                 return self.positive(answers, additionals);
             }
             let Some(cname) = node.get(RecordType::CNAME) else {
                 return self.negative(ResponseCode::NoError, answers);
             };
-            take(cname, &mut answers);
+            cname.rrs(owner, &mut answers);
             seen.push(name.clone());
-            let Some(RData::CNAME(target)) = cname.records.first().map(|r| &r.data) else {
+            let (Some(RData::CNAME(target)), Some(target_wire)) =
+                (cname.records.first().map(|r| &r.data), cname.rdata.first())
+            else {
                 return self.positive(answers, Vec::new());
             };
             let target = target.0.to_lowercase();
@@ -255,6 +299,7 @@ impl Zone {
                 return self.positive(answers, Vec::new());
             }
             name = target;
+            owner = OutName::wire(target_wire);
         }
     }
 
@@ -266,18 +311,6 @@ impl Zone {
         }
         let wildcard = encloser.prepend_label("*").ok()?;
         self.nodes.get(&wildcard)
-    }
-
-    fn positive(&self, answers: Vec<Record>, additionals: Vec<Record>) -> Answer {
-        Answer {
-            rcode: ResponseCode::NoError,
-            authoritative: true,
-            answers,
-            authorities: Vec::new(),
-            additionals,
-            recursion_available: false,
-            origin: Origin::Zones,
-        }
     }
 
     /// Every record of the zone for a transfer: SOA first and last (RFC 5936 §2.2).
@@ -357,17 +390,20 @@ impl ZonesStage {
     }
 
     /// Answers `request` if its name is in one of the zones.
-    pub fn handle(&self, request: &Request, sources: &Sources<'_>) -> Flow {
-        if request.query.query_class() != DNSClass::IN {
+    pub fn handle<'a>(&'a self, request: &Request<'_>, sources: &Sources<'_>) -> Flow<'a> {
+        if request.qclass != DNSClass::IN {
             return Flow::Skip;
         }
-        let Some(zone) = self.find(&request.name) else {
+        let Some(name) = super::forward::name_of(request) else {
             return Flow::Skip;
         };
-        let qtype = request.qtype();
+        let Some(zone) = self.find(&name) else {
+            return Flow::Skip;
+        };
+        let qtype = request.qtype;
         if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
             let allowed = request.transport == Transport::Tcp
-                && request.name == zone.apex
+                && name == zone.apex
                 && zone.transfer_allowed(sources.client.ip());
             if !allowed {
                 return Flow::Answer(Answer::rcode(ResponseCode::Refused, Origin::Zones));
@@ -376,6 +412,6 @@ impl ZonesStage {
                 records: zone.transfer_records(),
             });
         }
-        Flow::Answer(zone.lookup(&request.name, request.query.name(), qtype))
+        Flow::Answer(zone.lookup(&name, qtype))
     }
 }

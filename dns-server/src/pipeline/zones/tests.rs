@@ -1,6 +1,6 @@
 //! The zones stage through [`answer`]: query bytes in, decoded response checked.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, Record, RecordType};
@@ -8,9 +8,8 @@ use nameplane_config::zone::{RecordConfig, RecordKind, ZoneConfig};
 use nameplane_config::{ServerConfig, ValidatedConfig};
 
 use super::*;
-use crate::kubernetes::ServiceIndex;
-use crate::pipeline::tests::test_metrics;
-use crate::pipeline::{Outcome, Pipeline, answer};
+use crate::pipeline::tests::{answer_from, test_metrics};
+use crate::pipeline::{Outcome, Pipeline};
 use crate::request::tests::query_bytes;
 
 fn record(name: &str, kind: RecordKind, values: &[&str]) -> RecordConfig {
@@ -120,30 +119,20 @@ fn run(
     qtype: RecordType,
     transport: Transport,
     client: &str,
-) -> Outcome {
-    let index = {
-        let mut index = ServiceIndex::new(1);
-        index.set_synced(true);
-        index
-    };
-    let metrics = test_metrics();
-    let client: SocketAddr = client.parse().expect("addr");
-    answer(
+) -> (Outcome, Option<Vec<u8>>) {
+    answer_from(
         &query_bytes(name, qtype, Some(1232)),
         transport,
-        Some(pipeline),
-        &Sources {
-            services: &index,
-            client,
-            metrics: &metrics,
-        },
+        pipeline,
+        client,
+        &test_metrics(),
     )
 }
 
 fn ask(name: &str, qtype: RecordType) -> Message {
-    let outcome = run(&pipeline(), name, qtype, Transport::Udp, "127.0.0.1:5000");
+    let (outcome, response) = run(&pipeline(), name, qtype, Transport::Udp, "127.0.0.1:5000");
     assert_eq!(outcome.origin, Origin::Zones, "{name} {qtype}");
-    Message::from_vec(&outcome.response.expect("a response")).expect("decodes")
+    Message::from_vec(&response.expect("a response")).expect("decodes")
 }
 
 fn data(records: &[Record]) -> Vec<String> {
@@ -373,7 +362,7 @@ fn the_longest_zone_wins_and_other_names_are_not_ours() {
         "inner.example.internal.",
     );
 
-    let outside = run(
+    let (outside, _) = run(
         &pipeline(),
         "example.org.",
         RecordType::A,
@@ -389,20 +378,25 @@ fn assert_soa_owner(message: &Message, apex: &str) {
     assert_eq!(owners(&message.authorities), [apex]);
 }
 
-fn transfer(name: &str, qtype: RecordType, transport: Transport, client: &str) -> Outcome {
+fn transfer(
+    name: &str,
+    qtype: RecordType,
+    transport: Transport,
+    client: &str,
+) -> (Outcome, Option<Vec<u8>>) {
     run(&pipeline(), name, qtype, transport, client)
 }
 
 #[test]
 fn axfr_goes_to_allowed_clients_over_tcp_only() {
-    let outcome = transfer(
+    let (outcome, response) = transfer(
         "example.internal.",
         RecordType::AXFR,
         Transport::Tcp,
         "127.0.0.1:5000",
     );
     assert_eq!(outcome.rcode, ResponseCode::NoError);
-    let first = Message::from_vec(&outcome.response.expect("first")).expect("decodes");
+    let first = Message::from_vec(&response.expect("first")).expect("decodes");
     assert!(first.metadata.authoritative);
     assert_eq!(first.queries.len(), 1);
     let mut records = first.answers.clone();
@@ -426,7 +420,7 @@ fn axfr_goes_to_allowed_clients_over_tcp_only() {
         "glue is part of the zone"
     );
 
-    let ixfr = transfer(
+    let (ixfr, _) = transfer(
         "example.internal.",
         RecordType::IXFR,
         Transport::Tcp,
@@ -460,7 +454,7 @@ fn axfr_goes_to_allowed_clients_over_tcp_only() {
             "no allow-list",
         ),
     ] {
-        let outcome = transfer(name, RecordType::AXFR, transport, client);
+        let (outcome, _) = transfer(name, RecordType::AXFR, transport, client);
         assert_eq!(outcome.rcode, ResponseCode::Refused, "{why}");
         assert!(outcome.more.is_empty(), "{why}");
     }
@@ -484,14 +478,14 @@ fn large_transfers_span_several_messages() {
         ));
     }
     let pipeline = Pipeline::build(config(vec![zone]), "h".into()).expect("builds");
-    let outcome = run(
+    let (outcome, response) = run(
         &pipeline,
         "big.internal.",
         RecordType::AXFR,
         Transport::Tcp,
         "192.0.2.1:5000",
     );
-    let mut messages = vec![outcome.response.expect("first")];
+    let mut messages = vec![response.expect("first")];
     messages.extend(outcome.more);
     assert_eq!(messages.len(), 3, "250 + NS + 2 SOA in messages of 100");
     let total: usize = messages

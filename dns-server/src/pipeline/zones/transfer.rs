@@ -10,22 +10,26 @@ use hickory_proto::op::{Edns, Message, OpCode, ResponseCode};
 use hickory_proto::rr::Record;
 
 use super::Transfer;
-use crate::request::{ErrorReply, MAX_UDP_PAYLOAD, Request};
+use crate::request::{DEFAULT_MAX_UDP_PAYLOAD, ErrorReply, Request};
 use crate::response::encode_error;
+use hickory_proto::op::Query;
+use hickory_proto::serialize::binary::{BinDecodable as _, BinDecoder};
 
 /// Records packed into one message before starting the next.
 pub const RECORDS_PER_MESSAGE: usize = 100;
 
-fn message(request: &Request, records: &[Record], first: bool) -> Message {
+fn message(request: &Request<'_>, records: &[Record], first: bool) -> Message {
     let mut message = Message::response(request.id, OpCode::Query);
     message.metadata.authoritative = true;
     message.metadata.recursion_desired = request.recursion_desired;
     message.metadata.response_code = ResponseCode::NoError;
     if first {
-        message.queries.push(request.query.clone());
+        if let Ok(query) = Query::read(&mut BinDecoder::new(request.question)) {
+            message.queries.push(query);
+        }
         message.edns = request.edns.map(|edns| {
             let mut out = Edns::new();
-            out.set_max_payload(MAX_UDP_PAYLOAD)
+            out.set_max_payload(DEFAULT_MAX_UDP_PAYLOAD)
                 .set_version(0)
                 .set_dnssec_ok(edns.dnssec_ok);
             out
@@ -37,7 +41,7 @@ fn message(request: &Request, records: &[Record], first: bool) -> Message {
 
 /// Encodes `records` starting at message number `first`; halves the batch when a message
 /// would exceed 65535 bytes.
-fn encode_batch(request: &Request, records: &[Record], first: bool, out: &mut Vec<Vec<u8>>) {
+fn encode_batch(request: &Request<'_>, records: &[Record], first: bool, out: &mut Vec<Vec<u8>>) {
     match message(request, records, first).to_vec() {
         Ok(bytes) if bytes.len() <= usize::from(u16::MAX) => out.push(bytes),
         _ if records.len() > 1 => {
@@ -50,7 +54,7 @@ fn encode_batch(request: &Request, records: &[Record], first: bool, out: &mut Ve
                 id: request.id,
                 opcode: 0,
                 recursion_desired: request.recursion_desired,
-                rcode: ResponseCode::ServFail,
+                rcode: 2,
             })
             .to_vec(),
         ),
@@ -58,13 +62,13 @@ fn encode_batch(request: &Request, records: &[Record], first: bool, out: &mut Ve
 }
 
 /// The messages of `transfer`, in order; never empty.
-pub fn encode(request: Request, transfer: Transfer) -> Vec<Vec<u8>> {
+pub fn encode(request: &Request<'_>, transfer: Transfer) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for (i, batch) in transfer.records.chunks(RECORDS_PER_MESSAGE).enumerate() {
-        encode_batch(&request, batch, i == 0, &mut out);
+        encode_batch(request, batch, i == 0, &mut out);
     }
     if out.is_empty() {
-        encode_batch(&request, &[], true, &mut out);
+        encode_batch(request, &[], true, &mut out);
     }
     out
 }

@@ -1,0 +1,756 @@
+//! The cut-down forms of Kubernetes objects: only the fields DNS needs.
+//!
+//! After CoreDNS's `plugin/kubernetes/object` (whose comment warns that every extra field
+//! costs memory times the number of objects, and caused OOMs at scale): a watch event is
+//! turned into one of these at once and the full object is dropped.
+//!
+//! | object          | kept                                                                 |
+//! |-----------------|----------------------------------------------------------------------|
+//! | Service         | kind (cluster IPs by family, headless, ExternalName target), named ports, whether it has a selector |
+//! | EndpointSlice   | owning Service, ports, and per *ready* endpoint: IP, hostname, Pod name |
+//! | Pod             | its IPs (only with `pods: verified`)                                 |
+//! | Namespace       | its name                                                             |
+//!
+//! Ready follows CoreDNS: an endpoint counts when `conditions.ready` is true or absent.
+//! `publishNotReadyAddresses` needs no code here: the EndpointSlice controller then marks
+//! every endpoint ready.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Pod, Service, ServicePort};
+use k8s_openapi::api::discovery::v1::{EndpointPort, EndpointSlice};
+use kube::ResourceExt;
+
+use crate::request::QName;
+pub use crate::response::DashedIp;
+
+/// The label that names an EndpointSlice's Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// The annotation with the time of the change that caused an EndpointSlice update (the
+/// start of the DNS programming latency, as CoreDNS measures it).
+pub const TRIGGER_TIME_ANNOTATION: &str = "endpoints.kubernetes.io/last-change-trigger-time";
+
+/// The transport protocol of a port (the `_<proto>` label of SRV names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// `_tcp`.
+    Tcp,
+    /// `_udp`.
+    Udp,
+    /// `_sctp`.
+    Sctp,
+}
+
+impl Protocol {
+    /// From the API's `protocol` field (TCP when absent); `None` for anything else.
+    pub fn from_api(protocol: Option<&str>) -> Option<Self> {
+        match protocol.unwrap_or("TCP") {
+            "TCP" => Some(Self::Tcp),
+            "UDP" => Some(Self::Udp),
+            "SCTP" => Some(Self::Sctp),
+            _ => None,
+        }
+    }
+
+    /// From an SRV name label without its underscore (`tcp`, `udp`, `sctp`; lower case).
+    pub fn from_label(label: &[u8]) -> Option<Self> {
+        match label {
+            b"tcp" => Some(Self::Tcp),
+            b"udp" => Some(Self::Udp),
+            b"sctp" => Some(Self::Sctp),
+            _ => None,
+        }
+    }
+}
+
+/// One port of a Service or EndpointSlice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortEntry {
+    /// The port's name, lower case; empty for an unnamed port (no SRV record).
+    pub name: Box<str>,
+    /// Its protocol.
+    pub protocol: Protocol,
+    /// Its number.
+    pub port: u16,
+}
+
+impl PortEntry {
+    /// Whether this port answers `_<name>._<protocol>`.
+    pub fn matches(&self, name: &[u8], protocol: Protocol) -> bool {
+        !self.name.is_empty() && self.name.as_bytes() == name && self.protocol == protocol
+    }
+}
+
+fn port_entry(name: Option<&str>, protocol: Option<&str>, port: Option<i32>) -> Option<PortEntry> {
+    Some(PortEntry {
+        name: name.unwrap_or_default().to_ascii_lowercase().into(),
+        protocol: Protocol::from_api(protocol)?,
+        port: u16::try_from(port?).ok()?,
+    })
+}
+
+/// How a Service is answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServiceKind {
+    /// A virtual IP per family: A/AAAA records of the cluster IPs.
+    ClusterIp {
+        /// IPv4 cluster IPs.
+        v4: Box<[Ipv4Addr]>,
+        /// IPv6 cluster IPs.
+        v6: Box<[Ipv6Addr]>,
+    },
+    /// `clusterIP: None`: the ready endpoints are the records.
+    Headless,
+    /// A CNAME to this name (wire form, lower case).
+    ExternalName(Box<[u8]>),
+    /// An ExternalName whose target is not a host name (e.g. an IP address): CoreDNS answers
+    /// NXDOMAIN for these, and so does this server.
+    InvalidExternalName,
+}
+
+impl ServiceKind {
+    /// A ClusterIP kind with these addresses, split by family (order kept).
+    pub fn cluster_ip(ips: impl IntoIterator<Item = IpAddr>) -> Self {
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for ip in ips {
+            match ip {
+                IpAddr::V4(ip) => v4.push(ip),
+                IpAddr::V6(ip) => v6.push(ip),
+            }
+        }
+        Self::ClusterIp {
+            v4: v4.into(),
+            v6: v6.into(),
+        }
+    }
+}
+
+/// What DNS needs to know about one Service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceEntry {
+    /// How it is answered.
+    pub kind: ServiceKind,
+    /// Its ports.
+    pub ports: Box<[PortEntry]>,
+    /// Whether it has a selector (for the programming latency metric's `service_kind`).
+    pub has_selector: bool,
+}
+
+impl ServiceEntry {
+    /// A ClusterIP Service with these cluster IPs and ports.
+    pub fn cluster_ip(ips: impl IntoIterator<Item = IpAddr>, ports: Vec<PortEntry>) -> Self {
+        Self {
+            kind: ServiceKind::cluster_ip(ips),
+            ports: ports.into(),
+            has_selector: true,
+        }
+    }
+
+    /// A headless Service with these ports.
+    pub fn headless(ports: Vec<PortEntry>) -> Self {
+        Self {
+            kind: ServiceKind::Headless,
+            ports: ports.into(),
+            has_selector: true,
+        }
+    }
+
+    /// Every cluster IP, both families.
+    pub fn cluster_ips(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        let (v4, v6): (&[Ipv4Addr], &[Ipv6Addr]) = match &self.kind {
+            ServiceKind::ClusterIp { v4, v6 } => (v4, v6),
+            _ => (&[], &[]),
+        };
+        v4.iter()
+            .map(|ip| IpAddr::V4(*ip))
+            .chain(v6.iter().map(|ip| IpAddr::V6(*ip)))
+    }
+
+    /// The `service_kind` label of `coredns_kubernetes_dns_programming_duration_seconds`.
+    pub fn kind_label(&self) -> &'static str {
+        match (&self.kind, self.has_selector) {
+            (ServiceKind::Headless, true) => "headless_with_selector",
+            (ServiceKind::Headless, false) => "headless_without_selector",
+            _ => "cluster_ip",
+        }
+    }
+}
+
+/// Namespace and name of an object, if it is namespaced.
+fn key<K: ResourceExt>(object: &K) -> Option<(String, String)> {
+    Some((object.namespace()?, object.name_any()))
+}
+
+/// Parses an ExternalName target into wire form (lower case, trailing dot optional); `None`
+/// for an IP address or anything that is not a host name.
+pub fn external_name_wire(target: &str) -> Option<Box<[u8]>> {
+    if target.parse::<IpAddr>().is_ok() {
+        return None;
+    }
+    let name = QName::from_ascii(target)?;
+    if name.label_count() == 0 {
+        return None;
+    }
+    Some(name.wire().into())
+}
+
+/// The cut-down form of a Service: namespace, name and entry.
+pub fn compact_service(service: &Service) -> Option<(String, String, ServiceEntry)> {
+    let (namespace, name) = key(service)?;
+    let spec = service.spec.as_ref();
+    let ports = spec
+        .and_then(|spec| spec.ports.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p: &ServicePort| {
+            port_entry(p.name.as_deref(), p.protocol.as_deref(), Some(p.port))
+        })
+        .collect::<Vec<_>>();
+    let has_selector = spec
+        .and_then(|spec| spec.selector.as_ref())
+        .is_some_and(|selector| !selector.is_empty());
+    let kind = if spec.and_then(|spec| spec.type_.as_deref()) == Some("ExternalName") {
+        match spec
+            .and_then(|spec| spec.external_name.as_deref())
+            .and_then(external_name_wire)
+        {
+            Some(target) => ServiceKind::ExternalName(target),
+            None => ServiceKind::InvalidExternalName,
+        }
+    } else {
+        let ips: &[String] = spec
+            .and_then(|spec| {
+                spec.cluster_ips
+                    .as_deref()
+                    .filter(|ips| !ips.is_empty())
+                    .or(spec.cluster_ip.as_ref().map(std::slice::from_ref))
+            })
+            .unwrap_or_default();
+        if ips.iter().any(|ip| ip == "None") {
+            ServiceKind::Headless
+        } else {
+            ServiceKind::cluster_ip(ips.iter().filter_map(|ip| ip.parse().ok()))
+        }
+    };
+    Some((
+        namespace,
+        name,
+        ServiceEntry {
+            kind,
+            ports: ports.into(),
+            has_selector,
+        },
+    ))
+}
+
+/// One ready endpoint address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointEntry {
+    /// Its address.
+    pub ip: IpAddr,
+    /// The endpoint's `hostname` (a Pod's `hostname` when its `subdomain` names the Service).
+    pub hostname: Option<Arc<str>>,
+    /// The Pod behind it, when it is a Pod.
+    pub pod: Option<Arc<str>>,
+}
+
+/// An endpoint's DNS label: its hostname, else (with `endpoint_pod_names`) its Pod's name,
+/// else its dashed IP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndpointName<'a> {
+    /// A hostname or Pod name.
+    Text(&'a str),
+    /// The dashed IP.
+    Dashed(DashedIp),
+}
+
+impl EndpointName<'_> {
+    /// The label's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Text(text) => text.as_bytes(),
+            Self::Dashed(dashed) => dashed.as_bytes(),
+        }
+    }
+}
+
+impl EndpointEntry {
+    /// The endpoint's DNS label as an answer label (a dashed IP is formatted when written).
+    pub fn label(&self, endpoint_pod_names: bool) -> crate::response::Label<'_> {
+        match self.name(endpoint_pod_names) {
+            EndpointName::Text(text) => crate::response::Label::Bytes(text.as_bytes()),
+            EndpointName::Dashed(_) => crate::response::Label::Dashed(self.ip),
+        }
+    }
+
+    /// The endpoint's DNS label (CoreDNS `endpointHostname`).
+    pub fn name(&self, endpoint_pod_names: bool) -> EndpointName<'_> {
+        if let Some(hostname) = &self.hostname {
+            return EndpointName::Text(hostname);
+        }
+        if endpoint_pod_names && let Some(pod) = self.pod.as_deref().filter(|pod| usable_label(pod))
+        {
+            return EndpointName::Text(pod);
+        }
+        EndpointName::Dashed(DashedIp::new(self.ip))
+    }
+}
+
+/// Whether a Pod name can stand as one DNS label (at most 63 octets, no dots).
+fn usable_label(name: &str) -> bool {
+    !name.is_empty() && name.len() < 64 && !name.contains('.')
+}
+
+/// The address a dashed label stands for, the inverse of [`DashedIp::new`] as CoreDNS reads
+/// pod names: three dashes and no `--` is IPv4, anything else is tried as IPv6.
+pub fn parse_dashed(label: &[u8]) -> Option<IpAddr> {
+    let text = std::str::from_utf8(label).ok()?;
+    let dashes = text.bytes().filter(|b| *b == b'-').count();
+    if dashes == 3 && !text.contains("--") {
+        return text
+            .replace('-', ".")
+            .parse::<Ipv4Addr>()
+            .ok()
+            .map(IpAddr::V4);
+    }
+    text.replace('-', ":")
+        .parse::<Ipv6Addr>()
+        .ok()
+        .map(IpAddr::V6)
+}
+
+/// The ready endpoints and ports of one EndpointSlice.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SliceEntry {
+    /// The slice's ports.
+    pub ports: Box<[PortEntry]>,
+    /// Its ready endpoints, one entry per address.
+    pub endpoints: Box<[EndpointEntry]>,
+}
+
+/// A compacted EndpointSlice with its identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompactSlice {
+    /// Namespace.
+    pub namespace: String,
+    /// The slice's own name.
+    pub name: String,
+    /// The Service it belongs to.
+    pub service: String,
+    /// Its content.
+    pub entry: SliceEntry,
+    /// The trigger-time annotation, as unix nanoseconds, when present and valid.
+    pub trigger_time: Option<u128>,
+}
+
+/// The cut-down form of an EndpointSlice; `None` when it belongs to no Service.
+pub fn compact_slice(slice: &EndpointSlice) -> Option<CompactSlice> {
+    let (namespace, name) = key(slice)?;
+    let service = slice.labels().get(SERVICE_NAME_LABEL)?.clone();
+    let ports = slice
+        .ports
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p: &EndpointPort| port_entry(p.name.as_deref(), p.protocol.as_deref(), p.port))
+        .collect::<Vec<_>>();
+    let fqdn = slice.address_type == "FQDN";
+    let endpoints = slice
+        .endpoints
+        .iter()
+        .filter(|_| !fqdn)
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))
+        .flat_map(|e| {
+            let hostname: Option<Arc<str>> = e
+                .hostname
+                .as_deref()
+                .filter(|h| usable_label(h))
+                .map(|h| Arc::from(h.to_ascii_lowercase()));
+            let pod: Option<Arc<str>> = e
+                .target_ref
+                .as_ref()
+                .filter(|target| target.kind.as_deref() == Some("Pod"))
+                .and_then(|target| target.name.as_deref())
+                .map(|name| Arc::from(name.to_ascii_lowercase()));
+            e.addresses.iter().filter_map(move |address| {
+                Some(EndpointEntry {
+                    ip: address.parse().ok()?,
+                    hostname: hostname.clone(),
+                    pod: pod.clone(),
+                })
+            })
+        })
+        .collect::<Vec<_>>();
+    let trigger_time = slice
+        .annotations()
+        .get(TRIGGER_TIME_ANNOTATION)
+        .and_then(|time| parse_rfc3339_nanos(time));
+    Some(CompactSlice {
+        namespace,
+        name,
+        service,
+        entry: SliceEntry {
+            ports: ports.into(),
+            endpoints: endpoints.into(),
+        },
+        trigger_time,
+    })
+}
+
+/// The cut-down form of a Pod: namespace, name and IPs.
+pub fn compact_pod(pod: &Pod) -> Option<(String, String, Box<[IpAddr]>)> {
+    let (namespace, name) = key(pod)?;
+    let status = pod.status.as_ref();
+    let mut ips: Vec<IpAddr> = status
+        .and_then(|status| status.pod_ips.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|ip| ip.ip.parse().ok())
+        .collect();
+    if ips.is_empty()
+        && let Some(ip) = status
+            .and_then(|status| status.pod_ip.as_deref())
+            .and_then(|ip| ip.parse().ok())
+    {
+        ips.push(ip);
+    }
+    Some((namespace, name, ips.into()))
+}
+
+/// Parses an RFC 3339 UTC time as Kubernetes writes it (`2024-05-01T10:20:30Z`, optional
+/// fraction) into nanoseconds since the unix epoch.
+pub fn parse_rfc3339_nanos(text: &str) -> Option<u128> {
+    let bytes = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| -> Option<u64> {
+        let part = bytes.get(range)?;
+        if !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(part).ok()?.parse().ok()
+    };
+    if bytes.get(4) != Some(&b'-') || bytes.get(7) != Some(&b'-') || bytes.get(10) != Some(&b'T') {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut rest = bytes.get(19..)?;
+    let mut nanos = 0u64;
+    if let Some(fraction) = rest.strip_prefix(b".") {
+        let end = fraction
+            .iter()
+            .position(|b| !b.is_ascii_digit())
+            .unwrap_or(fraction.len());
+        for (i, digit) in fraction[..end].iter().take(9).enumerate() {
+            nanos += u64::from(digit - b'0') * 10u64.pow(8 - i as u32);
+        }
+        rest = &fraction[end..];
+    }
+    if rest != b"Z" {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm), proleptic Gregorian calendar.
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146_097 + doe).checked_sub(719_468)?;
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
+    Some(u128::from(seconds) * 1_000_000_000 + u128::from(nanos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ObjectReference, PodIP, PodStatus, ServiceSpec};
+    use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions};
+    use kube::api::ObjectMeta;
+    use std::collections::BTreeMap;
+
+    fn meta(name: &str) -> ObjectMeta {
+        ObjectMeta {
+            namespace: Some("ns".into()),
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        }
+    }
+
+    fn service(spec: ServiceSpec) -> Service {
+        Service {
+            metadata: meta("web"),
+            spec: Some(spec),
+            ..Service::default()
+        }
+    }
+
+    fn port(name: &str, protocol: &str, number: i32) -> ServicePort {
+        ServicePort {
+            name: Some(name.into()),
+            protocol: Some(protocol.into()),
+            port: number,
+            ..ServicePort::default()
+        }
+    }
+
+    #[test]
+    fn services_by_kind() {
+        let (ns, name, entry) = compact_service(&service(ServiceSpec {
+            cluster_ips: Some(vec!["10.96.0.10".into(), "fd00::10".into()]),
+            ports: Some(vec![port("HTTP", "TCP", 80), port("dns", "UDP", 53)]),
+            selector: Some(BTreeMap::from([("app".into(), "web".into())])),
+            ..ServiceSpec::default()
+        }))
+        .expect("namespaced");
+        assert_eq!((ns.as_str(), name.as_str()), ("ns", "web"));
+        assert_eq!(entry.cluster_ips().count(), 2);
+        assert_eq!(entry.ports.len(), 2);
+        assert!(
+            entry.ports[0].matches(b"http", Protocol::Tcp),
+            "names lower-cased"
+        );
+        assert!(!entry.ports[1].matches(b"dns", Protocol::Tcp));
+        assert_eq!(entry.kind_label(), "cluster_ip");
+
+        let (_, _, old) = compact_service(&service(ServiceSpec {
+            cluster_ip: Some("10.96.0.9".into()),
+            ..ServiceSpec::default()
+        }))
+        .expect("namespaced");
+        assert_eq!(
+            old.cluster_ips().collect::<Vec<_>>(),
+            [IpAddr::from([10, 96, 0, 9])]
+        );
+
+        let (_, _, headless) = compact_service(&service(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            cluster_ips: Some(vec!["None".into()]),
+            ..ServiceSpec::default()
+        }))
+        .expect("namespaced");
+        assert_eq!(headless.kind, ServiceKind::Headless);
+        assert_eq!(headless.kind_label(), "headless_without_selector");
+
+        let (_, _, external) = compact_service(&service(ServiceSpec {
+            type_: Some("ExternalName".into()),
+            external_name: Some("Example.COM.".into()),
+            ..ServiceSpec::default()
+        }))
+        .expect("namespaced");
+        assert_eq!(
+            external.kind,
+            ServiceKind::ExternalName(b"\x07example\x03com\x00"[..].into())
+        );
+        let (_, _, by_ip) = compact_service(&service(ServiceSpec {
+            type_: Some("ExternalName".into()),
+            external_name: Some("10.0.0.1".into()),
+            ..ServiceSpec::default()
+        }))
+        .expect("namespaced");
+        assert_eq!(by_ip.kind, ServiceKind::InvalidExternalName);
+
+        let mut cluster_scoped = service(ServiceSpec::default());
+        cluster_scoped.metadata.namespace = None;
+        assert!(compact_service(&cluster_scoped).is_none());
+    }
+
+    fn endpoint(
+        ip: &str,
+        ready: Option<bool>,
+        hostname: Option<&str>,
+        pod: Option<&str>,
+    ) -> Endpoint {
+        Endpoint {
+            addresses: vec![ip.into()],
+            conditions: Some(EndpointConditions {
+                ready,
+                ..EndpointConditions::default()
+            }),
+            hostname: hostname.map(Into::into),
+            target_ref: pod.map(|pod| ObjectReference {
+                kind: Some("Pod".into()),
+                name: Some(pod.into()),
+                ..ObjectReference::default()
+            }),
+            ..Endpoint::default()
+        }
+    }
+
+    #[test]
+    fn slices_keep_ready_endpoints_only() {
+        let mut metadata = meta("web-abcde");
+        metadata.labels = Some(BTreeMap::from([(SERVICE_NAME_LABEL.into(), "web".into())]));
+        metadata.annotations = Some(BTreeMap::from([(
+            TRIGGER_TIME_ANNOTATION.into(),
+            "1970-01-01T00:00:10Z".into(),
+        )]));
+        let slice = EndpointSlice {
+            metadata,
+            address_type: "IPv4".into(),
+            endpoints: vec![
+                endpoint("10.244.0.1", Some(true), Some("Web-0"), Some("web-0")),
+                endpoint("10.244.0.2", None, None, Some("web-1")),
+                endpoint("10.244.0.3", Some(false), None, Some("web-2")),
+                endpoint("bogus", Some(true), None, None),
+            ],
+            ports: Some(vec![EndpointPort {
+                name: Some("http".into()),
+                port: Some(8080),
+                protocol: None,
+                ..EndpointPort::default()
+            }]),
+        };
+        let compact = compact_slice(&slice).expect("has a service");
+        assert_eq!(compact.service, "web");
+        assert_eq!(compact.name, "web-abcde");
+        assert_eq!(compact.trigger_time, Some(10_000_000_000));
+        assert_eq!(compact.entry.ports[0].port, 8080);
+        assert!(compact.entry.ports[0].matches(b"http", Protocol::Tcp));
+        let ips: Vec<_> = compact
+            .entry
+            .endpoints
+            .iter()
+            .map(|e| e.ip.to_string())
+            .collect();
+        assert_eq!(
+            ips,
+            ["10.244.0.1", "10.244.0.2"],
+            "not ready and bad addresses dropped"
+        );
+        assert_eq!(
+            compact.entry.endpoints[0].hostname.as_deref(),
+            Some("web-0")
+        );
+
+        let mut orphan = slice.clone();
+        orphan.metadata.labels = None;
+        assert!(compact_slice(&orphan).is_none());
+        let mut fqdn = slice;
+        fqdn.address_type = "FQDN".into();
+        assert!(
+            compact_slice(&fqdn)
+                .expect("kept")
+                .entry
+                .endpoints
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn endpoint_names_follow_coredns() {
+        let e = |ip: &str, hostname: Option<&str>, pod: Option<&str>| EndpointEntry {
+            ip: ip.parse().expect("ip"),
+            hostname: hostname.map(Arc::from),
+            pod: pod.map(Arc::from),
+        };
+        let name = |entry: &EndpointEntry, pods: bool| {
+            String::from_utf8(entry.name(pods).as_bytes().to_vec()).expect("utf-8")
+        };
+        assert_eq!(
+            name(&e("10.244.0.1", Some("db-0"), Some("pod")), true),
+            "db-0"
+        );
+        assert_eq!(name(&e("10.244.0.1", None, Some("pod-x")), true), "pod-x");
+        assert_eq!(
+            name(&e("10.244.0.1", None, Some("pod-x")), false),
+            "10-244-0-1"
+        );
+        assert_eq!(
+            name(&e("10.244.0.1", None, Some("a.b")), true),
+            "10-244-0-1"
+        );
+        assert_eq!(
+            name(&e("10.244.0.1", None, Some(&"p".repeat(64))), true),
+            "10-244-0-1"
+        );
+        assert_eq!(name(&e("fd00::1", None, None), false), "fd00--1");
+        assert_eq!(name(&e("fd00:1::", None, None), false), "fd00-1--0");
+        assert_eq!(
+            name(
+                &e("2001:db8:85a3:1234:5678:8a2e:370:7334", None, None),
+                false
+            ),
+            "2001-db8-85a3-1234-5678-8a2e-370-7334"
+        );
+    }
+
+    #[test]
+    fn dashed_labels_parse_back() {
+        for ip in [
+            "10.244.0.1",
+            "fd00::1",
+            "fd00:1::",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+        ] {
+            let ip: IpAddr = ip.parse().expect("ip");
+            assert_eq!(parse_dashed(DashedIp::new(ip).as_bytes()), Some(ip), "{ip}");
+        }
+        assert_eq!(parse_dashed(b"1-2-3"), None);
+        assert_eq!(parse_dashed(b"a-b-c-d"), None);
+        assert_eq!(parse_dashed(b"300-1-1-1"), None);
+        assert_eq!(parse_dashed(&[0xff]), None);
+    }
+
+    #[test]
+    fn pods_by_ips() {
+        let pod = Pod {
+            metadata: meta("p"),
+            status: Some(PodStatus {
+                pod_ip: Some("10.244.0.7".into()),
+                pod_ips: Some(vec![
+                    PodIP {
+                        ip: "10.244.0.7".into(),
+                    },
+                    PodIP {
+                        ip: "fd00::7".into(),
+                    },
+                ]),
+                ..PodStatus::default()
+            }),
+            ..Pod::default()
+        };
+        let (_, _, ips) = compact_pod(&pod).expect("namespaced");
+        assert_eq!(ips.len(), 2);
+        let mut old = pod.clone();
+        if let Some(status) = old.status.as_mut() {
+            status.pod_ips = None;
+        }
+        assert_eq!(compact_pod(&old).expect("namespaced").2.len(), 1);
+    }
+
+    #[test]
+    fn rfc3339_times() {
+        assert_eq!(parse_rfc3339_nanos("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339_nanos("2024-02-29T12:34:56.5Z"),
+            Some(1_709_210_096_500_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339_nanos("2000-03-01T00:00:00.123456789Z"),
+            Some(951_868_800_123_456_789)
+        );
+        for bad in [
+            "",
+            "2024-02-29",
+            "2024-02-29T12:34:56+01:00",
+            "2024-13-01T00:00:00Z",
+            "x024-01-01T00:00:00Z",
+        ] {
+            assert_eq!(parse_rfc3339_nanos(bad), None, "{bad}");
+        }
+    }
+}
