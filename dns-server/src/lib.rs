@@ -22,10 +22,12 @@
 //! - [`request`] turns the bytes of a query into a [`request::Request`] exactly once, without
 //!   allocating, or says how to reject it (drop, FORMERR, NOTIMP).
 //! - [`pipeline`] holds the built configuration ([`pipeline::Pipeline`]): an ordered list of
-//!   stages. Each stage answers, or lets the next one try. Today the only stage is
-//!   [`pipeline::kubernetes`] (the Kubernetes DNS specification with CoreDNS's semantics);
-//!   policy, rewrite, cache, zones and forwarding slot in around it in a fixed order. A
-//!   name no stage owns is REFUSED.
+//!   stages. Each stage answers, or lets the next one try: [`pipeline::cache`] (forwarded
+//!   answers), [`pipeline::kubernetes`] (the Kubernetes DNS specification with CoreDNS's
+//!   semantics), [`pipeline::zones`] (authoritative zones, AXFR) and [`pipeline::forward`]
+//!   (stub domains and upstreams), in that fixed order, with policy and rewrite to come in
+//!   front. A name no stage owns is REFUSED. Local answers never wait on the network; a
+//!   forwarded query is finished off the UDP receive loop ([`state::Reply::Later`]).
 //! - [`response`] encodes the answer a stage produced: name compression, EDNS, truncation.
 //! - [`kubernetes`] watches Services, EndpointSlices, Namespaces (and Pods when the config
 //!   asks for verified pod records) and keeps the compact [`kubernetes::Cluster`] snapshot
