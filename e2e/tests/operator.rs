@@ -6,45 +6,11 @@
 
 use hickory_proto::rr::RecordType;
 use nameplane_e2e::{
-    DnsServer, Operator, kubectl, kubectl_ok, kubectl_with_stdin, quantile, query_udp, wait_for,
+    DnsServer, Operator, apply, install_crds, kubectl, kubectl_ok, quantile, query_udp, wait_for,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-fn install_crds() {
-    kubectl_ok(&[
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "--field-manager=nameplane-e2e",
-        "-f",
-        "crds/",
-    ]);
-    for plural in [
-        "dnsservers",
-        "dnszones",
-        "stubdomains",
-        "rewriterules",
-        "dnspolicies",
-    ] {
-        kubectl_ok(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            &format!("crd/{plural}.nameplane.io"),
-        ]);
-    }
-}
-
-fn apply(namespace: &str, yaml: &str) {
-    let out = kubectl_with_stdin(&["apply", "-n", namespace, "-f", "-"], Some(yaml));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn namespace(name: &str, labels: &str) {
     apply(

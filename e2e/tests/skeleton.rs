@@ -6,47 +6,12 @@
 //! Needs `make cluster-up` and `cargo build --bins` first; `make e2e` does both.
 
 use nameplane_e2e::{
-    DnsServer, Operator, Transport, dig, kubectl, kubectl_ok, kubectl_with_stdin, metric_sum,
-    repo_root, wait_for,
+    DnsServer, Operator, Transport, dig, ensure_namespace, install_crds, kubectl, kubectl_ok,
+    kubectl_with_stdin, metric_sum, repo_root, wait_for,
 };
 use std::time::{Duration, Instant};
 
 const SYSTEM_NS: &str = "nameplane-system";
-
-fn install_crds() {
-    kubectl_ok(&[
-        "apply",
-        "--server-side",
-        "--field-manager=nameplane-e2e",
-        "--force-conflicts",
-        "-f",
-        "crds/",
-    ]);
-    for plural in [
-        "dnsservers",
-        "dnszones",
-        "stubdomains",
-        "rewriterules",
-        "dnspolicies",
-    ] {
-        kubectl_ok(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            &format!("crd/{plural}.nameplane.io"),
-        ]);
-    }
-}
-
-fn ensure_namespace(name: &str) {
-    let manifest = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n");
-    let out = kubectl_with_stdin(&["apply", "-f", "-"], Some(&manifest));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[test]
 fn api_server_is_real_and_reports_its_version() {
@@ -66,7 +31,7 @@ fn api_server_is_real_and_reports_its_version() {
 #[test]
 fn invalid_objects_are_rejected_at_admission_with_readable_messages() {
     install_crds();
-    ensure_namespace("e2e-invalid");
+    ensure_namespace("e2e-invalid", &[]);
     let dir = repo_root().join("e2e/testdata/invalid");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("testdata")
@@ -115,7 +80,7 @@ fn invalid_objects_are_rejected_at_admission_with_readable_messages() {
 #[test]
 fn operator_and_dns_server_answer_a_real_service() {
     install_crds();
-    ensure_namespace(SYSTEM_NS);
+    ensure_namespace(SYSTEM_NS, &[]);
     kubectl_ok(&["apply", "-f", "config/samples/"]);
 
     let mut operator = Operator::start("operator", &[]);
@@ -250,7 +215,7 @@ fn operator_and_dns_server_answer_a_real_service() {
     let port = dns.port;
 
     let ns = format!("e2e-{}", std::process::id());
-    ensure_namespace(&ns);
+    ensure_namespace(&ns, &[]);
     let created = Instant::now();
     let service = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {app: web}\n  ports:\n  - {name: http, port: 80}\n";
     let out = kubectl_with_stdin(&["apply", "-n", &ns, "-f", "-"], Some(service));

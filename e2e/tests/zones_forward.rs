@@ -12,24 +12,14 @@
 use nameplane_config::zone::{RecordConfig, RecordKind, ZoneConfig};
 use nameplane_config::{CONFIG_KEY, HASH_ANNOTATION, ServerConfig};
 use nameplane_e2e::{
-    DigResult, DnsServer, Operator, Process, Transport, dig, dig_raw, e2e_dir, free_port, kubectl,
-    kubectl_ok, kubectl_with_stdin, metric_sum, wait_for,
+    DigResult, DnsServer, Operator, Process, Transport, dig, dig_raw, e2e_dir, ensure_namespace,
+    free_port, kubectl, kubectl_ok, kubectl_with_stdin, metric_sum, wait_for,
 };
 use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const READY: Duration = Duration::from_secs(30);
-
-fn ensure_namespace(name: &str) {
-    let manifest = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n");
-    let out = kubectl_with_stdin(&["apply", "-f", "-"], Some(&manifest));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Writes `config` into ConfigMap `namespace/name` (created or replaced), as the operator
 /// would.
@@ -167,7 +157,7 @@ impl Stack {
                 &format!("crd/{plural}.nameplane.io"),
             ]);
         }
-        ensure_namespace("nameplane-system");
+        ensure_namespace("nameplane-system", &[]);
         let labelled = format!(
             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n  labels: {{nameplane.io/e2e: {namespace}}}\n"
         );
@@ -494,7 +484,7 @@ fn knot_transfers_the_zone_as_a_secondary_and_follows_serial_changes() {
 #[test]
 fn an_upstream_killed_mid_test_fails_over_then_serves_stale_then_servfail() {
     let ns = "e2e-forward";
-    ensure_namespace(ns);
+    ensure_namespace(ns, &[]);
     let first = zone_server(ns, "upstream-1", vec![example_test("192.0.2.1", 2)], None);
     let second = zone_server(ns, "upstream-2", vec![example_test("192.0.2.2", 2)], None);
     let first_port = first.port;
@@ -656,7 +646,7 @@ fn forging_relay(front: UdpSocket, upstream: u16) {
 #[test]
 fn forged_replies_are_ignored_and_the_real_answer_is_served() {
     let ns = "e2e-forged";
-    ensure_namespace(ns);
+    ensure_namespace(ns, &[]);
     let upstream = zone_server(
         ns,
         "real-upstream",
@@ -711,7 +701,7 @@ fn forged_replies_are_ignored_and_the_real_answer_is_served() {
 #[test]
 fn the_cache_answers_repeats_and_coalesces_bursts() {
     let ns = "e2e-cache";
-    ensure_namespace(ns);
+    ensure_namespace(ns, &[]);
     let upstream = zone_server(
         ns,
         "cache-upstream",
@@ -805,7 +795,7 @@ fn the_cache_answers_repeats_and_coalesces_bursts() {
 #[test]
 fn the_in_flight_limit_bounds_what_a_dead_upstream_costs() {
     let ns = "e2e-inflight";
-    ensure_namespace(ns);
+    ensure_namespace(ns, &[]);
     // Bound but never read: every query to it waits for its whole attempt.
     let silent = UdpSocket::bind("127.0.0.1:0").expect("bind");
     let silent_port = silent.local_addr().expect("addr").port();
