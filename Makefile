@@ -12,7 +12,7 @@ run: ## Local control plane + CRDs + operator + dns-server + samples; prints a d
 	e2e/scripts/run.sh
 
 .PHONY: test
-test: deps fmt-check lint unit e2e ## Everything CI checks: format, clippy, unit tests, e2e on a real control plane
+test: deps fmt-check lint unit e2e bench-smoke ## Everything CI checks: format, clippy, unit tests, e2e on a real control plane
 
 ##@ Development
 
@@ -66,6 +66,16 @@ e2e: deps build ## End-to-end tests: fresh control plane, real binaries, dig ove
 	e2e/scripts/cluster-up.sh
 	status=0; $(CARGO) test -p nameplane-e2e -- --test-threads=1 --nocapture || status=$$?; \
 	  e2e/scripts/cluster-down.sh; exit $$status
+
+##@ Benchmarks
+
+.PHONY: bench
+bench: ## nameplane vs CoreDNS (+ Knot ceiling) on the local control plane -> target/bench/results.md (~50 min; BENCH_SETS=small, BENCH_QUICK=1)
+	bench/scripts/bench.sh
+
+.PHONY: bench-smoke
+bench-smoke: ## Pipeline check of make bench: tiny set, one 1 s run per point, no performance threshold (~2 min)
+	BENCH_SMOKE=1 NAMEPLANE_PROFILE=debug bench/scripts/bench.sh
 
 ##@ Help
 
