@@ -359,14 +359,11 @@ impl<'a> SetRun<'a> {
                 target: Target::Ratio { ratio: 3.0 },
                 knot_share_target: Some(0.5),
                 method: format!(
-                    "dnsperf -e -c 1 -q 100 -t 2 pinned to CPU {}, server pinned to CPU {}, {} s per run after {} s warm-up, queries from {} ({} names); self-paced, and if that lost >0.1% the highest of 90%, 72%, ... of its rate that lost ≤0.1%; a run counts only if ≥99.9% of answers carry {}",
+                    "dnsperf -e -c 1 -q 100 -t 2 pinned to CPU {}, server pinned to CPU {}, {} s per run after {} s warm-up, the type's query file (work/<set>/queries/<type>.txt) sent in a loop; self-paced, and if that lost >0.1% the highest of 90%, 72%, ... of its rate that lost ≤0.1%; a run counts only if ≥99.9% of answers carry the type's rcode; runs of the two servers interleaved",
                     dnsperf::LOADGEN_CPU,
                     servers::SERVER_CPU,
                     self.settings.duration_s,
                     self.settings.warmup_s,
-                    sys::relative(&file),
-                    std::fs::read_to_string(&file).map(|t| t.lines().count()).unwrap_or(0),
-                    kind.rcode()
                 ),
             });
         }
@@ -455,7 +452,7 @@ impl<'a> SetRun<'a> {
                     },
                     knot_share_target: None,
                     method: format!(
-                        "dnsperf -Q {rate} -v (per-query latency), {} s per run, lost queries count as infinitely late; median over runs of each run's quantile",
+                        "dnsperf -Q <half of CoreDNS's max QPS for the type> -v (per-query latency), {} s per run, lost queries count as infinitely late; median over runs of each run's quantile",
                         self.settings.duration_s
                     ),
                 };

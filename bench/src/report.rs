@@ -237,6 +237,12 @@ pub fn fmt_value(v: f64) -> String {
     }
 }
 
+/// A note as short as a table cell allows: an unsupported type's reason without the name
+/// it was seen for (the probe table has the whole of it).
+fn short_note(note: &str) -> &str {
+    note.split(" for ").next().unwrap_or(note)
+}
+
 fn fmt_cell(cell: &Cell) -> String {
     let spread = if cell.runs.len() > 1 {
         let lo = cell.runs.iter().copied().fold(f64::INFINITY, f64::min);
@@ -246,9 +252,9 @@ fn fmt_cell(cell: &Cell) -> String {
         String::new()
     };
     match (cell.value, &cell.note) {
-        (Some(v), Some(note)) => format!("{}{spread} [{note}]", fmt_value(v)),
+        (Some(v), Some(note)) => format!("{}{spread} [{}]", fmt_value(v), short_note(note)),
         (Some(v), None) => format!("{}{spread}", fmt_value(v)),
-        (None, Some(note)) => note.clone(),
+        (None, Some(note)) => short_note(note).to_string(),
         (None, None) => "—".into(),
     }
 }
@@ -411,8 +417,15 @@ impl Report {
                 );
             }
             let _ = writeln!(md, "\nHow each row was measured:\n");
+            let mut methods: Vec<(&str, Vec<&str>)> = Vec::new();
             for row in &set.rows {
-                let _ = writeln!(md, "- **{}**: {}", row.metric, row.method);
+                match methods.iter_mut().find(|(m, _)| *m == row.method) {
+                    Some((_, metrics)) => metrics.push(&row.metric),
+                    None => methods.push((&row.method, vec![&row.metric])),
+                }
+            }
+            for (method, metrics) in methods {
+                let _ = writeln!(md, "- **{}**: {method}", metrics.join("; "));
             }
             if !set.errors.is_empty() {
                 let _ = writeln!(md, "\nSteps that failed:\n");
@@ -436,9 +449,12 @@ impl Report {
             );
             for row in &set.rows {
                 let short = |c: &Cell| {
-                    c.value
-                        .map(fmt_value)
-                        .unwrap_or_else(|| c.note.clone().unwrap_or_else(|| "—".into()))
+                    c.value.map(fmt_value).unwrap_or_else(|| {
+                        c.note
+                            .as_deref()
+                            .map(|n| short_note(n).replace("unsupported: ", "unsup. "))
+                            .unwrap_or_else(|| "—".into())
+                    })
                 };
                 let mut metric = format!("{} [{}]", row.metric, row.unit);
                 metric.truncate(44);
