@@ -168,6 +168,9 @@ pub fn latency_of(summary: &Summary) -> LatencyRun {
     }
 }
 
+/// Probe verdicts of one query type: (CoreDNS, nameplane).
+type Verdicts = (Result<(), String>, Result<(), String>);
+
 /// State and results of one object set.
 pub struct SetRun<'a> {
     /// Knobs.
@@ -189,7 +192,7 @@ pub struct SetRun<'a> {
     /// Probe results.
     pub support: Vec<Support>,
     /// Per kind: (CoreDNS ok, nameplane ok).
-    supported: HashMap<&'static str, (Result<(), String>, Result<(), String>)>,
+    supported: HashMap<&'static str, Verdicts>,
 }
 
 impl<'a> SetRun<'a> {

@@ -219,9 +219,14 @@ pub fn remove_key(value: &mut Value, key: &str) -> bool {
             }
             removed
         }
-        Value::Array(items) => items
-            .iter_mut()
-            .fold(false, |acc, v| remove_key(v, key) || acc),
+        Value::Array(items) => {
+            // Every item, not just up to the first hit.
+            let mut removed = false;
+            for v in items {
+                removed |= remove_key(v, key);
+            }
+            removed
+        }
         _ => false,
     }
 }
