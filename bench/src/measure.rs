@@ -329,6 +329,30 @@ impl<'a> SetRun<'a> {
                     }
                 }
             }
+            if self.settings.perf {
+                for (w, pid, port) in [
+                    (
+                        Who::CoreDns,
+                        servers.coredns.proc.pid(),
+                        servers.coredns.port,
+                    ),
+                    (
+                        Who::Nameplane,
+                        servers.nameplane.proc.pid(),
+                        servers.nameplane.port,
+                    ),
+                ] {
+                    if active.iter().any(|(a, _)| *a == w) {
+                        let out = self.dir.join(format!("perf-{}-{}", w.key(), kind.key()));
+                        match profile(pid, port, &file, self.settings.duration_s, &out).await {
+                            Ok(()) => {
+                                eprintln!("[bench]   perf profile: {}.txt", sys::relative(&out))
+                            }
+                            Err(e) => self.error(&format!("perf {} {}", w.key(), kind.key()), &e),
+                        }
+                    }
+                }
+            }
             for w in [Who::CoreDns, Who::Nameplane] {
                 let cell = match self.ok_for(kind, w) {
                     Err(why) => Cell::missing(format!("unsupported: {why}")),
@@ -1039,6 +1063,51 @@ impl<'a> SetRun<'a> {
             });
         }
     }
+}
+
+/// Records a flat `perf` profile (user and kernel symbols, 999 Hz) of `pid` during one
+/// self-paced dnsperf run; writes `<out>.data` and the report `<out>.txt`.
+pub async fn profile(pid: u32, port: u16, file: &Path, seconds: u64, out: &Path) -> Result<()> {
+    let data = out.with_extension("data");
+    let mut perf = tokio::process::Command::new("perf")
+        .args(["record", "-F", "999", "-p", &pid.to_string(), "-o"])
+        .arg(&data)
+        .args(["--", "sleep", &seconds.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("running perf (apt-get install linux-perf)")?;
+    let load = dnsperf::Run {
+        port,
+        queries: file,
+        seconds,
+        rate: None,
+        verbose: false,
+    }
+    .run()
+    .await;
+    let status = perf.wait().await?;
+    load?;
+    if !status.success() {
+        bail!("perf record failed ({status})");
+    }
+    let report = tokio::process::Command::new("perf")
+        .args([
+            "report",
+            "--stdio",
+            "--no-children",
+            "--percent-limit",
+            "0.5",
+            "--sort",
+            "dso,symbol",
+            "-i",
+        ])
+        .arg(&data)
+        .output()
+        .await?;
+    std::fs::write(out.with_extension("txt"), &report.stdout)?;
+    Ok(())
 }
 
 fn qps_cell(runs: &[QpsRun]) -> Cell {

@@ -354,7 +354,7 @@ pub fn zone_head(apex: &str) -> String {
 /// knotd.conf for one instance: one UDP and one TCP worker, zones loaded read-only.
 pub fn knot_conf(dir: &Path, port: u16, zones: &[Zone]) -> String {
     let mut conf = format!(
-        "server:\n    rundir: {dir}\n    listen: 127.0.0.1@{port}\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n\
+        "server:\n    rundir: {dir}\n    listen: 127.0.0.1@{port}\n    udp-max-payload: 4096\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n\
 database:\n    storage: {dir}\n\
 log:\n  - target: stderr\n    any: warning\n\
 template:\n  - id: default\n    storage: {dir}\n    journal-content: none\n    zonefile-sync: -1\n    semantic-checks: off\n\

@@ -7,6 +7,7 @@
 //! | `BENCH_SMOKE` | off | the `make test` smoke: tiny set, one run, 1 s points, pipeline checks only |
 //! | `BENCH_RUNS` | 3 (smoke: 1) | runs per point; the report gives the median |
 //! | `BENCH_DURATION` | 10 (quick: 3, smoke: 1) | seconds per dnsperf run |
+//! | `BENCH_PERF` | off | also record a `perf` profile of each server under each type's load |
 //! | `BENCH_OUT` | `target/bench` (smoke: `target/bench/smoke`) | where results go |
 
 use serde::Serialize;
@@ -115,6 +116,8 @@ pub struct Settings {
     pub out_dir: std::path::PathBuf,
     /// Build profile of the nameplane binaries (`release`, or `debug` for the smoke).
     pub profile: String,
+    /// `BENCH_PERF`: record a `perf` profile of each server under each type's load.
+    pub perf: bool,
 }
 
 impl Settings {
@@ -190,6 +193,7 @@ impl Settings {
             coredns_reload: if smoke { "2s 1s".into() } else { String::new() },
             out_dir,
             profile: std::env::var("NAMEPLANE_PROFILE").unwrap_or_else(|_| "release".into()),
+            perf: flag("BENCH_PERF"),
         })
     }
 }
