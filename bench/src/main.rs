@@ -233,6 +233,27 @@ fn dnsperf_version() -> String {
         .to_string()
 }
 
+/// Waits for `ready`, then until `probes` all pass at `port` (180 s limit): the time since
+/// `t0`, or why not.
+async fn synced_after(
+    ready: impl std::future::Future<Output = Result<Duration>>,
+    port: u16,
+    probes: &[queries::Probe],
+    t0: Instant,
+) -> Cell {
+    if let Err(e) = ready.await {
+        return Cell::missing(format!("not ready: {e}"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while Instant::now() < deadline {
+        if queries::check(port, probes).await.is_ok() {
+            return Cell::one(t0.elapsed().as_secs_f64());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Cell::missing("ready, but not answering correctly after 180 s")
+}
+
 async fn run_set(
     settings: &Settings,
     set: &ObjectSet,
@@ -321,36 +342,27 @@ async fn run_set_inner(
         Some(servers::SERVER_CPU),
     )?;
     let mut servers = Servers { coredns, nameplane };
-    let ready_c = servers.coredns.wait_ready(Duration::from_secs(300)).await;
-    let ready_n = servers.nameplane.wait_ready(Duration::from_secs(300)).await;
-    let ready_cell = |r: &Result<Duration>| match r {
-        Ok(_) => Cell::missing("not answering correctly"),
-        Err(e) => Cell::missing(format!("not ready: {e}")),
+    // Ready is not enough: each must also answer the sampled ClusterIP names correctly. Both
+    // are timed at once, each from the common start.
+    let probes = queries.probes(queries::Kind::ClusterIpA);
+    let (coredns_sync, nameplane_sync) = {
+        let Servers { coredns, nameplane } = &mut servers;
+        let (c_port, n_port) = (coredns.port, nameplane.port);
+        tokio::join!(
+            synced_after(
+                coredns.wait_ready(Duration::from_secs(300)),
+                c_port,
+                probes,
+                t0
+            ),
+            synced_after(
+                nameplane.wait_ready(Duration::from_secs(300)),
+                n_port,
+                probes,
+                t0
+            ),
+        )
     };
-    // Ready is not enough: wait until each answers the sampled ClusterIP names correctly.
-    let mut synced = Vec::new();
-    for (port, ready) in [
-        (servers.coredns.port, &ready_c),
-        (servers.nameplane.port, &ready_n),
-    ] {
-        let mut cell = ready_cell(ready);
-        if ready.is_ok() {
-            let deadline = Instant::now() + Duration::from_secs(180);
-            while Instant::now() < deadline {
-                if queries::check(port, queries.probes(queries::Kind::ClusterIpA))
-                    .await
-                    .is_ok()
-                {
-                    cell = Cell::one(t0.elapsed().as_secs_f64());
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        synced.push(cell);
-    }
-    let nameplane_sync = synced.pop().expect("two");
-    let coredns_sync = synced.pop().expect("two");
     let both_ok = coredns_sync.value.is_some() && nameplane_sync.value.is_some();
     report.rows.push(Row {
         section: "memory".into(),
