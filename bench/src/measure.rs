@@ -666,7 +666,7 @@ impl<'a> SetRun<'a> {
                 .map(Cell::one)
                 .unwrap_or_else(|| Cell::missing("process gone"));
             match ok {
-                Ok(()) => c.with_note(format!("{:.1} CPU-s", cpu1[i] - cpu0[i])),
+                Ok(()) => c.with_note(format!("{:.2} CPU-s", cpu1[i] - cpu0[i])),
                 Err(why) => c.with_note(format!("after restart: {why}")),
             }
         };
