@@ -25,6 +25,13 @@ if [ "$(nproc)" -lt 2 ]; then
   say "WARNING: $(nproc) CPU: the servers (CPU 0) and dnsperf (CPU 1) cannot be pinned apart"
 fi
 
+# etcd keeps every object of the large set (and its snapshots) under target/e2e: a full disk
+# kills it mid-run ("no space left on device" in target/e2e/cluster/logs/etcd.log).
+free_mib=$(df -Pm "$ROOT" | awk 'NR==2 {print $4}')
+if [ "${free_mib:-0}" -lt 3072 ]; then
+  say "WARNING: only ${free_mib} MiB free on the disk of $ROOT; the large set needs about 3 GiB (etcd data, logs)"
+fi
+
 say "CoreDNS (built from its Go module on first use, then cached)"
 COREDNS_BIN=$(bench/scripts/build-coredns.sh | tail -n 1)
 export COREDNS_BIN
