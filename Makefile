@@ -70,7 +70,7 @@ e2e: deps build ## End-to-end tests: fresh control plane, real binaries, dig ove
 ##@ Benchmarks
 
 .PHONY: bench
-bench: ## nameplane vs CoreDNS (+ Knot ceiling) on the local control plane -> target/bench/results.md (~50 min; BENCH_SETS=small, BENCH_QUICK=1)
+bench: ## nameplane vs CoreDNS (+ Knot ceiling) on the local control plane -> target/bench/results.md (45-60 min est.; BENCH_SETS=small, BENCH_QUICK=1)
 	bench/scripts/bench.sh
 
 .PHONY: bench-smoke
