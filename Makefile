@@ -12,7 +12,7 @@ run: ## Local control plane + CRDs + operator + dns-server + samples; prints a d
 	e2e/scripts/run.sh
 
 .PHONY: test
-test: deps fmt-check lint unit chart-lint e2e ## Everything CI checks: format, clippy, unit tests, e2e on a real control plane
+test: deps fmt-check lint unit chart-lint e2e bench-smoke ## Everything CI checks: format, clippy, unit tests, chart lint, e2e on a real control plane, bench smoke
 
 ##@ Development
 
@@ -81,6 +81,16 @@ chart-crds: ## Copy the generated crds/ into charts/nameplane/crds/ and config/c
 .PHONY: chart-lint
 chart-lint: ## Chart and kustomize checks: CRD copies fresh, helm lint --strict, schema rejects bad values
 	e2e/scripts/chart-lint.sh
+
+##@ Benchmarks
+
+.PHONY: bench
+bench: ## nameplane vs CoreDNS (+ Knot ceiling) on the local control plane -> target/bench/results.md (45-60 min est.; BENCH_SETS=small, BENCH_QUICK=1)
+	bench/scripts/bench.sh
+
+.PHONY: bench-smoke
+bench-smoke: ## Pipeline check of make bench: tiny set, one 1 s run per point, no performance threshold (~2 min)
+	BENCH_SMOKE=1 NAMEPLANE_PROFILE=debug bench/scripts/bench.sh
 
 ##@ Help
 
