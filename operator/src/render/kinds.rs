@@ -9,7 +9,7 @@ use crate::api::dnsserver::DNSServer;
 use crate::api::dnszone::{DNSZone, RecordType};
 use crate::api::rewriterule::{MatchKind, RewriteRule};
 use crate::api::stubdomain::{ForwardPolicy, StubDomain};
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use nameplane_config::forward::{self, ForwardConfig};
 use nameplane_config::names;
 use nameplane_config::policy::{self, PolicyConfig, PolicyRuleConfig};
@@ -82,10 +82,6 @@ pub fn is_at_or_below(name: &str, domain: &str) -> bool {
     name == domain || name.ends_with(&format!(".{domain}"))
 }
 
-fn key<K: Resource<DynamicType = ()>>(object: &K) -> ObjectKey {
-    ObjectKey::of(object)
-}
-
 fn rejected(reason: &'static str, message: impl Into<String>) -> Verdict {
     Verdict::Rejected {
         reason,
@@ -101,7 +97,7 @@ pub fn zones(
 ) -> Vec<ZoneConfig> {
     let mut by_apex: BTreeMap<String, (ObjectKey, ZoneConfig)> = BTreeMap::new();
     for object in objects {
-        let key = key(object.as_ref());
+        let key = ObjectKey::of(object.as_ref());
         let verdict = zone(object, scope).and_then(|zone| match by_apex.get(&zone.name) {
             Some((winner, _)) => Err(rejected(
                 "Conflict",
@@ -222,7 +218,7 @@ pub fn stubs(
 ) -> Vec<ForwardConfig> {
     let mut by_domain: BTreeMap<String, (ObjectKey, ForwardConfig)> = BTreeMap::new();
     for object in objects {
-        let key = key(object.as_ref());
+        let key = ObjectKey::of(object.as_ref());
         let verdict = stub(object, scope).and_then(|fwd| {
             if zone_apexes.contains(&fwd.domain) {
                 Err(rejected("ConflictsWithZone", format!("{} is a zone this server serves itself (a DNSZone); a StubDomain cannot forward it", fwd.domain)))
@@ -283,7 +279,7 @@ pub fn rewrites(
 ) -> Vec<RewriteConfig> {
     let mut accepted: Vec<(ObjectKey, RewriteConfig)> = Vec::new();
     for object in objects {
-        let key = key(object.as_ref());
+        let key = ObjectKey::of(object.as_ref());
         let namespace = object.namespace().unwrap_or_default();
         let client_namespace = (namespace != scope.server_namespace).then(|| namespace.clone());
         let mut rules = Vec::new();
@@ -380,7 +376,7 @@ pub fn policies(
 ) -> Vec<PolicyConfig> {
     let mut out = Vec::new();
     for object in objects {
-        let key = key(object.as_ref());
+        let key = ObjectKey::of(object.as_ref());
         match policy(object) {
             Ok(p) => {
                 verdicts.insert(key, Verdict::Accepted);
