@@ -64,6 +64,12 @@ pub struct ServerConfig {
     /// Per-namespace resolution policies.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<policy::PolicyConfig>,
+    /// What a client gets that the server cannot tie to exactly one Pod (an unknown source
+    /// address, e.g. behind SNAT, or one shared by host-network Pods) while any policy is
+    /// configured: `deny` (the default) fails closed, because such a client may be one a
+    /// policy restricts. Without policies every client is allowed.
+    #[serde(default = "policy::unidentified_default")]
+    pub unidentified_clients: policy::PolicyAction,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +83,7 @@ impl Default for ServerConfig {
             cache: None,
             rewrites: Vec::new(),
             policies: Vec::new(),
+            unidentified_clients: policy::unidentified_default(),
         }
     }
 }
@@ -113,6 +120,13 @@ pub struct KubernetesConfig {
     /// in their search list (CoreDNS `ignore empty_service`).
     #[serde(default)]
     pub ignore_empty_service: bool,
+    /// Server-side search path (CoreDNS `autopath @kubernetes`): a query for
+    /// `<name>.<ns>.svc.<zone>` from a Pod of namespace `<ns>` is answered with the first of
+    /// `<name>.<ns>.svc.<zone>`, `<name>.svc.<zone>`, `<name>.<zone>`, `<name>` that exists,
+    /// behind a CNAME from the asked name, so the client needs one query instead of up to
+    /// five. Needs the Pod watch (to know the client's namespace).
+    #[serde(default)]
+    pub autopath: bool,
 }
 
 impl Default for KubernetesConfig {
@@ -127,6 +141,7 @@ impl Default for KubernetesConfig {
             namespace_selector: None,
             label_selector: None,
             ignore_empty_service: false,
+            autopath: false,
         }
     }
 }
@@ -305,6 +320,23 @@ impl ValidatedConfig {
     /// The Kubernetes settings.
     pub fn kubernetes(&self) -> &KubernetesConfig {
         &self.raw.kubernetes
+    }
+
+    /// Whether serving this config needs to know which Pod a client is (the Pod watch):
+    /// `pods: verified`, any policy, autopath, or a rewrite limited to one namespace's Pods.
+    /// The operator grants the DNS server `list`/`watch` on Pods exactly when this holds.
+    pub fn needs_pods(&self) -> bool {
+        self.raw.needs_pods()
+    }
+}
+
+impl ServerConfig {
+    /// See [`ValidatedConfig::needs_pods`].
+    pub fn needs_pods(&self) -> bool {
+        self.kubernetes.pods == PodsMode::Verified
+            || self.kubernetes.autopath
+            || !self.policies.is_empty()
+            || self.rewrites.iter().any(|r| r.client_namespace.is_some())
     }
 }
 

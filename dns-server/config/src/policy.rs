@@ -1,5 +1,13 @@
 //! Per-namespace resolution policy: which names the Pods of one namespace may resolve. A
 //! policy only ever matches clients in its own namespace.
+//!
+//! How the policies that select one client combine (like NetworkPolicy, with explicit
+//! denials on top): each selecting policy gives its first rule covering the name, or its
+//! default. Any rule that denies wins; otherwise any rule that allows allows; otherwise the
+//! name is allowed only if every selecting policy's default allows it. A client no policy
+//! selects is not restricted. The name checked is the question after rewriting, and every
+//! owner and target name in the answer section (CNAME, SRV, PTR, MX, NS targets), so an
+//! allowed name cannot lead to a denied one.
 
 use crate::{ConfigError, names};
 use schemars::JsonSchema;
@@ -23,6 +31,14 @@ pub struct PolicyConfig {
     pub default_action: PolicyAction,
     /// How a denied query is answered.
     pub denied_response: DeniedResponse,
+    /// Log every query this policy denies (target `nameplane_dns::audit`).
+    #[serde(default)]
+    pub audit: bool,
+}
+
+/// The default of [`crate::ServerConfig::unidentified_clients`]: fail closed.
+pub fn unidentified_default() -> PolicyAction {
+    PolicyAction::Deny
 }
 
 /// One rule.
@@ -62,12 +78,6 @@ impl PolicyConfig {
             return Err(ConfigError::invalid(
                 format!("{at}.namespace"),
                 "must not be empty".into(),
-            ));
-        }
-        if self.rules.is_empty() {
-            return Err(ConfigError::invalid(
-                format!("{at}.rules"),
-                "at least one rule is needed".into(),
             ));
         }
         for (i, rule) in self.rules.iter().enumerate() {

@@ -19,8 +19,14 @@ pub struct RewriteConfig {
     pub from: String,
     /// The replacement; for `regex`, `{1}`, `{2}`… insert capture groups.
     pub to: String,
-    /// Rewrite names in the answer back to the name the client asked for.
+    /// Rewrite names in the answer back to the name the client asked for: owner names equal
+    /// to the rewritten name, and (for exact, prefix and suffix rules) CNAME, SRV, PTR and
+    /// MX targets that match `to`, which get `from` back in its place.
     pub rewrite_answers: bool,
+    /// TTL of every record in a rewritten answer, in seconds; the answer's own TTLs when
+    /// left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u32>,
     /// Only queries from Pods of this namespace are rewritten (rules a tenant wrote for
     /// itself); every client when left out (rules from the DNS server's own namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,6 +90,14 @@ impl RewriteConfig {
                 }
             }
         }
+        if let Some(ttl) = self.ttl_seconds
+            && ttl > crate::MAX_TTL_SECONDS
+        {
+            return Err(ConfigError::invalid(
+                format!("{at}.ttlSeconds"),
+                format!("{ttl} is above the maximum of {}", crate::MAX_TTL_SECONDS),
+            ));
+        }
         if self.from == self.to {
             return Err(ConfigError::invalid(
                 at.into(),
@@ -120,6 +134,7 @@ mod tests {
             from: from.into(),
             to: to.into(),
             rewrite_answers: true,
+            ttl_seconds: None,
             client_namespace: None,
         }
     }

@@ -303,6 +303,7 @@ pub fn rewrites(
                 from: name(&rule.from),
                 to: name(&rule.to),
                 rewrite_answers: rule.rewrite_answers,
+                ttl_seconds: None,
                 client_namespace: client_namespace.clone(),
             };
             if let Err(e) = config.validate(&format!("spec.rules[{i}]")) {
@@ -426,6 +427,7 @@ fn policy(object: &DNSPolicy) -> Result<PolicyConfig, Verdict> {
         pod_labels: selector.match_labels.unwrap_or_default(),
         rules,
         default_action: action(object.spec.default_action),
+        audit: false,
         denied_response: match object.spec.denied_response {
             DeniedResponse::NXDOMAIN => policy::DeniedResponse::Nxdomain,
             DeniedResponse::REFUSED => policy::DeniedResponse::Refused,
