@@ -26,7 +26,8 @@
 //!
 //! The cache and forward stages register their own families here too (CoreDNS's `cache_*`,
 //! `forward_*` and `proxy_*` names): see [`crate::pipeline::cache::CacheMetrics`] and
-//! [`crate::pipeline::forward::ForwardMetrics`].
+//! [`crate::pipeline::forward::ForwardMetrics`]; so do policy, rewrite and autopath
+//! ([`ClientMetrics`]).
 //!
 //! The query path takes no lock here: each label combination of a per-query metric is a
 //! slot holding its handle, filled from the registry's family on first use and read
@@ -49,6 +50,7 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use crate::pipeline::cache::CacheMetrics;
+use crate::pipeline::client::metrics::ClientMetrics;
 use crate::pipeline::forward::ForwardMetrics;
 
 use crate::request::Transport;
@@ -343,6 +345,7 @@ pub struct Metrics {
     do_slot: Slots<Counter>,
     cache: CacheMetrics,
     forward: ForwardMetrics,
+    clients: ClientMetrics,
 }
 
 fn type_index(qtype: Option<RecordType>) -> usize {
@@ -486,7 +489,9 @@ impl Metrics {
         let server: Arc<str> = Arc::from(format!("dns://{listen}"));
         let cache = CacheMetrics::register(&mut registry, &server);
         let forward = ForwardMetrics::register(&mut registry);
+        let clients = ClientMetrics::register(&mut registry);
         Self {
+            clients,
             registry,
             server,
             cache,
@@ -665,6 +670,11 @@ impl Metrics {
     /// The forward stage's metrics.
     pub fn forward(&self) -> &ForwardMetrics {
         &self.forward
+    }
+
+    /// The policy, rewrite and autopath metrics.
+    pub fn clients(&self) -> &ClientMetrics {
+        &self.clients
     }
 
     /// Renders every metric in the Prometheus/OpenMetrics text format.

@@ -8,14 +8,14 @@
 //! | [`Services`]   | namespace/name → [`ServiceEntry`]      | cluster IP → Service        |
 //! | [`Endpoints`]  | namespace/Service → its slices' ready endpoints | endpoint IP → endpoints |
 //! | [`Namespaces`] | the names of the (selected) namespaces | —                           |
-//! | [`Pods`]       | Pod IP → namespaces (only with `pods: verified`) | —                 |
+//! | [`Pods`]       | Pod IP → Pods (when the config needs Pods)  | —                           |
 //!
 //! Tables are built from [`crate::kubernetes::maps`] so a snapshot clone costs a few
 //! hundred pointer copies, not one copy per object. Lookups allocate nothing.
 //!
 //! The SOA serial is the unix time of the last change to any table.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -321,33 +321,68 @@ impl Namespaces {
     }
 }
 
-/// Pod IPs and the namespaces of the Pods that have them.
+/// A Pod as a DNS client: what DNS policies, autopath and tenant rewrites need to know
+/// about who is asking.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodClient {
+    /// Namespace.
+    pub namespace: Arc<str>,
+    /// Name (for the audit log).
+    pub name: Arc<str>,
+    /// Labels (what a policy's pod selector matches).
+    pub labels: BTreeMap<String, String>,
+    /// Whether the Pod uses the node's network: its IP is the node's, shared with every
+    /// other such Pod and the node itself, so it never identifies this Pod.
+    pub host_network: bool,
+}
+
+/// Pod IPs and the Pods that have them (watched when the config needs Pods: `pods:
+/// verified`, policies, autopath, tenant rewrites).
 #[derive(Clone, Debug, Default)]
 pub struct Pods {
-    by_ip: ShardedMultiMap<Arc<str>>,
+    by_ip: ShardedMultiMap<Arc<PodClient>>,
     synced: bool,
 }
 
 impl Pods {
-    /// Records that a Pod in `namespace` had `old` IPs and now has `new` ones; returns
-    /// whether anything changed.
-    pub fn replace(&mut self, namespace: &str, old: &[IpAddr], new: &[IpAddr]) -> bool {
+    /// Records that a Pod was `old` (its IPs and itself, `None` if new) and is now `new`
+    /// (`None` when deleted); returns whether anything changed.
+    pub fn replace(
+        &mut self,
+        old: Option<(&[IpAddr], &Arc<PodClient>)>,
+        new: Option<(&[IpAddr], &Arc<PodClient>)>,
+    ) -> bool {
         if old == new {
             return false;
         }
-        let namespace: Arc<str> = Arc::from(namespace);
-        for ip in old {
-            self.by_ip.remove_one(ip, &namespace);
+        if let Some((ips, pod)) = old {
+            for ip in ips {
+                self.by_ip.remove_one(ip, pod);
+            }
         }
-        for ip in new {
-            self.by_ip.add(*ip, Arc::clone(&namespace));
+        if let Some((ips, pod)) = new {
+            for ip in ips {
+                self.by_ip.add(*ip, Arc::clone(pod));
+            }
         }
         true
     }
 
     /// Whether a Pod in `namespace` has `ip`.
     pub fn contains(&self, namespace: &str, ip: &IpAddr) -> bool {
-        self.by_ip.get(ip).iter().any(|ns| &**ns == namespace)
+        self.by_ip
+            .get(ip)
+            .iter()
+            .any(|pod| &*pod.namespace == namespace)
+    }
+
+    /// The Pod that `ip` identifies: the one Pod with that IP, unless it shares the node's
+    /// network. `None` for an unknown or ambiguous address.
+    pub fn client(&self, ip: &IpAddr) -> Option<&Arc<PodClient>> {
+        match self.by_ip.get(ip) {
+            [pod] if !pod.host_network => Some(pod),
+            _ => None,
+        }
     }
 
     /// Number of distinct Pod IPs.
@@ -580,15 +615,36 @@ mod tests {
         assert!(namespaces.remove("a"));
         assert!(snapshot.contains("a") && !namespaces.contains("a"));
 
+        let pod = |namespace: &str, host_network: bool| {
+            Arc::new(PodClient {
+                namespace: namespace.into(),
+                name: "p".into(),
+                labels: BTreeMap::new(),
+                host_network,
+            })
+        };
+        let (a, b, c) = (pod("a", true), pod("b", true), pod("c", false));
+        let shared = [ip("10.244.0.9")];
         let mut pods = Pods::default();
-        assert!(pods.replace("a", &[], &[ip("10.244.0.9")]));
-        assert!(pods.replace("b", &[], &[ip("10.244.0.9")]), "host network");
+        assert!(pods.replace(None, Some((&shared, &a))));
+        assert!(pods.replace(None, Some((&shared, &b))), "host network");
         assert!(pods.contains("a", &ip("10.244.0.9")));
         assert!(!pods.contains("c", &ip("10.244.0.9")));
-        assert!(!pods.replace("a", &[ip("10.244.0.9")], &[ip("10.244.0.9")]));
-        assert!(pods.replace("a", &[ip("10.244.0.9")], &[]));
+        assert_eq!(pods.client(&ip("10.244.0.9")), None, "shared: nobody");
+        assert!(!pods.replace(Some((&shared, &a)), Some((&shared, &a))));
+        assert!(pods.replace(Some((&shared, &a)), None));
         assert!(!pods.contains("a", &ip("10.244.0.9")));
         assert_eq!(pods.ips(), 1);
+        assert_eq!(pods.client(&ip("10.244.0.9")), None, "host network: nobody");
+        let own = [ip("10.244.0.10")];
+        assert!(pods.replace(None, Some((&own, &c))));
+        assert_eq!(pods.client(&ip("10.244.0.10")), Some(&c));
+        let relabelled = Arc::new(PodClient {
+            labels: BTreeMap::from([("app".into(), "x".into())]),
+            ..(*c).clone()
+        });
+        assert!(pods.replace(Some((&own, &c)), Some((&own, &relabelled))));
+        assert_eq!(pods.client(&ip("10.244.0.10")), Some(&relabelled));
     }
 
     #[test]

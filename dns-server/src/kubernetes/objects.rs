@@ -22,6 +22,7 @@ use k8s_openapi::api::core::v1::{Pod, Service, ServicePort};
 use k8s_openapi::api::discovery::v1::{EndpointPort, EndpointSlice};
 use kube::ResourceExt;
 
+use super::index::PodClient;
 use crate::request::QName;
 pub use crate::response::DashedIp;
 
@@ -399,8 +400,8 @@ pub fn compact_slice(slice: &EndpointSlice) -> Option<CompactSlice> {
     })
 }
 
-/// The cut-down form of a Pod: namespace, name and IPs.
-pub fn compact_pod(pod: &Pod) -> Option<(String, String, Box<[IpAddr]>)> {
+/// The cut-down form of a Pod: its IPs and what identifies it as a DNS client.
+pub fn compact_pod(pod: &Pod) -> Option<(Box<[IpAddr]>, PodClient)> {
     let (namespace, name) = key(pod)?;
     let status = pod.status.as_ref();
     let mut ips: Vec<IpAddr> = status
@@ -416,7 +417,17 @@ pub fn compact_pod(pod: &Pod) -> Option<(String, String, Box<[IpAddr]>)> {
     {
         ips.push(ip);
     }
-    Some((namespace, name, ips.into()))
+    let client = PodClient {
+        namespace: namespace.into(),
+        name: name.into(),
+        labels: pod.metadata.labels.clone().unwrap_or_default(),
+        host_network: pod
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.host_network)
+            .unwrap_or(false),
+    };
+    Some((ips.into(), client))
 }
 
 /// Parses an RFC 3339 UTC time as Kubernetes writes it (`2024-05-01T10:20:30Z`, optional
@@ -723,13 +734,15 @@ mod tests {
             }),
             ..Pod::default()
         };
-        let (_, _, ips) = compact_pod(&pod).expect("namespaced");
+        let (ips, client) = compact_pod(&pod).expect("namespaced");
         assert_eq!(ips.len(), 2);
+        assert_eq!(&*client.name, "p");
+        assert!(!client.host_network);
         let mut old = pod.clone();
         if let Some(status) = old.status.as_mut() {
             status.pod_ips = None;
         }
-        assert_eq!(compact_pod(&old).expect("namespaced").2.len(), 1);
+        assert_eq!(compact_pod(&old).expect("namespaced").0.len(), 1);
     }
 
     #[test]

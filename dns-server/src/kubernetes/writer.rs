@@ -25,7 +25,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
 use kube::runtime::watcher;
 
-use super::index::{Cluster, Endpoints, Namespaces, Pods, Services, Synced};
+use super::index::{Cluster, Endpoints, Namespaces, PodClient, Pods, Services, Synced};
 use super::objects::{self, CompactSlice};
 
 /// The current unix time in seconds, truncated to 32 bits: the SOA serial of a change.
@@ -137,7 +137,7 @@ impl Table for Namespaces {
 #[derive(Debug, Default)]
 struct PodsTable {
     table: Pods,
-    ips: HashMap<Key, Box<[IpAddr]>>,
+    pods: HashMap<Key, (Box<[IpAddr]>, Arc<PodClient>)>,
 }
 
 impl Synced for PodsTable {
@@ -151,28 +151,33 @@ impl Synced for PodsTable {
 
 impl Table for PodsTable {
     fn same(&self, other: &Self) -> bool {
-        self.ips == other.ips
+        self.pods == other.pods
     }
 }
 
 impl PodsTable {
-    fn upsert(&mut self, key: Key, ips: Box<[IpAddr]>) -> bool {
-        let old = self.ips.get(&key).cloned().unwrap_or_default();
-        let changed = self.table.replace(&key.0, &old, &ips);
-        if ips.is_empty() {
-            self.ips.remove(&key);
-        } else {
-            self.ips.insert(key, ips);
-        }
+    fn upsert(&mut self, key: Key, ips: Box<[IpAddr]>, client: PodClient) -> bool {
+        let old = self.pods.get(&key).cloned();
+        let new = (!ips.is_empty()).then(|| (ips, Arc::new(client)));
+        let changed = self.table.replace(as_ref(&old), as_ref(&new));
+        match new {
+            Some(entry) => self.pods.insert(key, entry),
+            None => self.pods.remove(&key),
+        };
         changed
     }
 
     fn delete(&mut self, key: &Key) -> bool {
-        match self.ips.remove(key) {
-            Some(old) => self.table.replace(&key.0, &old, &[]),
+        match self.pods.remove(key) {
+            Some((ips, pod)) => self.table.replace(Some((&ips, &pod)), None),
             None => false,
         }
     }
+}
+
+/// A table entry as [`Pods::replace`] takes it.
+fn as_ref(entry: &Option<(Box<[IpAddr]>, Arc<PodClient>)>) -> Option<(&[IpAddr], &Arc<PodClient>)> {
+    entry.as_ref().map(|(ips, pod)| (&ips[..], pod))
 }
 
 /// A live table and, during a re-list, the one being filled.
@@ -329,8 +334,12 @@ impl ClusterWriter {
                 Some(pods) => pods.apply(
                     event,
                     |table, pod| {
-                        objects::compact_pod(&pod).is_some_and(|(ns, name, ips)| {
-                            table.upsert((ns.into(), name.into()), ips)
+                        objects::compact_pod(&pod).is_some_and(|(ips, client)| {
+                            let key: Key = (
+                                client.namespace.as_ref().into(),
+                                client.name.as_ref().into(),
+                            );
+                            table.upsert(key, ips, client)
                         })
                     },
                     |table, pod| key_of(&pod).is_some_and(|key| table.delete(&key)),

@@ -140,9 +140,15 @@ impl KubernetesStage {
         })
     }
 
-    /// Whether this stage needs the Pod watch.
-    pub fn needs_pods(&self) -> bool {
-        self.pods == PodsMode::Verified
+    /// The answer for a name of this zone that does not exist (NXDOMAIN with the zone's
+    /// SOA): what a policy denial looks like, so that it cannot be told from one. `None`
+    /// for a name outside the zone.
+    pub fn nxdomain<'a>(&'a self, name: &QName, cluster: &Cluster) -> Option<Answer<'a>> {
+        name.is_in(&self.zone).then(|| {
+            let mut answer = Answer::rcode(ResponseCode::NoError, Origin::Kubernetes);
+            answer.authoritative = true;
+            self.finish(answer, Found::NxDomain, cluster)
+        })
     }
 
     /// Answers `request` if it is a name of this stage. `dns_ips` are this server's own

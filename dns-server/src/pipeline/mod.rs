@@ -17,12 +17,17 @@
 //!
 //! A [`Pipeline`] is built from one [`ValidatedConfig`] (parse → validate → build: three
 //! types) and replaced whole on reload. Its stage order is fixed here, never by the config
-//! (CoreDNS `plugin.cfg`). The order this slice starts and later issues fill in:
+//! (CoreDNS `plugin.cfg`):
 //!
 //! ```text
-//! policy → rewrite → cache → kubernetes → zones → forward
+//! [rewrite → autopath → policy] → cache → kubernetes → zones → forward → [policy → rewrite back]
 //! ```
 //!
+//! - **rewrite** ([`rewrite`]), **autopath** ([`autopath`]) and **policy** ([`policy`])
+//!   depend on who asks, so they wrap the other stages ([`client`]): the question is
+//!   rewritten and checked before them, and their answer (whichever stage gave it, now or
+//!   from an upstream later) is checked and turned back after. A config without any of the
+//!   three skips the wrapper; a client they do not concern takes the plain path.
 //! - **cache** ([`cache`]) sits before the local stages but only ever holds, and only ever
 //!   looks up, names the forward stage would forward ([`forward::Routes`] decides that from
 //!   the same config, without a lock): cluster names and zone names never touch it, so local
@@ -41,9 +46,13 @@
 //! entries, upstream health, in-flight queries, zone serials) is carried from the serving
 //! pipeline to its replacement by [`Pipeline::adopt`], where the configs allow it.
 
+pub mod autopath;
 pub mod cache;
+pub mod client;
 pub mod forward;
 pub mod kubernetes;
+pub mod policy;
+pub mod rewrite;
 pub mod zones;
 
 use std::net::{IpAddr, SocketAddr};
@@ -64,6 +73,9 @@ pub struct Pipeline {
     config: ValidatedConfig,
     hash: String,
     stages: Box<[Stage]>,
+    /// Policy, rewrite and autopath: `None` when the config has none of them, and queries
+    /// take the plain path.
+    clients: Option<client::ClientStages>,
 }
 
 /// Why a validated config could not be turned into a [`Pipeline`].
@@ -88,7 +100,7 @@ pub struct WatchSpec {
     pub label_selector: Option<String>,
     /// Label selector for Namespaces.
     pub namespace_selector: Option<String>,
-    /// Whether Pods are watched (`pods: verified`).
+    /// Whether Pods are watched (`pods: verified`, policies, autopath, tenant rewrites).
     pub pods: bool,
 }
 
@@ -125,6 +137,7 @@ impl Pipeline {
             )?));
         }
         Ok(Self {
+            clients: client::ClientStages::new(&config),
             config,
             hash,
             stages: stages.into_boxed_slice(),
@@ -208,11 +221,16 @@ impl Pipeline {
         WatchSpec {
             label_selector: query(&k.label_selector),
             namespace_selector: query(&k.namespace_selector),
-            pods: self.stages.iter().any(|stage| match stage {
-                Stage::Kubernetes(stage) => stage.needs_pods(),
-                _ => false,
-            }),
+            pods: self.config.needs_pods(),
         }
+    }
+
+    /// The Kubernetes stage (every pipeline has one).
+    pub fn kubernetes(&self) -> Option<&kubernetes::KubernetesStage> {
+        self.stages.iter().find_map(|stage| match stage {
+            Stage::Kubernetes(stage) => Some(stage),
+            _ => None,
+        })
     }
 
     /// Runs the stages in order; REFUSED when none owns the name.
@@ -380,10 +398,37 @@ pub fn answer(
     let flow = if request.edns.is_some_and(|edns| edns.version > 0) {
         Flow::Answer(Answer::rcode(ResponseCode::BADVERS, Origin::Server))
     } else if let Some(pipeline) = pipeline {
+        if let Some(clients) = &pipeline.clients {
+            return client::answer(
+                packet, transport, &request, pipeline, clients, sources, settings, out,
+            );
+        }
         pipeline.resolve(&request, sources, settings)
     } else {
         Flow::Answer(Answer::rcode(ResponseCode::ServFail, Origin::Server))
     };
+    finish(
+        packet,
+        transport,
+        &request,
+        flow,
+        settings,
+        settings.max_udp_payload,
+        out,
+    )
+}
+
+/// Encodes what the stages decided for `request` (parsed from `packet`) at the end of
+/// `out`, within `max_udp` for UDP.
+fn finish(
+    packet: &[u8],
+    transport: Transport,
+    request: &Request<'_>,
+    flow: Flow<'_>,
+    settings: &Settings,
+    max_udp: u16,
+    out: &mut Vec<u8>,
+) -> Outcome {
     let done = |rcode, origin, truncated, more| Outcome {
         replied: true,
         more,
@@ -397,27 +442,21 @@ pub fn answer(
     };
     match flow {
         Flow::Answer(answer) => {
-            let encoded = response::encode(&request, &answer, settings.max_udp_payload, out);
+            let encoded = response::encode(request, &answer, max_udp, out);
             done(answer.rcode, answer.origin, encoded.truncated, Vec::new())
         }
         Flow::Skip => {
             let answer = Answer::rcode(ResponseCode::Refused, Origin::Server);
-            let encoded = response::encode(&request, &answer, settings.max_udp_payload, out);
+            let encoded = response::encode(request, &answer, max_udp, out);
             done(answer.rcode, answer.origin, encoded.truncated, Vec::new())
         }
         Flow::Cached(hit) => {
             let reply = hit.reply_for();
-            let truncated = forward::encode::reply(
-                &request,
-                &reply,
-                Origin::Cache,
-                settings.max_udp_payload,
-                out,
-            );
+            let truncated = forward::encode::reply(request, &reply, Origin::Cache, max_udp, out);
             done(reply.rcode, Origin::Cache, truncated, Vec::new())
         }
         Flow::Transfer(transfer) => {
-            let mut messages = zones::transfer::encode(&request, transfer).into_iter();
+            let mut messages = zones::transfer::encode(request, transfer).into_iter();
             out.extend_from_slice(&messages.next().unwrap_or_default());
             done(
                 ResponseCode::NoError,

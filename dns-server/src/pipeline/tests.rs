@@ -16,7 +16,7 @@ use crate::request::tests::query_bytes;
 
 const SERIAL: u32 = 1_700_000_000;
 
-fn ip(text: &str) -> IpAddr {
+pub(crate) fn ip(text: &str) -> IpAddr {
     text.parse().expect("ip")
 }
 
@@ -80,7 +80,7 @@ fn external(target: &str) -> ServiceEntry {
 
 /// The fixture: namespaces `default`, `other` and `quiet` (no Services); Service `gone` in
 /// namespace `ghost`, which does not exist.
-fn cluster() -> Cluster {
+pub(crate) fn cluster() -> Cluster {
     let mut c = Cluster::new(SERIAL);
     for ns in ["default", "other", "quiet"] {
         c.namespaces.add(ns);
@@ -218,7 +218,12 @@ fn cluster() -> Cluster {
     );
     c.set_pods_watched(true);
     if let Some(pods) = c.pods.as_mut() {
-        pods.replace("default", &[], &[ip("10.244.0.5")]);
+        let pod = std::sync::Arc::new(crate::kubernetes::index::PodClient {
+            namespace: "default".into(),
+            name: "p".into(),
+            ..Default::default()
+        });
+        pods.replace(None, Some((&[ip("10.244.0.5")], &pod)));
     }
     c.set_synced(true);
     c
@@ -284,7 +289,7 @@ impl Fixture {
 }
 
 /// The records of a section as `name ttl TYPE data` lines, sorted.
-fn lines(records: &[Record]) -> Vec<String> {
+pub(crate) fn lines(records: &[Record]) -> Vec<String> {
     let mut out: Vec<String> = records
         .iter()
         .map(|r| {

@@ -228,6 +228,8 @@ pub struct Deferred {
     packet: Vec<u8>,
     transport: Transport,
     pending: Pending,
+    /// What the client-aware stages still do to the answer (policy, rewrite, autopath).
+    shaping: Option<Box<crate::pipeline::client::Shaping>>,
 }
 
 /// What [`Deferred::resolve`] produced.
@@ -299,7 +301,14 @@ impl Deferred {
             packet: packet.to_vec(),
             transport,
             pending,
+            shaping: None,
         }
+    }
+
+    /// The same query, whose answer `shaping` finishes for the client.
+    pub fn shaped(mut self, shaping: crate::pipeline::client::Shaping) -> Self {
+        self.shaping = Some(Box::new(shaping));
+        self
     }
 
     /// The transport the query came in on.
@@ -311,14 +320,20 @@ impl Deferred {
     /// leaves the forwarder's domain through `chase`, fills the cache, and encodes the
     /// response; a stale cache entry or SERVFAIL when the upstreams fail.
     pub async fn resolve(
-        self,
+        mut self,
         metrics: &Metrics,
         chase: &dyn Chase,
         client: std::net::SocketAddr,
         settings: &crate::pipeline::Settings,
     ) -> Resolved {
         let packet = self.packet.clone();
-        let transport = self.transport;
+        let shaping = self.shaping.take();
+        // A shaped answer is encoded whole first; the client's limits apply after shaping.
+        let transport = if shaping.is_some() {
+            Transport::Tcp
+        } else {
+            self.transport
+        };
         let (reply, origin) = self.answer(metrics, chase, client, 0).await;
         let mut response = Vec::new();
         let Ok(request) = crate::request::parse(&packet, transport) else {
@@ -338,6 +353,28 @@ impl Deferred {
             settings.max_udp_payload,
             &mut response,
         );
+        if let Some(shaping) = shaping {
+            let (qtype, dnssec_ok) = (
+                request.qtype,
+                request.edns.is_some_and(|edns| edns.dnssec_ok),
+            );
+            let mut shaped = Vec::new();
+            let (rcode, _) = shaping.finish(
+                &response,
+                origin,
+                metrics,
+                client.ip(),
+                settings,
+                &mut shaped,
+            );
+            return Resolved {
+                response: shaped,
+                qtype,
+                rcode,
+                origin,
+                dnssec_ok,
+            };
+        }
         Resolved {
             response,
             qtype: request.qtype,
@@ -369,6 +406,7 @@ impl Deferred {
             packet,
             transport,
             pending,
+            ..
         } = self;
         let Some(key) = crate::request::parse(&packet, transport)
             .ok()

@@ -1,0 +1,312 @@
+//! Policy, rewrite and autopath through [`crate::pipeline::answer`]: queries from Pods of
+//! the fixture cluster (identified by source address), responses decoded with hickory.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::RecordType;
+use nameplane_config::policy::{DeniedResponse, PolicyAction, PolicyConfig, PolicyRuleConfig};
+use nameplane_config::rewrite::{MatchKind, RewriteConfig};
+use nameplane_config::{KubernetesConfig, ServerConfig};
+
+use crate::kubernetes::index::{Cluster, PodClient};
+use crate::metrics::Metrics;
+use crate::pipeline::tests::{cluster, ip, lines, test_metrics};
+use crate::pipeline::{Pipeline, Settings, Sources, answer};
+use crate::request::Transport;
+use crate::request::tests::query_bytes;
+
+/// Pods: `web` in `default` (10.244.0.5, app=web), `tool` in `default` (10.244.0.6,
+/// app=tool), `api` in `other` (10.244.1.50); two host-network Pods share 10.0.0.1.
+fn clients() -> Cluster {
+    let mut c = cluster();
+    let pods = c.pods.as_mut().expect("watched");
+    let mut add = |namespace: &str, name: &str, app: &str, at: &str, host_network: bool| {
+        let pod = Arc::new(PodClient {
+            namespace: namespace.into(),
+            name: name.into(),
+            labels: [("app".to_owned(), app.to_owned())].into(),
+            host_network,
+        });
+        pods.replace(None, Some((&[ip(at)], &pod)));
+    };
+    add("default", "web", "web", "10.244.0.6", false);
+    add("default", "tool", "tool", "10.244.0.7", false);
+    add("other", "api", "api", "10.244.1.50", false);
+    add("kube-system", "proxy", "proxy", "10.0.0.1", true);
+    add("kube-system", "agent", "agent", "10.0.0.1", true);
+    c
+}
+
+struct Clients {
+    pipeline: Pipeline,
+    cluster: Cluster,
+    metrics: Metrics,
+}
+
+impl Clients {
+    fn new(edit: impl FnOnce(&mut ServerConfig)) -> Self {
+        let mut config = ServerConfig {
+            kubernetes: KubernetesConfig {
+                ttl_seconds: 30,
+                ..KubernetesConfig::default()
+            },
+            ..ServerConfig::default()
+        };
+        edit(&mut config);
+        Self {
+            pipeline: Pipeline::build(config.validate().expect("valid"), "h".into())
+                .expect("builds"),
+            cluster: clients(),
+            metrics: test_metrics(),
+        }
+    }
+
+    fn ask_from(&self, from: &str, name: &str, qtype: RecordType) -> Message {
+        let mut out = Vec::new();
+        let outcome = answer(
+            &query_bytes(name, qtype, Some(1232)),
+            Transport::Udp,
+            Some(&self.pipeline),
+            &Sources {
+                cluster: &self.cluster,
+                client: SocketAddr::new(ip(from), 40000),
+                metrics: &self.metrics,
+            },
+            &Settings::default(),
+            &mut out,
+        );
+        assert!(outcome.replied, "{name} from {from}: answered now");
+        let message = Message::from_vec(&out).expect("decodes");
+        assert_eq!(message.metadata.response_code, outcome.rcode);
+        assert_eq!(
+            message.queries[0].name().to_ascii(),
+            name,
+            "the question is echoed as asked"
+        );
+        message
+    }
+}
+
+fn policy(namespace: &str, app: Option<&str>, rules: &[(PolicyAction, &[&str])]) -> PolicyConfig {
+    PolicyConfig {
+        source: format!("{namespace}/only-own"),
+        namespace: namespace.into(),
+        pod_labels: app
+            .map(|app| [("app".to_owned(), app.to_owned())].into())
+            .unwrap_or_default(),
+        rules: rules
+            .iter()
+            .map(|(action, domains)| PolicyRuleConfig {
+                action: *action,
+                domains: domains.iter().map(|d| (*d).to_owned()).collect(),
+            })
+            .collect(),
+        default_action: PolicyAction::Deny,
+        denied_response: DeniedResponse::Nxdomain,
+        audit: true,
+    }
+}
+
+fn rcode(m: &Message) -> ResponseCode {
+    m.metadata.response_code
+}
+
+#[test]
+fn a_policy_restricts_its_pods_on_every_path() {
+    let c = Clients::new(|config| {
+        config.policies = vec![policy(
+            "default",
+            Some("web"),
+            &[(PolicyAction::Allow, &["default.svc.cluster.local"])],
+        )];
+    });
+    let web = "10.244.0.6";
+    let allowed = c.ask_from(web, "web.default.svc.cluster.local.", RecordType::A);
+    assert_eq!(
+        lines(&allowed.answers),
+        ["web.default.svc.cluster.local. 30 A 10.96.0.10"]
+    );
+    assert!(allowed.metadata.authoritative);
+
+    let denied = c.ask_from(web, "api.other.svc.cluster.local.", RecordType::A);
+    assert_eq!(rcode(&denied), ResponseCode::NXDomain);
+    assert!(denied.answers.is_empty());
+    let missing = c.ask_from(web, "nothing.other.svc.cluster.local.", RecordType::A);
+    assert_eq!(
+        (lines(&denied.authorities), denied.metadata.authoritative),
+        (lines(&missing.authorities), missing.metadata.authoritative),
+        "a denial looks like a name that does not exist"
+    );
+    for (name, qtype) in [
+        ("_http._tcp.api.other.svc.cluster.local.", RecordType::SRV),
+        ("1.1.96.10.in-addr.arpa.", RecordType::PTR),
+        ("ext-out.default.svc.cluster.local.", RecordType::A),
+        ("10-244-1-1.api.other.svc.cluster.local.", RecordType::A),
+    ] {
+        let m = c.ask_from(web, name, qtype);
+        assert_eq!(rcode(&m), ResponseCode::NXDomain, "{name} {qtype}: {m}");
+        assert!(m.answers.is_empty(), "{name}");
+    }
+    // A CNAME inside the allowed namespace still resolves.
+    let ext = c.ask_from(web, "ext.default.svc.cluster.local.", RecordType::A);
+    assert_eq!(rcode(&ext), ResponseCode::NoError);
+    assert_eq!(ext.answers.len(), 2, "{ext}");
+
+    // Pods the policy does not select are not restricted.
+    for from in ["10.244.0.7", "10.244.1.50"] {
+        let m = c.ask_from(from, "api.other.svc.cluster.local.", RecordType::A);
+        assert_eq!(
+            lines(&m.answers),
+            ["api.other.svc.cluster.local. 30 A 10.96.1.1"]
+        );
+    }
+    let text = c.metrics.encode();
+    for series in [
+        r#"nameplane_dns_policy_decisions_total{policy="default/only-own",decision="allowed"} 2"#,
+        r#"nameplane_dns_policy_decisions_total{policy="default/only-own",decision="denied"} 6"#,
+    ] {
+        assert!(text.contains(series), "{series} in\n{text}");
+    }
+}
+
+#[test]
+fn unidentified_clients_fail_closed_unless_allowed() {
+    let policies = || {
+        vec![policy(
+            "default",
+            None,
+            &[(PolicyAction::Allow, &["cluster.local"])],
+        )]
+    };
+    let closed = Clients::new(|config| config.policies = policies());
+    for from in ["10.9.9.9", "10.0.0.1"] {
+        let m = closed.ask_from(from, "web.default.svc.cluster.local.", RecordType::A);
+        assert_eq!(
+            rcode(&m),
+            ResponseCode::Refused,
+            "{from}: unknown or shared"
+        );
+    }
+    let open = Clients::new(|config| {
+        config.policies = policies();
+        config.unidentified_clients = PolicyAction::Allow;
+    });
+    let m = open.ask_from("10.9.9.9", "web.default.svc.cluster.local.", RecordType::A);
+    assert_eq!(rcode(&m), ResponseCode::NoError);
+    // Without any policy nobody is restricted, identified or not.
+    let none = Clients::new(|config| config.kubernetes.autopath = true);
+    let m = none.ask_from("10.9.9.9", "web.default.svc.cluster.local.", RecordType::A);
+    assert_eq!(rcode(&m), ResponseCode::NoError);
+}
+
+fn rewrite(from: &str, to: &str, kind: MatchKind, namespace: Option<&str>) -> RewriteConfig {
+    RewriteConfig {
+        source: "default/store".into(),
+        match_kind: kind,
+        from: from.into(),
+        to: to.into(),
+        rewrite_answers: true,
+        ttl_seconds: None,
+        client_namespace: namespace.map(String::from),
+    }
+}
+
+#[test]
+fn rewritten_questions_are_answered_with_the_asked_name() {
+    let c = Clients::new(|config| {
+        config.rewrites = vec![
+            rewrite(
+                "mystore.com",
+                "web.default.svc.cluster.local",
+                MatchKind::Exact,
+                None,
+            ),
+            RewriteConfig {
+                ttl_seconds: Some(7),
+                ..rewrite(
+                    "api.internal",
+                    "api.other.svc.cluster.local",
+                    MatchKind::Exact,
+                    Some("other"),
+                )
+            },
+        ];
+    });
+    let m = c.ask_from("10.9.9.9", "MyStore.com.", RecordType::A);
+    assert_eq!(lines(&m.answers), ["mystore.com. 30 A 10.96.0.10"]);
+    assert_eq!(
+        m.answers[0].name.to_ascii(),
+        "MyStore.com.",
+        "the client's spelling"
+    );
+    let srv = c.ask_from("10.9.9.9", "mystore.com.", RecordType::AAAA);
+    assert_eq!(lines(&srv.answers), ["mystore.com. 30 AAAA fd00::10"]);
+
+    // A tenant's rule: only its own Pods see it, with its TTL.
+    let own = c.ask_from("10.244.1.50", "api.internal.", RecordType::A);
+    assert_eq!(lines(&own.answers), ["api.internal. 7 A 10.96.1.1"]);
+    let foreign = c.ask_from("10.244.0.6", "api.internal.", RecordType::A);
+    assert_eq!(
+        rcode(&foreign),
+        ResponseCode::Refused,
+        "no stage owns it for them"
+    );
+    assert!(foreign.answers.is_empty());
+}
+
+#[test]
+fn autopath_answers_the_first_search_domain_that_exists() {
+    let c = Clients::new(|config| config.kubernetes.autopath = true);
+    let web = "10.244.0.6";
+    let m = c.ask_from(web, "api.other.default.svc.cluster.local.", RecordType::A);
+    assert_eq!(
+        lines(&m.answers),
+        [
+            "api.other.default.svc.cluster.local. 30 CNAME api.other.svc.cluster.local.",
+            "api.other.svc.cluster.local. 30 A 10.96.1.1",
+        ]
+    );
+    // The asked name exists: no walk, no CNAME.
+    let direct = c.ask_from(web, "web.default.svc.cluster.local.", RecordType::A);
+    assert_eq!(
+        lines(&direct.answers),
+        ["web.default.svc.cluster.local. 30 A 10.96.0.10"]
+    );
+    // Nothing on the path: the first step's NXDOMAIN, with the cluster SOA.
+    let none = c.ask_from(web, "nothing.default.svc.cluster.local.", RecordType::A);
+    assert_eq!(rcode(&none), ResponseCode::NXDomain);
+    assert_eq!(none.authorities.len(), 1);
+    // Another namespace's search domain is not this Pod's: answered as asked.
+    let other = c.ask_from(web, "api.other.other.svc.cluster.local.", RecordType::A);
+    assert_eq!(rcode(&other), ResponseCode::NXDomain);
+    let text = c.metrics.encode();
+    assert!(
+        text.contains(r#"nameplane_dns_autopath_total{result="hit"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"nameplane_dns_autopath_total{result="miss"} 1"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn autopath_skips_what_the_policy_denies() {
+    let c = Clients::new(|config| {
+        config.kubernetes.autopath = true;
+        config.policies = vec![policy(
+            "default",
+            None,
+            &[(PolicyAction::Allow, &["default.svc.cluster.local"])],
+        )];
+    });
+    let m = c.ask_from(
+        "10.244.0.6",
+        "api.other.default.svc.cluster.local.",
+        RecordType::A,
+    );
+    assert_eq!(rcode(&m), ResponseCode::NXDomain, "{m}");
+    assert!(m.answers.is_empty());
+}

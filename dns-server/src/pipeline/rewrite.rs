@@ -1,0 +1,400 @@
+//! The rewrite stage: answer one name as another (`RewriteRule`), and show the client the
+//! name it asked for.
+//!
+//! Rules are tried in config order; the first that matches the question decides, once (a
+//! rewritten name is not rewritten again, so rules cannot loop at run time; the operator
+//! also refuses loops). `exact`, `prefix` and `suffix` compare text, as CoreDNS's
+//! `rewrite name` does; `regex` matches the whole name (without its trailing dot) and
+//! fills `{1}`, `{2}`… from capture groups.
+//!
+//! A rule with a client namespace (written by a tenant) applies only to Pods of that
+//! namespace, and only if what it produces is a name of that namespace's Services
+//! (`*.<namespace>.svc.<zone>`): the operator refuses anything else, and this stage checks
+//! again, so one tenant's rule can never change another's answers.
+//!
+//! With `rewriteAnswers`, the answer is turned back ([`RewriteRule::back`]): records owned
+//! by the rewritten name are owned by the asked one, and for exact/prefix/suffix rules every
+//! owner and CNAME/SRV/PTR/MX target that matches `to` gets `from` back, so a client
+//! checking names (TLS, SRV-based discovery) sees the name it knows. `ttlSeconds` overrides
+//! every answer TTL. Each rule counts its rewrites (`nameplane_dns_rewrites_total`).
+
+use std::sync::{Arc, OnceLock};
+
+use hickory_proto::rr::{Name, RData, Record};
+use nameplane_config::ValidatedConfig;
+use nameplane_config::rewrite::{MatchKind, RewriteConfig};
+use prometheus_client::metrics::counter::Counter;
+
+use crate::metrics::Metrics;
+use crate::request::QName;
+
+/// The rules of one config, in order.
+#[derive(Debug)]
+pub struct RewriteSet {
+    rules: Box<[Arc<RewriteRule>]>,
+}
+
+/// One compiled rule.
+#[derive(Debug)]
+pub struct RewriteRule {
+    source: Box<str>,
+    matcher: Matcher,
+    to: String,
+    rewrite_answers: bool,
+    ttl: Option<u32>,
+    client_namespace: Option<Box<str>>,
+    /// `<namespace>.svc.<zone>` in wire form, for a tenant's rule.
+    tenant_zone: Option<QName>,
+    counter: OnceLock<Counter>,
+}
+
+#[derive(Debug)]
+enum Matcher {
+    Exact(String),
+    Prefix(String),
+    Suffix(String),
+    Regex(regex::Regex),
+}
+
+/// A question a rule rewrote.
+#[derive(Clone, Debug)]
+pub struct Rewritten {
+    /// The name to resolve instead.
+    pub name: QName,
+    /// The rule, for turning the answer back.
+    pub rule: Arc<RewriteRule>,
+}
+
+/// A name in presentation form without the trailing dot, lower case.
+fn text(name: &QName) -> String {
+    let mut text = name.to_string();
+    text.pop();
+    text
+}
+
+impl RewriteSet {
+    /// Compiles the config's rules; `None` when there are none.
+    pub fn new(config: &ValidatedConfig) -> Option<Self> {
+        let rules = &config.raw().rewrites;
+        if rules.is_empty() {
+            return None;
+        }
+        let zone = config.cluster_domain();
+        Some(Self {
+            rules: rules
+                .iter()
+                .filter_map(|rule| RewriteRule::compile(rule, zone))
+                .map(Arc::new)
+                .collect(),
+        })
+    }
+
+    /// Whether any rule is limited to one namespace's Pods.
+    pub fn has_tenant_rules(&self) -> bool {
+        self.rules.iter().any(|r| r.client_namespace.is_some())
+    }
+
+    /// The first rule that rewrites `name` for a client in `namespace` (`None`: not a Pod
+    /// the server knows), and what it makes of it.
+    pub fn apply(&self, name: &QName, namespace: Option<&str>) -> Option<Rewritten> {
+        let asked = text(name);
+        self.rules.iter().find_map(|rule| {
+            if let Some(only) = &rule.client_namespace
+                && namespace != Some(&**only)
+            {
+                return None;
+            }
+            let new = rule.forward(&asked)?;
+            let new = QName::from_ascii(&new)?;
+            if let Some(zone) = &rule.tenant_zone
+                && !new.is_in(zone.wire())
+            {
+                return None;
+            }
+            Some(Rewritten {
+                name: new,
+                rule: Arc::clone(rule),
+            })
+        })
+    }
+}
+
+impl RewriteRule {
+    fn compile(config: &RewriteConfig, zone: &str) -> Option<Self> {
+        let matcher = match config.match_kind {
+            MatchKind::Exact => Matcher::Exact(config.from.clone()),
+            MatchKind::Prefix => Matcher::Prefix(config.from.clone()),
+            MatchKind::Suffix => Matcher::Suffix(config.from.clone()),
+            // Validated already; anchored so that it matches the whole name.
+            MatchKind::Regex => {
+                Matcher::Regex(regex::Regex::new(&format!("^(?:{})$", config.from)).ok()?)
+            }
+        };
+        let tenant_zone = match &config.client_namespace {
+            Some(ns) => Some(QName::from_ascii(&format!("{ns}.svc.{zone}"))?),
+            None => None,
+        };
+        Some(Self {
+            source: config.source.as_str().into(),
+            matcher,
+            to: config.to.clone(),
+            rewrite_answers: config.rewrite_answers,
+            ttl: config.ttl_seconds,
+            client_namespace: config.client_namespace.as_deref().map(Box::from),
+            tenant_zone,
+            counter: OnceLock::new(),
+        })
+    }
+
+    /// The rewritten form of `name` (presentation, no trailing dot), if the rule matches.
+    fn forward(&self, name: &str) -> Option<String> {
+        match &self.matcher {
+            Matcher::Exact(from) => (name == from).then(|| self.to.clone()),
+            Matcher::Prefix(from) => name
+                .strip_prefix(from.as_str())
+                .map(|rest| format!("{}{rest}", self.to)),
+            Matcher::Suffix(from) => name
+                .strip_suffix(from.as_str())
+                .map(|rest| format!("{rest}{}", self.to)),
+            Matcher::Regex(regex) => {
+                let captures = regex.captures(name)?;
+                let mut out = String::with_capacity(self.to.len() + name.len());
+                let mut rest = self.to.as_str();
+                while let Some(open) = rest.find('{') {
+                    out.push_str(&rest[..open]);
+                    let after = &rest[open + 1..];
+                    match after.find('}').and_then(|close| {
+                        let n: usize = after[..close].parse().ok()?;
+                        Some((n, close))
+                    }) {
+                        Some((n, close)) => {
+                            out.push_str(captures.get(n).map_or("", |m| m.as_str()));
+                            rest = &after[close + 1..];
+                        }
+                        None => {
+                            out.push('{');
+                            rest = after;
+                        }
+                    }
+                }
+                out.push_str(rest);
+                Some(out)
+            }
+        }
+    }
+
+    /// The name the client would know for `name`, a name in the answer to a rewritten
+    /// question (exact/prefix/suffix rules only; a regex cannot be inverted).
+    fn backward(&self, name: &str) -> Option<String> {
+        match &self.matcher {
+            Matcher::Exact(from) => (name == self.to).then(|| from.clone()),
+            Matcher::Prefix(from) => name
+                .strip_prefix(self.to.as_str())
+                .map(|rest| format!("{from}{rest}")),
+            Matcher::Suffix(from) => name
+                .strip_suffix(self.to.as_str())
+                .map(|rest| format!("{rest}{from}")),
+            Matcher::Regex(_) => None,
+        }
+    }
+
+    /// Counts one rewrite.
+    pub fn count(&self, metrics: &Metrics) {
+        self.counter
+            .get_or_init(|| metrics.clients().rewrite(&self.source))
+            .inc();
+    }
+
+    /// Turns the answer records of the rewritten question `inner` back for a client that
+    /// asked `asked` (see the module docs).
+    pub fn back(&self, records: &mut [Record], inner: &Name, asked: &Name) {
+        let map = |name: &Name| -> Option<Name> {
+            if name == inner {
+                return Some(asked.clone());
+            }
+            let mut text = name.to_lowercase().to_ascii();
+            text.pop();
+            let back = self.backward(&text)?;
+            Name::from_ascii(format!("{back}.")).ok()
+        };
+        for record in records.iter_mut() {
+            if let Some(ttl) = self.ttl {
+                record.ttl = ttl;
+            }
+            if !self.rewrite_answers {
+                continue;
+            }
+            if let Some(owner) = map(&record.name) {
+                record.name = owner;
+            }
+            match &mut record.data {
+                RData::CNAME(target) => {
+                    if let Some(new) = map(&target.0) {
+                        target.0 = new;
+                    }
+                }
+                RData::PTR(target) => {
+                    if let Some(new) = map(&target.0) {
+                        target.0 = new;
+                    }
+                }
+                RData::MX(mx) => {
+                    if let Some(new) = map(&mx.exchange) {
+                        mx.exchange = new;
+                    }
+                }
+                RData::SRV(srv) => {
+                    if let Some(new) = map(&srv.target) {
+                        srv.target = new;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nameplane_config::ServerConfig;
+
+    fn set(rules: &[(MatchKind, &str, &str, Option<&str>)]) -> RewriteSet {
+        let config = ServerConfig {
+            rewrites: rules
+                .iter()
+                .map(|(kind, from, to, ns)| RewriteConfig {
+                    source: "ns/r".into(),
+                    match_kind: *kind,
+                    from: (*from).into(),
+                    to: (*to).into(),
+                    rewrite_answers: true,
+                    ttl_seconds: Some(30),
+                    client_namespace: ns.map(String::from),
+                })
+                .collect(),
+            ..ServerConfig::default()
+        };
+        RewriteSet::new(&config.validate().expect("valid")).expect("rules")
+    }
+
+    fn q(text: &str) -> QName {
+        QName::from_ascii(text).expect("name")
+    }
+
+    fn applied(set: &RewriteSet, name: &str, ns: Option<&str>) -> Option<String> {
+        set.apply(&q(name), ns).map(|r| r.name.to_string())
+    }
+
+    #[test]
+    fn every_match_kind_rewrites_the_question() {
+        let s = set(&[
+            (
+                MatchKind::Exact,
+                "mystore.com",
+                "mystore.shop.svc.cluster.local",
+                None,
+            ),
+            (MatchKind::Prefix, "v1.api", "v2.api", None),
+            (
+                MatchKind::Suffix,
+                ".legacy.example",
+                ".svc.cluster.local",
+                None,
+            ),
+            (
+                MatchKind::Regex,
+                r"(\w+)\.(\w+)\.corp",
+                "{1}.{2}.svc.cluster.local",
+                None,
+            ),
+        ]);
+        assert_eq!(
+            applied(&s, "MyStore.com.", None).as_deref(),
+            Some("mystore.shop.svc.cluster.local.")
+        );
+        assert_eq!(applied(&s, "mystore.com.x", None), None, "exact is exact");
+        assert_eq!(
+            applied(&s, "v1.api.example", None).as_deref(),
+            Some("v2.api.example.")
+        );
+        assert_eq!(
+            applied(&s, "db.prod.legacy.example", None).as_deref(),
+            Some("db.prod.svc.cluster.local.")
+        );
+        assert_eq!(
+            applied(&s, "web.team.corp", None).as_deref(),
+            Some("web.team.svc.cluster.local.")
+        );
+        assert_eq!(applied(&s, "x.web.team.corp", None), None, "anchored");
+    }
+
+    #[test]
+    fn tenant_rules_apply_only_to_their_pods_and_services() {
+        let s = set(&[
+            (
+                MatchKind::Exact,
+                "db.example",
+                "db.team-a.svc.cluster.local",
+                Some("team-a"),
+            ),
+            (
+                MatchKind::Exact,
+                "evil.example",
+                "db.team-b.svc.cluster.local",
+                Some("team-a"),
+            ),
+        ]);
+        assert!(applied(&s, "db.example", Some("team-a")).is_some());
+        assert_eq!(applied(&s, "db.example", Some("team-b")), None);
+        assert_eq!(applied(&s, "db.example", None), None, "unknown client");
+        assert_eq!(
+            applied(&s, "evil.example", Some("team-a")),
+            None,
+            "points outside its namespace"
+        );
+    }
+
+    #[test]
+    fn answers_are_turned_back() {
+        use hickory_proto::rr::rdata::{A, CNAME, SRV};
+        let s = set(&[(
+            MatchKind::Suffix,
+            ".mystore.com",
+            ".shop.svc.cluster.local",
+            None,
+        )]);
+        let rewritten = s
+            .apply(&q("_http._tcp.web.mystore.com"), None)
+            .expect("rewrites");
+        let n = |t: &str| Name::from_ascii(t).expect("name");
+        let inner = n("_http._tcp.web.shop.svc.cluster.local.");
+        let asked = n("_http._tcp.Web.MyStore.com.");
+        let mut records = vec![
+            Record::from_rdata(
+                inner.clone(),
+                5,
+                RData::SRV(SRV::new(0, 100, 80, n("pod-1.web.shop.svc.cluster.local."))),
+            ),
+            Record::from_rdata(
+                n("pod-1.web.shop.svc.cluster.local."),
+                5,
+                RData::A(A::new(10, 0, 0, 1)),
+            ),
+            Record::from_rdata(
+                n("alias.shop.svc.cluster.local."),
+                5,
+                RData::CNAME(CNAME(n("elsewhere.example."))),
+            ),
+        ];
+        rewritten.rule.back(&mut records, &inner, &asked);
+        assert_eq!(records[0].name, asked);
+        match &records[0].data {
+            RData::SRV(srv) => assert_eq!(srv.target, n("pod-1.web.mystore.com.")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(records[1].name, n("pod-1.web.mystore.com."));
+        assert_eq!(records[2].name, n("alias.mystore.com."));
+        assert!(records.iter().all(|r| r.ttl == 30));
+    }
+}
