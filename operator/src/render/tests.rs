@@ -426,7 +426,10 @@ fn the_younger_of_two_rewrites_of_one_name_loses_when_their_clients_overlap() {
         format!("{OPEN_SERVER}{team_a}{platform}"),
     ] {
         let lines = verdict_lines(&Objects::parse(&yaml).render());
-        assert!(lines.contains("RewriteRule platform/platform: Accepted"), "{lines}");
+        assert!(
+            lines.contains("RewriteRule platform/platform: Accepted"),
+            "{lines}"
+        );
         assert!(lines.contains("RewriteRule team-a/mine: Conflict: spec.rules[0] (Exact db.example) is already rewritten by RewriteRule platform/platform, which is older"), "{lines}");
     }
     // Two tenants' rules apply to different Pods: both are served.
