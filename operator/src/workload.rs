@@ -7,8 +7,9 @@
 //!   capability and passes PodSecurity `restricted`;
 //! - the server reads its config through an API watch of its ConfigMap (not a volume), so
 //!   the Deployment never rolls for a config change; there is no config checksum annotation;
-//! - the server's RBAC is read-only: list/watch on what Kubernetes DNS needs cluster-wide,
-//!   and get/list/watch on ConfigMaps in its own namespace only;
+//! - the server's RBAC is read-only: list/watch on what Kubernetes DNS needs cluster-wide
+//!   (Pods only when its config needs to know which Pod a client is,
+//!   [`ServerConfig::needs_pods`]), and get/list/watch on ConfigMaps in its own namespace only;
 //! - cluster-scoped RBAC objects cannot be owned by a namespaced `DNSServer`, so they carry
 //!   the [`SERVER_LABEL`] and are removed by the `DNSServer`'s finalizer.
 
@@ -32,6 +33,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
+use nameplane_config::ServerConfig;
 use std::collections::BTreeMap;
 
 /// Label on every object the operator makes for a `DNSServer`: `<namespace>.<name>`.
@@ -88,8 +90,13 @@ pub fn server_label_value(namespace: &str, server: &str) -> String {
     format!("{namespace}.{server}")
 }
 
-/// Builds the workload of `server` with the config published in ConfigMap `config_map`.
-pub fn build(server: &DNSServer, config_map: &str, settings: &Settings) -> Result<Workload> {
+/// Builds the workload of `server` serving `config`, published in ConfigMap `config_map`.
+pub fn build(
+    server: &DNSServer,
+    config: &ServerConfig,
+    config_map: &str,
+    settings: &Settings,
+) -> Result<Workload> {
     let namespace = server
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
@@ -135,6 +142,16 @@ pub fn build(server: &DNSServer, config_map: &str, settings: &Settings) -> Resul
         ..Default::default()
     };
 
+    let mut cluster_rules = vec![
+        read("", &["services", "namespaces"], &["list", "watch"]),
+        read("discovery.k8s.io", &["endpointslices"], &["list", "watch"]),
+    ];
+    // Every Pod of the cluster is a lot to read and to hold; grant it only to a server whose
+    // config uses it (policies, autopath, verified pod records, per-namespace rewrites).
+    if config.needs_pods() {
+        cluster_rules.push(read("", &["pods"], &["list", "watch"]));
+    }
+
     Ok(Workload {
         service_account: ServiceAccount {
             metadata: namespaced(&dns),
@@ -143,10 +160,7 @@ pub fn build(server: &DNSServer, config_map: &str, settings: &Settings) -> Resul
         },
         cluster_role: ClusterRole {
             metadata: cluster_scoped(&rbac),
-            rules: Some(vec![
-                read("", &["services", "namespaces"], &["list", "watch"]),
-                read("discovery.k8s.io", &["endpointslices"], &["list", "watch"]),
-            ]),
+            rules: Some(cluster_rules),
             ..Default::default()
         },
         cluster_role_binding: ClusterRoleBinding {
@@ -367,11 +381,16 @@ mod tests {
     }
 
     fn sample() -> Workload {
+        build_with(&ServerConfig::default())
+    }
+
+    fn build_with(config: &ServerConfig) -> Workload {
         let s = server(
             "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata: {name: edge, namespace: dns}\nspec: {replicas: 3, clusterIP: 10.96.0.10}\n",
         );
         build(
             &s,
+            config,
             "edge-config",
             &Settings {
                 image: "example/nameplane:1".into(),
@@ -401,6 +420,32 @@ mod tests {
             w.role.metadata.namespace.as_deref(),
             Some("dns"),
             "ConfigMap access stays in its namespace"
+        );
+    }
+
+    /// Whether the ClusterRole grants anything on Pods, and with which verbs.
+    fn pod_verbs(w: &Workload) -> Option<Vec<String>> {
+        w.cluster_role
+            .rules
+            .iter()
+            .flatten()
+            .find(|r| r.resources.iter().flatten().any(|res| res == "pods"))
+            .map(|r| r.verbs.clone())
+    }
+
+    #[test]
+    fn pods_are_readable_only_when_the_config_needs_them() {
+        assert_eq!(
+            pod_verbs(&sample()),
+            None,
+            "a config without policies, autopath or verified pods reads no Pods"
+        );
+        let mut config = ServerConfig::default();
+        config.kubernetes.autopath = true;
+        assert!(config.needs_pods());
+        assert_eq!(
+            pod_verbs(&build_with(&config)),
+            Some(vec!["list".to_string(), "watch".to_string()])
         );
     }
 

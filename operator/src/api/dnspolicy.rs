@@ -1,13 +1,18 @@
 //! `DNSPolicy`: which names the Pods of one namespace may resolve. A policy only ever applies
 //! to clients in its own namespace, so one tenant's policy cannot change another's answers.
+//!
+//! Rules name what they cover as domains, namespaces (their Services and Pods) or single
+//! Services; the renderer turns namespaces and Services into the cluster-domain suffixes the
+//! server checks, because the server only compares domain suffixes.
 
-use super::{DomainName, ObjectStatus};
+use super::{DomainName, KubernetesName, ObjectStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Allows or denies name resolution for the Pods of this namespace, by domain.
+/// Allows or denies name resolution for the Pods of this namespace, by domain, namespace or
+/// Service.
 #[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[kube(
     group = "nameplane.io",
@@ -19,7 +24,7 @@ use serde::{Deserialize, Serialize};
     status = "ObjectStatus",
     shortname = "dnsp",
     category = "nameplane",
-    doc = "Allows or denies name resolution, by domain, for the Pods of its namespace.",
+    doc = "Allows or denies name resolution, by domain, namespace or Service, for the Pods of its namespace. All policies that select a Pod combine: a rule that denies wins, else a rule that allows allows, else the name resolves only if every selecting policy's defaultAction is Allow. A Pod no policy selects is not restricted.",
     printcolumn(name = "Default", type_ = "string", json_path = ".spec.defaultAction"),
     printcolumn(
         name = "Ready",
@@ -44,39 +49,84 @@ pub struct DNSPolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_selector: Option<LabelSelector>,
 
-    /// Rules tried in order; the first whose domains cover the query name decides.
-    #[schemars(length(min = 1, max = 64))]
+    /// Rules tried in order; the first that covers the query name decides for this policy.
+    /// Empty (`[]`) with `defaultAction: Deny` blocks every name for the selected Pods.
+    ///
+    /// When several policies select one Pod (like NetworkPolicy, with explicit denials on
+    /// top): a rule that denies the name in any of them wins; otherwise a rule that allows it
+    /// in any of them allows it; otherwise the name resolves only if every selecting policy's
+    /// `defaultAction` is `Allow`. Names in the answer (CNAME, SRV, MX, PTR, NS targets) are
+    /// checked too, so an allowed name cannot lead to a denied one.
+    #[schemars(length(max = 64))]
     pub rules: Vec<PolicyRule>,
 
-    /// What happens to a query no rule covers.
+    /// What happens to a query no rule covers. `Deny` by default: once a policy selects a
+    /// Pod, only what some rule allows resolves (like NetworkPolicy).
     #[serde(default)]
     pub default_action: PolicyAction,
 
     /// How a denied query is answered.
     #[serde(default)]
     pub denied_response: DeniedResponse,
+
+    /// Log every query this policy denies (the DNS server's audit log), e.g. to try a policy
+    /// before relying on it.
+    #[serde(default)]
+    pub audit: bool,
 }
 
-/// One policy rule.
+/// One policy rule: the names it covers are the union of `domains`, `namespaces` and
+/// `services`; at least one must be given.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "(has(self.domains) && size(self.domains) > 0) || (has(self.namespaces) && size(self.namespaces) > 0) || (has(self.services) && size(self.services) > 0)",
+    "message": "a rule must name at least one of domains, namespaces or services"
+}]))]
 pub struct PolicyRule {
     /// Whether matching queries are answered (`Allow`) or refused (`Deny`).
     pub action: PolicyAction,
 
     /// Domains this rule covers, each with all its subdomains, e.g. `example.com` or
     /// `svc.cluster.local`.
-    #[schemars(length(min = 1, max = 32))]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
     pub domains: Vec<DomainName>,
+
+    /// Namespaces whose cluster names this rule covers: every Service
+    /// (`*.<namespace>.svc.<cluster domain>`) and Pod record
+    /// (`*.<namespace>.pod.<cluster domain>`) of each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub namespaces: Vec<KubernetesName>,
+
+    /// Single Services this rule covers: `<name>.<namespace>.svc.<cluster domain>` with its
+    /// subdomains (SRV names, headless Pod names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub services: Vec<ServiceReference>,
+}
+
+/// A Service, by name and namespace.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceReference {
+    /// The Service's namespace. Left out: the policy's own namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<KubernetesName>,
+
+    /// The Service's name.
+    pub name: KubernetesName,
 }
 
 /// A policy decision.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PolicyAction {
     /// Resolve the name.
-    #[default]
     Allow,
-    /// Do not resolve the name.
+    /// Do not resolve the name. The default wherever a decision may be left out: a policy or
+    /// server that says nothing fails closed.
+    #[default]
     Deny,
 }
 

@@ -1,6 +1,7 @@
 //! `DNSServer`: one DNS deployment run by the operator: how many replicas, which cluster domain
 //! it serves, where other names go, how it caches, and which config objects apply to it.
 
+use super::dnspolicy::PolicyAction;
 use super::{ConfigSelector, DomainName, ObjectStatus, UpstreamAddress};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -97,6 +98,22 @@ pub struct DNSServerSpec {
     /// Answer cache for forwarded names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheSpec>,
+
+    /// Server-side search path (CoreDNS `autopath @kubernetes`): when a Pod asks for
+    /// `<name>.<its namespace>.svc.<cluster domain>`, the server tries the rest of the Pod's
+    /// search list itself and answers with a CNAME to the first name that exists, so the Pod
+    /// needs one query instead of up to five. Makes the server watch every Pod (to know each
+    /// client's namespace).
+    #[serde(default)]
+    pub autopath: bool,
+
+    /// What a client gets whose source address the server cannot tie to exactly one Pod
+    /// (e.g. behind SNAT, a node address, or a host-network Pod) while any DNSPolicy applies
+    /// to this server: `Deny` (the default) refuses it, because it may be a Pod a policy
+    /// restricts; `Allow` lets it resolve everything. Without DNSPolicies every client is
+    /// allowed and this has no effect.
+    #[serde(default)]
+    pub unidentified_clients: PolicyAction,
 
     /// Which DNSZone, StubDomain, RewriteRule and DNSPolicy objects from other namespaces
     /// apply to this server. Objects in this DNSServer's own namespace always apply; left out,

@@ -86,6 +86,23 @@ impl DomainName {
     }
 }
 
+/// The name of a Namespace or Service (an RFC 1123 label: lower-case letters, digits and `-`,
+/// at most 63 characters, starting and ending with a letter or digit).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(transparent)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
+    "message": "must be a Kubernetes name like team-a (lower-case letters, digits and '-')"
+}]))]
+pub struct KubernetesName(#[schemars(length(min = 1, max = 63))] pub String);
+
+impl KubernetesName {
+    /// The name as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// An upstream DNS server: an IPv4 or IPv6 address with an optional port (default 53), as in
 /// `10.0.0.10`, `10.0.0.10:5353`, `fd00::10` or `[fd00::10]:5353`.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]

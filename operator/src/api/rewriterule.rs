@@ -1,5 +1,10 @@
 //! `RewriteRule`: rewrite the names clients ask for, and the names in answers back, like
 //! CoreDNS's `rewrite name ... answer auto`.
+//!
+//! Rules from the `DNSServer`'s own namespace apply to every client. Rules from other
+//! namespaces (tenants) apply only to that namespace's Pods, may only point names at Services
+//! of that namespace, and may not rewrite names in the cluster domain (the renderer enforces
+//! both and reports violations in the object's `Ready` condition).
 
 use super::ObjectStatus;
 use kube::CustomResource;
@@ -8,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 /// Rewrites query names before they are answered, e.g. `db.prod.example.com` to
 /// `postgres.db.svc.cluster.local`, and rewrites answers back so clients see the name they
-/// asked for.
+/// asked for. Two objects with a rule of the same `match` and `from` for the same clients
+/// conflict: the older object wins and the other is not served.
 #[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[kube(
     group = "nameplane.io",
@@ -20,7 +26,7 @@ use serde::{Deserialize, Serialize};
     status = "ObjectStatus",
     shortname = "rwr",
     category = "nameplane",
-    doc = "Rewrites query names, and the names in answers back to what the client asked for.",
+    doc = "Rewrites query names, and the names in answers back to what the client asked for. Rules from the DNSServer's namespace apply to every client; rules from other namespaces apply only to their own Pods, may only point names at Services of their namespace (at or below <namespace>.svc.<cluster domain>; Prefix is not allowed there), and may not rewrite names in the cluster domain.",
     printcolumn(
         name = "Ready",
         type_ = "string",
@@ -72,6 +78,12 @@ pub struct NameRewrite {
     /// matches its question (CoreDNS's `answer auto`).
     #[serde(default = "default_true")]
     pub rewrite_answers: bool,
+
+    /// TTL, in seconds, of every record in a rewritten answer (0 to 3600). Left out, the
+    /// answer keeps its own TTLs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 3600))]
+    pub ttl_seconds: Option<u32>,
 }
 
 /// How a rewrite's `from` matches.

@@ -77,11 +77,24 @@ async fn apply(server: &DNSServer, ctx: &Context) -> Result<Action> {
             let hash = config.content_hash();
             let desired = config_map(server, &cm_name, config.to_json(), &hash)?;
             let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
-            if ensure(&config_maps, &desired, &ctx.metrics).await?.0 {
-                tracing::info!(server = %format!("{namespace}/{name}"), %hash, "published server config");
-            }
-            let w = workload::build(server, &cm_name, &ctx.settings)?;
-            let deployment = apply_workload(ctx, &namespace, &w).await?;
+            let publish = || async {
+                if ensure(&config_maps, &desired, &ctx.metrics).await?.0 {
+                    tracing::info!(server = %format!("{namespace}/{name}"), %hash, "published server config");
+                }
+                Ok::<_, Error>(())
+            };
+            let w = workload::build(server, &config, &cm_name, &ctx.settings)?;
+            // The RBAC follows the config (Pods only when it needs them): grant before
+            // publishing a config that needs more, revoke only after publishing one that needs
+            // less, so a server never holds a config it may not serve.
+            let deployment = if config.needs_pods() {
+                let deployment = apply_workload(ctx, &namespace, &w).await?;
+                publish().await?;
+                deployment
+            } else {
+                publish().await?;
+                apply_workload(ctx, &namespace, &w).await?
+            };
             let deployment_status = deployment.status;
             next.replicas = Some(server.spec.replicas);
             next.ready_replicas = Some(

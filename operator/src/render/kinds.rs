@@ -272,6 +272,11 @@ fn stub(object: &StubDomain, scope: &Scope) -> Result<ForwardConfig, Verdict> {
 }
 
 /// Rewrites of the selected `RewriteRule`s: objects oldest first, rules in their order.
+///
+/// A rule from another namespace than the server's (a tenant's, `client_namespace` set) must
+/// pass [`Scope::allows_rewrite`]. A rule with the same match kind and `from` as an accepted
+/// rule of an older object, for clients both can apply to, is a conflict: the older object
+/// wins. An object is served whole or not at all.
 pub fn rewrites(
     objects: &[Arc<RewriteRule>],
     scope: &Scope,
@@ -282,7 +287,7 @@ pub fn rewrites(
         let key = ObjectKey::of(object.as_ref());
         let namespace = object.namespace().unwrap_or_default();
         let client_namespace = (namespace != scope.server_namespace).then(|| namespace.clone());
-        let mut rules = Vec::new();
+        let mut rules: Vec<RewriteConfig> = Vec::new();
         let mut verdict = Verdict::Accepted;
         for (i, rule) in object.spec.rules.iter().enumerate() {
             let name = |s: &str| {
@@ -303,11 +308,35 @@ pub fn rewrites(
                 from: name(&rule.from),
                 to: name(&rule.to),
                 rewrite_answers: rule.rewrite_answers,
-                ttl_seconds: None,
+                ttl_seconds: rule.ttl_seconds,
                 client_namespace: client_namespace.clone(),
             };
-            if let Err(e) = config.validate(&format!("spec.rules[{i}]")) {
+            let at = format!("spec.rules[{i}]");
+            if let Err(e) = config.validate(&at) {
                 verdict = rejected("InvalidRule", e.to_string());
+                break;
+            }
+            if let Err(v) = scope.allows_rewrite(&config, &at) {
+                verdict = v;
+                break;
+            }
+            if let Some(j) = rules.iter().position(|r| same_match(r, &config)) {
+                verdict = rejected(
+                    "InvalidRule",
+                    format!(
+                        "{at} has the same match and from as spec.rules[{j}], which comes first, so it never applies; remove one of them"
+                    ),
+                );
+                break;
+            }
+            if let Some((winner, _)) = accepted.iter().find(|(_, r)| same_match(r, &config)) {
+                verdict = rejected(
+                    "Conflict",
+                    format!(
+                        "{at} ({:?} {}) is already rewritten by {winner}, which is older; remove one of them",
+                        config.match_kind, config.from
+                    ),
+                );
                 break;
             }
             if let Some(cycle) = loop_through(
@@ -320,7 +349,7 @@ pub fn rewrites(
                 verdict = rejected(
                     "RewriteLoop",
                     format!(
-                        "spec.rules[{i}] rewrites {} to {}, which leads back through {cycle}: a loop",
+                        "{at} rewrites {} to {}, which leads back through {cycle}: a loop",
                         config.from, config.to
                     ),
                 );
@@ -334,6 +363,134 @@ pub fn rewrites(
         verdicts.insert(key, verdict);
     }
     accepted.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Whether two rewrites match the same names for some client: the same match kind and
+/// `from`, and client scopes that overlap (every client overlaps every namespace).
+fn same_match(a: &RewriteConfig, b: &RewriteConfig) -> bool {
+    a.match_kind == b.match_kind && a.from == b.from && scopes_overlap(a, b)
+}
+
+/// Whether some client gets both rewrites.
+fn scopes_overlap(a: &RewriteConfig, b: &RewriteConfig) -> bool {
+    match (&a.client_namespace, &b.client_namespace) {
+        (Some(x), Some(y)) => x == y,
+        _ => true,
+    }
+}
+
+impl Scope {
+    /// Whether a rewrite may be served: rules of the server's namespace always; a tenant's
+    /// rule (`client_namespace` set) only if it points names at Services of its own namespace
+    /// and does not match names in the cluster domain. Without this a tenant could send its
+    /// own Pods to another namespace's Service under a trusted name, or hide cluster names
+    /// from them behind names of its choosing. `at` is the rule's path, for messages.
+    pub fn allows_rewrite(&self, rule: &RewriteConfig, at: &str) -> Result<(), Verdict> {
+        let Some(namespace) = &rule.client_namespace else {
+            return Ok(());
+        };
+        let services = format!("{namespace}.svc.{}", self.cluster_domain);
+        let outside = |what: &str| {
+            rejected(
+                "OutsideNamespace",
+                format!(
+                    "{at}: rewrites from namespace {namespace} may only point at Services of that namespace, at or below {services}; {what}"
+                ),
+            )
+        };
+        match rule.match_kind {
+            rewrite::MatchKind::Exact if !is_at_or_below(&rule.to, &services) => {
+                return Err(outside(&format!("{} is not", rule.to)));
+            }
+            // A suffix rewrite replaces the end of the name as a string, so `to` without a
+            // leading dot is glued to whatever came before `from` (`db` + `team-a.svc...`
+            // gives another namespace `dbteam-a`); only names strictly below the namespace's
+            // Services, or a leading dot, keep the result inside it.
+            rewrite::MatchKind::Suffix => {
+                let inside = match rule.to.strip_prefix('.') {
+                    Some(rest) => is_at_or_below(rest, &services),
+                    None => rule.to.ends_with(&format!(".{services}")),
+                };
+                if !inside {
+                    return Err(outside(&format!(
+                        "a suffix {} can produce names outside it (write .{services} or a name below it)",
+                        rule.to
+                    )));
+                }
+            }
+            rewrite::MatchKind::Regex
+                if !rule
+                    .to
+                    .to_ascii_lowercase()
+                    .ends_with(&format!(".{services}")) =>
+            {
+                return Err(outside(&format!(
+                    "a regex replacement must end with .{services}, {} does not",
+                    rule.to
+                )));
+            }
+            rewrite::MatchKind::Prefix => {
+                return Err(outside(
+                    "a Prefix rewrite keeps the rest of the name, so its result cannot be limited to one namespace; use Exact, Suffix or Regex",
+                ));
+            }
+            _ => {}
+        }
+        let shadows = match rule.match_kind {
+            rewrite::MatchKind::Exact => is_at_or_below(&rule.from, &self.cluster_domain),
+            rewrite::MatchKind::Suffix => self.suffix_matches_cluster_names(&rule.from),
+            rewrite::MatchKind::Regex => self.regex_may_match_cluster_names(&rule.from),
+            rewrite::MatchKind::Prefix => false,
+        };
+        if shadows {
+            return Err(rejected(
+                "ShadowsClusterName",
+                format!(
+                    "{at}: {} can match names in the cluster domain {}, which rewrites from namespace {namespace} may not change{}",
+                    rule.from,
+                    self.cluster_domain,
+                    if rule.match_kind == rewrite::MatchKind::Regex {
+                        " (a regex must end with `$` after a fixed name outside the cluster domain, e.g. ^(.+)\\.old\\.example$)"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether a name at or below the cluster domain ends with `suffix` (compared as
+    /// strings, as a suffix rewrite does): `suffix` is the end of `.<cluster domain>` (e.g.
+    /// `local`), or ends with `.<cluster domain>`.
+    fn suffix_matches_cluster_names(&self, suffix: &str) -> bool {
+        let dotted = format!(".{}", self.cluster_domain);
+        dotted.ends_with(suffix) || suffix.ends_with(&dotted)
+    }
+
+    /// Whether the regular expression `from` may match a name at or below the cluster
+    /// domain. Proven not to only when it is anchored at the end (`$`) and every match ends
+    /// with one of finitely many fixed strings, none of which a cluster name can end with;
+    /// anything less certain counts as a match.
+    fn regex_may_match_cluster_names(&self, from: &str) -> bool {
+        use regex_syntax::hir::Look;
+        use regex_syntax::hir::literal::{ExtractKind, Extractor};
+        let Ok(hir) = regex_syntax::parse(from) else {
+            return true;
+        };
+        if !hir.properties().look_set_suffix().contains(Look::End) {
+            return true;
+        }
+        let suffixes = Extractor::new().kind(ExtractKind::Suffix).extract(&hir);
+        let Some(literals) = suffixes.literals() else {
+            return true;
+        };
+        literals.iter().any(|literal| {
+            std::str::from_utf8(literal.as_bytes())
+                .map(|s| self.suffix_matches_cluster_names(&s.to_ascii_lowercase()))
+                .unwrap_or(true)
+        })
+    }
 }
 
 /// Whether adding the exact rewrite `new` closes a loop among the exact rewrites in `earlier`
@@ -373,12 +530,13 @@ fn loop_through<'a>(
 /// namespace whose pod selector matches it).
 pub fn policies(
     objects: &[Arc<DNSPolicy>],
+    scope: &Scope,
     verdicts: &mut BTreeMap<ObjectKey, Verdict>,
 ) -> Vec<PolicyConfig> {
     let mut out = Vec::new();
     for object in objects {
         let key = ObjectKey::of(object.as_ref());
-        match policy(object) {
+        match policy(object, scope) {
             Ok(p) => {
                 verdicts.insert(key, Verdict::Accepted);
                 out.push(p);
@@ -391,7 +549,9 @@ pub fn policies(
     out
 }
 
-fn policy(object: &DNSPolicy) -> Result<PolicyConfig, Verdict> {
+/// Translates one policy. The server compares domain suffixes only, so namespaces and
+/// Services become the cluster-domain names that hold their records.
+fn policy(object: &DNSPolicy, scope: &Scope) -> Result<PolicyConfig, Verdict> {
     let namespace = object.namespace().unwrap_or_default();
     let selector = object.spec.pod_selector.clone().unwrap_or_default();
     if selector
@@ -416,6 +576,32 @@ fn policy(object: &DNSPolicy) -> Result<PolicyConfig, Verdict> {
                 rejected("InvalidSpec", format!("spec.rules[{i}].domains[{j}]: {r}"))
             })?);
         }
+        let cluster_domain = &scope.cluster_domain;
+        for target in &rule.namespaces {
+            let target = target.as_str().to_ascii_lowercase();
+            domains.push(format!("{target}.svc.{cluster_domain}"));
+            domains.push(format!("{target}.pod.{cluster_domain}"));
+        }
+        for service in &rule.services {
+            let service_namespace = service
+                .namespace
+                .as_ref()
+                .map_or(namespace.as_str(), |n| n.as_str())
+                .to_ascii_lowercase();
+            domains.push(format!(
+                "{}.{service_namespace}.svc.{cluster_domain}",
+                service.name.as_str().to_ascii_lowercase()
+            ));
+        }
+        // The same domain twice in one rule changes nothing; keep the first, in order.
+        let mut seen = std::collections::BTreeSet::new();
+        domains.retain(|d| seen.insert(d.clone()));
+        if domains.is_empty() {
+            return Err(rejected(
+                "InvalidSpec",
+                format!("spec.rules[{i}] names no domains, namespaces or services"),
+            ));
+        }
         rules.push(PolicyRuleConfig {
             action: action(rule.action),
             domains,
@@ -427,7 +613,7 @@ fn policy(object: &DNSPolicy) -> Result<PolicyConfig, Verdict> {
         pod_labels: selector.match_labels.unwrap_or_default(),
         rules,
         default_action: action(object.spec.default_action),
-        audit: false,
+        audit: object.spec.audit,
         denied_response: match object.spec.denied_response {
             DeniedResponse::NXDOMAIN => policy::DeniedResponse::Nxdomain,
             DeniedResponse::REFUSED => policy::DeniedResponse::Refused,

@@ -10,10 +10,13 @@
 //!    and checked with the server's own validation; a bad object is rejected on its own.
 //! 3. **Tenancy**: objects outside the server's namespace may only define zones and stub
 //!    domains at or below `<their namespace>.<tenantDomainSuffix>`; their rewrites only apply
-//!    to their own Pods, and a policy only ever applies to its own namespace.
+//!    to their own Pods, may only point at Services of their namespace
+//!    (`<namespace>.svc.<cluster domain>`) and may not match cluster names; a policy only
+//!    ever applies to its own namespace.
 //! 4. **Conflicts**: two zones with one apex, two stub domains with one domain, a stub domain on
-//!    a zone's apex, anything at or below the cluster domain, and rewrite loops: the oldest
-//!    object wins (then namespace/name), the others are rejected with the winner named.
+//!    a zone's apex, anything at or below the cluster domain, two rewrites with one match kind
+//!    and `from` for overlapping clients, and rewrite loops: the oldest object wins (then
+//!    namespace/name), the others are rejected with the winner named.
 //! 5. **Whole-config validation** with the server's validator: if the result would be refused,
 //!    nothing is published and the `DNSServer` says why.
 
@@ -22,7 +25,7 @@ pub mod select;
 #[cfg(test)]
 mod tests;
 
-use crate::api::dnspolicy::DNSPolicy;
+use crate::api::dnspolicy::{DNSPolicy, PolicyAction};
 use crate::api::dnsserver::DNSServer;
 use crate::api::dnszone::DNSZone;
 use crate::api::rewriterule::RewriteRule;
@@ -30,6 +33,7 @@ use crate::api::stubdomain::StubDomain;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
 use nameplane_config::forward::{CacheConfig, ForwardConfig};
+use nameplane_config::policy;
 use nameplane_config::{FORMAT_VERSION, KubernetesConfig, ServerConfig, names};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -143,8 +147,13 @@ pub fn render(server: &DNSServer, inputs: &Inputs<'_>) -> Rendered {
         kubernetes: KubernetesConfig {
             cluster_domain: server.spec.cluster_domain.as_str().to_string(),
             ttl_seconds: server.spec.ttl_seconds,
+            autopath: server.spec.autopath,
             // The DNSServer spec has no field for the other Kubernetes settings yet.
             ..KubernetesConfig::default()
+        },
+        unidentified_clients: match server.spec.unidentified_clients {
+            PolicyAction::Allow => policy::PolicyAction::Allow,
+            PolicyAction::Deny => policy::PolicyAction::Deny,
         },
         ..Default::default()
     };
@@ -201,7 +210,7 @@ pub fn render(server: &DNSServer, inputs: &Inputs<'_>) -> Rendered {
         &mut verdicts,
     ));
     config.rewrites = kinds::rewrites(&selector.pick(inputs.rewrites), &scope, &mut verdicts);
-    config.policies = kinds::policies(&selector.pick(inputs.policies), &mut verdicts);
+    config.policies = kinds::policies(&selector.pick(inputs.policies), &scope, &mut verdicts);
 
     let config = match config.clone().validate() {
         Ok(_) => Ok(config),

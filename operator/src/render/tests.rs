@@ -292,3 +292,219 @@ fn rendering_is_deterministic() {
     assert_eq!(first.kubernetes.cluster_domain, "cluster.local");
     assert_eq!(first.kubernetes.ttl_seconds, 5);
 }
+
+/// A server that takes config objects from every namespace.
+const OPEN_SERVER: &str = "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata: {name: dns, namespace: platform}\nspec: {configSelector: {namespaceSelector: {}}}\n";
+
+fn rewrite(namespace: &str, name: &str, created: &str, rule: &str) -> String {
+    format!(
+        "---\napiVersion: nameplane.io/v1alpha1\nkind: RewriteRule\nmetadata: {{name: {name}, namespace: {namespace}, creationTimestamp: \"{created}\"}}\nspec:\n  rules: [{rule}]\n"
+    )
+}
+
+/// The verdict line of the one RewriteRule `team-a/r` with `rule`, from a server taking every
+/// namespace.
+fn tenant_rewrite_verdict(rule: &str) -> String {
+    let yaml = format!(
+        "{OPEN_SERVER}{}",
+        rewrite("team-a", "r", "2026-01-01T00:00:00Z", rule)
+    );
+    verdict_lines(&Objects::parse(&yaml).render())
+}
+
+#[test]
+fn tenant_rewrites_may_only_point_at_services_of_their_namespace() {
+    for allowed in [
+        "{match: Exact, from: api.example, to: api.team-a.svc.cluster.local}",
+        "{match: Exact, from: api.example, to: Team-A.svc.cluster.local.}",
+        "{match: Suffix, from: .old.example, to: .team-a.svc.cluster.local}",
+        "{match: Suffix, from: .old.example, to: x.team-a.svc.cluster.local}",
+        "{match: Regex, from: '^(.+)\\.old\\.example$', to: '{1}.team-a.svc.cluster.local'}",
+    ] {
+        let line = tenant_rewrite_verdict(allowed);
+        assert_eq!(line, "RewriteRule team-a/r: Accepted\n", "{allowed}");
+    }
+    for (refused, why) in [
+        (
+            "{match: Exact, from: api.example, to: api.team-b.svc.cluster.local}",
+            "api.team-b.svc.cluster.local is not",
+        ),
+        (
+            "{match: Exact, from: api.example, to: www.google.com}",
+            "www.google.com is not",
+        ),
+        // `db.old.example` would become `dbteam-a.svc.cluster.local`: namespace `dbteam-a`.
+        (
+            "{match: Suffix, from: old.example, to: team-a.svc.cluster.local}",
+            "a suffix team-a.svc.cluster.local can produce names outside it",
+        ),
+        (
+            "{match: Regex, from: '^(.+)\\.old\\.example$', to: '{1}.svc.cluster.local'}",
+            "a regex replacement must end with .team-a.svc.cluster.local",
+        ),
+        (
+            "{match: Prefix, from: legacy, to: api}",
+            "a Prefix rewrite keeps the rest of the name",
+        ),
+    ] {
+        let line = tenant_rewrite_verdict(refused);
+        assert!(
+            line.starts_with("RewriteRule team-a/r: OutsideNamespace: spec.rules[0]: rewrites from namespace team-a may only point at Services of that namespace, at or below team-a.svc.cluster.local;"),
+            "{refused}: {line}"
+        );
+        assert!(line.contains(why), "{refused}: {line}");
+    }
+}
+
+#[test]
+fn tenant_rewrites_may_not_match_cluster_names() {
+    for shadowing in [
+        "{match: Exact, from: kubernetes.default.svc.cluster.local, to: api.team-a.svc.cluster.local}",
+        "{match: Exact, from: Cluster.Local., to: api.team-a.svc.cluster.local}",
+        // String suffixes that cluster names end with.
+        "{match: Suffix, from: local, to: .team-a.svc.cluster.local}",
+        "{match: Suffix, from: .svc.cluster.local, to: .team-a.svc.cluster.local}",
+        "{match: Suffix, from: .team-b.svc.cluster.local, to: .team-a.svc.cluster.local}",
+        // Not anchored at the end: may match anywhere in a cluster name.
+        "{match: Regex, from: '^(.+)\\.old', to: '{1}.team-a.svc.cluster.local'}",
+        // Anchored, but on a cluster name, or on nothing fixed.
+        "{match: Regex, from: '^(.+)\\.default\\.svc\\.cluster\\.local$', to: '{1}.team-a.svc.cluster.local'}",
+        "{match: Regex, from: '^(.+)$', to: '{1}.team-a.svc.cluster.local'}",
+        "{match: Regex, from: '^(.+)\\.(old|local)$', to: '{1}.team-a.svc.cluster.local'}",
+    ] {
+        let line = tenant_rewrite_verdict(shadowing);
+        assert!(
+            line.starts_with("RewriteRule team-a/r: ShadowsClusterName: spec.rules[0]: ")
+                && line.contains("can match names in the cluster domain cluster.local"),
+            "{shadowing}: {line}"
+        );
+    }
+    // A suffix that only looks like the cluster domain as a string is not one.
+    let line = tenant_rewrite_verdict(
+        "{match: Suffix, from: .xcluster.local, to: .team-a.svc.cluster.local}",
+    );
+    assert_eq!(line, "RewriteRule team-a/r: Accepted\n");
+    // The server's own namespace is trusted with every name.
+    let yaml = format!(
+        "{OPEN_SERVER}{}",
+        rewrite(
+            "platform",
+            "r",
+            "2026-01-01T00:00:00Z",
+            "{match: Prefix, from: kubernetes.default., to: api.team-b.}"
+        )
+    );
+    assert_eq!(
+        verdict_lines(&Objects::parse(&yaml).render()),
+        "RewriteRule platform/r: Accepted\n"
+    );
+}
+
+#[test]
+fn the_younger_of_two_rewrites_of_one_name_loses_when_their_clients_overlap() {
+    let platform = rewrite(
+        "platform",
+        "platform",
+        "2026-01-01T00:00:00Z",
+        "{match: Exact, from: db.example, to: db.shared.svc.cluster.local}",
+    );
+    let team_a = rewrite(
+        "team-a",
+        "mine",
+        "2026-01-02T00:00:00Z",
+        "{match: Exact, from: db.example, to: db.team-a.svc.cluster.local}",
+    );
+    let team_b = rewrite(
+        "team-b",
+        "mine",
+        "2026-01-03T00:00:00Z",
+        "{match: Exact, from: db.example, to: db.team-b.svc.cluster.local}",
+    );
+    // Every client overlaps every namespace: the platform's older rule wins.
+    for yaml in [
+        format!("{OPEN_SERVER}{platform}{team_a}"),
+        format!("{OPEN_SERVER}{team_a}{platform}"),
+    ] {
+        let lines = verdict_lines(&Objects::parse(&yaml).render());
+        assert!(
+            lines.contains("RewriteRule platform/platform: Accepted"),
+            "{lines}"
+        );
+        assert!(lines.contains("RewriteRule team-a/mine: Conflict: spec.rules[0] (Exact db.example) is already rewritten by RewriteRule platform/platform, which is older"), "{lines}");
+    }
+    // Two tenants' rules apply to different Pods: both are served.
+    let rendered = Objects::parse(&format!("{OPEN_SERVER}{team_a}{team_b}")).render();
+    assert_eq!(rendered.rejected(), 0, "{}", verdict_lines(&rendered));
+    assert_eq!(rendered.config.expect("renders").rewrites.len(), 2);
+    // Same from with another match kind is another rule.
+    let suffix = rewrite(
+        "team-a",
+        "suffix",
+        "2026-01-04T00:00:00Z",
+        "{match: Suffix, from: db.example, to: .team-a.svc.cluster.local}",
+    );
+    let rendered = Objects::parse(&format!("{OPEN_SERVER}{team_a}{suffix}")).render();
+    assert_eq!(rendered.rejected(), 0, "{}", verdict_lines(&rendered));
+    // Within one object, a repeated rule is a mistake, not a conflict between owners.
+    let twice = rewrite(
+        "platform",
+        "twice",
+        "2026-01-01T00:00:00Z",
+        "{match: Exact, from: a.example, to: b.example}, {match: Exact, from: A.example., to: c.example}",
+    );
+    let lines = verdict_lines(&Objects::parse(&format!("{OPEN_SERVER}{twice}")).render());
+    assert!(
+        lines.contains("RewriteRule platform/twice: InvalidRule: spec.rules[1] has the same match and from as spec.rules[0]"),
+        "{lines}"
+    );
+}
+
+#[test]
+fn policy_targets_become_cluster_domain_suffixes() {
+    let server = "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata: {name: dns, namespace: team-a}\nspec: {clusterDomain: corp.internal}\n";
+    let policy = "---\napiVersion: nameplane.io/v1alpha1\nkind: DNSPolicy\nmetadata: {name: p, namespace: team-a}\nspec:\n  rules:\n  - {action: Allow, domains: [example.com], namespaces: [shared, shared], services: [{name: web}, {name: db, namespace: data}]}\n";
+    let config = Objects::parse(&format!("{server}{policy}"))
+        .render()
+        .config
+        .expect("renders");
+    let policy = &config.policies[0];
+    assert_eq!(
+        policy.rules[0].domains,
+        [
+            "example.com",
+            "shared.svc.corp.internal",
+            "shared.pod.corp.internal",
+            "web.team-a.svc.corp.internal",
+            "db.data.svc.corp.internal",
+        ]
+    );
+    assert_eq!(
+        policy.default_action,
+        nameplane_config::policy::PolicyAction::Deny,
+        "a policy that leaves out defaultAction fails closed"
+    );
+    assert!(!policy.audit);
+}
+
+#[test]
+fn autopath_and_unidentified_clients_reach_the_config() {
+    let server: DNSServer = serde_saphyr::from_str(SERVER).expect("parses");
+    let config = server_config(&server).expect("renders");
+    assert!(!config.kubernetes.autopath);
+    assert_eq!(
+        config.unidentified_clients,
+        nameplane_config::policy::PolicyAction::Deny,
+        "unidentified clients fail closed by default"
+    );
+    assert!(!config.needs_pods());
+    let server: DNSServer = serde_saphyr::from_str(
+        "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata: {name: dns, namespace: platform}\nspec: {autopath: true, unidentifiedClients: Allow}\n",
+    )
+    .expect("parses");
+    let config = server_config(&server).expect("renders");
+    assert!(config.kubernetes.autopath && config.needs_pods());
+    assert_eq!(
+        config.unidentified_clients,
+        nameplane_config::policy::PolicyAction::Allow
+    );
+}
