@@ -6,6 +6,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 DNS_PORT=${DNS_PORT:-5353}
+CLIENT_IP=${CLIENT_IP:-127.0.0.2}
 HEALTH_PORT=${HEALTH_PORT:-8053}
 say() { printf '\033[1m[run]\033[0m %s\n' "$*" >&2; }
 
@@ -61,8 +62,26 @@ spec:
 YAML
 IP=$($KUBECTL get service hello -n demo -o jsonpath='{.spec.clusterIP}')
 
+# The samples include a DNSPolicy, so the server refuses clients it cannot tie to a Pod
+# (unidentifiedClients: Deny). The demo asks from a Pod's address: 127.0.0.2 (loopback),
+# registered as the IP of Pod demo/client (no kubelet runs here, so the status is set by hand).
+say "registering Pod demo/client with IP $CLIENT_IP (dig -b $CLIENT_IP asks as that Pod)"
+$KUBECTL apply -n demo -f - >/dev/null <<'YAML'
+apiVersion: v1
+kind: Pod
+metadata:
+  name: client
+  labels: {app: client}
+spec:
+  nodeName: fake-node
+  containers:
+  - {name: client, image: registry.invalid/none}
+YAML
+$KUBECTL patch pod client -n demo --subresource=status --type=merge \
+  -p "{\"status\":{\"podIP\":\"$CLIENT_IP\",\"podIPs\":[{\"ip\":\"$CLIENT_IP\"}]}}" >/dev/null
+
 for _ in $(seq 1 100); do
-  if [ "$(dig @127.0.0.1 -p "$DNS_PORT" hello.demo.svc.cluster.local +short 2>/dev/null)" = "$IP" ]; then break; fi
+  if [ "$(dig -b "$CLIENT_IP" @127.0.0.1 -p "$DNS_PORT" hello.demo.svc.cluster.local +short 2>/dev/null)" = "$IP" ]; then break; fi
   sleep 0.2
 done
 $KUBECTL get dnsservers -A
@@ -70,8 +89,9 @@ cat >&2 <<MSG
 
   nameplane is answering. Try:
 
-    dig @127.0.0.1 -p $DNS_PORT hello.demo.svc.cluster.local      # -> $IP
-    dig @127.0.0.1 -p $DNS_PORT +tcp hello.demo.svc.cluster.local
+    dig -b $CLIENT_IP @127.0.0.1 -p $DNS_PORT hello.demo.svc.cluster.local      # -> $IP
+    dig -b $CLIENT_IP @127.0.0.1 -p $DNS_PORT +tcp hello.demo.svc.cluster.local
+    dig @127.0.0.1 -p $DNS_PORT hello.demo.svc.cluster.local   # REFUSED: 127.0.0.1 is no Pod
 
   kubectl: $KUBECTL get dnsservers,dnszones,stubdomains,rewriterules,dnspolicies -A
   health:  curl http://127.0.0.1:$HEALTH_PORT/ready   metrics: curl http://127.0.0.1:$HEALTH_PORT/metrics

@@ -6,8 +6,8 @@
 //! Needs `make cluster-up` and `cargo build --bins` first; `make e2e` does both.
 
 use nameplane_e2e::{
-    DnsServer, Operator, Transport, dig, ensure_namespace, install_crds, kubectl, kubectl_ok,
-    kubectl_with_stdin, metric_sum, repo_root, wait_for,
+    DnsServer, FakePod, Kube, Operator, Transport, dig_with, ensure_namespace, install_crds,
+    kubectl, kubectl_ok, kubectl_with_stdin, metric_sum, repo_root, wait_for,
 };
 use std::time::{Duration, Instant};
 
@@ -216,6 +216,17 @@ fn operator_and_dns_server_answer_a_real_service() {
 
     let ns = format!("e2e-{}", std::process::id());
     ensure_namespace(&ns, &[]);
+    // The samples include a DNSPolicy, and a client the server cannot tie to one Pod is
+    // refused while a policy applies (unidentifiedClients: Deny). So this test asks from a
+    // Pod's address: a loopback address registered as the IP of a Pod in `ns` (unique per
+    // run, so a leftover Pod of an earlier run cannot make it ambiguous).
+    let pid = std::process::id();
+    let client_ip = format!("127.10.{}.{}", (pid >> 8) & 0xff, (pid & 0xff).max(1));
+    let kube = Kube::connect();
+    kube.create_pods(&ns, &[FakePod::new("client", "client", &[&client_ip], true)]);
+    let dig = |port: u16, name: &str, rtype: &str, transport: Transport| {
+        dig_with(port, name, rtype, transport, &["-b", &client_ip])
+    };
     let created = Instant::now();
     let service = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {app: web}\n  ports:\n  - {name: http, port: 80}\n";
     let out = kubectl_with_stdin(&["apply", "-n", &ns, "-f", "-"], Some(service));
@@ -258,6 +269,10 @@ fn operator_and_dns_server_answer_a_real_service() {
     let tcp = dig(port, &name, "A", Transport::Tcp);
     assert_eq!(tcp.status, "NOERROR", "{}", tcp.raw);
     assert_eq!(tcp.data("A"), vec![cluster_ip], "{}", tcp.raw);
+
+    // Fail closed: a client that is no Pod (dig from 127.0.0.1) is refused.
+    let unidentified = nameplane_e2e::dig(port, &name, "A", Transport::Udp);
+    assert_eq!(unidentified.status, "REFUSED", "{}", unidentified.raw);
 
     // Mixed case is the same name.
     let upper = dig(port, &name.to_uppercase(), "A", Transport::Udp);
@@ -304,5 +319,7 @@ fn operator_and_dns_server_answer_a_real_service() {
     );
     operator.process.assert_running();
     dns.process.assert_running();
+    // No kubelet confirms a graceful deletion: delete the Pod at once.
+    kube.force_delete_pods(&ns, &["client"]);
     kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
 }
