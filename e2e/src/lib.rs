@@ -954,13 +954,25 @@ pub fn query_udp(
     rtype: hickory_proto::rr::RecordType,
     timeout: Duration,
 ) -> Option<QueryResult> {
+    query_udp_from("127.0.0.1", port, name, rtype, timeout)
+}
+
+/// Like [`query_udp`], sent from `source` (a loopback address such as `127.0.40.1`
+/// registered as a Pod's IP, so the server sees that Pod asking).
+pub fn query_udp_from(
+    source: &str,
+    port: u16,
+    name: &str,
+    rtype: hickory_proto::rr::RecordType,
+    timeout: Duration,
+) -> Option<QueryResult> {
     use hickory_proto::op::{Message, Query};
     use hickory_proto::rr::Name;
     let mut message = Message::query();
     message.metadata.recursion_desired = true;
     message.add_query(Query::query(Name::from_ascii(name).ok()?, rtype));
     let bytes = message.to_vec().ok()?;
-    let socket = UdpSocket::bind("127.0.0.1:0").ok()?;
+    let socket = UdpSocket::bind((source, 0)).ok()?;
     socket.set_read_timeout(Some(timeout)).ok()?;
     socket.send_to(&bytes, ("127.0.0.1", port)).ok()?;
     let mut buf = [0u8; 4096];

@@ -223,7 +223,10 @@ fn operator_and_dns_server_answer_a_real_service() {
     let pid = std::process::id();
     let client_ip = format!("127.10.{}.{}", (pid >> 8) & 0xff, (pid & 0xff).max(1));
     let kube = Kube::connect();
-    kube.create_pods(&ns, &[FakePod::new("client", "client", &[&client_ip], true)]);
+    kube.create_pods(
+        &ns,
+        &[FakePod::new("client", "client", &[&client_ip], true)],
+    );
     let dig = |port: u16, name: &str, rtype: &str, transport: Transport| {
         dig_with(port, name, rtype, transport, &["-b", &client_ip])
     };
