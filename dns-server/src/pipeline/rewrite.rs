@@ -65,11 +65,30 @@ pub struct Rewritten {
     pub rule: Arc<RewriteRule>,
 }
 
-/// A name in presentation form without the trailing dot, lower case.
-fn text(name: &QName) -> String {
-    let mut text = name.to_string();
-    text.pop();
-    text
+/// Calls `f` with `name` in presentation form without the trailing dot (lower case, as
+/// the question name is). Built on the stack for the usual names (letters, digits, `-`,
+/// `_`, `*`), so matching a query against the rules allocates nothing.
+fn with_text<R>(name: &QName, f: impl FnOnce(&str) -> R) -> R {
+    let mut buf = [0u8; 256];
+    let mut len = 0;
+    for label in name.labels() {
+        let plain = label
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'*'));
+        if !plain || len + label.len() + 1 > buf.len() {
+            let mut text = name.to_string();
+            text.pop();
+            return f(&text);
+        }
+        if len > 0 {
+            buf[len] = b'.';
+            len += 1;
+        }
+        buf[len..len + label.len()].copy_from_slice(label);
+        len += label.len();
+    }
+    // Only ASCII was copied.
+    f(std::str::from_utf8(&buf[..len]).unwrap_or_default())
 }
 
 impl RewriteSet {
@@ -97,14 +116,17 @@ impl RewriteSet {
     /// The first rule that rewrites `name` for a client in `namespace` (`None`: not a Pod
     /// the server knows), and what it makes of it.
     pub fn apply(&self, name: &QName, namespace: Option<&str>) -> Option<Rewritten> {
-        let asked = text(name);
+        with_text(name, |asked| self.first_match(asked, namespace))
+    }
+
+    fn first_match(&self, asked: &str, namespace: Option<&str>) -> Option<Rewritten> {
         self.rules.iter().find_map(|rule| {
             if let Some(only) = &rule.client_namespace
                 && namespace != Some(&**only)
             {
                 return None;
             }
-            let new = rule.forward(&asked)?;
+            let new = rule.forward(asked)?;
             let new = QName::from_ascii(&new)?;
             if let Some(zone) = &rule.tenant_zone
                 && !new.is_in(zone.wire())

@@ -166,8 +166,8 @@ pub(super) fn answer(
     let first = rewritten
         .as_ref()
         .map_or_else(|| request.name.clone(), |r| r.name.clone());
-    let candidates = match (&stages.autopath, pod) {
-        (Some(autopath), Some(pod)) => autopath.candidates(&first, request.qtype, &pod.namespace),
+    let walk = |first: &QName| match (&stages.autopath, pod) {
+        (Some(autopath), Some(pod)) => autopath.candidates(first, request.qtype, &pod.namespace),
         _ => None,
     };
     let outcome = |rcode, origin, truncated| Outcome {
@@ -181,18 +181,29 @@ pub(super) fn answer(
         dnssec_ok: request.edns.is_some_and(|edns| edns.dnssec_ok),
         name: settings.query_log.then(|| request.name.clone()),
     };
-    if restriction.is_none() && rewritten.is_none() && candidates.is_none() {
+    // Nothing to check or turn back: the plain path, unless autopath has a name to find.
+    // Most queries under a Pod's first search domain exist, so the walk starts only at a
+    // NXDOMAIN, and answers found at once cost nothing extra.
+    let candidates = if restriction.is_none() && rewritten.is_none() {
         let flow = pipeline.resolve(request, sources, settings);
-        return super::finish(
-            packet,
-            transport,
-            request,
-            flow,
-            settings,
-            settings.max_udp_payload,
-            out,
-        );
-    }
+        let missing = matches!(&flow, Flow::Answer(a) if a.rcode == ResponseCode::NXDomain);
+        match missing.then(|| walk(&first)).flatten() {
+            Some(candidates) => Some(candidates),
+            None => {
+                return super::finish(
+                    packet,
+                    transport,
+                    request,
+                    flow,
+                    settings,
+                    settings.max_udp_payload,
+                    out,
+                );
+            }
+        }
+    } else {
+        walk(&first)
+    };
     if let Some(rewritten) = &rewritten {
         rewritten.rule.count(sources.metrics);
     }
