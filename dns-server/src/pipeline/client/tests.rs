@@ -310,3 +310,80 @@ fn autopath_skips_what_the_policy_denies() {
     assert_eq!(rcode(&m), ResponseCode::NXDomain, "{m}");
     assert!(m.answers.is_empty());
 }
+
+#[test]
+fn never_panics_on_mutated_input_from_restricted_clients() {
+    use crate::pipeline::tests::Rng;
+    let c = Clients::new(|config| {
+        config.kubernetes.autopath = true;
+        config.policies = vec![policy(
+            "default",
+            Some("web"),
+            &[(PolicyAction::Allow, &["default.svc.cluster.local"])],
+        )];
+        config.rewrites = vec![
+            rewrite(
+                "mystore.com",
+                "web.default.svc.cluster.local",
+                MatchKind::Exact,
+                None,
+            ),
+            rewrite(
+                r"(\w+)\.corp",
+                "{1}.default.svc.cluster.local",
+                MatchKind::Regex,
+                None,
+            ),
+        ];
+    });
+    let seeds: Vec<Vec<u8>> = [
+        ("mystore.com.", RecordType::A),
+        ("web.corp.", RecordType::AAAA),
+        ("api.other.default.svc.cluster.local.", RecordType::A),
+        ("_http._tcp.web.default.svc.cluster.local.", RecordType::SRV),
+        ("10.0.96.10.in-addr.arpa.", RecordType::PTR),
+        ("default.svc.cluster.local.", RecordType::AXFR),
+    ]
+    .into_iter()
+    .map(|(name, qtype)| query_bytes(name, qtype, Some(1232)))
+    .collect();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for round in 0..4000 {
+        let mut packet = seeds[rng.below(seeds.len())].clone();
+        for _ in 0..=rng.below(3) {
+            match rng.below(3) {
+                0 => {
+                    let at = rng.below(packet.len());
+                    packet[at] = rng.byte();
+                }
+                1 => packet.truncate(rng.below(packet.len() + 1)),
+                _ => {
+                    let at = rng.below(packet.len() + 1);
+                    packet.insert(at, rng.byte());
+                }
+            }
+            if packet.is_empty() {
+                break;
+            }
+        }
+        for from in ["10.244.0.6", "10.244.0.7", "10.9.9.9"] {
+            let mut out = Vec::new();
+            let outcome = answer(
+                &packet,
+                Transport::Udp,
+                Some(&c.pipeline),
+                &Sources {
+                    cluster: &c.cluster,
+                    client: SocketAddr::new(ip(from), 40000),
+                    metrics: &c.metrics,
+                },
+                &Settings::default(),
+                &mut out,
+            );
+            if outcome.replied {
+                assert_eq!(out[..2], packet[..2], "id echoed, round {round}");
+                assert!(Message::from_vec(&out).is_ok(), "round {round} decodes");
+            }
+        }
+    }
+}
