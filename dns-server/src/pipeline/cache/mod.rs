@@ -310,6 +310,15 @@ impl CacheStage {
         {
             return Flow::Skip;
         }
+        // A reverse name of a cluster address is the Kubernetes stage's, never forwarded:
+        // skip the key and the shard lookup for it.
+        if request.qtype == RecordType::PTR
+            && let Some(ip) = crate::kubernetes::names::reverse_address(&request.name)
+            && (!sources.cluster.services.by_ip(&ip).is_empty()
+                || !sources.cluster.endpoints.by_ip(&ip).is_empty())
+        {
+            return Flow::Skip;
+        }
         let Some(key) = Key::of(request) else {
             return Flow::Skip;
         };
