@@ -74,7 +74,7 @@ async fn run() -> Result<()> {
     ];
     let mut notes = vec![
         format!(
-            "Servers pinned to CPU {} (taskset), dnsperf to CPU {}, on loopback; CoreDNS with GOMAXPROCS=1, nameplane-dns with --udp-sockets 1. The control plane (etcd, kube-apiserver, kube-controller-manager) is not pinned.",
+            "Servers pinned to CPU {} (taskset), dnsperf to CPU {}, on loopback; CoreDNS with GOMAXPROCS=1, nameplane-dns with --udp-sockets 1 --max-udp-payload 4096 (CoreDNS answers up to the client's EDNS buffer; nameplane's default cap is 1232). The control plane (etcd, kube-apiserver, kube-controller-manager) is not pinned.",
             servers::SERVER_CPU,
             dnsperf::LOADGEN_CPU
         ),

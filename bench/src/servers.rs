@@ -318,6 +318,11 @@ impl Nameplane {
                 admin.clone(),
                 "--udp-sockets".into(),
                 "1".into(),
+                // CoreDNS answers up to the client's EDNS buffer (dnsperf and the probes
+                // send 4096); nameplane's default cap is 1232 (DNS flag day 2020). Same
+                // limit for both, so the 100-endpoint answer fits for both.
+                "--max-udp-payload".into(),
+                "4096".into(),
             ],
             &[(
                 "RUST_LOG",
