@@ -451,6 +451,11 @@ fn finish(
             done(answer.rcode, answer.origin, encoded.truncated, Vec::new())
         }
         Flow::Cached(hit) => {
+            if let Some(wire) = &hit.wire
+                && wire.write(request, hit.ttl, hit.stale, max_udp, out)
+            {
+                return done(hit.reply.rcode, Origin::Cache, false, Vec::new());
+            }
             let reply = hit.reply_for();
             let truncated = forward::encode::reply(request, &reply, Origin::Cache, max_udp, out);
             done(reply.rcode, Origin::Cache, truncated, Vec::new())

@@ -24,7 +24,12 @@
 //! apexes, the cluster domain or a forwarder change, the next pipeline starts a new cache
 //! ([`super::Pipeline::adopt`]). A later policy stage that answers differently per client
 //! must add its decision to [`Key`] (`Key::partition`), so one client's answer never
-//! reaches another through the cache.
+//! reaches another through the cache. The policy stage does not need to: it checks every
+//! answer, cached or not, for the client it goes to ([`super::policy`]), so entries are
+//! shared safely.
+//!
+//! **Hits** are written from the reply encoded when it was stored ([`wire`]): a copy
+//! with the TTLs patched.
 //!
 //! **Serve-stale** (RFC 8767). With `serveStaleSeconds` set, an entry stays for that long
 //! after it expired. It is never answered while the forwarder works; when every upstream
@@ -36,6 +41,7 @@
 
 pub mod metrics;
 mod store;
+pub mod wire;
 
 #[cfg(test)]
 mod tests;
@@ -101,6 +107,8 @@ pub struct Hit {
     pub ttl: u32,
     /// Past its TTL, answered because the upstreams failed.
     pub stale: bool,
+    /// The reply encoded, for [`wire::WireReply::write`].
+    pub wire: Option<Arc<wire::WireReply>>,
 }
 
 impl Hit {
@@ -208,6 +216,7 @@ impl Cache {
             kind,
             ttl,
             stale: false,
+            wire: entry.wire,
         })
     }
 
@@ -223,6 +232,7 @@ impl Cache {
             kind,
             ttl: STALE_TTL,
             stale: true,
+            wire: entry.wire,
         })
     }
 
@@ -261,8 +271,11 @@ impl Cache {
             Kind::Denial => Kind::Success,
         };
         let store = self.store(kind);
+        // Encoded here, once per stored reply, outside the shard's lock.
+        let wire = wire::WireReply::build(&key, &reply).map(Arc::new);
         let entry = Entry {
             reply,
+            wire,
             stored: now,
             ttl,
         };

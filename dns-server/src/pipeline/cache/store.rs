@@ -28,6 +28,8 @@ const EVICTION_PROBES: usize = 8;
 #[derive(Clone, Debug)]
 pub(super) struct Entry {
     pub(super) reply: Arc<Reply>,
+    /// The reply encoded for a fast hit, when it could be.
+    pub(super) wire: Option<Arc<super::wire::WireReply>>,
     pub(super) stored: Instant,
     /// How long the entry is fresh, after min/max clamping.
     pub(super) ttl: Duration,
