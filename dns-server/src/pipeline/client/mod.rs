@@ -147,7 +147,8 @@ pub(super) fn answer(
     settings: &Settings,
     out: &mut Vec<u8>,
 ) -> Outcome {
-    let ip = sources.client.ip();
+    // A dual-stack socket shows an IPv4 client as ::ffff:a.b.c.d; Pods have the plain address.
+    let ip = sources.client.ip().to_canonical();
     let pod = sources
         .cluster
         .pods

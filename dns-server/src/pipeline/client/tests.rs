@@ -154,6 +154,18 @@ fn a_policy_restricts_its_pods_on_every_path() {
     assert_eq!(rcode(&ext), ResponseCode::NoError);
     assert_eq!(ext.answers.len(), 2, "{ext}");
 
+    // The same Pod seen through a dual-stack socket (an IPv4-mapped IPv6 address).
+    let mapped = c.ask_from(
+        "::ffff:10.244.0.6",
+        "api.other.svc.cluster.local.",
+        RecordType::A,
+    );
+    assert_eq!(
+        rcode(&mapped),
+        ResponseCode::NXDomain,
+        "still that Pod: {mapped}"
+    );
+
     // Pods the policy does not select are not restricted.
     for from in ["10.244.0.7", "10.244.1.50"] {
         let m = c.ask_from(from, "api.other.svc.cluster.local.", RecordType::A);
@@ -165,7 +177,7 @@ fn a_policy_restricts_its_pods_on_every_path() {
     let text = c.metrics.encode();
     for series in [
         r#"nameplane_dns_policy_decisions_total{policy="default/only-own",decision="allowed"} 2"#,
-        r#"nameplane_dns_policy_decisions_total{policy="default/only-own",decision="denied"} 6"#,
+        r#"nameplane_dns_policy_decisions_total{policy="default/only-own",decision="denied"} 7"#,
     ] {
         assert!(text.contains(series), "{series} in\n{text}");
     }
