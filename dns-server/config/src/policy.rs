@@ -9,10 +9,10 @@
 //! owner and target name in the answer section (CNAME, SRV, PTR, MX, NS targets), so an
 //! allowed name cannot lead to a denied one.
 
+use crate::LabelSelector;
 use crate::{ConfigError, names};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// One namespace's policy.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
@@ -22,9 +22,9 @@ pub struct PolicyConfig {
     pub source: String,
     /// The namespace whose Pods this policy applies to (always the object's own namespace).
     pub namespace: String,
-    /// Labels a client Pod must carry for the policy to apply; empty means every Pod.
-    #[serde(default)]
-    pub pod_labels: BTreeMap<String, String>,
+    /// Which Pods of the namespace the policy applies to; empty means every Pod.
+    #[serde(default, skip_serializing_if = "LabelSelector::is_empty")]
+    pub pod_selector: LabelSelector,
     /// Rules in order; the first whose domains cover the name decides.
     pub rules: Vec<PolicyRuleConfig>,
     /// Decision when no rule covers the name.
@@ -80,6 +80,9 @@ impl PolicyConfig {
                 "must not be empty".into(),
             ));
         }
+        self.pod_selector
+            .validate()
+            .map_err(|r| ConfigError::invalid(format!("{at}.podSelector"), r))?;
         for (i, rule) in self.rules.iter().enumerate() {
             for (j, domain) in rule.domains.iter().enumerate() {
                 let normal = names::normalize_domain(domain).map_err(|r| {

@@ -95,6 +95,22 @@ impl LabelSelector {
         Ok(())
     }
 
+    /// Whether an object with `labels` is selected (the API server's semantics).
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+            && self.match_expressions.iter().all(|r| {
+                let value = labels.get(&r.key);
+                match r.operator {
+                    LabelOperator::In => value.is_some_and(|v| r.values.contains(v)),
+                    LabelOperator::NotIn => value.is_none_or(|v| !r.values.contains(v)),
+                    LabelOperator::Exists => value.is_some(),
+                    LabelOperator::DoesNotExist => value.is_none(),
+                }
+            })
+    }
+
     /// The selector in the API server's query syntax, e.g. `app=web,tier in (a,b),!legacy`.
     /// Only meaningful for a selector that passed [`LabelSelector::validate`] (whose keys and
     /// values cannot contain the syntax's separators).
@@ -286,6 +302,39 @@ mod tests {
         assert!(
             serde_json::from_str::<LabelSelector>(r#"{"matchLabel":{}}"#).is_err(),
             "unknown fields are refused"
+        );
+    }
+
+    #[test]
+    fn matches_like_the_api_server() {
+        let labels: BTreeMap<String, String> = [("app", "web"), ("tier", "front")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let req = |key: &str, operator, values: &[&str]| LabelRequirement {
+            key: key.into(),
+            operator,
+            values: values.iter().map(|v| (*v).to_owned()).collect(),
+        };
+        let selector = |expressions: Vec<LabelRequirement>| LabelSelector {
+            match_labels: [("app".to_owned(), "web".to_owned())].into(),
+            match_expressions: expressions,
+        };
+        assert!(LabelSelector::default().matches(&labels));
+        assert!(selector(vec![]).matches(&labels));
+        assert!(
+            selector(vec![req("tier", LabelOperator::In, &["front", "back"])]).matches(&labels)
+        );
+        assert!(!selector(vec![req("tier", LabelOperator::NotIn, &["front"])]).matches(&labels));
+        assert!(selector(vec![req("legacy", LabelOperator::NotIn, &["x"])]).matches(&labels));
+        assert!(selector(vec![req("tier", LabelOperator::Exists, &[])]).matches(&labels));
+        assert!(!selector(vec![req("tier", LabelOperator::DoesNotExist, &[])]).matches(&labels));
+        assert!(
+            !LabelSelector {
+                match_labels: [("app".to_owned(), "db".to_owned())].into(),
+                ..LabelSelector::default()
+            }
+            .matches(&labels)
         );
     }
 }

@@ -46,7 +46,7 @@ pub struct PolicySet {
 struct Compiled {
     source: Arc<str>,
     namespace: Box<str>,
-    labels: Box<[(String, String)]>,
+    pods: nameplane_config::LabelSelector,
     rules: Box<[Rule]>,
     default: PolicyAction,
     denied: DeniedResponse,
@@ -100,12 +100,7 @@ impl PolicySet {
             .policies
             .iter()
             .enumerate()
-            .filter(|(_, p)| {
-                *p.namespace == *pod.namespace
-                    && p.labels
-                        .iter()
-                        .all(|(k, v)| pod.labels.get(k).is_some_and(|have| have == v))
-            })
+            .filter(|(_, p)| *p.namespace == *pod.namespace && p.pods.matches(&pod.labels))
             .map(|(i, _)| i as u16)
             .collect();
         (!selecting.is_empty()).then(|| Restriction {
@@ -120,11 +115,7 @@ fn compile(config: &PolicyConfig) -> Compiled {
     Compiled {
         source: Arc::from(config.source.as_str()),
         namespace: config.namespace.as_str().into(),
-        labels: config
-            .pod_labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        pods: config.pod_selector.clone(),
         rules: config
             .rules
             .iter()
@@ -333,10 +324,13 @@ mod tests {
         PolicyConfig {
             source: format!("{namespace}/{name}"),
             namespace: namespace.into(),
-            pod_labels: labels
-                .iter()
-                .map(|(k, v)| ((*k).into(), (*v).into()))
-                .collect(),
+            pod_selector: nameplane_config::LabelSelector {
+                match_labels: labels
+                    .iter()
+                    .map(|(k, v)| ((*k).into(), (*v).into()))
+                    .collect(),
+                ..Default::default()
+            },
             rules: rules
                 .iter()
                 .map(|(action, domains)| PolicyRuleConfig {

@@ -553,17 +553,8 @@ pub fn policies(
 /// Services become the cluster-domain names that hold their records.
 fn policy(object: &DNSPolicy, scope: &Scope) -> Result<PolicyConfig, Verdict> {
     let namespace = object.namespace().unwrap_or_default();
-    let selector = object.spec.pod_selector.clone().unwrap_or_default();
-    if selector
-        .match_expressions
-        .as_ref()
-        .is_some_and(|e| !e.is_empty())
-    {
-        return Err(rejected(
-            "UnsupportedSelector",
-            "spec.podSelector.matchExpressions is not supported yet; use matchLabels",
-        ));
-    }
+    let selector = label_selector(object.spec.pod_selector.clone().unwrap_or_default())
+        .map_err(|why| rejected("InvalidSpec", format!("spec.podSelector: {why}")))?;
     let action = |a: PolicyAction| match a {
         PolicyAction::Allow => policy::PolicyAction::Allow,
         PolicyAction::Deny => policy::PolicyAction::Deny,
@@ -610,7 +601,7 @@ fn policy(object: &DNSPolicy, scope: &Scope) -> Result<PolicyConfig, Verdict> {
     let config = PolicyConfig {
         source: format!("{namespace}/{}", object.name_any()),
         namespace,
-        pod_labels: selector.match_labels.unwrap_or_default(),
+        pod_selector: selector,
         rules,
         default_action: action(object.spec.default_action),
         audit: object.spec.audit,
@@ -623,4 +614,37 @@ fn policy(object: &DNSPolicy, scope: &Scope) -> Result<PolicyConfig, Verdict> {
         .validate("spec")
         .map_err(|e| rejected("InvalidSpec", e.to_string()))?;
     Ok(config)
+}
+
+/// A Kubernetes label selector in the config's form; the operator names what it cannot
+/// carry over.
+pub fn label_selector(
+    selector: k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+) -> Result<nameplane_config::LabelSelector, String> {
+    use nameplane_config::{LabelOperator, LabelRequirement};
+    let match_expressions = selector
+        .match_expressions
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| {
+            let operator = match e.operator.as_str() {
+                "In" => LabelOperator::In,
+                "NotIn" => LabelOperator::NotIn,
+                "Exists" => LabelOperator::Exists,
+                "DoesNotExist" => LabelOperator::DoesNotExist,
+                other => return Err(format!("unknown operator {other:?} for key {:?}", e.key)),
+            };
+            Ok(LabelRequirement {
+                key: e.key,
+                operator,
+                values: e.values.unwrap_or_default(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let converted = nameplane_config::LabelSelector {
+        match_labels: selector.match_labels.unwrap_or_default(),
+        match_expressions,
+    };
+    converted.validate()?;
+    Ok(converted)
 }

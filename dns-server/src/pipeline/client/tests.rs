@@ -93,9 +93,12 @@ fn policy(namespace: &str, app: Option<&str>, rules: &[(PolicyAction, &[&str])])
     PolicyConfig {
         source: format!("{namespace}/only-own"),
         namespace: namespace.into(),
-        pod_labels: app
-            .map(|app| [("app".to_owned(), app.to_owned())].into())
-            .unwrap_or_default(),
+        pod_selector: nameplane_config::LabelSelector {
+            match_labels: app
+                .map(|app| [("app".to_owned(), app.to_owned())].into())
+                .unwrap_or_default(),
+            ..Default::default()
+        },
         rules: rules
             .iter()
             .map(|(action, domains)| PolicyRuleConfig {
