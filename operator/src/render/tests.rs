@@ -487,6 +487,31 @@ fn policy_targets_become_cluster_domain_suffixes() {
 }
 
 #[test]
+fn policy_pod_selectors_keep_their_expressions() {
+    let server = "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata: {name: dns, namespace: team-a}\nspec: {}\n";
+    let policy = "---\napiVersion: nameplane.io/v1alpha1\nkind: DNSPolicy\nmetadata: {name: p, namespace: team-a}\nspec:\n  podSelector:\n    matchLabels: {app: web}\n    matchExpressions:\n    - {key: tier, operator: In, values: [front, edge]}\n    - {key: legacy, operator: DoesNotExist}\n  rules: []\n";
+    let config = Objects::parse(&format!("{server}{policy}"))
+        .render()
+        .config
+        .expect("renders");
+    let selector = &config.policies[0].pod_selector;
+    assert_eq!(selector.to_query(), "app=web,tier in (front,edge),!legacy");
+    let labels = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    assert!(selector.matches(&labels(&[("app", "web"), ("tier", "edge")])));
+    assert!(!selector.matches(&labels(&[("app", "web"), ("tier", "back")])));
+    assert!(!selector.matches(&labels(&[
+        ("app", "web"),
+        ("tier", "edge"),
+        ("legacy", "1")
+    ])));
+}
+
+#[test]
 fn autopath_and_unidentified_clients_reach_the_config() {
     let server: DNSServer = serde_saphyr::from_str(SERVER).expect("parses");
     let config = server_config(&server).expect("renders");
