@@ -136,7 +136,7 @@ fn service_references_follow_their_services() {
     // The record serves the Service's ClusterIP; the forwarders its ClusterIP:53.
     let web_ip = cluster_ip("web");
     let resolver_ip = cluster_ip("resolver");
-    assert_eq!(answer().data("A"), [web_ip.clone()]);
+    assert_eq!(answer().data("A"), [web_ip.as_str()]);
     assert_eq!(
         forwarded_to("corp.svcref.example"),
         Some(vec![format!("{resolver_ip}:53")])
@@ -189,7 +189,7 @@ fn service_references_follow_their_services() {
     wait_for(
         "www to answer the new ClusterIP",
         Duration::from_secs(30),
-        || (answer().data("A") == [new_ip.clone()]).then_some(()),
+        || (answer().data("A") == [new_ip.as_str()]).then_some(()),
     );
     let back_after = started.elapsed();
     wait_ready(NS, "dnszone/apps", "True", "Accepted");
