@@ -88,14 +88,16 @@ const RESOLVER: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: resolv
 fn service_references_follow_their_services() {
     install_crds();
     ensure_namespace("nameplane-system", &[]);
-    let _namespaces = NamespaceGuard::create(&[(NS, &[]), (TENANT, &[])]);
+    let _namespaces = NamespaceGuard::create(&[(NS, &[]), (TENANT, &[("e2e-svcref", "tenant")])]);
     let _operator = Operator::start("operator-svcref", &["--lease-name", "e2e-svcref"]);
 
     apply(NS, WEB);
     apply(NS, RESOLVER);
+    // Only the tenant namespace is selected, so other tests' leftovers (e.g. a DNSPolicy,
+    // which would refuse queries from 127.0.0.1) stay out.
     apply(
         NS,
-        "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata:\n  name: dns\nspec:\n  upstreams: [\"10.0.0.10\"]\n  upstreamServiceRefs: [{name: resolver}]\n  tenantDomainSuffix: tenants.svcref.example\n  configSelector: {namespaceSelector: {}}\n",
+        "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata:\n  name: dns\nspec:\n  upstreams: [\"10.0.0.10\"]\n  upstreamServiceRefs: [{name: resolver}]\n  tenantDomainSuffix: tenants.svcref.example\n  configSelector: {namespaceSelector: {matchLabels: {e2e-svcref: tenant}}}\n",
     );
     apply(
         NS,
