@@ -26,6 +26,15 @@ pub enum Outcome {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// Not (wholly) in effect until something outside the object changes, e.g. a Service it
+    /// refers to appears; the operator watches for that. `Ready` is False, but not `Stalled`:
+    /// the spec itself needs no change.
+    Waiting {
+        /// CamelCase reason, e.g. `ServiceNotFound`.
+        reason: &'static str,
+        /// What is missing.
+        message: String,
+    },
 }
 
 /// The status an object should have after `outcome`, keeping `lastTransitionTime` of
@@ -39,6 +48,7 @@ pub fn desired(
     let (ready, stalled, reason, message) = match outcome {
         Outcome::Ready { reason, message } => ("True", "False", *reason, message.as_str()),
         Outcome::Stalled { reason, message } => ("False", "True", *reason, message.as_str()),
+        Outcome::Waiting { reason, message } => ("False", "False", *reason, message.as_str()),
     };
     let make = |type_: &str, status: &str| {
         let since = previous

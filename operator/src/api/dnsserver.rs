@@ -2,7 +2,7 @@
 //! it serves, where other names go, how it caches, and which config objects apply to it.
 
 use super::dnspolicy::PolicyAction;
-use super::{ConfigSelector, DomainName, ObjectStatus, UpstreamAddress};
+use super::{ConfigSelector, DomainName, ObjectStatus, UpstreamAddress, UpstreamServiceRef};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -77,6 +77,13 @@ pub struct DNSServerSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]
     pub upstreams: Vec<UpstreamAddress>,
+
+    /// Services whose ClusterIPs are resolvers for those names too, besides `upstreams`
+    /// (e.g. a caching resolver running in the cluster), kept up to date as the Services
+    /// change. A Service's namespace defaults to this DNSServer's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub upstream_service_refs: Vec<UpstreamServiceRef>,
 
     /// Fixed ClusterIP of the DNS Service, e.g. the cluster's DNS address `10.96.0.10` that
     /// kubelets hand to Pods. Left out, Kubernetes picks one. Cannot be changed once set.

@@ -1,7 +1,7 @@
 //! `DNSZone`: an authoritative zone and its records, served by every `DNSServer` that selects
 //! it (CoreDNS's `file`/`hosts` plugins, as objects).
 
-use super::{DomainName, ObjectStatus};
+use super::{DomainName, KubernetesName, ObjectStatus};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -73,11 +73,15 @@ pub struct TransferClient(#[schemars(length(min = 1, max = 49))] pub String);
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "self.type != 'A' || self.values.all(v, isIP(v) && ip(v).family() == 4)",
+    {"rule": "has(self.values) != has(self.service)",
+     "message": "a record has either values or a service, exactly one of them"},
+    {"rule": "!has(self.service) || self.type == 'A' || self.type == 'AAAA'",
+     "message": "only A and AAAA records can take their addresses from a service"},
+    {"rule": "self.type != 'A' || !has(self.values) || self.values.all(v, isIP(v) && ip(v).family() == 4)",
      "message": "an A record's values must be IPv4 addresses, like 192.0.2.10"},
-    {"rule": "self.type != 'AAAA' || self.values.all(v, isIP(v) && ip(v).family() == 6)",
+    {"rule": "self.type != 'AAAA' || !has(self.values) || self.values.all(v, isIP(v) && ip(v).family() == 6)",
      "message": "an AAAA record's values must be IPv6 addresses, like 2001:db8::10"},
-    {"rule": "self.type != 'CNAME' || self.values.size() == 1",
+    {"rule": "self.type != 'CNAME' || (has(self.values) && self.values.size() == 1)",
      "message": "a CNAME record has exactly one value"},
     {"rule": "self.type != 'CNAME' || self.name != '@'",
      "message": "the zone apex ('@') cannot be a CNAME"}
@@ -103,8 +107,42 @@ pub struct ZoneRecord {
     /// Values in zone-file presentation form: `192.0.2.10` (A), `2001:db8::10` (AAAA),
     /// `target.example.org.` (CNAME, NS, PTR), `10 mail.example.org.` (MX),
     /// `10 5 443 svc.example.org.` (SRV), `some text` (TXT), `0 issue "letsencrypt.org"` (CAA).
+    /// Either this or `service`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(min = 1, max = 32))]
     pub values: Vec<RecordValue>,
+
+    /// Take the values from a Service's addresses instead (A and AAAA only): an A record
+    /// gets its IPv4 addresses, an AAAA record its IPv6 ones, kept up to date as the Service
+    /// changes. Either this or `values`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<RecordServiceRef>,
+}
+
+/// The Service whose addresses a record serves.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordServiceRef {
+    /// The Service's name.
+    pub name: KubernetesName,
+    /// The Service's namespace; left out, the DNSZone's. A DNSZone in another namespace than
+    /// its DNSServer's may only name Services of its own namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<KubernetesName>,
+    /// Which of the Service's addresses to serve.
+    #[serde(default)]
+    pub addresses: ServiceAddressKind,
+}
+
+/// Which addresses of a Service a record serves.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ServiceAddressKind {
+    /// Its ClusterIPs (`spec.clusterIPs`), reachable inside the cluster.
+    #[default]
+    ClusterIP,
+    /// The IP addresses of its load balancer (`status.loadBalancer.ingress[].ip`; a Service
+    /// of type LoadBalancer).
+    LoadBalancer,
 }
 
 /// A record value in presentation form.

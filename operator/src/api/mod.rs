@@ -125,6 +125,25 @@ impl UpstreamAddress {
     }
 }
 
+/// A Service whose ClusterIPs are DNS servers to forward to, as in a `StubDomain`'s
+/// `serviceRefs` or a `DNSServer`'s `upstreamServiceRefs`. The operator looks the Service up
+/// when it renders and keeps the forwarder up to date as the Service changes.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamServiceRef {
+    /// The Service's name.
+    pub name: KubernetesName,
+    /// The Service's namespace; left out, the namespace of the object that names it. Objects
+    /// in another namespace than their DNSServer's may only name Services of their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<KubernetesName>,
+    /// The Service port to send queries to. Left out: the Service's port named `dns`, else
+    /// the one named `dns-udp`, else 53. The port must be one the Service lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
+}
+
 /// Which config objects (`DNSZone`, `StubDomain`, `RewriteRule`, `DNSPolicy`) a `DNSServer`
 /// serves besides those in its own namespace (which always apply). An object in another
 /// namespace applies when its namespace matches `namespaceSelector` and the object itself

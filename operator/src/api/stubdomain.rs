@@ -1,7 +1,7 @@
 //! `StubDomain`: forward every query for one domain (and its subdomains) to given servers,
 //! like a CoreDNS `forward` block or kube-dns `stubDomains`.
 
-use super::{DomainName, ObjectStatus, UpstreamAddress};
+use super::{DomainName, ObjectStatus, UpstreamAddress, UpstreamServiceRef};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -41,6 +41,9 @@ use serde::{Deserialize, Serialize};
 #[schemars(extend("x-kubernetes-validations" = [{
     "rule": "!(has(self.forceTcp) && self.forceTcp && has(self.preferUdp) && self.preferUdp)",
     "message": "forceTcp and preferUdp exclude each other"
+}, {
+    "rule": "(has(self.servers) ? self.servers.size() : 0) + (has(self.serviceRefs) ? self.serviceRefs.size() : 0) >= 1",
+    "message": "give at least one server or service reference"
 }]))]
 pub struct StubDomainSpec {
     /// The domain to forward, e.g. `corp.example.com`. Its subdomains are forwarded too.
@@ -48,8 +51,15 @@ pub struct StubDomainSpec {
 
     /// The servers to forward to, as IP addresses with optional ports, e.g. `10.1.0.53` or
     /// `[fd00::53]:5353`.
-    #[schemars(length(min = 1, max = 8))]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
     pub servers: Vec<UpstreamAddress>,
+
+    /// Services whose ClusterIPs are servers to forward to, besides `servers` (e.g. a DNS
+    /// server running in the cluster), kept up to date as the Services change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub service_refs: Vec<UpstreamServiceRef>,
 
     /// How a server is picked for each query.
     #[serde(default)]

@@ -1,13 +1,13 @@
 //! Status of the config objects (`DNSZone`, `StubDomain`, `RewriteRule`, `DNSPolicy`). One
 //! generic reconciler per kind asks the renderer, for every `DNSServer` that selects the
 //! object, what it made of it, and writes the merged answer into the object's conditions:
-//! `Ready=True` when every selecting server serves it, else `Ready=False` with the first
-//! server's reason. Every kind re-checks on any change, because a conflict is decided by other
+//! `Ready=True` when every selecting server serves it whole, else `Ready=False` with the first
+//! server's reason (`Stalled` too, unless the object only waits for a Service it refers to). Every kind re-checks on any change, because a conflict is decided by other
 //! objects (the older zone is deleted: the newer one becomes Ready).
 
 use super::Context;
 use crate::api::ObjectStatus;
-use crate::render::{self, ObjectKey, Verdict, select::ServerSelector};
+use crate::render::{self, ObjectKey, Verdict, select::ServerSelector, services};
 use crate::status::{self, Outcome};
 use crate::{Error, FIELD_MANAGER, Result};
 use futures::StreamExt;
@@ -98,11 +98,20 @@ async fn reconcile<K: ConfigObject>(object: Arc<K>, ctx: Arc<Context>) -> Result
             Some(Verdict::Rejected { reason, message }) => {
                 rejection.get_or_insert((*reason, format!("DNSServer {server_name}: {message}")));
             }
+            Some(Verdict::Partial { reason, message }) => {
+                rejection.get_or_insert((
+                    *reason,
+                    format!("DNSServer {server_name} serves it without: {message}"),
+                ));
+            }
             None => {}
         }
     }
     served_by.sort();
     let outcome = match rejection {
+        Some((reason, message)) if services::waits_for_a_service(reason) => {
+            Outcome::Waiting { reason, message }
+        }
         Some((reason, message)) => Outcome::Stalled { reason, message },
         None if served_by.is_empty() => Outcome::Stalled {
             reason: "NotSelected",

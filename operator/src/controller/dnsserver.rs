@@ -71,6 +71,11 @@ async fn apply(server: &DNSServer, ctx: &Context) -> Result<Action> {
     let snapshot = ctx.stores.snapshot();
     let rendered = render::render(server, &snapshot.inputs());
     let rejected = rendered.rejected();
+    let partial = rendered.partial();
+    let own_verdict = rendered
+        .verdicts
+        .get(&render::ObjectKey::of(server))
+        .cloned();
     let outcome = match rendered.config {
         Ok(config) => {
             let cm_name = config_map_name(&name);
@@ -118,9 +123,29 @@ async fn apply(server: &DNSServer, ctx: &Context) -> Result<Action> {
                     "; {rejected} selected objects rejected (see their status)"
                 ));
             }
-            Outcome::Ready {
-                reason: "ConfigPublished",
-                message,
+            if partial > 0 {
+                message.push_str(&format!(
+                    "; {partial} selected objects served in part (see their status)"
+                ));
+            }
+            match own_verdict {
+                // The server's own upstreamServiceRefs: published without what they could
+                // not give, and not Ready until they do.
+                Some(render::Verdict::Partial {
+                    reason,
+                    message: why,
+                }) => {
+                    let message = format!("{message}; but {why}");
+                    if render::services::waits_for_a_service(reason) {
+                        Outcome::Waiting { reason, message }
+                    } else {
+                        Outcome::Stalled { reason, message }
+                    }
+                }
+                _ => Outcome::Ready {
+                    reason: "ConfigPublished",
+                    message,
+                },
             }
         }
         Err(e) => {
@@ -229,7 +254,9 @@ fn ready_status(status: &DNSServerStatus) -> Option<&str> {
 async fn publish_event(server: &DNSServer, outcome: &Outcome, ctx: &Context) {
     let (type_, reason, note) = match outcome {
         Outcome::Ready { reason, message } => (EventType::Normal, *reason, message.clone()),
-        Outcome::Stalled { reason, message } => (EventType::Warning, *reason, message.clone()),
+        Outcome::Stalled { reason, message } | Outcome::Waiting { reason, message } => {
+            (EventType::Warning, *reason, message.clone())
+        }
     };
     let event = Event {
         type_,

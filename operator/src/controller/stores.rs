@@ -2,6 +2,11 @@
 //! signal that fires whenever any of them changes. Every reconcile renders from these stores,
 //! so a change to any DNSZone, StubDomain, RewriteRule, DNSPolicy, Namespace or DNSServer
 //! re-renders promptly (a watch, not polling).
+//!
+//! Services are watched too, for the Service references of records, stub domains and
+//! upstreams, but a cluster has many Services and most concern no DNS config: a Service
+//! change fires the signal only when some DNSServer, DNSZone or StubDomain refers to that
+//! Service, and a snapshot indexes only the referenced Services.
 
 use crate::api::dnspolicy::DNSPolicy;
 use crate::api::dnsserver::DNSServer;
@@ -9,9 +14,10 @@ use crate::api::dnszone::DNSZone;
 use crate::api::rewriterule::RewriteRule;
 use crate::api::stubdomain::StubDomain;
 use crate::render::Inputs;
+use crate::render::services::{self, ServiceIndex, ServiceKey};
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::Namespace;
-use kube::runtime::reflector::{self, Store};
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
@@ -35,6 +41,8 @@ pub struct Stores {
     pub policies: Store<DNSPolicy>,
     /// Every `Namespace` (for namespace selectors).
     pub namespaces: Store<Namespace>,
+    /// Every `Service` (for Service references), without what rendering does not read.
+    pub services: Store<Service>,
     changed: watch::Receiver<u64>,
 }
 
@@ -45,6 +53,7 @@ pub struct Snapshot {
     stubs: Vec<Arc<StubDomain>>,
     rewrites: Vec<Arc<RewriteRule>>,
     policies: Vec<Arc<DNSPolicy>>,
+    services: ServiceIndex,
 }
 
 impl Snapshot {
@@ -56,6 +65,7 @@ impl Snapshot {
             stubs: &self.stubs,
             rewrites: &self.rewrites,
             policies: &self.policies,
+            services: &self.services,
         }
     }
 }
@@ -65,13 +75,27 @@ impl Stores {
     /// complete list, so nothing renders from a half-filled cache.
     pub async fn start(client: &Client) -> Self {
         let (tx, changed) = watch::channel(0u64);
+        let servers = spawn_reflector(Api::all(client.clone()), tx.clone(), every);
+        let zones = spawn_reflector(Api::all(client.clone()), tx.clone(), every);
+        let stubs = spawn_reflector(Api::all(client.clone()), tx.clone(), every);
+        let referenced = {
+            let (servers, zones, stubs) = (servers.clone(), zones.clone(), stubs.clone());
+            move |service: &Service| {
+                let key = ServiceKey {
+                    namespace: service.metadata.namespace.clone().unwrap_or_default(),
+                    name: service.metadata.name.clone().unwrap_or_default(),
+                };
+                referenced_by(&servers, &zones, &stubs).contains(&key)
+            }
+        };
         let stores = Self {
-            servers: spawn_reflector(Api::all(client.clone()), tx.clone()),
-            zones: spawn_reflector(Api::all(client.clone()), tx.clone()),
-            stubs: spawn_reflector(Api::all(client.clone()), tx.clone()),
-            rewrites: spawn_reflector(Api::all(client.clone()), tx.clone()),
-            policies: spawn_reflector(Api::all(client.clone()), tx.clone()),
-            namespaces: spawn_reflector(Api::all(client.clone()), tx),
+            servers,
+            zones,
+            stubs,
+            rewrites: spawn_reflector(Api::all(client.clone()), tx.clone(), every),
+            policies: spawn_reflector(Api::all(client.clone()), tx.clone(), every),
+            namespaces: spawn_reflector(Api::all(client.clone()), tx.clone(), every),
+            services: spawn_reflector(Api::all(client.clone()), tx, referenced),
             changed,
         };
         for ready in [
@@ -81,6 +105,7 @@ impl Stores {
             stores.rewrites.wait_until_ready().await,
             stores.policies.wait_until_ready().await,
             stores.namespaces.wait_until_ready().await,
+            stores.services.wait_until_ready().await,
         ] {
             if ready.is_err() {
                 tracing::error!("a watch stopped before its first list");
@@ -92,7 +117,19 @@ impl Stores {
 
     /// What the renderer reads, as of now.
     pub fn snapshot(&self) -> Snapshot {
+        let services = ServiceIndex::from_services(
+            referenced_by(&self.servers, &self.zones, &self.stubs)
+                .into_iter()
+                .filter_map(|key| {
+                    self.services
+                        .get(&ObjectRef::new(&key.name).within(&key.namespace))
+                })
+                .collect::<Vec<_>>()
+                .iter()
+                .map(|s| s.as_ref()),
+        );
         Snapshot {
+            services,
             namespaces: self.namespaces.state(),
             zones: self.zones.state(),
             stubs: self.stubs.state(),
@@ -110,7 +147,33 @@ impl Stores {
     }
 }
 
-fn spawn_reflector<K>(api: Api<K>, changed: watch::Sender<u64>) -> Store<K>
+/// Signals a change of every object of a kind.
+fn every<K>(_: &K) -> bool {
+    true
+}
+
+/// Every Service the stored DNSServers, DNSZones and StubDomains refer to.
+fn referenced_by(
+    servers: &Store<DNSServer>,
+    zones: &Store<DNSZone>,
+    stubs: &Store<StubDomain>,
+) -> std::collections::BTreeSet<ServiceKey> {
+    let (servers, zones, stubs) = (servers.state(), zones.state(), stubs.state());
+    services::referenced(
+        servers.iter().map(|s| s.as_ref()),
+        zones.iter().map(|z| z.as_ref()),
+        stubs.iter().map(|s| s.as_ref()),
+    )
+}
+
+/// Caches every `K` in a background task; a change to an object for which `signals` holds
+/// fires the change signal. Managed fields and annotations are dropped: nothing reads them,
+/// and they are most of an object's size (`last-applied-configuration`).
+fn spawn_reflector<K>(
+    api: Api<K>,
+    changed: watch::Sender<u64>,
+    signals: impl Fn(&K) -> bool + Send + 'static,
+) -> Store<K>
 where
     K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
@@ -118,7 +181,10 @@ where
     let (reader, writer) = reflector::store();
     let stream = reflector::reflector(
         writer,
-        watcher(api, watcher::Config::default().any_semantic()),
+        watcher(api, watcher::Config::default().any_semantic()).modify(|object: &mut K| {
+            object.meta_mut().managed_fields = None;
+            object.meta_mut().annotations = None;
+        }),
     )
     .default_backoff()
     .touched_objects();
@@ -126,9 +192,10 @@ where
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
             match event {
-                Ok(_) => {
+                Ok(object) if signals(&object) => {
                     changed.send_modify(|n| *n = n.wrapping_add(1));
                 }
+                Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(kind = %K::kind(&K::DynamicType::default()), error = %e, "watch error; retrying")
                 }

@@ -3,6 +3,7 @@
 //!
 //! [`ServerConfig`]: nameplane_config::ServerConfig
 
+use super::services::{self, ServiceIndex};
 use super::{ObjectKey, Verdict};
 use crate::api::dnspolicy::{DNSPolicy, DeniedResponse, PolicyAction};
 use crate::api::dnsserver::DNSServer;
@@ -90,15 +91,19 @@ fn rejected(reason: &'static str, message: impl Into<String>) -> Verdict {
 }
 
 /// Zones of the selected `DNSZone`s (oldest first), sorted by apex.
+///
+/// A record whose `service` gives no address is left out; the zone is served without it and
+/// its verdict is [`Verdict::Partial`].
 pub fn zones(
     objects: &[Arc<DNSZone>],
     scope: &Scope,
+    services: &ServiceIndex,
     verdicts: &mut BTreeMap<ObjectKey, Verdict>,
 ) -> Vec<ZoneConfig> {
     let mut by_apex: BTreeMap<String, (ObjectKey, ZoneConfig)> = BTreeMap::new();
     for object in objects {
         let key = ObjectKey::of(object.as_ref());
-        let verdict = zone(object, scope).and_then(|zone| match by_apex.get(&zone.name) {
+        let verdict = zone(object, scope, services).and_then(|(zone, partial)| match by_apex.get(&zone.name) {
             Some((winner, _)) => Err(rejected(
                 "Conflict",
                 format!(
@@ -106,11 +111,11 @@ pub fn zones(
                     zone.name
                 ),
             )),
-            None => Ok(zone),
+            None => Ok((zone, partial)),
         });
         match verdict {
-            Ok(zone) => {
-                verdicts.insert(key.clone(), Verdict::Accepted);
+            Ok((zone, partial)) => {
+                verdicts.insert(key.clone(), partial);
                 by_apex.insert(zone.name.clone(), (key, zone));
             }
             Err(v) => {
@@ -121,13 +126,34 @@ pub fn zones(
     by_apex.into_values().map(|(_, zone)| zone).collect()
 }
 
-fn zone(object: &DNSZone, scope: &Scope) -> Result<ZoneConfig, Verdict> {
+/// Translates one zone; the verdict is `Accepted`, or `Partial` when Service references
+/// left record sets out.
+fn zone(
+    object: &DNSZone,
+    scope: &Scope,
+    services: &ServiceIndex,
+) -> Result<(ZoneConfig, Verdict), Verdict> {
     let namespace = object.namespace().unwrap_or_default();
     let apex = names::normalize_domain(object.spec.zone.as_str())
         .map_err(|r| rejected("InvalidSpec", format!("spec.zone: {r}")))?;
     scope.allows(&namespace, &apex)?;
+    let trusted = namespace == scope.server_namespace;
+    let mut problems = Vec::new();
     let mut sets: BTreeMap<(String, RecordKind), RecordConfig> = BTreeMap::new();
-    for record in &object.spec.records {
+    for (i, record) in object.spec.records.iter().enumerate() {
+        let values: Vec<String> = match &record.service {
+            None => record.values.iter().map(|v| v.0.clone()).collect(),
+            Some(reference) => {
+                let ipv4 = record.record_type == RecordType::A;
+                match services::record_addresses(reference, &namespace, trusted, ipv4, services) {
+                    Ok(addresses) => addresses.iter().map(|ip| ip.to_string()).collect(),
+                    Err(p) => {
+                        problems.push((format!("spec.records[{i}] ({})", record.name), p));
+                        continue;
+                    }
+                }
+            }
+        };
         let owner = if record.name == "@" {
             apex.clone()
         } else {
@@ -146,12 +172,12 @@ fn zone(object: &DNSZone, scope: &Scope) -> Result<ZoneConfig, Verdict> {
                 ttl_seconds: ttl,
                 values: Vec::new(),
             });
-        set.values.extend(
-            record
-                .values
-                .iter()
-                .map(|v| absolute_value(kind, &v.0, &apex)),
-        );
+        for value in values.iter().map(|v| absolute_value(kind, v, &apex)) {
+            // A Service's address may also be written out by hand; serve it once.
+            if !set.values.contains(&value) {
+                set.values.push(value);
+            }
+        }
     }
     let zone = ZoneConfig {
         name: apex,
@@ -167,7 +193,7 @@ fn zone(object: &DNSZone, scope: &Scope) -> Result<ZoneConfig, Verdict> {
     };
     zone.validate("spec")
         .map_err(|e| rejected("InvalidRecord", e.to_string()))?;
-    Ok(zone)
+    Ok((zone, Verdict::partial(&problems)))
 }
 
 fn record_kind(t: RecordType) -> RecordKind {
@@ -210,27 +236,31 @@ fn absolute_value(kind: RecordKind, value: &str, apex: &str) -> String {
 }
 
 /// Forwarders of the selected `StubDomain`s (oldest first), sorted by domain.
+///
+/// A `serviceRefs` entry that gives no address is left out; the stub domain is served with
+/// its other servers (verdict [`Verdict::Partial`]), or rejected when none is left.
 pub fn stubs(
     objects: &[Arc<StubDomain>],
     scope: &Scope,
+    services: &ServiceIndex,
     zone_apexes: &[String],
     verdicts: &mut BTreeMap<ObjectKey, Verdict>,
 ) -> Vec<ForwardConfig> {
     let mut by_domain: BTreeMap<String, (ObjectKey, ForwardConfig)> = BTreeMap::new();
     for object in objects {
         let key = ObjectKey::of(object.as_ref());
-        let verdict = stub(object, scope).and_then(|fwd| {
+        let verdict = stub(object, scope, services).and_then(|(fwd, partial)| {
             if zone_apexes.contains(&fwd.domain) {
                 Err(rejected("ConflictsWithZone", format!("{} is a zone this server serves itself (a DNSZone); a StubDomain cannot forward it", fwd.domain)))
             } else if let Some((winner, _)) = by_domain.get(&fwd.domain) {
                 Err(rejected("Conflict", format!("{} is already forwarded by {winner}, which is older; remove one of them", fwd.domain)))
             } else {
-                Ok(fwd)
+                Ok((fwd, partial))
             }
         });
         match verdict {
-            Ok(fwd) => {
-                verdicts.insert(key.clone(), Verdict::Accepted);
+            Ok((fwd, partial)) => {
+                verdicts.insert(key.clone(), partial);
                 by_domain.insert(fwd.domain.clone(), (key, fwd));
             }
             Err(v) => {
@@ -241,7 +271,13 @@ pub fn stubs(
     by_domain.into_values().map(|(_, fwd)| fwd).collect()
 }
 
-fn stub(object: &StubDomain, scope: &Scope) -> Result<ForwardConfig, Verdict> {
+/// Translates one stub domain; the verdict is `Accepted`, or `Partial` when some
+/// `serviceRefs` gave no server.
+fn stub(
+    object: &StubDomain,
+    scope: &Scope,
+    services: &ServiceIndex,
+) -> Result<(ForwardConfig, Verdict), Verdict> {
     let namespace = object.namespace().unwrap_or_default();
     let domain = names::normalize_domain(object.spec.domain.as_str())
         .map_err(|r| rejected("InvalidSpec", format!("spec.domain: {r}")))?;
@@ -252,6 +288,34 @@ fn stub(object: &StubDomain, scope: &Scope) -> Result<ForwardConfig, Verdict> {
             .socket_addr()
             .map_err(|r| rejected("InvalidSpec", format!("spec.servers[{i}]: {r}")))?;
         servers.push(addr.to_string());
+    }
+    let trusted = namespace == scope.server_namespace;
+    let mut problems = Vec::new();
+    for (i, reference) in object.spec.service_refs.iter().enumerate() {
+        match services::upstream_addresses(reference, &namespace, trusted, services) {
+            Ok(addresses) => {
+                for addr in addresses.iter().map(|a| a.to_string()) {
+                    if !servers.contains(&addr) {
+                        servers.push(addr);
+                    }
+                }
+            }
+            Err(p) => problems.push((format!("spec.serviceRefs[{i}]"), p)),
+        }
+    }
+    if servers.is_empty() {
+        // Nothing to forward to: reject rather than publish a forwarder with no servers.
+        // `problems` is not empty here, as the CRD asks for at least one server or reference.
+        return Err(match Verdict::partial(&problems) {
+            Verdict::Partial { reason, message } => Verdict::Rejected {
+                reason,
+                message: format!("{message}; no server is left to forward to"),
+            },
+            _ => rejected(
+                "InvalidSpec",
+                "spec: give at least one server or serviceRef",
+            ),
+        });
     }
     let fwd = ForwardConfig {
         domain,
@@ -268,7 +332,7 @@ fn stub(object: &StubDomain, scope: &Scope) -> Result<ForwardConfig, Verdict> {
     };
     fwd.validate("spec")
         .map_err(|e| rejected("InvalidSpec", e.to_string()))?;
-    Ok(fwd)
+    Ok((fwd, Verdict::partial(&problems)))
 }
 
 /// Rewrites of the selected `RewriteRule`s: objects oldest first, rules in their order.

@@ -17,11 +17,20 @@
 //!    a zone's apex, anything at or below the cluster domain, two rewrites with one match kind
 //!    and `from` for overlapping clients, and rewrite loops: the oldest object wins (then
 //!    namespace/name), the others are rejected with the winner named.
-//! 5. **Whole-config validation** with the server's validator: if the result would be refused,
+//! 5. **Service references** ([`services`]): a record's `service`, a stub domain's
+//!    `serviceRefs` and the server's `upstreamServiceRefs` become the referenced Services'
+//!    addresses, read from the snapshot in [`Inputs::services`]. Objects outside the server's
+//!    namespace may only name Services of their own namespace. A reference that gives no
+//!    address (missing Service, no address of the family, a foreign namespace) leaves out
+//!    only what it would have given (the record set, the server); the object is served
+//!    without it and says why ([`Verdict::Partial`]). A stub domain left with no server at
+//!    all is rejected.
+//! 6. **Whole-config validation** with the server's validator: if the result would be refused,
 //!    nothing is published and the `DNSServer` says why.
 
 pub mod kinds;
 pub mod select;
+pub mod services;
 #[cfg(test)]
 mod tests;
 
@@ -40,7 +49,7 @@ use std::fmt;
 use std::sync::Arc;
 
 /// Everything the renderer reads besides the `DNSServer` itself.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct Inputs<'a> {
     /// Namespaces, for `namespaceSelector`.
     pub namespaces: &'a [Arc<Namespace>],
@@ -52,6 +61,21 @@ pub struct Inputs<'a> {
     pub rewrites: &'a [Arc<RewriteRule>],
     /// Every `DNSPolicy`.
     pub policies: &'a [Arc<DNSPolicy>],
+    /// The Services the objects refer to (at least those; others are ignored).
+    pub services: &'a services::ServiceIndex,
+}
+
+impl Default for Inputs<'_> {
+    fn default() -> Self {
+        Self {
+            namespaces: &[],
+            zones: &[],
+            stubs: &[],
+            rewrites: &[],
+            policies: &[],
+            services: &services::NO_SERVICES,
+        }
+    }
 }
 
 /// Identifies one config object.
@@ -100,6 +124,32 @@ pub enum Verdict {
         /// What is wrong and what to do, for a person.
         message: String,
     },
+    /// Part of the config, without what its Service references could not give (a record
+    /// set, a server), and why.
+    Partial {
+        /// CamelCase reason for the `Ready` condition, e.g. `ServiceNotFound`.
+        reason: &'static str,
+        /// What was left out and why, for a person.
+        message: String,
+    },
+}
+
+impl Verdict {
+    /// The verdict for an object served except for the parts `problems` describe: the first
+    /// problem's reason, every problem's message.
+    pub fn partial(problems: &[(String, services::RefProblem)]) -> Self {
+        match problems.first() {
+            None => Verdict::Accepted,
+            Some((_, first)) => Verdict::Partial {
+                reason: first.reason,
+                message: problems
+                    .iter()
+                    .map(|(at, p)| format!("{at}: {}", p.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            },
+        }
+    }
 }
 
 /// Why a `DNSServer` could not be rendered; shown in its `Ready` condition.
@@ -124,7 +174,8 @@ impl RenderError {
 pub struct Rendered {
     /// The config to publish, or why there is none.
     pub config: Result<ServerConfig, RenderError>,
-    /// A verdict for every config object the server selects.
+    /// A verdict for every config object the server selects, and for the `DNSServer`
+    /// itself when its `upstreamServiceRefs` could not all be resolved.
     pub verdicts: BTreeMap<ObjectKey, Verdict>,
 }
 
@@ -134,6 +185,14 @@ impl Rendered {
         self.verdicts
             .values()
             .filter(|v| matches!(v, Verdict::Rejected { .. }))
+            .count()
+    }
+
+    /// How many selected objects are served without some of their parts.
+    pub fn partial(&self) -> usize {
+        self.verdicts
+            .iter()
+            .filter(|(k, v)| k.kind != "DNSServer" && matches!(v, Verdict::Partial { .. }))
             .count()
     }
 }
@@ -174,17 +233,29 @@ pub fn render(server: &DNSServer, inputs: &Inputs<'_>) -> Rendered {
     let scope = kinds::Scope::new(server, &cluster_domain);
     let selector = select::ServerSelector::new(server, inputs.namespaces);
 
-    if !server.spec.upstreams.is_empty() {
+    let mut upstreams: Vec<String> = server
+        .spec
+        .upstreams
+        .iter()
+        .filter_map(|u| u.socket_addr().ok())
+        .map(|a| a.to_string())
+        .collect();
+    let mut problems = Vec::new();
+    for (i, reference) in server.spec.upstream_service_refs.iter().enumerate() {
+        // The server's own namespace is trusted with every Service.
+        match services::upstream_addresses(reference, &namespace, true, inputs.services) {
+            Ok(addresses) => upstreams.extend(addresses.iter().map(|a| a.to_string())),
+            Err(p) => problems.push((format!("spec.upstreamServiceRefs[{i}]"), p)),
+        }
+    }
+    if !problems.is_empty() {
+        verdicts.insert(ObjectKey::of(server), Verdict::partial(&problems));
+    }
+    if !upstreams.is_empty() {
         config.forward.push(ForwardConfig {
             domain: ".".into(),
             source: config.server.clone(),
-            servers: server
-                .spec
-                .upstreams
-                .iter()
-                .filter_map(|u| u.socket_addr().ok())
-                .map(|a| a.to_string())
-                .collect(),
+            servers: upstreams,
             policy: Default::default(),
             force_tcp: false,
             prefer_udp: false,
@@ -200,12 +271,18 @@ pub fn render(server: &DNSServer, inputs: &Inputs<'_>) -> Rendered {
         serve_stale_seconds: c.serve_stale_seconds,
     });
 
-    let zones = kinds::zones(&selector.pick(inputs.zones), &scope, &mut verdicts);
+    let zones = kinds::zones(
+        &selector.pick(inputs.zones),
+        &scope,
+        inputs.services,
+        &mut verdicts,
+    );
     let zone_apexes: Vec<String> = zones.iter().map(|z| z.name.clone()).collect();
     config.zones = zones;
     config.forward.extend(kinds::stubs(
         &selector.pick(inputs.stubs),
         &scope,
+        inputs.services,
         &zone_apexes,
         &mut verdicts,
     ));

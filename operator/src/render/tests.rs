@@ -8,7 +8,8 @@ fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
 
-/// Parsed objects of one YAML stream: the first document is the `DNSServer`.
+/// Parsed objects of one YAML stream: the first document is the `DNSServer`; `Service`s
+/// among the rest are the snapshot of Services the renderer is given.
 struct Objects {
     server: DNSServer,
     namespaces: Vec<Arc<Namespace>>,
@@ -16,6 +17,7 @@ struct Objects {
     stubs: Vec<Arc<StubDomain>>,
     rewrites: Vec<Arc<RewriteRule>>,
     policies: Vec<Arc<DNSPolicy>>,
+    services: services::ServiceIndex,
 }
 
 impl Objects {
@@ -31,7 +33,9 @@ impl Objects {
             stubs: vec![],
             rewrites: vec![],
             policies: vec![],
+            services: Default::default(),
         };
+        let mut service_objects: Vec<k8s_openapi::api::core::v1::Service> = Vec::new();
         for doc in docs {
             let kind = doc["kind"].as_str().unwrap_or_default().to_string();
             match kind.as_str() {
@@ -50,9 +54,11 @@ impl Objects {
                 "DNSPolicy" => objects
                     .policies
                     .push(Arc::new(serde_json::from_value(doc).expect("DNSPolicy"))),
+                "Service" => service_objects.push(serde_json::from_value(doc).expect("Service")),
                 other => panic!("unexpected kind {other:?}"),
             }
         }
+        objects.services = services::ServiceIndex::from_services(&service_objects);
         objects
     }
 
@@ -65,6 +71,7 @@ impl Objects {
                 stubs: &self.stubs,
                 rewrites: &self.rewrites,
                 policies: &self.policies,
+                services: &self.services,
             },
         )
     }
@@ -77,6 +84,9 @@ fn verdict_lines(rendered: &Rendered) -> String {
         .map(|(key, verdict)| match verdict {
             Verdict::Accepted => format!("{key}: Accepted\n"),
             Verdict::Rejected { reason, message } => format!("{key}: {reason}: {message}\n"),
+            Verdict::Partial { reason, message } => {
+                format!("{key}: Partial: {reason}: {message}\n")
+            }
         })
         .collect()
 }
@@ -531,5 +541,223 @@ fn autopath_and_unidentified_clients_reach_the_config() {
     assert_eq!(
         config.unidentified_clients,
         nameplane_config::policy::PolicyAction::Allow
+    );
+}
+
+/// A ClusterIP Service `namespace/name` with `ips` and ports given as YAML flow.
+fn service(namespace: &str, name: &str, ips: &str, ports: &str) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec: {{clusterIPs: [{ips}], ports: [{ports}]}}\n"
+    )
+}
+
+/// A DNSZone `namespace/z` at `apex` with one record given as YAML flow.
+fn service_zone(namespace: &str, apex: &str, record: &str) -> String {
+    format!(
+        "---\napiVersion: nameplane.io/v1alpha1\nkind: DNSZone\nmetadata: {{name: z, namespace: {namespace}, creationTimestamp: \"2026-01-01T00:00:00Z\"}}\nspec: {{zone: {apex}, records: [{record}]}}\n"
+    )
+}
+
+/// A StubDomain `namespace/s` for `domain` with `serviceRefs` given as YAML flow.
+fn service_stub(namespace: &str, domain: &str, refs: &str) -> String {
+    format!(
+        "---\napiVersion: nameplane.io/v1alpha1\nkind: StubDomain\nmetadata: {{name: s, namespace: {namespace}, creationTimestamp: \"2026-01-01T00:00:00Z\"}}\nspec: {{domain: {domain}, serviceRefs: [{refs}]}}\n"
+    )
+}
+
+const TENANT_SERVER: &str = "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata: {name: dns, namespace: platform}\nspec: {tenantDomainSuffix: t.example, configSelector: {namespaceSelector: {}}}\n";
+
+#[test]
+fn a_record_follows_its_service() {
+    let record = "{name: www, type: A, service: {name: web}}";
+    let zone = service_zone("platform", "p.example", record);
+    let values = |ip: &str| {
+        let web = service("platform", "web", ip, "{port: 80}");
+        let rendered = Objects::parse(&format!("{SERVER}{web}{zone}")).render();
+        assert_eq!(verdict_lines(&rendered), "DNSZone platform/z: Accepted\n");
+        rendered.config.expect("renders").zones[0].records[0]
+            .values
+            .clone()
+    };
+    assert_eq!(values("10.96.0.20"), ["10.96.0.20"]);
+    assert_eq!(
+        values("10.96.0.21"),
+        ["10.96.0.21"],
+        "a new ClusterIP renders anew"
+    );
+}
+
+#[test]
+fn a_missing_service_leaves_out_the_record_set_and_keeps_the_rest() {
+    let zone = service_zone(
+        "platform",
+        "p.example",
+        "{name: www, type: A, service: {name: web}}, {name: db, type: A, values: [192.0.2.1]}",
+    );
+    let rendered = Objects::parse(&format!("{SERVER}{zone}")).render();
+    assert_eq!(
+        verdict_lines(&rendered),
+        "DNSZone platform/z: Partial: ServiceNotFound: spec.records[0] (www): Service platform/web does not exist; the records or servers it would give are left out until it does\n"
+    );
+    assert_eq!(rendered.rejected(), 0);
+    let config = rendered.config.expect("the rest still renders");
+    let names: Vec<_> = config.zones[0].records.iter().map(|r| &r.name).collect();
+    assert_eq!(names, ["db.p.example"]);
+}
+
+#[test]
+fn a_record_without_an_address_of_its_family_is_left_out() {
+    let web = service("platform", "web", "10.96.0.20", "{port: 80}");
+    for (record, why) in [
+        (
+            "{name: www, type: AAAA, service: {name: web}}",
+            "Service platform/web has no IPv6 ClusterIP address;",
+        ),
+        (
+            "{name: www, type: A, service: {name: web, addresses: LoadBalancer}}",
+            "Service platform/web has no IPv4 load-balancer address (it is of type ClusterIP, not LoadBalancer);",
+        ),
+    ] {
+        let zone = service_zone("platform", "p.example", record);
+        let rendered = Objects::parse(&format!("{SERVER}{web}{zone}")).render();
+        let lines = verdict_lines(&rendered);
+        assert!(
+            lines.starts_with("DNSZone platform/z: Partial: NoAddresses: spec.records[0] (www): ")
+                && lines.contains(why),
+            "{record}: {lines}"
+        );
+        assert!(
+            rendered.config.expect("renders").zones[0]
+                .records
+                .is_empty()
+        );
+    }
+    let headless = "---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: platform}\nspec: {clusterIP: None}\n";
+    let zone = service_zone(
+        "platform",
+        "p.example",
+        "{name: www, type: A, service: {name: web}}",
+    );
+    let lines = verdict_lines(&Objects::parse(&format!("{SERVER}{headless}{zone}")).render());
+    assert!(
+        lines.contains("NoAddresses") && lines.contains("(it is headless)"),
+        "{lines}"
+    );
+}
+
+#[test]
+fn tenants_may_only_refer_to_services_of_their_namespace() {
+    let theirs = service("team-b", "db", "10.96.0.9", "{name: dns, port: 53}");
+    let own = service("team-a", "db", "10.96.0.8", "{name: dns, port: 53}");
+    let zone = service_zone(
+        "team-a",
+        "team-a.t.example",
+        "{name: db, type: A, service: {name: db, namespace: team-b}}",
+    );
+    let stub = service_stub(
+        "team-a",
+        "lab.team-a.t.example",
+        "{name: db, namespace: team-b}, {name: db}",
+    );
+    let rendered = Objects::parse(&format!("{TENANT_SERVER}{theirs}{own}{zone}{stub}")).render();
+    let lines = verdict_lines(&rendered);
+    assert!(
+        lines.contains("DNSZone team-a/z: Partial: OutsideNamespace: spec.records[0] (db): Service team-b/db: objects in namespace team-a may only refer to Services of that namespace"),
+        "{lines}"
+    );
+    assert!(
+        lines.contains(
+            "StubDomain team-a/s: Partial: OutsideNamespace: spec.serviceRefs[0]: Service team-b/db"
+        ),
+        "{lines}"
+    );
+    let config = rendered.config.expect("renders");
+    assert_eq!(
+        config.forward[0].servers,
+        ["10.96.0.8:53"],
+        "its own Service is used"
+    );
+    // The server's own namespace may name any Service.
+    let zone = service_zone(
+        "platform",
+        "p.example",
+        "{name: db, type: A, service: {name: db, namespace: team-b}}",
+    );
+    let lines = verdict_lines(&Objects::parse(&format!("{TENANT_SERVER}{theirs}{zone}")).render());
+    assert_eq!(lines, "DNSZone platform/z: Accepted\n");
+}
+
+#[test]
+fn a_stub_domain_forwards_to_the_dns_port_of_its_service() {
+    let stub = |refs: &str| service_stub("platform", "corp.example", refs);
+    let servers = |services: &str, refs: &str| {
+        let rendered = Objects::parse(&format!("{SERVER}{services}{}", stub(refs))).render();
+        let lines = verdict_lines(&rendered);
+        let config = rendered.config.expect("renders");
+        (lines, config.forward.first().map(|f| f.servers.clone()))
+    };
+    let named = service(
+        "platform",
+        "r",
+        "10.96.0.53, 'fd00:10:96::53'",
+        "{name: metrics, port: 9153}, {name: dns-udp, port: 5353}",
+    );
+    assert_eq!(
+        servers(&named, "{name: r}").1.expect("forwards"),
+        ["10.96.0.53:5353", "[fd00:10:96::53]:5353"],
+        "the port named dns-udp, on every ClusterIP"
+    );
+    let plain = service("platform", "r", "10.96.0.53", "{port: 53}, {port: 9153}");
+    assert_eq!(
+        servers(&plain, "{name: r}").1.expect("forwards"),
+        ["10.96.0.53:53"]
+    );
+    assert_eq!(
+        servers(&plain, "{name: r, port: 9153}")
+            .1
+            .expect("forwards"),
+        ["10.96.0.53:9153"]
+    );
+    let (lines, forward) = servers(&plain, "{name: r, port: 5353}");
+    assert_eq!(forward, None, "no server left: the stub domain is left out");
+    assert!(
+        lines.starts_with("StubDomain platform/s: PortNotFound: spec.serviceRefs[0]: Service platform/r has no port 5353;"),
+        "{lines}"
+    );
+    let (lines, forward) = servers("", "{name: r}");
+    assert_eq!(forward, None);
+    assert!(
+        lines.starts_with("StubDomain platform/s: ServiceNotFound: spec.serviceRefs[0]: Service platform/r does not exist;")
+            && lines.ends_with("no server is left to forward to\n"),
+        "{lines}"
+    );
+}
+
+#[test]
+fn a_servers_missing_upstream_service_is_its_own_verdict() {
+    let server = "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata: {name: dns, namespace: platform}\nspec: {upstreams: [10.0.0.10], upstreamServiceRefs: [{name: resolver, namespace: kube-system}]}\n";
+    let rendered = Objects::parse(server).render();
+    assert_eq!(
+        verdict_lines(&rendered),
+        "DNSServer platform/dns: Partial: ServiceNotFound: spec.upstreamServiceRefs[0]: Service kube-system/resolver does not exist; the records or servers it would give are left out until it does\n"
+    );
+    assert_eq!(
+        rendered.partial(),
+        0,
+        "the server is not one of its selected objects"
+    );
+    let config = rendered.config.expect("publishes with the other upstreams");
+    assert_eq!(config.forward[0].servers, ["10.0.0.10:53"]);
+    let resolver = service(
+        "kube-system",
+        "resolver",
+        "10.96.0.11",
+        "{name: dns, port: 53}",
+    );
+    let rendered = Objects::parse(&format!("{server}{resolver}")).render();
+    assert!(rendered.verdicts.is_empty());
+    assert_eq!(
+        rendered.config.expect("renders").forward[0].servers,
+        ["10.0.0.10:53", "10.96.0.11:53"]
     );
 }
