@@ -100,23 +100,34 @@ pub struct PolicyRule {
     #[schemars(length(max = 32))]
     pub namespaces: Vec<KubernetesName>,
 
-    /// Single Services this rule covers: `<name>.<namespace>.svc.<cluster domain>` with its
-    /// subdomains (SRV names, headless Pod names).
+    /// Services this rule covers, by name or by label: `<name>.<namespace>.svc.<cluster
+    /// domain>` of each, with its subdomains (SRV names, headless Pod names). Services a
+    /// selector matches are followed as they come, go and change labels.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub services: Vec<ServiceReference>,
 }
 
-/// A Service, by name and namespace.
+/// Services of one namespace: one by name, or those whose labels match a selector.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.name) != has(self.selector)",
+    "message": "a services entry has either a name or a selector"
+}]))]
 pub struct ServiceReference {
     /// The Service's namespace. Left out: the policy's own namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<KubernetesName>,
 
     /// The Service's name.
-    pub name: KubernetesName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<KubernetesName>,
+
+    /// Every Service of the namespace whose labels match, e.g.
+    /// `{matchLabels: {tier: shared}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
 }
 
 /// A policy decision.

@@ -78,11 +78,17 @@ impl Stores {
         let servers = spawn_reflector(Api::all(client.clone()), tx.clone(), every);
         let zones = spawn_reflector(Api::all(client.clone()), tx.clone(), every);
         let stubs = spawn_reflector(Api::all(client.clone()), tx.clone(), every);
+        let policies = spawn_reflector(Api::all(client.clone()), tx.clone(), every);
         let referenced = {
             let (servers, zones, stubs) = (servers.clone(), zones.clone(), stubs.clone());
+            let policies = policies.clone();
             move |service: &Service| {
+                let namespace = service.metadata.namespace.clone().unwrap_or_default();
+                if selected_by(&policies).contains(&namespace) {
+                    return true;
+                }
                 let key = ServiceKey {
-                    namespace: service.metadata.namespace.clone().unwrap_or_default(),
+                    namespace,
                     name: service.metadata.name.clone().unwrap_or_default(),
                 };
                 referenced_by(&servers, &zones, &stubs).contains(&key)
@@ -93,7 +99,7 @@ impl Stores {
             zones,
             stubs,
             rewrites: spawn_reflector(Api::all(client.clone()), tx.clone(), every),
-            policies: spawn_reflector(Api::all(client.clone()), tx.clone(), every),
+            policies,
             namespaces: spawn_reflector(Api::all(client.clone()), tx.clone(), every),
             services: spawn_reflector(Api::all(client.clone()), tx, referenced),
             changed,
@@ -117,17 +123,24 @@ impl Stores {
 
     /// What the renderer reads, as of now.
     pub fn snapshot(&self) -> Snapshot {
-        let services = ServiceIndex::from_services(
-            referenced_by(&self.servers, &self.zones, &self.stubs)
-                .into_iter()
-                .filter_map(|key| {
-                    self.services
-                        .get(&ObjectRef::new(&key.name).within(&key.namespace))
-                })
-                .collect::<Vec<_>>()
-                .iter()
-                .map(|s| s.as_ref()),
-        );
+        let selected = selected_by(&self.policies);
+        let mut wanted: Vec<Arc<Service>> = referenced_by(&self.servers, &self.zones, &self.stubs)
+            .into_iter()
+            .filter_map(|key| {
+                self.services
+                    .get(&ObjectRef::new(&key.name).within(&key.namespace))
+            })
+            .collect();
+        if !selected.is_empty() {
+            wanted.extend(self.services.state().into_iter().filter(|service| {
+                service
+                    .metadata
+                    .namespace
+                    .as_ref()
+                    .is_some_and(|ns| selected.contains(ns))
+            }));
+        }
+        let services = ServiceIndex::from_services(wanted.iter().map(|s| s.as_ref()));
         Snapshot {
             services,
             namespaces: self.namespaces.state(),
@@ -150,6 +163,11 @@ impl Stores {
 /// Signals a change of every object of a kind.
 fn every<K>(_: &K) -> bool {
     true
+}
+
+/// The namespaces whose Services the stored DNSPolicies select by label.
+fn selected_by(policies: &Store<DNSPolicy>) -> std::collections::BTreeSet<String> {
+    services::selected_namespaces(policies.state().iter().map(|p| p.as_ref()))
 }
 
 /// Every Service the stored DNSServers, DNSZones and StubDomains refer to.

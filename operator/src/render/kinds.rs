@@ -595,12 +595,13 @@ fn loop_through<'a>(
 pub fn policies(
     objects: &[Arc<DNSPolicy>],
     scope: &Scope,
+    services: &super::services::ServiceIndex,
     verdicts: &mut BTreeMap<ObjectKey, Verdict>,
 ) -> Vec<PolicyConfig> {
     let mut out = Vec::new();
     for object in objects {
         let key = ObjectKey::of(object.as_ref());
-        match policy(object, scope) {
+        match policy(object, scope, services) {
             Ok(p) => {
                 verdicts.insert(key, Verdict::Accepted);
                 out.push(p);
@@ -615,7 +616,11 @@ pub fn policies(
 
 /// Translates one policy. The server compares domain suffixes only, so namespaces and
 /// Services become the cluster-domain names that hold their records.
-fn policy(object: &DNSPolicy, scope: &Scope) -> Result<PolicyConfig, Verdict> {
+fn policy(
+    object: &DNSPolicy,
+    scope: &Scope,
+    services: &super::services::ServiceIndex,
+) -> Result<PolicyConfig, Verdict> {
     let namespace = object.namespace().unwrap_or_default();
     let selector = label_selector(object.spec.pod_selector.clone().unwrap_or_default())
         .map_err(|why| rejected("InvalidSpec", format!("spec.podSelector: {why}")))?;
@@ -637,21 +642,40 @@ fn policy(object: &DNSPolicy, scope: &Scope) -> Result<PolicyConfig, Verdict> {
             domains.push(format!("{target}.svc.{cluster_domain}"));
             domains.push(format!("{target}.pod.{cluster_domain}"));
         }
-        for service in &rule.services {
+        for (j, service) in rule.services.iter().enumerate() {
             let service_namespace = service
                 .namespace
                 .as_ref()
                 .map_or(namespace.as_str(), |n| n.as_str())
                 .to_ascii_lowercase();
-            domains.push(format!(
-                "{}.{service_namespace}.svc.{cluster_domain}",
-                service.name.as_str().to_ascii_lowercase()
-            ));
+            if let Some(name) = &service.name {
+                domains.push(format!(
+                    "{}.{service_namespace}.svc.{cluster_domain}",
+                    name.as_str().to_ascii_lowercase()
+                ));
+            }
+            if let Some(selector) = &service.selector {
+                let selector = label_selector(selector.clone()).map_err(|why| {
+                    rejected(
+                        "InvalidSpec",
+                        format!("spec.rules[{i}].services[{j}].selector: {why}"),
+                    )
+                })?;
+                // Matching Services as of this snapshot; the controller re-renders when
+                // one in this namespace changes.
+                for (name, found) in services.in_namespace(&service_namespace) {
+                    if selector.matches(&found.labels) {
+                        domains.push(format!("{name}.{service_namespace}.svc.{cluster_domain}"));
+                    }
+                }
+            }
         }
         // The same domain twice in one rule changes nothing; keep the first, in order.
         let mut seen = std::collections::BTreeSet::new();
         domains.retain(|d| seen.insert(d.clone()));
-        if domains.is_empty() {
+        // A selector that matches no Service today leaves its rule empty, not wrong.
+        let selects = rule.services.iter().any(|s| s.selector.is_some());
+        if domains.is_empty() && !selects {
             return Err(rejected(
                 "InvalidSpec",
                 format!("spec.rules[{i}] names no domains, namespaces or services"),

@@ -287,7 +287,12 @@ pub fn render(server: &DNSServer, inputs: &Inputs<'_>) -> Rendered {
         &mut verdicts,
     ));
     config.rewrites = kinds::rewrites(&selector.pick(inputs.rewrites), &scope, &mut verdicts);
-    config.policies = kinds::policies(&selector.pick(inputs.policies), &scope, &mut verdicts);
+    config.policies = kinds::policies(
+        &selector.pick(inputs.policies),
+        &scope,
+        inputs.services,
+        &mut verdicts,
+    );
 
     let config = match config.clone().validate() {
         Ok(_) => Ok(config),

@@ -50,6 +50,8 @@ pub struct ServiceAddresses {
     pub service_type: String,
     /// `spec.ports`.
     pub ports: Vec<ServicePort>,
+    /// `metadata.labels` (what a DNSPolicy's service selector matches).
+    pub labels: BTreeMap<String, String>,
 }
 
 impl ServiceAddresses {
@@ -91,6 +93,7 @@ impl ServiceAddresses {
                     })
                 })
                 .collect(),
+            labels: service.metadata.labels.clone().unwrap_or_default(),
         }
     }
 }
@@ -122,6 +125,22 @@ impl ServiceIndex {
     /// The Service `key`, if it exists.
     pub fn get(&self, key: &ServiceKey) -> Option<&ServiceAddresses> {
         self.0.get(key)
+    }
+
+    /// The Services of `namespace` (those the snapshot holds), by name.
+    pub fn in_namespace<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a ServiceAddresses)> + 'a {
+        self.0
+            .range(
+                ServiceKey {
+                    namespace: namespace.to_owned(),
+                    name: String::new(),
+                }..,
+            )
+            .take_while(move |(key, _)| key.namespace == namespace)
+            .map(|(key, service)| (key.name.as_str(), service))
     }
 }
 
@@ -281,6 +300,31 @@ pub fn upstream_addresses(
         .iter()
         .map(|ip| SocketAddr::new(*ip, port))
         .collect())
+}
+
+/// The namespaces whose Services a DNSPolicy selects by label: the snapshot holds all of
+/// their Services, and a change to any of them re-renders.
+pub fn selected_namespaces<'a>(
+    policies: impl IntoIterator<Item = &'a crate::api::dnspolicy::DNSPolicy>,
+) -> BTreeSet<String> {
+    policies
+        .into_iter()
+        .flat_map(|policy| {
+            let own = policy.namespace().unwrap_or_default();
+            policy
+                .spec
+                .rules
+                .iter()
+                .flat_map(|rule| rule.services.iter())
+                .filter(|service| service.selector.is_some())
+                .map(move |service| {
+                    service
+                        .namespace
+                        .as_ref()
+                        .map_or_else(|| own.clone(), |n| n.as_str().to_owned())
+                })
+        })
+        .collect()
 }
 
 /// Every Service the given objects refer to (wherever the tenancy rule would let them), so

@@ -497,6 +497,39 @@ fn policy_targets_become_cluster_domain_suffixes() {
 }
 
 #[test]
+fn policy_service_selectors_follow_the_services_labels() {
+    let server = "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata: {name: dns, namespace: team-a}\nspec: {}\n";
+    let policy = "---\napiVersion: nameplane.io/v1alpha1\nkind: DNSPolicy\nmetadata: {name: p, namespace: team-a}\nspec:\n  rules:\n  - {action: Allow, services: [{namespace: shared, selector: {matchLabels: {tier: db}}}]}\n  - {action: Allow, services: [{selector: {matchLabels: {tier: none}}}]}\n";
+    let service = |namespace: &str, name: &str, tier: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {namespace}, labels: {{tier: {tier}}}}}\nspec: {{clusterIP: 10.96.0.9}}\n"
+        )
+    };
+    let services = [
+        service("shared", "pg", "db"),
+        service("shared", "mysql", "db"),
+        service("shared", "redis", "cache"),
+        service("other", "pg", "db"),
+    ]
+    .concat();
+    let rendered = Objects::parse(&format!("{server}{policy}{services}")).render();
+    let config = rendered.config.expect("renders");
+    let rules = &config.policies[0].rules;
+    assert_eq!(
+        rules[0].domains,
+        [
+            "mysql.shared.svc.cluster.local",
+            "pg.shared.svc.cluster.local"
+        ],
+        "only the labelled Services of that namespace"
+    );
+    assert!(
+        rules[1].domains.is_empty(),
+        "a selector that matches nothing yet covers nothing, and is not an error"
+    );
+}
+
+#[test]
 fn policy_pod_selectors_keep_their_expressions() {
     let server = "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata: {name: dns, namespace: team-a}\nspec: {}\n";
     let policy = "---\napiVersion: nameplane.io/v1alpha1\nkind: DNSPolicy\nmetadata: {name: p, namespace: team-a}\nspec:\n  podSelector:\n    matchLabels: {app: web}\n    matchExpressions:\n    - {key: tier, operator: In, values: [front, edge]}\n    - {key: legacy, operator: DoesNotExist}\n  rules: []\n";
