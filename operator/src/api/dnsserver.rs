@@ -85,6 +85,11 @@ pub struct DNSServerSpec {
     #[schemars(length(max = 8))]
     pub upstream_service_refs: Vec<UpstreamServiceRef>,
 
+    /// How an upstream is picked for each query (CoreDNS `forward` `policy`): `Random` (the
+    /// default), `RoundRobin` or `Sequential` (the first healthy one, in the order given).
+    #[serde(default)]
+    pub upstream_policy: super::stubdomain::ForwardPolicy,
+
     /// Fixed ClusterIP of the DNS Service, e.g. the cluster's DNS address `10.96.0.10` that
     /// kubelets hand to Pods. Left out, Kubernetes picks one. Cannot be changed once set.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "clusterIP")]

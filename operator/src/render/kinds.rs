@@ -321,11 +321,7 @@ fn stub(
         domain,
         source: format!("{namespace}/{}", object.name_any()),
         servers,
-        policy: match object.spec.policy {
-            ForwardPolicy::Random => forward::ForwardPolicy::Random,
-            ForwardPolicy::RoundRobin => forward::ForwardPolicy::RoundRobin,
-            ForwardPolicy::Sequential => forward::ForwardPolicy::Sequential,
-        },
+        policy: forward_policy(object.spec.policy),
         force_tcp: object.spec.force_tcp,
         prefer_udp: object.spec.prefer_udp,
         max_concurrent: object.spec.max_concurrent,
@@ -735,4 +731,13 @@ pub fn label_selector(
     };
     converted.validate()?;
     Ok(converted)
+}
+
+/// A forward policy in the config's form.
+pub fn forward_policy(policy: ForwardPolicy) -> forward::ForwardPolicy {
+    match policy {
+        ForwardPolicy::Random => forward::ForwardPolicy::Random,
+        ForwardPolicy::RoundRobin => forward::ForwardPolicy::RoundRobin,
+        ForwardPolicy::Sequential => forward::ForwardPolicy::Sequential,
+    }
 }

@@ -256,7 +256,7 @@ pub fn render(server: &DNSServer, inputs: &Inputs<'_>) -> Rendered {
             domain: ".".into(),
             source: config.server.clone(),
             servers: upstreams,
-            policy: Default::default(),
+            policy: kinds::forward_policy(server.spec.upstream_policy),
             force_tcp: false,
             prefer_udp: false,
             max_concurrent: None,
