@@ -37,7 +37,7 @@ pub struct State {
     pipeline: ArcSwapOption<Pipeline>,
     cluster: ArcSwap<Cluster>,
     settings: Settings,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     lameduck: AtomicBool,
     watch_spec: watch::Sender<Option<WatchSpec>>,
 }
@@ -87,7 +87,7 @@ impl State {
             pipeline: ArcSwapOption::empty(),
             cluster: ArcSwap::from_pointee(Cluster::new(0)),
             settings,
-            metrics,
+            metrics: Arc::new(metrics),
             lameduck: AtomicBool::new(false),
             watch_spec: watch::Sender::new(None),
         }
@@ -165,7 +165,7 @@ impl State {
         let start_len = out.len();
         let pipeline = self.pipeline.load();
         let cluster = self.cluster.load();
-        let outcome = pipeline::answer(
+        let mut outcome = pipeline::answer(
             packet,
             transport,
             pipeline.as_deref(),
@@ -177,6 +177,14 @@ impl State {
             &self.settings,
             out,
         );
+        // A prefetch runs on its own; its slot in the forwarder's in-flight limit bounds
+        // how many can. Without a runtime (some unit tests) it is dropped.
+        if let Some(refresh) = outcome.refresh.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let metrics = Arc::clone(&self.metrics);
+            runtime.spawn(async move { refresh.refresh(&metrics, client).await });
+        }
         if let Some(deferred) = outcome.pending {
             return Reply::Later(Box::new(Later {
                 deferred,
@@ -297,7 +305,7 @@ impl Chase for State {
                     crate::response::encode(&request, &answer, u16::MAX, &mut out);
                     Forwarded::from_wire(&out)
                 }
-                Flow::Cached(hit) => Some(hit.reply_for()),
+                Flow::Cached(hit) | Flow::CachedAndRefresh(hit, _) => Some(hit.reply_for()),
                 Flow::Forward(pending) => {
                     Deferred::new(&packet, Transport::Tcp, pending)
                         .reply(&self.metrics, self, client, depth)

@@ -96,6 +96,7 @@ fn cache(serve_stale_seconds: u32) -> CacheConfig {
         denial_ttl_seconds: 60,
         denial_capacity: None,
         serve_stale_seconds,
+        prefetch: None,
     }
 }
 
@@ -811,4 +812,61 @@ async fn local_answers_do_not_wait_behind_a_slow_upstream() {
     }
     trigger.fire();
     timeout(WAIT, task).await.expect("stops").expect("task");
+}
+
+#[tokio::test]
+async fn popular_answers_are_refreshed_before_they_expire() {
+    let upstream = Server::start(vec![example_org("192.0.2.1", 2)]).await;
+    let state = state_with(
+        config(
+            vec![],
+            vec![forward(".", &[upstream.addr], ForwardPolicy::Random)],
+            Some(CacheConfig {
+                prefetch: Some(nameplane_config::forward::PrefetchConfig {
+                    amount: 2,
+                    duration_seconds: 60,
+                    percentage: 60,
+                }),
+                ..cache(0)
+            }),
+        ),
+        upstream.addr,
+    );
+    let ttl = |m: &Message| m.answers.first().map(|r| r.ttl);
+    // A miss, then a hit: asked once upstream.
+    ask(&state, "www.example.org.", RecordType::A, Transport::Udp).await;
+    ask(&state, "www.example.org.", RecordType::A, Transport::Udp).await;
+    assert_eq!(upstream.requests("udp"), 1.0);
+    // Half the TTL later (under 60 % left) and asked twice: popular. The client gets the
+    // cached answer at once; the refresh goes upstream behind it.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let answered = ask(&state, "www.example.org.", RecordType::A, Transport::Udp).await;
+    assert_eq!(ttl(&answered), Some(1), "from the cache, counting down");
+    timeout(WAIT, async {
+        while upstream.requests("udp") < 2.0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the prefetch reaches the upstream");
+    // The entry was replaced by the fresh answer (full TTL again) before it expired.
+    timeout(WAIT, async {
+        loop {
+            let m = ask(&state, "www.example.org.", RecordType::A, Transport::Udp).await;
+            if ttl(&m) == Some(2) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the refreshed entry is served");
+    assert_eq!(upstream.requests("udp"), 2.0, "one prefetch, no miss");
+    let text = state.metrics().encode();
+    assert_eq!(
+        metric(&text, "coredns_cache_prefetch_total", ""),
+        1.0,
+        "{text}"
+    );
+    upstream.stop().await;
 }

@@ -78,6 +78,23 @@ pub struct CacheConfig {
     /// 0 (the default) turns serve-stale off.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub serve_stale_seconds: u32,
+    /// Refresh popular answers before they expire (CoreDNS `prefetch`); off when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefetch: Option<PrefetchConfig>,
+}
+
+/// When a cached answer is refreshed ahead of its expiry: it was asked `amount` times
+/// within `durationSeconds`, and less than `percentage` % of its TTL is left. The client
+/// that notices gets the cached answer at once; the refresh runs in the background.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PrefetchConfig {
+    /// Queries within the window that make an answer popular (at least 1).
+    pub amount: u32,
+    /// The window, in seconds (at least 1).
+    pub duration_seconds: u32,
+    /// Refresh once less than this share of the TTL is left, in percent (1 to 100).
+    pub percentage: u32,
 }
 
 fn is_zero(value: &u32) -> bool {
@@ -173,6 +190,16 @@ impl CacheConfig {
                 "must not be above maxTtlSeconds".into(),
             ));
         }
+        if let Some(prefetch) = &self.prefetch
+            && (prefetch.amount == 0
+                || prefetch.duration_seconds == 0
+                || !(1..=100).contains(&prefetch.percentage))
+        {
+            return Err(ConfigError::invalid(
+                "cache.prefetch".into(),
+                "amount and durationSeconds must be at least 1, percentage 1 to 100".into(),
+            ));
+        }
         if self.denial_capacity == Some(0) {
             return Err(ConfigError::invalid(
                 "cache.denialCapacity".into(),
@@ -237,6 +264,7 @@ mod tests {
             denial_ttl_seconds: 30,
             denial_capacity: None,
             serve_stale_seconds: 0,
+            prefetch: None,
         };
         assert_eq!(cache.validate(), Ok(()));
         assert_eq!(cache.denial_capacity(), 100);

@@ -233,6 +233,24 @@ impl Pipeline {
         })
     }
 
+    /// A popular cached answer near its expiry: answered from the cache, and sent upstream
+    /// too (within the forwarder's in-flight limit), whose answer refreshes the entry.
+    fn prefetch<'a>(
+        &'a self,
+        hit: cache::Hit,
+        request: &Request<'_>,
+        sources: &Sources<'a>,
+    ) -> Flow<'a> {
+        let forwarded = self.stages.iter().find_map(|stage| match stage {
+            Stage::Forward(stage) => Some(stage.handle(request, sources)),
+            _ => None,
+        });
+        match forwarded {
+            Some(Flow::Forward(pending)) => Flow::CachedAndRefresh(hit, pending),
+            _ => Flow::Cached(hit),
+        }
+    }
+
     /// Runs the stages in order; REFUSED when none owns the name.
     pub fn resolve<'a>(
         &'a self,
@@ -243,6 +261,7 @@ impl Pipeline {
         for stage in &self.stages {
             match stage.handle(request, sources, settings) {
                 Flow::Skip => {}
+                Flow::Cached(hit) if hit.refresh => return self.prefetch(hit, request, sources),
                 decided => return decided,
             }
         }
@@ -290,6 +309,8 @@ pub enum Flow<'a> {
     Skip,
     /// A fresh answer from the cache.
     Cached(cache::Hit),
+    /// A fresh answer from the cache, and the upstream query that refreshes it (prefetch).
+    CachedAndRefresh(cache::Hit, forward::Pending),
     /// A zone transfer: the records to send, in order, over several messages.
     Transfer(zones::Transfer),
     /// The answer must come from an upstream: finish it off the receive loop.
@@ -353,6 +374,8 @@ pub struct Outcome {
     pub dnssec_ok: bool,
     /// The question name, only when [`Settings::query_log`] is on.
     pub name: Option<QName>,
+    /// A prefetch to run in the background; its answer only refreshes the cache.
+    pub refresh: Option<forward::Deferred>,
 }
 
 impl Outcome {
@@ -367,6 +390,7 @@ impl Outcome {
             truncated: false,
             dnssec_ok: false,
             name: None,
+            refresh: None,
         }
     }
 }
@@ -439,8 +463,21 @@ fn finish(
         truncated,
         dnssec_ok: request.edns.is_some_and(|edns| edns.dnssec_ok),
         name: settings.query_log.then(|| request.name.clone()),
+        refresh: None,
     };
     match flow {
+        Flow::CachedAndRefresh(hit, pending) => Outcome {
+            refresh: Some(forward::Deferred::new(packet, transport, pending)),
+            ..finish(
+                packet,
+                transport,
+                request,
+                Flow::Cached(hit),
+                settings,
+                max_udp,
+                out,
+            )
+        },
         Flow::Answer(answer) => {
             let encoded = response::encode(request, &answer, max_udp, out);
             done(answer.rcode, answer.origin, encoded.truncated, Vec::new())

@@ -168,6 +168,38 @@ pub struct CacheSpec {
     #[serde(default, skip_serializing_if = "is_zero")]
     #[schemars(range(max = 604_800))]
     pub serve_stale_seconds: u32,
+    /// Refresh popular answers in the background before they expire (CoreDNS
+    /// `prefetch`), so their clients never wait on an upstream. Off when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefetch: Option<PrefetchSpec>,
+}
+
+/// When a cached answer is refreshed ahead of its expiry.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PrefetchSpec {
+    /// Queries within `durationSeconds` that make an answer popular.
+    #[serde(default = "default_prefetch_amount")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub amount: u32,
+    /// The window the queries are counted in, in seconds.
+    #[serde(default = "default_prefetch_duration")]
+    #[schemars(range(min = 1, max = 86_400))]
+    pub duration_seconds: u32,
+    /// Refresh once less than this share of the answer's TTL is left, in percent.
+    #[serde(default = "default_prefetch_percentage")]
+    #[schemars(range(min = 1, max = 100))]
+    pub percentage: u32,
+}
+
+fn default_prefetch_amount() -> u32 {
+    2
+}
+fn default_prefetch_duration() -> u32 {
+    60
+}
+fn default_prefetch_percentage() -> u32 {
+    10
 }
 
 fn is_zero(value: &u32) -> bool {
@@ -223,6 +255,7 @@ impl Default for CacheSpec {
             denial_ttl_seconds: default_cache_denial_ttl(),
             denial_capacity: None,
             serve_stale_seconds: 0,
+            prefetch: None,
         }
     }
 }

@@ -269,6 +269,14 @@ pub fn render(server: &DNSServer, inputs: &Inputs<'_>) -> Rendered {
         denial_ttl_seconds: c.denial_ttl_seconds,
         denial_capacity: c.denial_capacity,
         serve_stale_seconds: c.serve_stale_seconds,
+        prefetch: c
+            .prefetch
+            .as_ref()
+            .map(|p| nameplane_config::forward::PrefetchConfig {
+                amount: p.amount,
+                duration_seconds: p.duration_seconds,
+                percentage: p.percentage,
+            }),
     });
 
     let zones = kinds::zones(

@@ -8,6 +8,7 @@
 //! | `coredns_cache_hits_total`          | `server`, `type`, `zones`, `view` |
 //! | `coredns_cache_misses_total`        | `server`, `zones`, `view`         |
 //! | `coredns_cache_served_stale_total`  | `server`, `zones`, `view`         |
+//! | `coredns_cache_prefetch_total`      | `server`, `zones`, `view`         |
 //! | `coredns_cache_evictions_total`     | `server`, `type`, `zones`, `view` |
 //!
 //! `type` is `success` or `denial`; `zones` is `.` (one cache serves every forwarded name);
@@ -64,6 +65,7 @@ pub struct CacheMetrics {
     requests: Counter,
     misses: Counter,
     served_stale: Counter,
+    prefetches: Counter,
 }
 
 impl CacheMetrics {
@@ -86,6 +88,12 @@ impl CacheMetrics {
         let requests = Family::<Labels, Counter>::default();
         let misses = Family::<Labels, Counter>::default();
         let served_stale = Family::<Labels, Counter>::default();
+        let prefetches = Family::<Labels, Counter>::default();
+        registry.register(
+            "coredns_cache_prefetch",
+            "The number of times the cache has prefetched a cached item",
+            prefetches.clone(),
+        );
         registry.register(
             "coredns_cache_entries",
             "The number of elements in the cache",
@@ -127,6 +135,7 @@ impl CacheMetrics {
             requests: requests.get_or_create(&plain).clone(),
             misses: misses.get_or_create(&plain).clone(),
             served_stale: served_stale.get_or_create(&plain).clone(),
+            prefetches: prefetches.get_or_create(&plain).clone(),
         }
     }
 
@@ -155,6 +164,11 @@ impl CacheMetrics {
     /// A stale answer sent because the upstreams failed.
     pub fn served_stale(&self) {
         self.served_stale.inc();
+    }
+
+    /// A popular entry refreshed ahead of its expiry.
+    pub fn prefetch(&self) {
+        self.prefetches.inc();
     }
 
     /// An entry pushed out to make room.

@@ -31,6 +31,13 @@
 //! **Hits** are written from the reply encoded when it was stored ([`wire`]): a copy
 //! with the TTLs patched.
 //!
+//! **Prefetch** (CoreDNS `prefetch`). With `prefetch` set, each entry counts its hits in a
+//! window; the first hit that finds it popular (`amount` hits in `durationSeconds`) with
+//! less than `percentage` % of its TTL left is answered from the cache as usual and also
+//! forwarded ([`super::Flow::CachedAndRefresh`]), in the background, within the
+//! forwarder's in-flight limit; the answer replaces the entry. Popular names then never
+//! expire for their clients (`coredns_cache_prefetch_total` counts refreshes).
+//!
 //! **Serve-stale** (RFC 8767). With `serveStaleSeconds` set, an entry stays for that long
 //! after it expired. It is never answered while the forwarder works; when every upstream
 //! attempt fails (timeout, network error, SERVFAIL/REFUSED), or every upstream is already
@@ -47,6 +54,7 @@ pub mod wire;
 mod tests;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
@@ -109,6 +117,33 @@ pub struct Hit {
     pub stale: bool,
     /// The reply encoded, for [`wire::WireReply::write`].
     pub wire: Option<Arc<wire::WireReply>>,
+    /// Popular and close to expiry: refresh it in the background (prefetch). Set on one
+    /// hit per entry.
+    pub refresh: bool,
+}
+
+/// How often one entry was asked in the current prefetch window, and whether a refresh
+/// of it is under way.
+#[derive(Debug, Default)]
+pub struct Popularity {
+    window_start_ms: AtomicU64,
+    hits: AtomicU32,
+    refreshing: AtomicBool,
+}
+
+impl Popularity {
+    /// Counts a hit at `now_ms` (milliseconds since the cache's epoch); returns the hits
+    /// within the window of `window_ms` that this one falls in.
+    fn hit(&self, now_ms: u64, window_ms: u64) -> u32 {
+        let start = self.window_start_ms.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(start) >= window_ms {
+            // A new window; racing hits may each restart it, which only undercounts.
+            self.window_start_ms.store(now_ms, Ordering::Relaxed);
+            self.hits.store(1, Ordering::Relaxed);
+            return 1;
+        }
+        self.hits.fetch_add(1, Ordering::Relaxed) + 1
+    }
 }
 
 impl Hit {
@@ -152,6 +187,8 @@ pub struct Cache {
     success: Store,
     denial: Store,
     stale: Duration,
+    /// Where prefetch windows are counted from.
+    epoch: Instant,
 }
 
 fn seconds(value: u32) -> Duration {
@@ -166,6 +203,7 @@ impl Cache {
             success: Store::new(capacity(settings.capacity)),
             denial: Store::new(capacity(settings.denial_capacity())),
             stale: seconds(settings.serve_stale_seconds),
+            epoch: Instant::now(),
             settings: settings.clone(),
         }
     }
@@ -211,12 +249,22 @@ impl Cache {
         // Round up: an entry with 0.4 s left still goes out with TTL 1, never 0.
         let ttl =
             u32::try_from(left.as_secs() + u64::from(left.subsec_nanos() > 0)).unwrap_or(u32::MAX);
+        let refresh = self.settings.prefetch.as_ref().is_some_and(|prefetch| {
+            let now_ms = u64::try_from(now.saturating_duration_since(self.epoch).as_millis())
+                .unwrap_or(u64::MAX);
+            let window_ms = u64::from(prefetch.duration_seconds) * 1000;
+            let popular = entry.popularity.hit(now_ms, window_ms) >= prefetch.amount;
+            let nearly_expired =
+                left.as_millis() * 100 <= entry.ttl.as_millis() * u128::from(prefetch.percentage);
+            popular && nearly_expired && !entry.popularity.refreshing.swap(true, Ordering::Relaxed)
+        });
         Some(Hit {
             reply: entry.reply,
             kind,
             ttl,
             stale: false,
             wire: entry.wire,
+            refresh,
         })
     }
 
@@ -233,6 +281,7 @@ impl Cache {
             ttl: STALE_TTL,
             stale: true,
             wire: entry.wire,
+            refresh: false,
         })
     }
 
@@ -276,6 +325,7 @@ impl Cache {
         let entry = Entry {
             reply,
             wire,
+            popularity: Arc::default(),
             stored: now,
             ttl,
         };

@@ -30,6 +30,8 @@ pub(super) struct Entry {
     pub(super) reply: Arc<Reply>,
     /// The reply encoded for a fast hit, when it could be.
     pub(super) wire: Option<Arc<super::wire::WireReply>>,
+    /// How often it is asked (for prefetch), shared by every copy of the entry.
+    pub(super) popularity: Arc<super::Popularity>,
     pub(super) stored: Instant,
     /// How long the entry is fresh, after min/max clamping.
     pub(super) ttl: Duration,

@@ -22,6 +22,7 @@ fn settings() -> CacheConfig {
         denial_ttl_seconds: 600,
         denial_capacity: None,
         serve_stale_seconds: 0,
+        prefetch: None,
     }
 }
 

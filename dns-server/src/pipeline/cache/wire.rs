@@ -228,6 +228,7 @@ mod tests {
                         ttl,
                         stale,
                         wire: None,
+                        refresh: false,
                     };
                     let mut slow = Vec::new();
                     encode::reply(&request, &hit.reply_for(), Origin::Cache, 1232, &mut slow);

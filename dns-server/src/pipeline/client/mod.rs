@@ -181,6 +181,7 @@ pub(super) fn answer(
         truncated,
         dnssec_ok: request.edns.is_some_and(|edns| edns.dnssec_ok),
         name: settings.query_log.then(|| request.name.clone()),
+        refresh: None,
     };
     // Nothing to check or turn back: the plain path, unless autopath has a name to find.
     // Most queries under a Pod's first search domain exist, so the walk starts only at a
@@ -321,7 +322,10 @@ pub(super) fn answer(
         }
         let (rcode, truncated) =
             shaping.finish(&inner_out, done.origin, sources.metrics, ip, settings, out);
-        return outcome(rcode, done.origin, truncated);
+        return Outcome {
+            refresh: done.refresh,
+            ..outcome(rcode, done.origin, truncated)
+        };
     }
     // Only reached when autopath skipped the last step: the first step's NXDOMAIN stands.
     let shaping = Shaping {

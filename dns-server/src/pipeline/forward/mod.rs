@@ -262,6 +262,20 @@ pub trait Chase: Sync {
     ) -> futures::future::BoxFuture<'a, Option<Reply>>;
 }
 
+/// Chases nothing (a prefetch refreshes what the upstream said, as it said it).
+struct NoChase;
+
+impl Chase for NoChase {
+    fn chase<'a>(
+        &'a self,
+        _: Vec<u8>,
+        _: std::net::SocketAddr,
+        _: usize,
+    ) -> futures::future::BoxFuture<'a, Option<Reply>> {
+        Box::pin(async { None })
+    }
+}
+
 /// Most chases for one client query.
 pub const MAX_CHASE_DEPTH: usize = 4;
 
@@ -382,6 +396,13 @@ impl Deferred {
             origin,
             dnssec_ok: request.edns.is_some_and(|edns| edns.dnssec_ok),
         }
+    }
+
+    /// Asks the upstreams only to refresh the cache (prefetch): no response, no chase.
+    pub async fn refresh(self, metrics: &Metrics, client: std::net::SocketAddr) {
+        metrics.cache().prefetch();
+        self.answer(metrics, &NoChase, client, MAX_CHASE_DEPTH)
+            .await;
     }
 
     /// The reply without the encoding (for a chase), `depth` chases deep.
