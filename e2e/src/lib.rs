@@ -651,6 +651,37 @@ pub fn apply_config_map(namespace: &str, name: &str, config_json: &str, hash: Op
     );
 }
 
+/// Writes `config` (validated first) into ConfigMap `namespace/name`, created or replaced,
+/// with its content hash, as the operator would.
+pub fn publish_config(namespace: &str, name: &str, config: &nameplane_config::ServerConfig) {
+    config
+        .clone()
+        .validate()
+        .expect("the test's config is valid");
+    apply_config_map(
+        namespace,
+        name,
+        &config.to_json(),
+        Some(&config.content_hash()),
+    );
+}
+
+/// The reverse name of an address, as `dig -x` asks it.
+pub fn reverse_name(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>().expect("ip") {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            format!("{d}.{c}.{b}.{a}.in-addr.arpa.")
+        }
+        std::net::IpAddr::V6(v6) => {
+            let hex: String = v6.octets().iter().map(|b| format!("{b:02x}")).collect();
+            let mut labels: Vec<String> = hex.chars().rev().map(String::from).collect();
+            labels.push("ip6.arpa.".into());
+            labels.join(".")
+        }
+    }
+}
+
 /// Applies a manifest (YAML) in `namespace`.
 pub fn apply(namespace: &str, manifest: &str) {
     let out = kubectl_with_stdin(&["apply", "-n", namespace, "-f", "-"], Some(manifest));
@@ -1046,6 +1077,9 @@ pub struct Operator {
 impl Operator {
     /// Starts the operator (leader election on, Lease in `nameplane-system`) with `extra` args.
     pub fn start(name: &str, extra: &[&str]) -> Self {
+        // The Lease lives there; a test file run on its own on a fresh cluster may be the
+        // first to need it.
+        ensure_namespace("nameplane-system", &[]);
         let metrics_addr = format!("127.0.0.1:{}", free_port());
         let mut args = vec![
             "--kubeconfig".to_string(),

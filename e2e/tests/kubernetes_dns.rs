@@ -56,22 +56,6 @@ fn cluster_ips(ns: &str, service: &str) -> (Option<String>, Option<String>) {
     (v4, v6)
 }
 
-/// The reverse name of an address, as `dig -x` would ask it.
-fn reverse(ip: &str) -> String {
-    match ip.parse::<std::net::IpAddr>().expect("ip") {
-        std::net::IpAddr::V4(v4) => {
-            let [a, b, c, d] = v4.octets();
-            format!("{d}.{c}.{b}.{a}.in-addr.arpa.")
-        }
-        std::net::IpAddr::V6(v6) => {
-            let hex: String = v6.octets().iter().map(|b| format!("{b:02x}")).collect();
-            let mut labels: Vec<String> = hex.chars().rev().map(String::from).collect();
-            labels.push("ip6.arpa.".into());
-            labels.join(".")
-        }
-    }
-}
-
 fn fqdn(name: &str) -> String {
     format!("{name}.{ZONE}.")
 }
@@ -154,6 +138,8 @@ fn every_record_of_the_spec_over_udp_and_tcp() {
             "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata:\n  name: dns\nspec:\n  ttlSeconds: {ttl}\n"
         ),
     );
+    // Its leader-election Lease lives in nameplane-system.
+    nameplane_e2e::ensure_namespace("nameplane-system", &[]);
     let mut operator = Process::start(
         "spec-operator",
         &workspace_binary("nameplane-operator"),
@@ -391,10 +377,10 @@ fn every_record_of_the_spec_over_udp_and_tcp() {
             ("fd00:10:244:1::20", db0.as_str()),
             ("10.244.1.22", db2.as_str()),
         ] {
-            let r = dns.dig(&reverse(ip), "PTR", t);
+            let r = dns.dig(&nameplane_e2e::reverse_name(ip), "PTR", t);
             assert_answers(&r, "PTR", &[target], ttl, &what(&format!("PTR {ip}")));
         }
-        let r = dns.dig(&reverse("10.244.1.21"), "PTR", t);
+        let r = dns.dig(&nameplane_e2e::reverse_name("10.244.1.21"), "PTR", t);
         assert_eq!(
             r.status,
             "REFUSED",

@@ -9,8 +9,8 @@ use hickory_proto::rr::RecordType;
 use nameplane_config::ServerConfig;
 use nameplane_config::zone::{RecordConfig, RecordKind, ZoneConfig};
 use nameplane_e2e::{
-    DnsServer, FakePod, Kube, Operator, QueryResult, apply, apply_config_map, install_crds,
-    kubectl, kubectl_ok, quantile, query_udp, query_udp_from, wait_for,
+    DnsServer, FakePod, Kube, Operator, QueryResult, apply, install_crds, kubectl, kubectl_ok,
+    quantile, query_udp, query_udp_from, wait_for,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -366,8 +366,7 @@ fn zone_upstream(ns: &str, name: &str, ip: &str) -> DnsServer {
         }],
         ..ServerConfig::default()
     };
-    config.clone().validate().expect("valid upstream config");
-    apply_config_map(ns, name, &config.to_json(), Some(&config.content_hash()));
+    nameplane_e2e::publish_config(ns, name, &config);
     let mut dns = DnsServer::start(name, &format!("{ns}/{name}"), &[]);
     dns.wait_ready(Duration::from_secs(30));
     dns

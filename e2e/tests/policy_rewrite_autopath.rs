@@ -14,8 +14,8 @@
 //!
 //! Needs `make cluster-up` and `cargo build --bins` first; `make e2e` does both.
 
+use nameplane_config::ServerConfig;
 use nameplane_config::zone::{RecordConfig, RecordKind, ZoneConfig};
-use nameplane_config::{CONFIG_KEY, HASH_ANNOTATION, ServerConfig};
 use nameplane_e2e::{
     DigResult, DnsServer, FakePod, Kube, Operator, Transport, dig_raw, dig_with, ensure_namespace,
     install_crds, kubectl, kubectl_ok, kubectl_with_stdin, metric_sum, parse_dig, poll_until,
@@ -209,22 +209,6 @@ fn cluster_ips(namespace: &str, service: &str) -> (String, Option<String>) {
         .find(|ip| ip.contains(':'))
         .map(str::to_owned);
     (v4, v6)
-}
-
-/// The reverse name of an address, as `dig -x` asks it.
-fn reverse(ip: &str) -> String {
-    match ip.parse::<std::net::IpAddr>().expect("ip") {
-        std::net::IpAddr::V4(v4) => {
-            let [a, b, c, d] = v4.octets();
-            format!("{d}.{c}.{b}.{a}.in-addr.arpa.")
-        }
-        std::net::IpAddr::V6(v6) => {
-            let hex: String = v6.octets().iter().map(|b| format!("{b:02x}")).collect();
-            let mut labels: Vec<String> = hex.chars().rev().map(String::from).collect();
-            labels.push("ip6.arpa.".into());
-            labels.join(".")
-        }
-    }
 }
 
 /// `<name>.<namespace>.svc.cluster.local.`
@@ -528,35 +512,35 @@ fn namespace_cases(t: &TenantFacts, facts: &[TenantFacts]) -> Vec<Case> {
         ),
         case(
             "PTR ClusterIP v4",
-            reverse(&t.web_v4),
+            nameplane_e2e::reverse_name(&t.web_v4),
             "PTR",
             &[("PTR", &web)],
             &[&web],
         ),
         case(
             "PTR ClusterIP v6",
-            reverse(&t.web_v6),
+            nameplane_e2e::reverse_name(&t.web_v6),
             "PTR",
             &[("PTR", &web)],
             &[&web],
         ),
         case(
             "PTR endpoint hostname",
-            reverse(&t.endpoints[0]),
+            nameplane_e2e::reverse_name(&t.endpoints[0]),
             "PTR",
             &[("PTR", &host0)],
             &[&host0],
         ),
         case(
             "PTR endpoint hostname v6",
-            reverse(&t.endpoint_v6),
+            nameplane_e2e::reverse_name(&t.endpoint_v6),
             "PTR",
             &[("PTR", &host0)],
             &[&host0],
         ),
         case(
             "PTR endpoint dashed",
-            reverse(&t.endpoints[1]),
+            nameplane_e2e::reverse_name(&t.endpoints[1]),
             "PTR",
             &[("PTR", &host1)],
             &[&host1],
@@ -1104,26 +1088,7 @@ fn upstream() -> DnsServer {
         }],
         ..Default::default()
     };
-    config
-        .clone()
-        .validate()
-        .expect("the test's config is valid");
-    let manifest = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": name,
-            "namespace": AP_NS,
-            "annotations": { HASH_ANNOTATION: config.content_hash() },
-        },
-        "data": { CONFIG_KEY: config.to_json() },
-    });
-    let out = kubectl_with_stdin(&["apply", "-f", "-"], Some(&manifest.to_string()));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    nameplane_e2e::publish_config(AP_NS, name, &config);
     let mut server = DnsServer::start(name, &format!("{AP_NS}/{name}"), &[]);
     server.wait_ready(READY);
     server

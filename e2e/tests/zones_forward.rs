@@ -9,8 +9,8 @@
 //! Needs `make cluster-up`, `cargo build --bins` and `knotd` (`make deps`); `make e2e` does
 //! all three.
 
+use nameplane_config::ServerConfig;
 use nameplane_config::zone::{RecordConfig, RecordKind, ZoneConfig};
-use nameplane_config::{CONFIG_KEY, HASH_ANNOTATION, ServerConfig};
 use nameplane_e2e::{
     DigResult, DnsServer, Operator, Process, Transport, dig, dig_raw, e2e_dir, ensure_namespace,
     free_port, kubectl, kubectl_ok, kubectl_with_stdin, metric_sum, wait_for,
@@ -20,31 +20,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const READY: Duration = Duration::from_secs(30);
-
-/// Writes `config` into ConfigMap `namespace/name` (created or replaced), as the operator
-/// would.
-fn publish(namespace: &str, name: &str, config: &ServerConfig) {
-    config
-        .clone()
-        .validate()
-        .expect("the test's config is valid");
-    let manifest = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "annotations": { HASH_ANNOTATION: config.content_hash() },
-        },
-        "data": { CONFIG_KEY: config.to_json() },
-    });
-    let out = kubectl_with_stdin(&["apply", "-f", "-"], Some(&manifest.to_string()));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn record(name: &str, kind: RecordKind, ttl: u32, values: &[&str]) -> RecordConfig {
     RecordConfig {
@@ -71,7 +46,7 @@ fn zone_server(
 ) -> DnsServer {
     let mut config = server_config(name);
     config.zones = zones;
-    publish(namespace, name, &config);
+    nameplane_e2e::publish_config(namespace, name, &config);
     let target = format!("{namespace}/{name}");
     let mut server = match port {
         Some(port) => DnsServer::start_on(name, &target, port, &[]),
