@@ -244,10 +244,7 @@ impl Restriction {
         match QName::from_wire(&wire) {
             Some(name) => self.check(&name),
             // A name this server could not even parse is not one a policy allowed.
-            None => self.check(&QName::root()).and(Err(Denial {
-                response: DeniedResponse::Refused,
-                policy: None,
-            })),
+            None => Err(self.refusal()),
         }
     }
 

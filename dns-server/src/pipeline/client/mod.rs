@@ -81,8 +81,9 @@ pub struct Shaping {
     /// NXDOMAIN too.
     fallback: Option<Vec<u8>>,
     restriction: Option<Restriction>,
-    /// The NXDOMAIN a denial answers with, encoded up front (it needs the cluster
-    /// snapshot, which a forwarded answer no longer has).
+    /// A forwarded query's NXDOMAIN denial, encoded up front (it needs the cluster
+    /// snapshot, which the forwarded answer no longer has); empty for an answer shaped at
+    /// once, whose denial is encoded only if it happens.
     nx_denial: Vec<u8>,
     cname_ttl: u32,
 }
@@ -123,7 +124,7 @@ fn deny(
             .kubernetes()
             .and_then(|k| k.nxdomain(&request.name, sources.cluster))
             .unwrap_or_else(|| Answer::rcode(ResponseCode::NXDomain, Origin::Server)),
-        DeniedResponse::Refused => Answer::rcode(ResponseCode::Refused, Origin::Server),
+        DeniedResponse::Refused => return refused(request, settings.max_udp_payload, out),
     };
     response::encode(request, &answer, settings.max_udp_payload, out);
     answer.rcode
@@ -219,6 +220,29 @@ pub(super) fn answer(
     let walking = candidates.is_some();
     let names = candidates.unwrap_or_else(|| vec![first.clone()]);
     let mut fallback: Option<Vec<u8>> = None;
+    let shaping = |resolved: &QName, autopath: bool, fallback: Option<Vec<u8>>| Shaping {
+        original: packet.to_vec(),
+        transport,
+        first: first.clone(),
+        resolved: resolved.clone(),
+        rewrite: rewritten.as_ref().map(|r| Arc::clone(&r.rule)),
+        autopath,
+        fallback,
+        restriction: restriction.clone(),
+        nx_denial: Vec::new(),
+        cname_ttl: stages.ttl,
+    };
+    // The denial of an answer shaped here, encoded only when it happens.
+    let deny_nx = |out: &mut Vec<u8>| {
+        deny(
+            request,
+            DeniedResponse::Nxdomain,
+            pipeline,
+            sources,
+            settings,
+            out,
+        );
+    };
     for (i, name) in names.iter().enumerate() {
         let last = i + 1 == names.len();
         // A later autopath step the client may not resolve does not exist for it.
@@ -250,32 +274,12 @@ pub(super) fn answer(
             }
             continue;
         }
-        let mut nx_denial = Vec::new();
-        if restriction.is_some() {
-            deny(
-                request,
-                DeniedResponse::Nxdomain,
-                pipeline,
-                sources,
-                settings,
-                &mut nx_denial,
-            );
-        }
-        let shaping = Shaping {
-            original: packet.to_vec(),
-            transport,
-            first: first.clone(),
-            resolved: name.clone(),
-            rewrite: rewritten.as_ref().map(|r| Arc::clone(&r.rule)),
-            autopath: walking,
-            fallback: fallback.take(),
-            restriction: restriction.clone(),
-            nx_denial,
-            cname_ttl: stages.ttl,
-        };
+        let mut shaped = shaping(name, walking, fallback.take());
         if let Flow::Forward(pending) = flow {
-            let deferred =
-                forward::Deferred::new(&inner_packet, transport, pending).shaped(shaping);
+            if restriction.is_some() {
+                deny_nx(&mut shaped.nx_denial);
+            }
+            let deferred = forward::Deferred::new(&inner_packet, transport, pending).shaped(shaped);
             return Outcome {
                 replied: false,
                 pending: Some(deferred),
@@ -320,34 +324,30 @@ pub(super) fn answer(
                 ..outcome(done.rcode, done.origin, false)
             };
         }
-        let (rcode, truncated) =
-            shaping.finish(&inner_out, done.origin, sources.metrics, ip, settings, out);
+        let (rcode, truncated) = shaped.finish_with(
+            &inner_out,
+            done.origin,
+            sources.metrics,
+            ip,
+            settings,
+            &deny_nx,
+            out,
+        );
         return Outcome {
             refresh: done.refresh,
             ..outcome(rcode, done.origin, truncated)
         };
     }
     // Only reached when autopath skipped the last step: the first step's NXDOMAIN stands.
-    let shaping = Shaping {
-        original: packet.to_vec(),
-        transport,
-        first: first.clone(),
-        resolved: first.clone(),
-        rewrite: rewritten.as_ref().map(|r| Arc::clone(&r.rule)),
-        autopath: false,
-        fallback: None,
-        restriction,
-        nx_denial: Vec::new(),
-        cname_ttl: stages.ttl,
-    };
     let first_answer = fallback.unwrap_or_default();
     sources.metrics.clients().autopath(false);
-    let (rcode, truncated) = shaping.finish(
+    let (rcode, truncated) = shaping(&first, false, None).finish_with(
         &first_answer,
         Origin::Kubernetes,
         sources.metrics,
         ip,
         settings,
+        &deny_nx,
         out,
     );
     outcome(rcode, Origin::Kubernetes, truncated)
@@ -355,14 +355,32 @@ pub(super) fn answer(
 
 impl Shaping {
     /// Writes the client's response made of `inner` (the encoded answer for the resolved
-    /// name, from `origin`) at the end of `out`; returns its rcode and whether TC was set.
+    /// name, from `origin`, here a forwarded one) at the end of `out`; returns its rcode and
+    /// whether TC was set.
     pub fn finish(
+        mut self,
+        inner: &[u8],
+        origin: Origin,
+        metrics: &Metrics,
+        client: IpAddr,
+        settings: &Settings,
+        out: &mut Vec<u8>,
+    ) -> (ResponseCode, bool) {
+        let nx_denial = std::mem::take(&mut self.nx_denial);
+        let deny_nx = |out: &mut Vec<u8>| out.extend_from_slice(&nx_denial);
+        self.finish_with(inner, origin, metrics, client, settings, &deny_nx, out)
+    }
+
+    /// [`Shaping::finish`], with `deny_nx` writing the NXDOMAIN of a denial.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_with(
         self,
         inner: &[u8],
         origin: Origin,
         metrics: &Metrics,
         client: IpAddr,
         settings: &Settings,
+        deny_nx: &dyn Fn(&mut Vec<u8>),
         out: &mut Vec<u8>,
     ) -> (ResponseCode, bool) {
         let Ok(request) = request::parse(&self.original, self.transport) else {
@@ -394,11 +412,11 @@ impl Shaping {
             r.record(verdict, metrics, client, &request.name);
             if let Err(Denial { response, .. }) = verdict {
                 return match response {
-                    DeniedResponse::Nxdomain if !self.nx_denial.is_empty() => {
-                        out.extend_from_slice(&self.nx_denial);
+                    DeniedResponse::Nxdomain => {
+                        deny_nx(out);
                         (ResponseCode::NXDomain, false)
                     }
-                    _ => (refused(&request, max_udp, out), false),
+                    DeniedResponse::Refused => (refused(&request, max_udp, out), false),
                 };
             }
             message
