@@ -176,6 +176,26 @@ pub fn speed_up_controller_manager() -> Result<()> {
     })
 }
 
+/// The components `cluster-up.sh` starts.
+pub const COMPONENTS: [&str; 3] = ["etcd", "kube-apiserver", "kube-controller-manager"];
+
+/// Moves every thread of every control-plane component onto `cpus` (a `taskset` list such
+/// as `1` or `0-1`). Threads started later inherit it.
+pub fn pin_control_plane(cpus: &str) -> Result<()> {
+    for name in COMPONENTS {
+        let pid = component_pid(name)?;
+        let status = std::process::Command::new("taskset")
+            .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .context("running taskset")?;
+        if !status.success() {
+            bail!("taskset -a -p -c {cpus} {pid} ({name}) failed: {status}");
+        }
+    }
+    Ok(())
+}
+
 /// Restarts kube-apiserver unchanged and waits (up to `timeout`) for `/readyz`; returns how
 /// long it was unavailable.
 pub fn restart_apiserver(timeout: Duration) -> Result<Duration> {

@@ -74,13 +74,30 @@ async fn run() -> Result<()> {
     ];
     let mut notes = vec![
         format!(
-            "Servers pinned to CPU {} (taskset), dnsperf to CPU {}, on loopback; CoreDNS with GOMAXPROCS=1, nameplane-dns with --udp-sockets 1 --max-udp-payload 4096 (CoreDNS answers up to the client's EDNS buffer; nameplane's default cap is 1232). The control plane (etcd, kube-apiserver, kube-controller-manager) is not pinned.",
+            "Servers pinned to CPU {} (taskset), dnsperf to CPU {}, on loopback; CoreDNS with GOMAXPROCS=1, nameplane-dns with --udp-sockets 1 --max-udp-payload 4096 (CoreDNS answers up to the client's EDNS buffer; nameplane's default cap is 1232). While queries are timed, the control plane (etcd, kube-apiserver, kube-controller-manager) is moved to CPU {} too, so CPU 0 runs only the server under test; it uses every CPU otherwise. The bench harness runs on CPU {}.",
             servers::SERVER_CPU,
+            dnsperf::LOADGEN_CPU,
+            dnsperf::LOADGEN_CPU,
             dnsperf::LOADGEN_CPU
         ),
         "Both servers run at once and watch the same API server; each is idle while the other is measured.".into(),
         "kube-controller-manager is restarted with --kube-api-qps=2000 (default 20) so the EndpointSlice controller keeps up with the object creation, and without the legacy Endpoints controllers (neither server reads Endpoints).".into(),
     ];
+    if !settings.types.is_empty() || !settings.phases.is_empty() {
+        notes.push(format!(
+            "A partial run: query types {}, steps {} (BENCH_TYPES, BENCH_PHASES).",
+            if settings.types.is_empty() {
+                "all".to_string()
+            } else {
+                settings.types.join(", ")
+            },
+            if settings.phases.is_empty() {
+                "all".to_string()
+            } else {
+                settings.phases.join(", ")
+            },
+        ));
+    }
     if machine
         .loadavg_start
         .split_whitespace()
@@ -389,19 +406,41 @@ async fn run_set_inner(
     m.rows = std::mem::take(&mut report.rows);
     m.rss_after_sync(&servers);
     m.probe_support(&servers).await;
-    let coredns_max = m.qps(&servers).await;
-    m.latency(&servers, &coredns_max).await;
-    m.knot_ceiling().await;
-    if let Err(e) = m.programming(client, &servers).await {
+    let phase = |p: &str| settings.runs_phase(p);
+    // While queries are timed, CPU 0 runs only the server under test: the control plane
+    // joins dnsperf (and this harness) on the load generator's CPU.
+    let all_cpus = format!("0-{}", sys::Machine::describe().nproc.max(1) - 1);
+    if let Err(e) = cluster::pin_control_plane(&dnsperf::LOADGEN_CPU.to_string()) {
+        m.error("pinning the control plane", &e);
+    }
+    if phase("qps") || phase("latency") {
+        let coredns_max = m.qps(&servers).await;
+        if phase("latency") {
+            m.latency(&servers, &coredns_max).await;
+        }
+    }
+    if phase("knot") {
+        m.knot_ceiling().await;
+    }
+    if let Err(e) = cluster::pin_control_plane(&all_cpus) {
+        m.error("unpinning the control plane", &e);
+    }
+    if phase("programming")
+        && let Err(e) = m.programming(client, &servers).await
+    {
         m.error("programming latency", &e);
     }
-    if let Err(e) = m.relist(&mut servers).await {
+    if phase("relist")
+        && let Err(e) = m.relist(&mut servers).await
+    {
         m.error("re-list", &e);
     }
-    let cm = m.config_change_configmap(client, &servers, &config).await;
-    let cr = m.config_change_cr(bin_dir).await;
-    let coredns = m.config_change_coredns(&mut servers).await;
-    m.config_rows(coredns, cr, cm);
+    if phase("config") {
+        let cm = m.config_change_configmap(client, &servers, &config).await;
+        let cr = m.config_change_cr(bin_dir).await;
+        let coredns = m.config_change_coredns(&mut servers).await;
+        m.config_rows(coredns, cr, cm);
+    }
     // Order the rows by section for the report.
     let order = ["qps", "latency", "memory", "programming", "config"];
     m.rows.sort_by_key(|r| {

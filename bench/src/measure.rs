@@ -39,6 +39,17 @@ pub struct Servers {
     pub nameplane: Nameplane,
 }
 
+impl Servers {
+    /// `127.0.0.1:<port>` of `who`'s Prometheus metrics (Knot is not one of them).
+    pub fn metrics_addr(&self, who: Who) -> Option<String> {
+        match who {
+            Who::CoreDns => Some(format!("127.0.0.1:{}", self.coredns.ports.metrics)),
+            Who::Nameplane => Some(self.nameplane.admin.clone()),
+            Who::Knot => None,
+        }
+    }
+}
+
 /// Which server a figure belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Who {
@@ -69,72 +80,74 @@ pub struct QpsRun {
     pub summaries: Vec<(Option<u64>, Summary)>,
     /// Set when the answers under load carried the wrong rcode.
     pub wrong_rcode: Option<String>,
+    /// Answered queries per CPU-second the server spent during the counted dnsperf run: what
+    /// one fully busy core would answer, even when the load generator saturates first.
+    pub per_cpu_second: Option<f64>,
 }
 
-/// One max-QPS run: dnsperf self-paced (100 outstanding); if it lost more than 0.1%, fixed
-/// rates from 90% of what it reached down by 20% steps until one loses ≤ 0.1%.
-pub async fn max_qps_run(port: u16, file: &Path, seconds: u64, kind: Kind) -> Result<QpsRun> {
+/// One max-QPS run against the server at `port` (process `pid`): dnsperf self-paced (100
+/// outstanding); if it lost more than 0.1%, fixed rates from 90% of what it reached down by
+/// 20% steps until one loses ≤ 0.1%.
+pub async fn max_qps_run(
+    port: u16,
+    pid: u32,
+    file: &Path,
+    seconds: u64,
+    kind: Kind,
+) -> Result<QpsRun> {
     let mut summaries = Vec::new();
-    let first = dnsperf::Run {
-        port,
-        queries: file,
-        seconds,
-        rate: None,
-        verbose: false,
-    }
-    .run()
-    .await?;
-    let share = first.share(kind.rcode());
-    if share < MIN_RCODE_SHARE {
-        let seen = first.main_rcode().unwrap_or("no answers").to_string();
-        summaries.push((None, first));
-        return Ok(QpsRun {
-            qps: 0.0,
-            summaries,
-            wrong_rcode: Some(format!(
-                "{seen} under load ({:.1}% {})",
-                share * 100.0,
-                kind.rcode()
-            )),
-        });
-    }
-    if first.loss() <= MAX_LOSS {
-        let qps = first.qps;
-        summaries.push((None, first));
-        return Ok(QpsRun {
-            qps,
-            summaries,
-            wrong_rcode: None,
-        });
-    }
-    let mut rate = (first.qps * 0.9).max(1.0) as u64;
-    summaries.push((None, first));
-    for _ in 0..4 {
+    let mut rate = None;
+    for _ in 0..5 {
+        let cpu_before = sys::cpu_seconds(pid);
         let s = dnsperf::Run {
             port,
             queries: file,
             seconds,
-            rate: Some(rate),
+            rate,
             verbose: false,
         }
         .run()
         .await?;
+        let cpu = sys::cpu_seconds(pid)
+            .zip(cpu_before)
+            .map(|(after, before)| after - before)
+            .filter(|cpu| *cpu > 0.0);
+        if rate.is_none() {
+            let share = s.share(kind.rcode());
+            if share < MIN_RCODE_SHARE {
+                let seen = s.main_rcode().unwrap_or("no answers").to_string();
+                summaries.push((None, s));
+                return Ok(QpsRun {
+                    qps: 0.0,
+                    summaries,
+                    wrong_rcode: Some(format!(
+                        "{seen} under load ({:.1}% {})",
+                        share * 100.0,
+                        kind.rcode()
+                    )),
+                    per_cpu_second: None,
+                });
+            }
+        }
         let ok = s.loss() <= MAX_LOSS;
-        let qps = s.qps;
-        summaries.push((Some(rate), s));
+        let (qps, completed) = (s.qps, s.completed);
+        let next = (rate.map_or(qps * 0.9, |r| r as f64 * 0.8)).max(1.0) as u64;
+        summaries.push((rate, s));
         if ok {
             return Ok(QpsRun {
                 qps,
                 summaries,
                 wrong_rcode: None,
+                per_cpu_second: cpu.map(|cpu| completed as f64 / cpu),
             });
         }
-        rate = (rate as f64 * 0.8).max(1.0) as u64;
+        rate = Some(next);
     }
     Ok(QpsRun {
         qps: 0.0,
         summaries,
         wrong_rcode: None,
+        per_cpu_second: None,
     })
 }
 
@@ -151,6 +164,8 @@ pub struct LatencyRun {
     pub qps: f64,
     /// Lost fraction.
     pub loss: f64,
+    /// The server's cache misses during the run, when its metrics could be read.
+    pub cache_misses: Option<f64>,
 }
 
 /// The quantiles of `summary` (needs `-v` latencies).
@@ -165,6 +180,7 @@ pub fn latency_of(summary: &Summary) -> LatencyRun {
         p999: q(0.999),
         qps: summary.qps,
         loss: summary.loss(),
+        cache_misses: None,
     }
 }
 
@@ -218,6 +234,14 @@ impl<'a> SetRun<'a> {
         }
     }
 
+    /// The query types this run times (`BENCH_TYPES`), in report order.
+    fn kinds(&self) -> Vec<Kind> {
+        Kind::ALL
+            .into_iter()
+            .filter(|k| self.settings.times_type(k.key()))
+            .collect()
+    }
+
     /// Records a failed step.
     pub fn error(&mut self, step: &str, error: &anyhow::Error) {
         let text = format!("{step}: {error:#}");
@@ -236,7 +260,7 @@ impl<'a> SetRun<'a> {
     /// Probes every query type on both servers (and pod records, as a feature).
     pub async fn probe_support(&mut self, servers: &Servers) {
         eprintln!("[bench] probing which query types each server answers correctly");
-        for kind in Kind::ALL {
+        for kind in self.kinds() {
             let probes = self.queries.probes(kind);
             // External names: the first query fills the cache; probe twice.
             if kind == Kind::External {
@@ -283,21 +307,29 @@ impl<'a> SetRun<'a> {
     /// ...) so background load drifts hit both alike. Returns CoreDNS's median per type.
     pub async fn qps(&mut self, servers: &Servers) -> HashMap<&'static str, f64> {
         let mut coredns_max = HashMap::new();
-        for kind in Kind::ALL {
+        for kind in self.kinds() {
             let file = self.queries.file(kind).to_path_buf();
             eprintln!("[bench] max QPS, {}", kind.label(self.set));
             let mut cells = Vec::new();
             let mut raw = serde_json::Map::new();
             let who = [
-                (Who::CoreDns, servers.coredns.port),
-                (Who::Nameplane, servers.nameplane.port),
+                (
+                    Who::CoreDns,
+                    servers.coredns.port,
+                    servers.coredns.proc.pid(),
+                ),
+                (
+                    Who::Nameplane,
+                    servers.nameplane.port,
+                    servers.nameplane.proc.pid(),
+                ),
             ];
-            let active: Vec<(Who, u16)> = who
+            let active: Vec<(Who, u16, u32)> = who
                 .iter()
                 .copied()
-                .filter(|(w, _)| self.ok_for(kind, *w).is_ok())
+                .filter(|(w, _, _)| self.ok_for(kind, *w).is_ok())
                 .collect();
-            for &(_, port) in &active {
+            for &(_, port, _) in &active {
                 let _ = dnsperf::Run {
                     port,
                     queries: &file,
@@ -310,14 +342,15 @@ impl<'a> SetRun<'a> {
             }
             let mut runs: HashMap<&str, Vec<QpsRun>> = HashMap::new();
             for r in 0..self.settings.runs {
-                for &(w, port) in &active {
-                    match max_qps_run(port, &file, self.settings.duration_s, kind).await {
+                for &(w, port, pid) in &active {
+                    match max_qps_run(port, pid, &file, self.settings.duration_s, kind).await {
                         Ok(run) => {
                             eprintln!(
-                                "[bench]   run {}: {:<9} {:>9.0} QPS{}",
+                                "[bench]   run {}: {:<9} {:>9.0} QPS, {:>9.0} per CPU-second{}",
                                 r + 1,
                                 w.key(),
                                 run.qps,
+                                run.per_cpu_second.unwrap_or(f64::NAN),
                                 run.wrong_rcode
                                     .as_ref()
                                     .map(|w| format!(" ({w})"))
@@ -342,7 +375,7 @@ impl<'a> SetRun<'a> {
                         servers.nameplane.port,
                     ),
                 ] {
-                    if active.iter().any(|(a, _)| *a == w) {
+                    if active.iter().any(|(a, _, _)| *a == w) {
                         let out = self.dir.join(format!("perf-{}-{}", w.key(), kind.key()));
                         match profile(pid, port, &file, self.settings.duration_s, &out).await {
                             Ok(()) => {
@@ -353,15 +386,22 @@ impl<'a> SetRun<'a> {
                     }
                 }
             }
+            let mut per_cpu_cells = Vec::new();
             for w in [Who::CoreDns, Who::Nameplane] {
-                let cell = match self.ok_for(kind, w) {
-                    Err(why) => Cell::missing(format!("unsupported: {why}")),
-                    Ok(()) => qps_cell(runs.get(w.key()).map(Vec::as_slice).unwrap_or_default()),
+                let its_runs = runs.get(w.key()).map(Vec::as_slice).unwrap_or_default();
+                let (cell, per_cpu) = match self.ok_for(kind, w) {
+                    Err(why) => (
+                        Cell::missing(format!("unsupported: {why}")),
+                        Cell::missing(format!("unsupported: {why}")),
+                    ),
+                    Ok(()) => (qps_cell(its_runs), per_cpu_cell(its_runs)),
                 };
+                per_cpu_cells.push(per_cpu);
                 raw.insert(
                     w.key().into(),
                     json!(runs.get(w.key()).map(|rs| rs.iter().map(|r| json!({
                         "qps": r.qps,
+                        "perCpuSecond": r.per_cpu_second,
                         "wrongRcode": r.wrong_rcode,
                         "dnsperf": r.summaries.iter().map(|(rate, s)| json!({"rate": rate, "summary": s})).collect::<Vec<_>>(),
                     })).collect::<Vec<_>>())),
@@ -393,13 +433,27 @@ impl<'a> SetRun<'a> {
                     self.settings.warmup_s,
                 ),
             });
+            let nameplane = per_cpu_cells.pop().expect("two cells");
+            let coredns = per_cpu_cells.pop().expect("two cells");
+            self.rows.push(Row {
+                section: "qps".into(),
+                metric: format!("queries per server CPU-second, {}", kind.label(self.set)),
+                unit: "QPS/CPU-s".into(),
+                better: Better::Higher,
+                coredns,
+                nameplane,
+                knot: None,
+                target: Target::Ratio { ratio: 3.0 },
+                knot_share_target: Some(0.5),
+                method: "the max-QPS runs above: queries answered in the counted dnsperf run divided by the user + system CPU time of the server process meanwhile (/proc/<pid>/stat, 10 ms ticks). What one fully busy core answers: where dnsperf saturates its own CPU first (the server's CPU is not fully busy), max QPS shows the load generator's limit and this row the server's".into(),
+            });
         }
         coredns_max
     }
 
     /// p50/p99 at half of CoreDNS's max QPS, for every type CoreDNS has a max for.
     pub async fn latency(&mut self, servers: &Servers, coredns_max: &HashMap<&'static str, f64>) {
-        for kind in Kind::ALL {
+        for kind in self.kinds() {
             let Some(max) = coredns_max.get(kind.key()) else {
                 continue;
             };
@@ -418,6 +472,15 @@ impl<'a> SetRun<'a> {
                     if self.ok_for(kind, w).is_err() {
                         continue;
                     }
+                    // Cache misses during the run tell a slow tail of refetches from one
+                    // of the server itself (both servers export CoreDNS's cache metrics).
+                    let metrics = servers.metrics_addr(w);
+                    let misses = || {
+                        metrics
+                            .as_deref()
+                            .and_then(|m| servers::metric_sum(m, "coredns_cache_misses_total"))
+                    };
+                    let misses_before = misses();
                     let run = dnsperf::Run {
                         port,
                         queries: &file,
@@ -427,8 +490,20 @@ impl<'a> SetRun<'a> {
                     }
                     .run()
                     .await;
+                    let cache_misses = misses().zip(misses_before).map(|(a, b)| a - b);
                     match run {
-                        Ok(s) => per.entry(w.key()).or_default().push(latency_of(&s)),
+                        Ok(s) => {
+                            let mut run = latency_of(&s);
+                            run.cache_misses = cache_misses;
+                            eprintln!(
+                                "[bench]   {:<9} p50 {:.3} ms, p99 {:.3} ms, cache misses {}",
+                                w.key(),
+                                run.p50.unwrap_or(f64::NAN) * 1e3,
+                                run.p99.unwrap_or(f64::NAN) * 1e3,
+                                cache_misses.map_or("?".into(), |m| m.to_string())
+                            );
+                            per.entry(w.key()).or_default().push(run)
+                        }
                         Err(e) => self.error(&format!("latency {} {}", w.key(), kind.key()), &e),
                     }
                 }
@@ -487,7 +562,7 @@ impl<'a> SetRun<'a> {
             }
             self.raw.insert(
                 format!("latency_{}", kind.key()),
-                Value::Object(per.iter().map(|(k, v)| (k.to_string(), json!(v.iter().map(|r| json!({"p50": r.p50, "p99": r.p99, "p999": r.p999, "qps": r.qps, "loss": r.loss})).collect::<Vec<_>>()))).collect()),
+                Value::Object(per.iter().map(|(k, v)| (k.to_string(), json!(v.iter().map(|r| json!({"p50": r.p50, "p99": r.p99, "p999": r.p999, "qps": r.qps, "loss": r.loss, "cache_misses": r.cache_misses})).collect::<Vec<_>>()))).collect()),
             );
         }
     }
@@ -507,7 +582,7 @@ impl<'a> SetRun<'a> {
                 }
             };
         let mut raw = serde_json::Map::new();
-        for kind in Kind::ALL {
+        for kind in self.kinds() {
             let file = self.queries.file(kind).to_path_buf();
             let probe_result = queries::check(port, self.queries.probes(kind)).await;
             if let Some(s) = self
@@ -520,8 +595,11 @@ impl<'a> SetRun<'a> {
                     Err(why) => format!("unsupported: {why}"),
                 });
             }
-            let cell = match probe_result {
-                Err(why) => Cell::missing(format!("unsupported: {why}")),
+            let (cell, per_cpu) = match probe_result {
+                Err(why) => (
+                    Cell::missing(format!("unsupported: {why}")),
+                    Cell::missing(format!("unsupported: {why}")),
+                ),
                 Ok(()) => {
                     let _ = dnsperf::Run {
                         port,
@@ -534,26 +612,40 @@ impl<'a> SetRun<'a> {
                     .await;
                     let mut runs = Vec::new();
                     for _ in 0..self.settings.runs {
-                        match max_qps_run(port, &file, self.settings.duration_s, kind).await {
+                        match max_qps_run(port, knot.pid(), &file, self.settings.duration_s, kind)
+                            .await
+                        {
                             Ok(r) => runs.push(r),
                             Err(e) => self.error(&format!("dnsperf knot {}", kind.key()), &e),
                         }
                     }
                     eprintln!(
-                        "[bench]   knot {:<12} {:?} QPS",
+                        "[bench]   knot {:<12} {:?} QPS, {:?} per CPU-second",
                         kind.key(),
-                        runs.iter().map(|r| r.qps.round()).collect::<Vec<_>>()
+                        runs.iter().map(|r| r.qps.round()).collect::<Vec<_>>(),
+                        runs.iter()
+                            .map(|r| r.per_cpu_second.map(f64::round))
+                            .collect::<Vec<_>>()
                     );
                     raw.insert(
                         kind.key().into(),
-                        json!(runs.iter().map(|r| r.qps).collect::<Vec<_>>()),
+                        json!(
+                            runs.iter()
+                                .map(|r| json!({"qps": r.qps, "perCpuSecond": r.per_cpu_second}))
+                                .collect::<Vec<_>>()
+                        ),
                     );
-                    qps_cell(&runs)
+                    (qps_cell(&runs), per_cpu_cell(&runs))
                 }
             };
-            let label = format!("max QPS, {}", kind.label(self.set));
-            if let Some(row) = self.rows.iter_mut().find(|r| r.metric == label) {
-                row.knot = Some(cell);
+            let label = kind.label(self.set);
+            for (metric, cell) in [
+                (format!("max QPS, {label}"), cell),
+                (format!("queries per server CPU-second, {label}"), per_cpu),
+            ] {
+                if let Some(row) = self.rows.iter_mut().find(|r| r.metric == metric) {
+                    row.knot = Some(cell);
+                }
             }
         }
         let _ = knot.check_running();
@@ -1110,6 +1202,18 @@ pub async fn profile(pid: u32, port: u16, file: &Path, seconds: u64, out: &Path)
     Ok(())
 }
 
+/// Median queries per server CPU-second over `runs`.
+fn per_cpu_cell(runs: &[QpsRun]) -> Cell {
+    if let Some(wrong) = runs.iter().find_map(|r| r.wrong_rcode.clone()) {
+        return Cell::missing(format!("unsupported: {wrong}"));
+    }
+    let values: Vec<f64> = runs.iter().filter_map(|r| r.per_cpu_second).collect();
+    if values.is_empty() {
+        return Cell::missing("no CPU time read");
+    }
+    Cell::of_runs(values)
+}
+
 fn qps_cell(runs: &[QpsRun]) -> Cell {
     if runs.is_empty() {
         return Cell::missing("no run");
@@ -1198,11 +1302,13 @@ mod tests {
             qps: 100.0,
             summaries: vec![(None, Summary::default())],
             wrong_rcode: None,
+            per_cpu_second: Some(200.0),
         };
         let bad = QpsRun {
             qps: 0.0,
             summaries: vec![],
             wrong_rcode: Some("REFUSED under load (0.0% NOERROR)".into()),
+            per_cpu_second: None,
         };
         assert_eq!(qps_cell(&[ok.clone(), ok.clone()]).value, Some(100.0));
         let c = qps_cell(&[ok, bad]);

@@ -41,6 +41,27 @@ pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     Some((code, body.to_string()))
 }
 
+/// The sum of every `name` series on the Prometheus endpoint at `addr` (both servers export
+/// CoreDNS's metric names), or `None` when it cannot be read.
+pub fn metric_sum(addr: &str, name: &str) -> Option<f64> {
+    let (200, body) = http_get(addr, "/metrics")? else {
+        return None;
+    };
+    let mut sum = None;
+    for line in body.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with('{') || rest.starts_with(' ')) {
+            continue;
+        }
+        if let Some(v) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
+            *sum.get_or_insert(0.0) += v;
+        }
+    }
+    sum
+}
+
 /// Waits until `GET addr/path` answers 200, the process is alive, or `timeout` passes.
 pub async fn wait_http_ok(
     proc: &mut Proc,

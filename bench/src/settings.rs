@@ -8,6 +8,8 @@
 //! | `BENCH_RUNS` | 3 (smoke: 1) | runs per point; the report gives the median |
 //! | `BENCH_DURATION` | 10 (quick: 3, smoke: 1) | seconds per dnsperf run |
 //! | `BENCH_PERF` | off | also record a `perf` profile of each server under each type's load |
+//! | `BENCH_TYPES` | all | query types to time, by key (`clusterip_a,headless_a,nxdomain,srv,ptr,external_a`) |
+//! | `BENCH_PHASES` | all | steps to run (`qps,latency,knot,programming,relist,config`): for iterating on one figure |
 //! | `BENCH_OUT` | `target/bench` (smoke: `target/bench/smoke`) | where results go |
 
 use serde::Serialize;
@@ -118,6 +120,25 @@ pub struct Settings {
     pub profile: String,
     /// `BENCH_PERF`: record a `perf` profile of each server under each type's load.
     pub perf: bool,
+    /// `BENCH_TYPES`: query type keys to time (empty: all).
+    pub types: Vec<String>,
+    /// `BENCH_PHASES`: steps to run (empty: all).
+    pub phases: Vec<String>,
+}
+
+/// The steps `BENCH_PHASES` can pick.
+pub const PHASES: [&str; 6] = ["qps", "latency", "knot", "programming", "relist", "config"];
+
+impl Settings {
+    /// Whether query type `key` is timed.
+    pub fn times_type(&self, key: &str) -> bool {
+        self.types.is_empty() || self.types.iter().any(|t| t == key)
+    }
+
+    /// Whether step `phase` (one of [`PHASES`]) runs.
+    pub fn runs_phase(&self, phase: &str) -> bool {
+        self.phases.is_empty() || self.phases.iter().any(|p| p == phase)
+    }
 }
 
 impl Settings {
@@ -173,6 +194,26 @@ impl Settings {
             _ if smoke => crate::sys::target_dir().join("bench/smoke"),
             _ => crate::sys::target_dir().join("bench"),
         };
+        let list = |name: &str| -> Vec<String> {
+            std::env::var(name)
+                .unwrap_or_default()
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        let phases = list("BENCH_PHASES");
+        if let Some(unknown) = phases.iter().find(|p| !PHASES.contains(&p.as_str())) {
+            anyhow::bail!(
+                "BENCH_PHASES: unknown step {unknown:?} ({})",
+                PHASES.join(", ")
+            );
+        }
+        if smoke
+            && (!phases.is_empty() || std::env::var("BENCH_TYPES").is_ok_and(|t| !t.is_empty()))
+        {
+            anyhow::bail!("the smoke checks every step: unset BENCH_PHASES and BENCH_TYPES");
+        }
         Ok(Self {
             sets,
             quick,
@@ -194,6 +235,8 @@ impl Settings {
             out_dir,
             profile: std::env::var("NAMEPLANE_PROFILE").unwrap_or_else(|_| "release".into()),
             perf: flag("BENCH_PERF"),
+            types: list("BENCH_TYPES"),
+            phases,
         })
     }
 }
