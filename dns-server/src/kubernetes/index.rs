@@ -132,9 +132,32 @@ impl Services {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServiceEndpoints {
     slices: Box<[(Box<str>, Arc<SliceEntry>)]>,
+    /// Some address is in two slices (a slice lists each address once, but an endpoint
+    /// moving between slices is briefly in both): answers must drop the repeats.
+    repeats: bool,
 }
 
 impl ServiceEndpoints {
+    fn new(slices: Vec<(Box<str>, Arc<SliceEntry>)>) -> Self {
+        // Worked out once per slice change, so the query path skips de-duplicating.
+        let repeats = slices.len() > 1 && {
+            let mut seen = std::collections::HashSet::new();
+            slices
+                .iter()
+                .flat_map(|(_, slice)| slice.endpoints.iter())
+                .any(|endpoint| !seen.insert(endpoint.ip))
+        };
+        Self {
+            slices: slices.into(),
+            repeats,
+        }
+    }
+
+    /// Whether an address is in more than one slice.
+    pub fn repeats(&self) -> bool {
+        self.repeats
+    }
+
     /// The slices.
     pub fn slices(&self) -> impl Iterator<Item = &SliceEntry> {
         self.slices.iter().map(|(_, slice)| &**slice)
@@ -214,13 +237,8 @@ impl Endpoints {
             .filter(|(name, _)| &**name != slice)
             .collect();
         slices.push((Box::from(slice), Arc::clone(&entry)));
-        self.by_service.insert(
-            namespace,
-            service,
-            Arc::new(ServiceEndpoints {
-                slices: slices.into(),
-            }),
-        );
+        self.by_service
+            .insert(namespace, service, Arc::new(ServiceEndpoints::new(slices)));
         let fresh: Vec<_> = self.references(namespace, service, &entry).collect();
         for (ip, reference) in fresh {
             self.by_ip.add(ip, reference);
@@ -249,13 +267,8 @@ impl Endpoints {
         if slices.is_empty() {
             self.by_service.remove(namespace, service);
         } else {
-            self.by_service.insert(
-                namespace,
-                service,
-                Arc::new(ServiceEndpoints {
-                    slices: slices.into(),
-                }),
-            );
+            self.by_service
+                .insert(namespace, service, Arc::new(ServiceEndpoints::new(slices)));
         }
         true
     }

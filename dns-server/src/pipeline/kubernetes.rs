@@ -272,11 +272,13 @@ impl KubernetesStage {
     }
 
     /// Adds an A or AAAA record for each of `ips` of the asked family; returns whether any.
+    /// `may_repeat`: `ips` may hold an address twice, and the repeat is left out.
     fn addresses<'a>(
         &self,
         qtype: RecordType,
         owner: OutName<'a>,
         ips: impl Iterator<Item = IpAddr>,
+        may_repeat: bool,
         out: &mut Vec<Rr<'a>>,
     ) -> bool {
         let before = out.len();
@@ -285,13 +287,16 @@ impl KubernetesStage {
                 IpAddr::V4(_) => qtype == RecordType::A,
                 IpAddr::V6(_) => qtype == RecordType::AAAA,
             };
-            if wanted {
-                let rr = self.address(owner, ip);
-                // Duplicates can only come from one address in two slices.
-                if !out[before..].contains(&rr) {
-                    out.push(rr);
-                }
+            if !wanted {
+                continue;
             }
+            let rr = self.address(owner, ip);
+            // Every record here has the same owner: comparing the data is enough (and the
+            // whole comparison is skipped unless a repeat is possible: it is quadratic).
+            if may_repeat && out[before..].iter().any(|seen| seen.data == rr.data) {
+                continue;
+            }
+            out.push(rr);
         }
         out.len() > before
     }
@@ -336,7 +341,7 @@ impl KubernetesStage {
             }
             ClusterName::NsName => {
                 let ips = self.dns_addresses(ctx);
-                found(self.addresses(qtype, owner, ips.into_iter(), &mut out.answers))
+                found(self.addresses(qtype, owner, ips.into_iter(), true, &mut out.answers))
             }
             ClusterName::EmptyNonTerminal => Found::NoData,
             ClusterName::Namespace { namespace } => {
@@ -417,6 +422,7 @@ impl KubernetesStage {
                         ctx.qtype,
                         owner,
                         entry.cluster_ips(),
+                        false,
                         &mut out.answers,
                     )),
                     RecordType::SRV => self.srv(ctx, namespace, service, None, owner, out),
@@ -435,6 +441,7 @@ impl KubernetesStage {
                         ctx.qtype,
                         owner,
                         endpoints.endpoints().map(|(_, e)| e.ip),
+                        endpoints.repeats(),
                         &mut out.answers,
                     )),
                     RecordType::SRV => self.srv(ctx, namespace, service, None, owner, out),
@@ -484,9 +491,13 @@ impl KubernetesStage {
             return Found::NxDomain;
         }
         match ctx.qtype {
-            RecordType::A | RecordType::AAAA => {
-                found(self.addresses(ctx.qtype, owner, matching.map(|e| e.ip), &mut out.answers))
-            }
+            RecordType::A | RecordType::AAAA => found(self.addresses(
+                ctx.qtype,
+                owner,
+                matching.map(|e| e.ip),
+                endpoints.repeats(),
+                &mut out.answers,
+            )),
             _ => Found::NoData,
         }
     }
@@ -626,7 +637,13 @@ impl KubernetesStage {
                 _ => return Found::ServFail,
             }
         }
-        found(self.addresses(ctx.qtype, owner, std::iter::once(ip), &mut out.answers))
+        found(self.addresses(
+            ctx.qtype,
+            owner,
+            std::iter::once(ip),
+            false,
+            &mut out.answers,
+        ))
     }
 
     /// The addresses of `ns.dns.<zone>`: the cluster IPs of the Services whose endpoints are

@@ -1167,3 +1167,38 @@ pub(crate) fn answer_from(
     let response = outcome.replied.then_some(out);
     (outcome, response)
 }
+
+#[test]
+fn an_address_in_two_slices_is_answered_once() {
+    let mut f = Fixture::new();
+    // An endpoint moving from one slice to another is briefly listed by both.
+    let moved = || endpoint("10.244.0.2", None, Some("pod-b"));
+    f.cluster.endpoints.put_slice(
+        "default",
+        "db",
+        "db-moved",
+        slice(vec![port("pg", Protocol::Tcp, 5432)], vec![moved()]),
+    );
+    assert!(
+        f.cluster
+            .endpoints
+            .get("default", "db")
+            .expect("db")
+            .repeats()
+    );
+    assert_eq!(
+        answers(&f.ask("db.default.svc.cluster.local.", RecordType::A)),
+        [
+            "db.default.svc.cluster.local. 30 A 10.244.0.1",
+            "db.default.svc.cluster.local. 30 A 10.244.0.2"
+        ]
+    );
+    assert_eq!(
+        answers(&f.ask("10-244-0-2.db.default.svc.cluster.local.", RecordType::A)),
+        ["10-244-0-2.db.default.svc.cluster.local. 30 A 10.244.0.2"]
+    );
+    // Slices without a shared address are answered without looking for repeats.
+    let fixture = Fixture::new();
+    let db = fixture.cluster.endpoints.get("default", "db").expect("db");
+    assert!(!db.repeats(), "db-v4 and db-v6 share no address");
+}
