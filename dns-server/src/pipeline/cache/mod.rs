@@ -382,12 +382,13 @@ impl CacheStage {
         {
             return Flow::Skip;
         }
+        // Routing first: it reads the question as received, while a key decodes its name.
+        if !matches!(self.routes.route(&request.name), Route::Forward(_)) {
+            return Flow::Skip;
+        }
         let Some(key) = Key::of(request) else {
             return Flow::Skip;
         };
-        if !matches!(self.routes.route(&key.name), Route::Forward(_)) {
-            return Flow::Skip;
-        }
         let metrics = sources.metrics.cache();
         metrics.request();
         let found = self.cache.fresh(&key, Instant::now());

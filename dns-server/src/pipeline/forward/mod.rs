@@ -67,7 +67,6 @@ pub mod upstream;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -82,7 +81,7 @@ pub use metrics::ForwardMetrics;
 use super::cache::{Cache, Key};
 use super::{BuildError, Flow, Sources};
 use crate::metrics::Metrics;
-use crate::request::{Request, Transport};
+use crate::request::{QName, Request, Transport};
 use crate::response::{Answer, Origin};
 
 /// Where a name goes.
@@ -98,63 +97,63 @@ pub enum Route {
 
 /// Which stage owns which names, from one config; equal routes mean a cache filled under
 /// one is right under the other.
+///
+/// Every domain is kept in wire form, lower case, and matched against the question's own
+/// wire form ([`QName::is_in`]): routing a query decodes and allocates nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Routes {
-    cluster_domain: Name,
-    zones: Vec<Name>,
-    forwarders: HashMap<Name, usize>,
+    /// The cluster domain and every zone apex: names the local stages own.
+    local: Vec<Box<[u8]>>,
+    /// Forwarded domains with their forwarder's index, longest first, so the first that
+    /// holds a name is the most specific.
+    forwarders: Vec<(Box<[u8]>, usize)>,
     /// Forward configs, by index, so equality covers servers and settings too.
     settings: Vec<nameplane_config::forward::ForwardConfig>,
 }
 
-fn domain_name(domain: &str) -> Result<Name, String> {
-    if domain == "." {
-        return Ok(Name::root());
-    }
-    Name::from_ascii(format!("{domain}."))
-        .map(|name| name.to_lowercase())
-        .map_err(|e| format!("{domain:?}: {e}"))
+/// `domain` (presentation form, `.` for the root) in lower-case wire form.
+fn domain_wire(domain: &str) -> Result<Box<[u8]>, String> {
+    let name = if domain == "." {
+        Some(QName::root())
+    } else {
+        QName::from_ascii(domain)
+    };
+    name.map(|name| name.wire().into())
+        .ok_or_else(|| format!("{domain:?} is not a domain name"))
 }
 
 impl Routes {
     /// The routes of `config`.
     pub fn new(config: &ValidatedConfig) -> Result<Self, BuildError> {
-        let cluster_domain = domain_name(config.cluster_domain()).map_err(BuildError::Forward)?;
-        let zones = config
-            .raw()
-            .zones
-            .iter()
-            .map(|zone| domain_name(&zone.name))
+        let local = std::iter::once(config.cluster_domain())
+            .chain(config.raw().zones.iter().map(|zone| zone.name.as_str()))
+            .map(domain_wire)
             .collect::<Result<Vec<_>, _>>()
             .map_err(BuildError::Forward)?;
-        let mut forwarders = HashMap::new();
+        let mut forwarders = Vec::new();
         for (i, forward) in config.raw().forward.iter().enumerate() {
-            forwarders.insert(
-                domain_name(&forward.domain).map_err(BuildError::Forward)?,
-                i,
-            );
+            let wire = domain_wire(&forward.domain).map_err(BuildError::Forward)?;
+            // A domain listed twice: the later forward wins, as it always has.
+            forwarders.retain(|(seen, _): &(Box<[u8]>, usize)| *seen != wire);
+            forwarders.push((wire, i));
         }
+        forwarders.sort_by_key(|(wire, _)| std::cmp::Reverse(wire.len()));
         Ok(Self {
-            cluster_domain,
-            zones,
+            local,
             forwarders,
             settings: config.raw().forward.clone(),
         })
     }
 
-    /// Where `name` (lower case) goes.
-    pub fn route(&self, name: &Name) -> Route {
-        if self.cluster_domain.zone_of(name) || self.zones.iter().any(|zone| zone.zone_of(name)) {
+    /// Where `name` goes.
+    pub fn route(&self, name: &QName) -> Route {
+        if self.local.iter().any(|domain| name.is_in(domain)) {
             return Route::Local;
         }
-        (0..=name.num_labels())
-            .rev()
-            .find_map(|labels| {
-                self.forwarders
-                    .get(&name.trim_to(usize::from(labels)))
-                    .copied()
-            })
-            .map_or(Route::Nowhere, Route::Forward)
+        self.forwarders
+            .iter()
+            .find(|(domain, _)| name.is_in(domain))
+            .map_or(Route::Nowhere, |&(_, index)| Route::Forward(index))
     }
 }
 
@@ -576,10 +575,7 @@ impl ForwardStage {
 
     /// Takes the query if a forwarder owns its name.
     pub fn handle<'a>(&self, request: &Request<'_>, sources: &Sources<'_>) -> Flow<'a> {
-        let Some(name) = name_of(request) else {
-            return Flow::Skip;
-        };
-        let Route::Forward(index) = self.routes.route(&name) else {
+        let Route::Forward(index) = self.routes.route(&request.name) else {
             return Flow::Skip;
         };
         let Some(forwarder) = self.forwarders.get(index) else {

@@ -62,6 +62,10 @@ fn config(zones: &[&str], forwards: Vec<ForwardConfig>) -> ValidatedConfig {
     .expect("valid")
 }
 
+fn qname(text: &str) -> crate::request::QName {
+    crate::request::QName::from_ascii(text).expect("name")
+}
+
 #[test]
 fn routes_prefer_local_stages_then_the_longest_domain() {
     let routes = Routes::new(&config(
@@ -94,8 +98,10 @@ fn routes_prefer_local_stages_then_the_longest_domain() {
         ("www.corp.example.com.", Route::Forward(1)),
         ("a.eu.corp.example.com.", Route::Forward(2)),
         ("notcorp.example.com.", Route::Forward(0)),
+        ("WWW.Corp.Example.COM.", Route::Forward(1)),
+        ("scluster.local.", Route::Forward(0)),
     ] {
-        assert_eq!(routes.route(&name(text)), want, "{text}");
+        assert_eq!(routes.route(&qname(text)), want, "{text}");
     }
     let stub_only = Routes::new(&config(
         &[],
@@ -106,7 +112,7 @@ fn routes_prefer_local_stages_then_the_longest_domain() {
         )],
     ))
     .expect("routes");
-    assert_eq!(stub_only.route(&name("example.org.")), Route::Nowhere);
+    assert_eq!(stub_only.route(&qname("example.org.")), Route::Nowhere);
 }
 
 fn reply_for(id: u16, key: &Key) -> Message {
