@@ -74,11 +74,15 @@ async fn run() -> Result<()> {
     ];
     let mut notes = vec![
         format!(
-            "Servers pinned to CPU {} (taskset), dnsperf to CPU {}, on loopback; CoreDNS with GOMAXPROCS=1, nameplane-dns with --udp-sockets 1 --max-udp-payload 4096 (CoreDNS answers up to the client's EDNS buffer; nameplane's default cap is 1232). While queries are timed, the control plane (etcd, kube-apiserver, kube-controller-manager) is moved to CPU {} too, so CPU 0 runs only the server under test; it uses every CPU otherwise. The bench harness runs on CPU {}.",
+            "Servers pinned to CPU {} (taskset), dnsperf to CPU {}, on loopback; CoreDNS with GOMAXPROCS=1, nameplane-dns with --udp-sockets 1 --max-udp-payload 4096 (CoreDNS answers up to the client's EDNS buffer; nameplane's default cap is 1232). The bench harness runs on CPU {}. {}",
             servers::SERVER_CPU,
             dnsperf::LOADGEN_CPU,
             dnsperf::LOADGEN_CPU,
-            dnsperf::LOADGEN_CPU
+            if settings.pin_control_plane {
+                format!("While queries are timed, the control plane (etcd, kube-apiserver, kube-controller-manager) is moved to CPU {} too, so CPU 0 runs only the server under test; it uses every CPU otherwise.", dnsperf::LOADGEN_CPU)
+            } else {
+                "The control plane (etcd, kube-apiserver, kube-controller-manager) uses every CPU (BENCH_PIN_CONTROL_PLANE=0).".to_string()
+            }
         ),
         "Both servers run at once and watch the same API server; each is idle while the other is measured.".into(),
         "kube-controller-manager is restarted with --kube-api-qps=2000 (default 20) so the EndpointSlice controller keeps up with the object creation, and without the legacy Endpoints controllers (neither server reads Endpoints).".into(),
@@ -410,7 +414,9 @@ async fn run_set_inner(
     // While queries are timed, CPU 0 runs only the server under test: the control plane
     // joins dnsperf (and this harness) on the load generator's CPU.
     let all_cpus = format!("0-{}", sys::Machine::describe().nproc.max(1) - 1);
-    if let Err(e) = cluster::pin_control_plane(&dnsperf::LOADGEN_CPU.to_string()) {
+    if settings.pin_control_plane
+        && let Err(e) = cluster::pin_control_plane(&dnsperf::LOADGEN_CPU.to_string())
+    {
         m.error("pinning the control plane", &e);
     }
     if phase("qps") || phase("latency") {
@@ -422,7 +428,9 @@ async fn run_set_inner(
     if phase("knot") {
         m.knot_ceiling().await;
     }
-    if let Err(e) = cluster::pin_control_plane(&all_cpus) {
+    if settings.pin_control_plane
+        && let Err(e) = cluster::pin_control_plane(&all_cpus)
+    {
         m.error("unpinning the control plane", &e);
     }
     if phase("programming")

@@ -9,6 +9,7 @@
 //! | `BENCH_DURATION` | 10 (quick: 3, smoke: 1) | seconds per dnsperf run |
 //! | `BENCH_PERF` | off | also record a `perf` profile of each server under each type's load |
 //! | `BENCH_TYPES` | all | query types to time, by key (`clusterip_a,headless_a,nxdomain,srv,ptr,external_a`) |
+//! | `BENCH_PIN_CONTROL_PLANE` | on | move the control plane to dnsperf's CPU while queries are timed |
 //! | `BENCH_PHASES` | all | steps to run (`qps,latency,knot,programming,relist,config`): for iterating on one figure |
 //! | `BENCH_OUT` | `target/bench` (smoke: `target/bench/smoke`) | where results go |
 
@@ -124,6 +125,9 @@ pub struct Settings {
     pub types: Vec<String>,
     /// `BENCH_PHASES`: steps to run (empty: all).
     pub phases: Vec<String>,
+    /// `BENCH_PIN_CONTROL_PLANE`: move the control plane to the load generator's CPU while
+    /// queries are timed.
+    pub pin_control_plane: bool,
 }
 
 /// The steps `BENCH_PHASES` can pick.
@@ -237,6 +241,8 @@ impl Settings {
             perf: flag("BENCH_PERF"),
             types: list("BENCH_TYPES"),
             phases,
+            pin_control_plane: std::env::var("BENCH_PIN_CONTROL_PLANE")
+                .map_or(true, |v| !matches!(v.as_str(), "0" | "false" | "off")),
         })
     }
 }
