@@ -161,17 +161,23 @@ impl Run<'_> {
     }
 
     /// Runs dnsperf pinned to [`LOADGEN_CPU`] and parses its report.
+    ///
+    /// Its output goes to a file, read when it is done: with `-v` that is a line per query,
+    /// and a harness reading a pipe meanwhile would be woken thousands of times a second on
+    /// dnsperf's CPU, in the way of the latencies being measured.
     pub async fn run(&self) -> Result<Summary> {
+        let output = tempfile()?;
         let out = tokio::process::Command::new("taskset")
             .arg("-c")
             .arg(LOADGEN_CPU.to_string())
             .arg("dnsperf")
             .args(self.args())
+            .stdout(output.try_clone()?)
             .kill_on_drop(true)
             .output()
             .await
             .context("running dnsperf (apt-get install dnsperf)")?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stdout = read_all(output)?;
         if !out.status.success() {
             bail!(
                 "dnsperf failed ({}): {}{}",
@@ -182,6 +188,34 @@ impl Run<'_> {
         }
         parse(&stdout)
     }
+}
+
+/// An anonymous file (unlinked at once) for dnsperf's output.
+fn tempfile() -> Result<std::fs::File> {
+    let path = std::env::temp_dir().join(format!(
+        "nameplane-bench-dnsperf-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    let file = std::fs::OpenOptions::new()
+        .create_new(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    std::fs::remove_file(&path).ok();
+    Ok(file)
+}
+
+/// Everything written to `file`, from its start.
+fn read_all(mut file: std::fs::File) -> Result<String> {
+    use std::io::{Read as _, Seek as _};
+    file.rewind()?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 #[cfg(test)]
