@@ -173,10 +173,14 @@ impl Run<'_> {
             .arg("dnsperf")
             .args(self.args())
             .stdout(output.try_clone()?)
+            .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
-            .output()
+            // Not `output()`: it would pipe stdout again.
+            .spawn()
+            .context("running dnsperf (apt-get install dnsperf)")?
+            .wait_with_output()
             .await
-            .context("running dnsperf (apt-get install dnsperf)")?;
+            .context("waiting for dnsperf")?;
         let stdout = read_all(output)?;
         if !out.status.success() {
             bail!(
