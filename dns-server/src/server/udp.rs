@@ -7,7 +7,7 @@
 //! task per datagram.
 //!
 //! Under load the system calls, not the answering, are most of a query's cost, so datagrams
-//! move [`BATCH`] at a time: one `recvmmsg(2)` takes what is queued, and one `sendmmsg(2)`
+//! move up to [`MAX_BATCH`] at a time: one `recvmmsg(2)` takes what is queued, and one `sendmmsg(2)`
 //! sends every response that is ready (Knot DNS and NSD do the same). A response the socket
 //! cannot take at once is sent on its own when it can.
 //!
@@ -41,8 +41,8 @@ const MAX_QUERY: usize = 4096;
 /// Initial capacity of each response buffer (the largest UDP answer by default).
 const MAX_RESPONSE: usize = 1232;
 
-/// Datagrams moved per `recvmmsg` / `sendmmsg`.
-const BATCH: usize = 32;
+/// Most datagrams moved per `recvmmsg` / `sendmmsg` (`--udp-batch`).
+pub const MAX_BATCH: u16 = 32;
 
 /// Batches answered in a row before the loop yields to the other tasks on its thread.
 const BATCHES_PER_TURN: usize = 4;
@@ -60,16 +60,17 @@ struct Received {
 /// The loop waits for the socket to be readable (or for shutdown), then answers what is
 /// queued without going back to the scheduler per datagram: a batch at a time until the
 /// socket is empty or [`BATCHES_PER_TURN`] batches are done.
-pub async fn serve(socket: UdpSocket, state: Arc<State>, mut shutdown: Shutdown) {
+pub async fn serve(socket: UdpSocket, batch: usize, state: Arc<State>, mut shutdown: Shutdown) {
     let socket = Arc::new(socket);
     let fd = socket.as_raw_fd();
-    let mut queries = vec![0; BATCH * MAX_QUERY];
-    let mut responses: Vec<Vec<u8>> = (0..BATCH)
+    let batch = batch.clamp(1, usize::from(MAX_BATCH));
+    let mut queries = vec![0; batch * MAX_QUERY];
+    let mut responses: Vec<Vec<u8>> = (0..batch)
         .map(|_| Vec::with_capacity(MAX_RESPONSE))
         .collect();
-    let mut received = Vec::with_capacity(BATCH);
+    let mut received = Vec::with_capacity(batch);
     // Indexes into `responses` of the answers to send, and where to.
-    let mut ready: Vec<(usize, SocketAddr)> = Vec::with_capacity(BATCH);
+    let mut ready: Vec<(usize, SocketAddr)> = Vec::with_capacity(batch);
     loop {
         tokio::select! {
             readable = socket.readable() => {
@@ -115,7 +116,7 @@ pub async fn serve(socket: UdpSocket, state: Arc<State>, mut shutdown: Shutdown)
                 }
             }
             send_ready(&socket, fd, &responses, &ready).await;
-            if received.len() < BATCH {
+            if received.len() < batch {
                 // The queue is empty: wait for readiness again instead of a failing call.
                 break;
             }
@@ -125,12 +126,12 @@ pub async fn serve(socket: UdpSocket, state: Arc<State>, mut shutdown: Shutdown)
     }
 }
 
-/// Receives up to [`BATCH`] queued datagrams, each into its [`MAX_QUERY`] slot of
-/// `queries`, with one `recvmmsg`. `WouldBlock` when none is queued.
+/// Receives queued datagrams, each into its [`MAX_QUERY`] slot of `queries` (as many as it
+/// has slots), with one `recvmmsg`. `WouldBlock` when none is queued.
 fn receive(fd: RawFd, queries: &mut [u8], received: &mut Vec<Received>) -> io::Result<()> {
     // Fresh headers per call: they point into this call's slices and addresses, and cannot
     // be kept across the loop's awaits.
-    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(queries.len() / MAX_QUERY, None);
     let mut slots: Vec<[IoSliceMut<'_>; 1]> = queries
         .chunks_mut(MAX_QUERY)
         .map(|slot| [IoSliceMut::new(slot)])
@@ -250,13 +251,13 @@ mod tests {
             .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("bind"))
             .collect();
         let to = server.local_addr().expect("addr");
-        let total = BATCH + 5;
+        let total = usize::from(MAX_BATCH) + 5;
         for n in 0..total {
             clients[n % 3]
                 .send_to(format!("query {n}").as_bytes(), to)
                 .expect("send");
         }
-        let mut queries = vec![0; BATCH * MAX_QUERY];
+        let mut queries = vec![0; usize::from(MAX_BATCH) * MAX_QUERY];
         let mut seen = Vec::new();
         let mut responses = Vec::new();
         let mut ready = Vec::new();
@@ -270,7 +271,7 @@ mod tests {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => panic!("receive: {e}"),
             }
-            assert!(received.len() <= BATCH);
+            assert!(received.len() <= usize::from(MAX_BATCH));
             for (i, r) in received.iter().enumerate() {
                 let text = std::str::from_utf8(&queries[i * MAX_QUERY..i * MAX_QUERY + r.len])
                     .expect("utf-8")
@@ -310,7 +311,7 @@ mod tests {
             .send_to(&vec![7; MAX_QUERY + 1], server.local_addr().expect("addr"))
             .expect("send");
         let fd = server.as_raw_fd();
-        let mut queries = vec![0; BATCH * MAX_QUERY];
+        let mut queries = vec![0; usize::from(MAX_BATCH) * MAX_QUERY];
         let mut received = Vec::new();
         loop {
             server.readable().await.expect("readable");
