@@ -413,40 +413,39 @@ impl<'a> SetRun<'a> {
             }
             self.raw
                 .insert(format!("qps_{}", kind.key()), Value::Object(raw));
-            let nameplane = cells.pop().expect("two cells");
-            let coredns = cells.pop().expect("two cells");
-            self.rows.push(Row {
-                section: "qps".into(),
-                metric: format!("max QPS, {}", kind.label(self.set)),
-                unit: "QPS".into(),
-                better: Better::Higher,
-                coredns,
-                nameplane,
-                knot: None,
-                target: Target::Ratio { ratio: 3.0 },
-                knot_share_target: Some(0.5),
-                method: format!(
-                    "dnsperf -e -c 1 -q 100 -t 2 pinned to CPU {}, server pinned to CPU {}, {} s per run after {} s warm-up, the type's query file (work/<set>/queries/<type>.txt) sent in a loop; self-paced, and if that lost >0.1% the highest of 90%, 72%, ... of its rate that lost ≤0.1%; a run counts only if ≥99.9% of answers carry the type's rcode; runs of the two servers interleaved",
-                    dnsperf::LOADGEN_CPU,
-                    servers::SERVER_CPU,
-                    self.settings.duration_s,
-                    self.settings.warmup_s,
+            let qps_method = format!(
+                "dnsperf -e -c 1 -q 100 -t 2 pinned to CPU {}, server pinned to CPU {}, {} s per run after {} s warm-up, the type's query file (work/<set>/queries/<type>.txt) sent in a loop; self-paced, and if that lost >0.1% the highest of 90%, 72%, ... of its rate that lost ≤0.1%; a run counts only if ≥99.9% of answers carry the type's rcode; runs of the two servers interleaved",
+                dnsperf::LOADGEN_CPU,
+                servers::SERVER_CPU,
+                self.settings.duration_s,
+                self.settings.warmup_s,
+            );
+            let per_cpu_method = "the max-QPS runs above: queries answered in the counted dnsperf run divided by the user + system CPU time of the server process meanwhile (/proc/<pid>/stat, 10 ms ticks). What one fully busy core answers: where dnsperf saturates its own CPU first (the server's CPU is not fully busy), max QPS shows the load generator's limit and this row the server's".to_string();
+            let label = kind.label(self.set);
+            for (metric, unit, mut pair, method) in [
+                (format!("max QPS, {label}"), "QPS", cells, qps_method),
+                (
+                    format!("queries per server CPU-second, {label}"),
+                    "QPS/CPU-s",
+                    per_cpu_cells,
+                    per_cpu_method,
                 ),
-            });
-            let nameplane = per_cpu_cells.pop().expect("two cells");
-            let coredns = per_cpu_cells.pop().expect("two cells");
-            self.rows.push(Row {
-                section: "qps".into(),
-                metric: format!("queries per server CPU-second, {}", kind.label(self.set)),
-                unit: "QPS/CPU-s".into(),
-                better: Better::Higher,
-                coredns,
-                nameplane,
-                knot: None,
-                target: Target::Ratio { ratio: 3.0 },
-                knot_share_target: Some(0.5),
-                method: "the max-QPS runs above: queries answered in the counted dnsperf run divided by the user + system CPU time of the server process meanwhile (/proc/<pid>/stat, 10 ms ticks). What one fully busy core answers: where dnsperf saturates its own CPU first (the server's CPU is not fully busy), max QPS shows the load generator's limit and this row the server's".into(),
-            });
+            ] {
+                let nameplane = pair.pop().expect("two cells");
+                let coredns = pair.pop().expect("two cells");
+                self.rows.push(Row {
+                    section: "qps".into(),
+                    metric,
+                    unit: unit.into(),
+                    better: Better::Higher,
+                    coredns,
+                    nameplane,
+                    knot: None,
+                    target: Target::Ratio { ratio: 3.0 },
+                    knot_share_target: Some(0.5),
+                    method,
+                });
+            }
         }
         coredns_max
     }
