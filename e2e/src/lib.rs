@@ -682,6 +682,20 @@ pub fn reverse_name(ip: &str) -> String {
     }
 }
 
+/// `kubectl get -n <namespace> <what> -o jsonpath=<path>`: its output (empty when `what`
+/// does not exist).
+pub fn jsonpath(namespace: &str, what: &str, path: &str) -> String {
+    let out = kubectl(&[
+        "get",
+        "-n",
+        namespace,
+        what,
+        "-o",
+        &format!("jsonpath={path}"),
+    ]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Applies a manifest (YAML) in `namespace`.
 pub fn apply(namespace: &str, manifest: &str) {
     let out = kubectl_with_stdin(&["apply", "-n", namespace, "-f", "-"], Some(manifest));

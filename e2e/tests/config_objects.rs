@@ -7,29 +7,16 @@
 
 use hickory_proto::rr::RecordType;
 use nameplane_e2e::{
-    DnsServer, Operator, kubectl, kubectl_ok, kubectl_with_stdin, query_udp, wait_for,
+    DnsServer, Operator, apply, jsonpath, kubectl_ok, kubectl_with_stdin, query_udp, wait_for,
 };
 use std::time::Duration;
 
 const NS: &str = "e2e-config";
 
-fn apply(yaml: &str) {
-    let out = kubectl_with_stdin(&["apply", "-n", NS, "-f", "-"], Some(yaml));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn get(what: &str, path: &str) -> String {
-    let out = kubectl(&["get", "-n", NS, what, "-o", &format!("jsonpath={path}")]);
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn ready(what: &str) -> (String, String, String) {
     let at = |field: &str| {
-        get(
+        jsonpath(
+            NS,
             what,
             &format!("{{.status.conditions[?(@.type==\"Ready\")].{field}}}"),
         )
@@ -80,12 +67,14 @@ fn config_objects_report_status_and_bad_ones_never_reach_the_server() {
     }
     let _operator = Operator::start("operator-config", &["--lease-name", "e2e-config"]);
     apply(
+        NS,
         // This test queries from 127.0.0.1, which is no Pod; its DNSPolicy is about the
         // object's lifecycle, so unidentified clients are let through here (policy_rewrite_autopath.rs
         // covers enforcement).
         "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata:\n  name: dns\nspec:\n  upstreams: [\"10.0.0.10\"]\n  unidentifiedClients: Allow\n",
     );
     apply(
+        NS,
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports:\n  - {port: 80}\n",
     );
     wait_ready("dnsserver/dns", "True", "ConfigPublished");
@@ -103,14 +92,17 @@ fn config_objects_report_status_and_bad_ones_never_reach_the_server() {
     };
 
     // One object of each kind, all valid: each says it is served, and the config grows.
-    apply(&zone("first", "example.internal", "192.0.2.1"));
+    apply(NS, &zone("first", "example.internal", "192.0.2.1"));
     apply(
+        NS,
         "apiVersion: nameplane.io/v1alpha1\nkind: StubDomain\nmetadata:\n  name: corp\nspec:\n  domain: corp.example.com\n  servers: [\"10.1.0.53\"]\n",
     );
     apply(
+        NS,
         "apiVersion: nameplane.io/v1alpha1\nkind: RewriteRule\nmetadata:\n  name: alias\nspec:\n  rules:\n  - {match: Exact, from: db.example.com, to: web.e2e-config.svc.cluster.local}\n",
     );
     apply(
+        NS,
         "apiVersion: nameplane.io/v1alpha1\nkind: DNSPolicy\nmetadata:\n  name: lock\nspec:\n  rules:\n  - {action: Allow, domains: [cluster.local]}\n  defaultAction: Deny\n",
     );
     for what in [
@@ -135,9 +127,10 @@ fn config_objects_report_status_and_bad_ones_never_reach_the_server() {
         },
     );
     eprintln!("DNSServer: {message}");
-    let good_hash = get("dnsserver/dns", "{.status.configHash}");
+    let good_hash = jsonpath(NS, "dnsserver/dns", "{.status.configHash}");
     let published = || {
-        get(
+        jsonpath(
+            NS,
             "configmap/dns-config",
             "{.metadata.annotations.nameplane\\.io/config-hash}",
         )
@@ -147,7 +140,7 @@ fn config_objects_report_status_and_bad_ones_never_reach_the_server() {
     // A second zone for the same apex passes the schema but conflicts: it is rejected with the
     // winner named, and the published config does not change.
     std::thread::sleep(Duration::from_millis(1100)); // creationTimestamp has one-second resolution
-    apply(&zone("second", "Example.Internal.", "192.0.2.2"));
+    apply(NS, &zone("second", "Example.Internal.", "192.0.2.2"));
     let message = wait_ready("dnszone/second", "False", "Conflict");
     assert!(
         message.contains("already served from DNSZone e2e-config/first"),
@@ -156,12 +149,14 @@ fn config_objects_report_status_and_bad_ones_never_reach_the_server() {
     assert_eq!(ready("dnszone/first").0, "True");
     // A zone record that passes the schema but is semantically wrong (a CNAME beside other data).
     apply(
+        NS,
         "apiVersion: nameplane.io/v1alpha1\nkind: DNSZone\nmetadata:\n  name: broken\nspec:\n  zone: broken.example\n  records:\n  - {name: www, type: CNAME, values: [a.broken.example.]}\n  - {name: www, type: TXT, values: [\"x\"]}\n",
     );
     let message = wait_ready("dnszone/broken", "False", "InvalidRecord");
     assert!(message.contains("must stand alone"), "{message}");
     // A rewrite loop, a zone claiming the cluster domain.
     apply(
+        NS,
         "apiVersion: nameplane.io/v1alpha1\nkind: RewriteRule\nmetadata:\n  name: back\nspec:\n  rules:\n  - {match: Exact, from: web.e2e-config.svc.cluster.local, to: db.example.com}\n",
     );
     let message = wait_ready("rewriterule/back", "False", "RewriteLoop");
@@ -169,7 +164,7 @@ fn config_objects_report_status_and_bad_ones_never_reach_the_server() {
         message.contains("RewriteRule e2e-config/alias"),
         "{message}"
     );
-    apply(&zone("hijack", "svc.cluster.local", "192.0.2.3"));
+    apply(NS, &zone("hijack", "svc.cluster.local", "192.0.2.3"));
     wait_ready("dnszone/hijack", "False", "ConflictsWithClusterDomain");
     let message = wait_for(
         "the DNSServer to report rejected objects",
@@ -181,7 +176,7 @@ fn config_objects_report_status_and_bad_ones_never_reach_the_server() {
     );
     eprintln!("DNSServer: {message}");
     assert_eq!(
-        get("dnsserver/dns", "{.status.configHash}"),
+        jsonpath(NS, "dnsserver/dns", "{.status.configHash}"),
         good_hash,
         "rejected objects changed the config"
     );
@@ -196,14 +191,15 @@ fn config_objects_report_status_and_bad_ones_never_reach_the_server() {
     kubectl_ok(&["delete", "dnszone", "first", "-n", NS]);
     wait_ready("dnszone/second", "True", "Accepted");
     apply(
+        NS,
         "apiVersion: nameplane.io/v1alpha1\nkind: DNSZone\nmetadata:\n  name: broken\nspec:\n  zone: broken.example\n  records:\n  - {name: www, type: CNAME, values: [a.broken.example.]}\n",
     );
     wait_ready("dnszone/broken", "True", "Accepted");
     let fixed_hash = wait_for("a new config", Duration::from_secs(30), || {
-        let h = get("dnsserver/dns", "{.status.configHash}");
+        let h = jsonpath(NS, "dnsserver/dns", "{.status.configHash}");
         (h != good_hash && published() == h).then_some(h)
     });
-    let config = get("configmap/dns-config", "{.data.config\\.json}");
+    let config = jsonpath(NS, "configmap/dns-config", "{.data.config\\.json}");
     assert!(
         config.contains("\"source\": \"e2e-config/second\"") && config.contains("192.0.2.2"),
         "{config}"

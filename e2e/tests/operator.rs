@@ -9,8 +9,8 @@ use hickory_proto::rr::RecordType;
 use nameplane_config::ServerConfig;
 use nameplane_config::zone::{RecordConfig, RecordKind, ZoneConfig};
 use nameplane_e2e::{
-    DnsServer, FakePod, Kube, Operator, QueryResult, apply, install_crds, kubectl, kubectl_ok,
-    quantile, query_udp, query_udp_from, wait_for,
+    DnsServer, FakePod, Kube, Operator, QueryResult, apply, install_crds, jsonpath, kubectl,
+    kubectl_ok, quantile, query_udp, query_udp_from, wait_for,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,24 +30,12 @@ fn namespace(name: &str, labels: &str) {
     );
 }
 
-fn get(namespace: &str, what: &str, path: &str) -> String {
-    let out = kubectl(&[
-        "get",
-        "-n",
-        namespace,
-        what,
-        "-o",
-        &format!("jsonpath={path}"),
-    ]);
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn wait_ready(namespace: &str, server: &str) {
     wait_for(
         &format!("DNSServer {namespace}/{server} Ready=True"),
         Duration::from_secs(30),
         || {
-            (get(
+            (jsonpath(
                 namespace,
                 &format!("dnsserver/{server}"),
                 "{.status.conditions[?(@.type==\"Ready\")].status}",
@@ -75,11 +63,11 @@ fn dns_server_workload_is_created_restricted_and_cleaned_up() {
         "2 DNS Pods created by the ReplicaSet",
         Duration::from_secs(30),
         || {
-            let names = get(ns, "pods", "{.items[*].metadata.name}");
+            let names = jsonpath(ns, "pods", "{.items[*].metadata.name}");
             (names.split_whitespace().count() == 2).then_some(names)
         },
     );
-    let failed = get(
+    let failed = jsonpath(
         ns,
         "events",
         "{.items[?(@.reason==\"FailedCreate\")].message}",
@@ -88,11 +76,11 @@ fn dns_server_workload_is_created_restricted_and_cleaned_up() {
     eprintln!("DNS Pods admitted under PodSecurity restricted: {pods}");
 
     assert_eq!(
-        get(ns, "service/edge-dns", "{.spec.clusterIP}"),
+        jsonpath(ns, "service/edge-dns", "{.spec.clusterIP}"),
         "10.96.0.53",
         "fixed ClusterIP"
     );
-    let ports = get(
+    let ports = jsonpath(
         ns,
         "service/edge-dns",
         "{range .spec.ports[*]}{.protocol}/{.port}->{.targetPort} {end}",
@@ -101,10 +89,10 @@ fn dns_server_workload_is_created_restricted_and_cleaned_up() {
         ports.contains("UDP/53->5353") && ports.contains("TCP/53->5353"),
         "{ports}"
     );
-    assert_eq!(get(ns, "pdb/edge-dns", "{.spec.maxUnavailable}"), "1");
-    assert_eq!(get(ns, "deployment/edge-dns", "{.spec.replicas}"), "2");
+    assert_eq!(jsonpath(ns, "pdb/edge-dns", "{.spec.maxUnavailable}"), "1");
+    assert_eq!(jsonpath(ns, "deployment/edge-dns", "{.spec.replicas}"), "2");
     let rbac = "nameplane-dns:e2e-workload:edge";
-    let verbs = get(
+    let verbs = jsonpath(
         "default",
         &format!("clusterrole/{rbac}"),
         "{.rules[*].verbs[*]}",
@@ -116,14 +104,14 @@ fn dns_server_workload_is_created_restricted_and_cleaned_up() {
                 .all(|v| v == "list" || v == "watch"),
         "DNS RBAC verbs: {verbs}"
     );
-    let role_verbs = get(ns, "role/edge-dns", "{.rules[*].verbs[*]}");
+    let role_verbs = jsonpath(ns, "role/edge-dns", "{.rules[*].verbs[*]}");
     assert!(
         role_verbs
             .split_whitespace()
             .all(|v| ["get", "list", "watch"].contains(&v)),
         "{role_verbs}"
     );
-    let events = get(
+    let events = jsonpath(
         ns,
         "events",
         "{.items[?(@.involvedObject.kind==\"DNSServer\")].reason}",
@@ -134,13 +122,13 @@ fn dns_server_workload_is_created_restricted_and_cleaned_up() {
     );
 
     // An owned object deleted by hand is put back.
-    let old_uid = get(ns, "service/edge-dns", "{.metadata.uid}");
+    let old_uid = jsonpath(ns, "service/edge-dns", "{.metadata.uid}");
     kubectl_ok(&["delete", "service", "edge-dns", "-n", ns]);
     wait_for(
         "the Service to be recreated",
         Duration::from_secs(20),
         || {
-            let uid = get(ns, "service/edge-dns", "{.metadata.uid}");
+            let uid = jsonpath(ns, "service/edge-dns", "{.metadata.uid}");
             (!uid.is_empty() && uid != old_uid).then_some(())
         },
     );
@@ -334,11 +322,14 @@ fn a_standby_operator_takes_over_when_the_leader_dies() {
     let killed = Instant::now();
     drop(leader_op); // SIGKILL: no release, the standby must wait for the lease to expire.
     set_ttl(ns, 42);
-    let generation = get(ns, "dnsserver/live", "{.metadata.generation}");
+    let generation = jsonpath(ns, "dnsserver/live", "{.metadata.generation}");
     wait_for(
         "the standby to reconcile the change",
         Duration::from_secs(30),
-        || (get(ns, "dnsserver/live", "{.status.observedGeneration}") == generation).then_some(()),
+        || {
+            (jsonpath(ns, "dnsserver/live", "{.status.observedGeneration}") == generation)
+                .then_some(())
+        },
     );
     eprintln!(
         "operator-{standby} took over and reconciled {:?} after the leader was killed",

@@ -17,9 +17,9 @@
 use nameplane_config::ServerConfig;
 use nameplane_config::zone::{RecordConfig, RecordKind, ZoneConfig};
 use nameplane_e2e::{
-    DigResult, DnsServer, FakePod, Kube, Operator, Transport, dig_raw, dig_with, ensure_namespace,
-    install_crds, kubectl, kubectl_ok, kubectl_with_stdin, metric_sum, parse_dig, poll_until,
-    wait_for,
+    DigResult, DnsServer, FakePod, Kube, Operator, Transport, apply, dig_raw, dig_with,
+    ensure_namespace, install_crds, jsonpath, kubectl, kubectl_ok, metric_sum, parse_dig,
+    poll_until, wait_for,
 };
 use std::time::Duration;
 
@@ -30,31 +30,10 @@ const ZONE: &str = "cluster.local";
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-fn apply(namespace: &str, yaml: &str) {
-    let out = kubectl_with_stdin(&["apply", "-n", namespace, "-f", "-"], Some(yaml));
-    assert!(
-        out.status.success(),
-        "kubectl apply in {namespace}: {}\n{yaml}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn get(namespace: &str, what: &str, path: &str) -> String {
-    let out = kubectl(&[
-        "get",
-        "-n",
-        namespace,
-        what,
-        "-o",
-        &format!("jsonpath={path}"),
-    ]);
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The `Ready` condition of `what`: (status, reason, message).
 fn condition(namespace: &str, what: &str) -> (String, String, String) {
     let at = |field: &str| {
-        get(
+        jsonpath(
             namespace,
             what,
             &format!("{{.status.conditions[?(@.type==\"Ready\")].{field}}}"),
@@ -83,17 +62,17 @@ fn wait_condition(namespace: &str, what: &str, status: &str, reason: &str) -> St
 fn wait_published(namespace: &str, name: &str, contains: &[&str]) -> String {
     let mut last = String::new();
     let published = poll_until(READY, || {
-        let hash = get(
+        let hash = jsonpath(
             namespace,
             &format!("dnsserver/{name}"),
             "{.status.configHash}",
         );
-        let annotation = get(
+        let annotation = jsonpath(
             namespace,
             &format!("configmap/{name}-config"),
             "{.metadata.annotations.nameplane\\.io/config-hash}",
         );
-        last = get(
+        last = jsonpath(
             namespace,
             &format!("configmap/{name}-config"),
             "{.data.config\\.json}",

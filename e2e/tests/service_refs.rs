@@ -11,25 +11,13 @@
 //! Needs `make cluster-up` and `cargo build --bins` first; `make e2e` does both.
 
 use nameplane_e2e::{
-    DnsServer, NamespaceGuard, Operator, Transport, apply, ensure_namespace, install_crds, kubectl,
-    kubectl_ok, wait_for,
+    DnsServer, NamespaceGuard, Operator, Transport, apply, ensure_namespace, install_crds,
+    jsonpath, kubectl_ok, wait_for,
 };
 use std::time::{Duration, Instant};
 
 const NS: &str = "e2e-svcref-dns";
 const TENANT: &str = "e2e-svcref-tenant";
-
-fn get(namespace: &str, what: &str, path: &str) -> String {
-    let out = kubectl(&[
-        "get",
-        "-n",
-        namespace,
-        what,
-        "-o",
-        &format!("jsonpath={path}"),
-    ]);
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Waits until `what` has `Ready=<status>` with `reason`; returns the message.
 fn wait_ready(namespace: &str, what: &str, status: &str, reason: &str) -> String {
@@ -38,7 +26,7 @@ fn wait_ready(namespace: &str, what: &str, status: &str, reason: &str) -> String
         Duration::from_secs(30),
         || {
             let at = |field: &str| {
-                get(
+                jsonpath(
                     namespace,
                     what,
                     &format!("{{.status.conditions[?(@.type==\"Ready\")].{field}}}"),
@@ -64,7 +52,7 @@ fn cluster_ip(service: &str) -> String {
 /// The servers of the forwarder for `domain` in the published config (`None`: no such
 /// forwarder).
 fn forwarded_to(domain: &str) -> Option<Vec<String>> {
-    let json = get(NS, "configmap/dns-config", "{.data.config\\.json}");
+    let json = jsonpath(NS, "configmap/dns-config", "{.data.config\\.json}");
     let config: serde_json::Value = serde_json::from_str(&json).ok()?;
     config["forward"]
         .as_array()?
@@ -122,7 +110,7 @@ fn service_references_follow_their_services() {
     let message = wait_ready(TENANT, "dnszone/borrowed", "False", "OutsideNamespace");
     eprintln!("tenant DNSZone: {message}");
     assert_eq!(
-        get(
+        jsonpath(
             TENANT,
             "dnszone/borrowed",
             "{.status.conditions[?(@.type==\"Stalled\")].status}"
@@ -174,7 +162,7 @@ fn service_references_follow_their_services() {
         "{message}"
     );
     assert_eq!(
-        get(
+        jsonpath(
             NS,
             "dnszone/apps",
             "{.status.conditions[?(@.type==\"Stalled\")].status}"

@@ -12,8 +12,8 @@
 use nameplane_config::ServerConfig;
 use nameplane_config::zone::{RecordConfig, RecordKind, ZoneConfig};
 use nameplane_e2e::{
-    DigResult, DnsServer, Operator, Process, Transport, dig, dig_raw, e2e_dir, ensure_namespace,
-    free_port, kubectl, kubectl_ok, kubectl_with_stdin, metric_sum, wait_for,
+    DigResult, DnsServer, Operator, Process, Transport, apply, dig, dig_raw, e2e_dir,
+    ensure_namespace, free_port, kubectl, kubectl_ok, metric_sum, wait_for,
 };
 use std::net::UdpSocket;
 use std::path::PathBuf;
@@ -88,15 +88,6 @@ struct Stack {
     dns: DnsServer,
 }
 
-fn kubectl_apply(namespace: &str, yaml: &str) {
-    let out = kubectl_with_stdin(&["apply", "-n", namespace, "-f", "-"], Some(yaml));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn condition(namespace: &str, what: &str) -> (String, String, String) {
     let at = |field: &str| {
         let out = kubectl(&[
@@ -136,19 +127,19 @@ impl Stack {
         let labelled = format!(
             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n  labels: {{nameplane.io/e2e: {namespace}}}\n"
         );
-        kubectl_apply("default", &labelled);
+        apply("default", &labelled);
         let operator = Operator::start(
             &format!("operator-{namespace}"),
             &["--lease-name", &format!("lease-{namespace}")],
         );
-        kubectl_apply(
+        apply(
             namespace,
             &format!(
                 "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata:\n  name: dns\nspec:\n  configSelector:\n    namespaceSelector:\n      matchLabels: {{nameplane.io/e2e: {namespace}}}\n{spec}"
             ),
         );
         for object in objects {
-            kubectl_apply(namespace, object);
+            apply(namespace, object);
         }
         let stack_ns = namespace.to_owned();
         // An object may be judged before the namespace label or the DNSServer is seen
@@ -188,7 +179,7 @@ impl Stack {
     }
 
     fn apply(&self, yaml: &str) {
-        kubectl_apply(&self.namespace, yaml);
+        apply(&self.namespace, yaml);
     }
 }
 
