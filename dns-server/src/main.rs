@@ -29,7 +29,7 @@ use nameplane_dns::metrics::Metrics;
 use nameplane_dns::pipeline::Settings;
 use nameplane_dns::reload::{self, ConfigMapRef};
 use nameplane_dns::request::{DEFAULT_MAX_UDP_PAYLOAD, MIN_UDP_PAYLOAD};
-use nameplane_dns::server::{self, Listeners, udp};
+use nameplane_dns::server::{self, Listeners};
 use nameplane_dns::shutdown;
 use nameplane_dns::state::State;
 use tokio::net::TcpListener;
@@ -64,12 +64,6 @@ struct Cli {
     /// Number of UDP sockets (SO_REUSEPORT) on the listen address; default: number of cores.
     #[arg(long, env = "NAMEPLANE_UDP_SOCKETS", value_parser = clap::value_parser!(u16).range(1..))]
     udp_sockets: Option<u16>,
-
-    /// Most datagrams each UDP socket moves per system call (recvmmsg/sendmmsg); 1 answers
-    /// each query before reading the next.
-    #[arg(long, env = "NAMEPLANE_UDP_BATCH", default_value_t = udp::MAX_BATCH,
-          value_parser = clap::value_parser!(u16).range(1..=i64::from(udp::MAX_BATCH)))]
-    udp_batch: u16,
 
     /// Largest UDP response in bytes, and the payload size advertised in EDNS; a client's
     /// smaller EDNS buffer is honoured, larger answers are truncated (TC) and retried over TCP.
@@ -154,7 +148,6 @@ async fn main() -> anyhow::Result<()> {
         usize::from,
     );
     let listeners = Listeners::bind(cli.listen, udp_sockets)
-        .map(|listeners| listeners.with_udp_batch(usize::from(cli.udp_batch)))
         .with_context(|| format!("binding DNS on {}", cli.listen))?;
     let admin_listener = TcpListener::bind(cli.health_listen)
         .await

@@ -38,8 +38,6 @@ pub struct Listeners {
     pub udp: Vec<UdpSocket>,
     /// The TCP listener, on the same address as the UDP sockets.
     pub tcp: TcpListener,
-    /// Datagrams each UDP loop moves per system call (see [`udp`]).
-    pub udp_batch: usize,
 }
 
 impl Listeners {
@@ -71,18 +69,7 @@ impl Listeners {
             udp.push(bind_udp(addr)?);
         }
         let tcp = bind_tcp(addr)?;
-        Ok(Self {
-            udp,
-            tcp,
-            udp_batch: usize::from(udp::MAX_BATCH),
-        })
-    }
-
-    /// Moves at most `batch` datagrams per UDP system call (1 to [`udp::MAX_BATCH`]).
-    #[must_use]
-    pub fn with_udp_batch(mut self, batch: usize) -> Self {
-        self.udp_batch = batch.clamp(1, usize::from(udp::MAX_BATCH));
-        self
+        Ok(Self { udp, tcp })
     }
 
     /// The address the sockets are bound to (with the real port when 0 was asked).
@@ -111,22 +98,13 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
 /// Serves DNS on every listener until `shutdown` fires; returns when every transport task
 /// has stopped (TCP connections finish the query they are answering).
 pub async fn serve(listeners: Listeners, state: Arc<State>, shutdown: Shutdown) {
-    let Listeners {
-        udp,
-        tcp,
-        udp_batch,
-    } = listeners;
+    let Listeners { udp, tcp } = listeners;
     let mut tasks = JoinSet::new();
     if let Ok(addr) = tcp.local_addr() {
         info!(%addr, udp_sockets = udp.len(), "serving DNS over UDP and TCP");
     }
     for socket in udp {
-        tasks.spawn(udp::serve(
-            socket,
-            udp_batch,
-            Arc::clone(&state),
-            shutdown.clone(),
-        ));
+        tasks.spawn(udp::serve(socket, Arc::clone(&state), shutdown.clone()));
     }
     tasks.spawn(tcp::serve(tcp, state, shutdown));
     while tasks.join_next().await.is_some() {}
