@@ -71,12 +71,8 @@ impl RewriteConfig {
                 }
             }
             MatchKind::Regex => {
-                let regex = regex::Regex::new(&self.from).map_err(|e| {
-                    ConfigError::invalid(
-                        format!("{at}.from"),
-                        format!("not a regular expression: {e}"),
-                    )
-                })?;
+                let regex = compile_regex(&self.from)
+                    .map_err(|reason| ConfigError::invalid(format!("{at}.from"), reason))?;
                 let groups = regex.captures_len() - 1;
                 for n in placeholders(&self.to) {
                     if n == 0 || n > groups {
@@ -106,6 +102,44 @@ impl RewriteConfig {
         }
         Ok(())
     }
+}
+
+/// Largest compiled size of a rewrite's regular expression, in bytes (the `regex` crate's
+/// `size_limit`). Bounds the memory and the compile time one rule can cost every DNS server
+/// replica on a reload; the crate's default (10 MiB) would let one tenant rule take tens of
+/// milliseconds and megabytes per replica. Ordinary name patterns compile to a few KiB.
+pub const MAX_REGEX_BYTES: usize = 256 * 1024;
+
+/// Longest `from` of a regex rewrite the server accepts, in characters (the RewriteRule CRD
+/// admits at most 253, so this only bounds hand-written configs).
+pub const MAX_REGEX_LEN: usize = 1024;
+
+/// The form in which a regex rewrite's `from` is matched: anchored at both ends, so that it
+/// matches the whole name. Every check of a regex (validation, the operator's tenancy checks)
+/// and the DNS server use this form and nothing else, so a pattern that only compiles, or
+/// only looks harmless, unanchored (e.g. `(?x)…#`, where the comment would swallow the
+/// closing anchor) is judged as what is served.
+pub fn anchored_regex(from: &str) -> String {
+    format!("^(?:{from})$")
+}
+
+/// Compiles a regex rewrite's `from` exactly as the DNS server matches it
+/// ([`anchored_regex`], at most [`MAX_REGEX_BYTES`] compiled), or says why it cannot be.
+pub fn compile_regex(from: &str) -> Result<regex::Regex, String> {
+    if from.chars().count() > MAX_REGEX_LEN {
+        return Err(format!(
+            "the regular expression is longer than {MAX_REGEX_LEN} characters"
+        ));
+    }
+    regex::RegexBuilder::new(&anchored_regex(from))
+        .size_limit(MAX_REGEX_BYTES)
+        .build()
+        .map_err(|e| match e {
+            regex::Error::CompiledTooBig(limit) => format!(
+                "the regular expression compiles to more than {limit} bytes; simplify it (e.g. fewer counted repetitions)"
+            ),
+            e => format!("not a regular expression: {e}"),
+        })
 }
 
 /// The `{n}` placeholders in a regex rewrite's replacement.
@@ -156,6 +190,27 @@ mod tests {
             Ok(())
         );
         assert!(rule(MatchKind::Regex, "(", "x").validate("r").is_err());
+        // Valid on its own, but the served (anchored) form leaves its group open: the
+        // comment swallows the closing `)$`.
+        assert!(regex::Regex::new(r"(?x)^(.+)\.old\.example$#").is_ok());
+        let err = rule(MatchKind::Regex, r"(?x)^(.+)\.old\.example$#", "{1}.new")
+            .validate("r")
+            .expect_err("anchored form does not compile");
+        assert!(
+            err.to_string().contains("not a regular expression"),
+            "{err}"
+        );
+        // Over the compiled-size budget.
+        let err = rule(MatchKind::Regex, r"(\w{1000}){50}", "x.example")
+            .validate("r")
+            .expect_err("too big");
+        assert!(err.to_string().contains("compiles to more than"), "{err}");
+        let long = "a".repeat(MAX_REGEX_LEN + 1);
+        assert!(
+            rule(MatchKind::Regex, &long, "x.example")
+                .validate("r")
+                .is_err()
+        );
         let err = rule(MatchKind::Regex, r"^(.+)\.old$", "{2}.new")
             .validate("r")
             .expect_err("group 2");

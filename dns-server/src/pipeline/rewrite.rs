@@ -22,7 +22,7 @@ use std::sync::{Arc, OnceLock};
 
 use hickory_proto::rr::{Name, RData, Record};
 use nameplane_config::ValidatedConfig;
-use nameplane_config::rewrite::{MatchKind, RewriteConfig};
+use nameplane_config::rewrite::{self, MatchKind, RewriteConfig};
 use prometheus_client::metrics::counter::Counter;
 
 use crate::metrics::Metrics;
@@ -147,10 +147,9 @@ impl RewriteRule {
             MatchKind::Exact => Matcher::Exact(config.from.clone()),
             MatchKind::Prefix => Matcher::Prefix(config.from.clone()),
             MatchKind::Suffix => Matcher::Suffix(config.from.clone()),
-            // Validated already; anchored so that it matches the whole name.
-            MatchKind::Regex => {
-                Matcher::Regex(regex::Regex::new(&format!("^(?:{})$", config.from)).ok()?)
-            }
+            // Validated already with this very function (the anchored form, with the size
+            // limit), so it compiles here too.
+            MatchKind::Regex => Matcher::Regex(rewrite::compile_regex(&config.from).ok()?),
         };
         let tenant_zone = match &config.client_namespace {
             Some(ns) => Some(QName::from_ascii(&format!("{ns}.svc.{zone}"))?),

@@ -510,7 +510,7 @@ impl Scope {
                     rule.from,
                     self.cluster_domain,
                     if rule.match_kind == rewrite::MatchKind::Regex {
-                        " (a regex must end with `$` after a fixed name outside the cluster domain, e.g. ^(.+)\\.old\\.example$)"
+                        " (a regex must end with a fixed name outside the cluster domain, e.g. (.+)\\.old\\.example)"
                     } else {
                         ""
                     }
@@ -529,13 +529,14 @@ impl Scope {
     }
 
     /// Whether the regular expression `from` may match a name at or below the cluster
-    /// domain. Proven not to only when it is anchored at the end (`$`) and every match ends
-    /// with one of finitely many fixed strings, none of which a cluster name can end with;
-    /// anything less certain counts as a match.
+    /// domain. Judged on the form the server matches ([`rewrite::anchored_regex`]), never on
+    /// `from` alone: proven not to only when every match ends with one of finitely many
+    /// fixed strings, none of which a cluster name can end with; anything less certain
+    /// counts as a match.
     fn regex_may_match_cluster_names(&self, from: &str) -> bool {
         use regex_syntax::hir::Look;
         use regex_syntax::hir::literal::{ExtractKind, Extractor};
-        let Ok(hir) = regex_syntax::parse(from) else {
+        let Ok(hir) = regex_syntax::parse(&rewrite::anchored_regex(from)) else {
             return true;
         };
         if !hir.properties().look_set_suffix().contains(Look::End) {

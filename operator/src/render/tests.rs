@@ -375,8 +375,8 @@ fn tenant_rewrites_may_not_match_cluster_names() {
         "{match: Suffix, from: local, to: .team-a.svc.cluster.local}",
         "{match: Suffix, from: .svc.cluster.local, to: .team-a.svc.cluster.local}",
         "{match: Suffix, from: .team-b.svc.cluster.local, to: .team-a.svc.cluster.local}",
-        // Not anchored at the end: may match anywhere in a cluster name.
-        "{match: Regex, from: '^(.+)\\.old', to: '{1}.team-a.svc.cluster.local'}",
+        // Ends with nothing fixed once anchored as served.
+        "{match: Regex, from: '(.+)\\.old|.*', to: '{1}.team-a.svc.cluster.local'}",
         // Anchored, but on a cluster name, or on nothing fixed.
         "{match: Regex, from: '^(.+)\\.default\\.svc\\.cluster\\.local$', to: '{1}.team-a.svc.cluster.local'}",
         "{match: Regex, from: '^(.+)$', to: '{1}.team-a.svc.cluster.local'}",
@@ -389,6 +389,23 @@ fn tenant_rewrites_may_not_match_cluster_names() {
             "{shadowing}: {line}"
         );
     }
+    // The server matches the whole name (`^(?:from)$`), so a pattern without `$` still only
+    // matches names ending in `.old`, never a cluster name.
+    let line = tenant_rewrite_verdict(
+        "{match: Regex, from: '^(.+)\\.old', to: '{1}.team-a.svc.cluster.local'}",
+    );
+    assert_eq!(line, "RewriteRule team-a/r: Accepted\n");
+    // Judged as served: in `(?x)` mode the comment would swallow the anchor the server adds,
+    // so the served form does not compile; such a rule is never reported Ready (the server
+    // would have had to drop it).
+    let line = tenant_rewrite_verdict(
+        "{match: Regex, from: '(?x)(.+)\\.old\\.example$ #', to: '{1}.team-a.svc.cluster.local'}",
+    );
+    assert!(
+        line.starts_with("RewriteRule team-a/r: InvalidRule: ")
+            && line.contains("not a regular expression"),
+        "{line}"
+    );
     // A suffix that only looks like the cluster domain as a string is not one.
     let line = tenant_rewrite_verdict(
         "{match: Suffix, from: .xcluster.local, to: .team-a.svc.cluster.local}",
