@@ -132,6 +132,20 @@ pub struct DNSServerSpec {
     /// no other namespace's objects do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_selector: Option<ConfigSelector>,
+
+    /// What config objects from other namespaces (tenants) may add to this server's config,
+    /// and how large the whole config may grow. An object over a limit is left out, the
+    /// newest first, with `Ready=False` reason `OverBudget`; everything else keeps being
+    /// served and published.
+    #[serde(default)]
+    pub limits: ConfigLimits,
+
+    /// Addresses that forwarders of other namespaces' StubDomains may not point at. The API
+    /// server's addresses (the `default/kubernetes` Service and its endpoints) and every
+    /// Node's addresses are always denied to them as well; this DNSServer's own namespace is
+    /// trusted with every address.
+    #[serde(default)]
+    pub tenant_forwarders: TenantForwarders,
 }
 
 /// Answer cache settings.
@@ -256,6 +270,136 @@ impl Default for CacheSpec {
             denial_capacity: None,
             serve_stale_seconds: 0,
             prefetch: None,
+        }
+    }
+}
+
+/// Budgets of one server config: its size, and what each other namespace may add.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigLimits {
+    /// Largest rendered server config, in bytes. A ConfigMap holds at most 1 MiB, so a config
+    /// past that could not be published at all; past this budget the newest objects from
+    /// other namespaces are left out until it fits. If this server's own settings and
+    /// objects alone exceed it, nothing new is published (the last config keeps serving) and
+    /// this DNSServer's `Ready` says why.
+    #[serde(default = "default_config_bytes")]
+    #[schemars(range(min = 10_000, max = 1_000_000))]
+    pub config_bytes: u32,
+    /// What the objects of each namespace other than this DNSServer's own may add.
+    #[serde(default)]
+    pub per_namespace: NamespaceLimits,
+}
+
+/// What one namespace's config objects may add to a server config, in all.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceLimits {
+    /// DNSZone objects.
+    #[serde(default = "default_limit_zones")]
+    #[schemars(range(max = 10_000))]
+    pub zones: u32,
+    /// Records, summed over the namespace's DNSZones.
+    #[serde(default = "default_limit_records")]
+    #[schemars(range(max = 1_000_000))]
+    pub records: u32,
+    /// StubDomain objects.
+    #[serde(default = "default_limit_stub_domains")]
+    #[schemars(range(max = 10_000))]
+    pub stub_domains: u32,
+    /// In-flight forwarded queries, summed over the namespace's StubDomains (a StubDomain
+    /// without `maxConcurrent` counts as 1000, the server's default).
+    #[serde(default = "default_limit_max_concurrent")]
+    #[schemars(range(max = 1_000_000))]
+    pub max_concurrent: u32,
+    /// Rewrite rules, summed over the namespace's RewriteRules.
+    #[serde(default = "default_limit_rewrite_rules")]
+    #[schemars(range(max = 10_000))]
+    pub rewrite_rules: u32,
+    /// DNSPolicy objects.
+    #[serde(default = "default_limit_policies")]
+    #[schemars(range(max = 10_000))]
+    pub policies: u32,
+}
+
+/// Where forwarders from other namespaces may not point.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantForwarders {
+    /// Networks, as CIDRs. The default denies loopback, link-local (which holds the cloud
+    /// metadata address 169.254.169.254), the unspecified addresses and AWS's IPv6
+    /// metadata address: a StubDomain pointing there would make every DNS replica send that
+    /// namespace's queries to a service on its own node.
+    #[serde(default = "default_denied_cidrs")]
+    #[schemars(length(max = 64))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.all(c, isCIDR(c))",
+        "message": "deniedCIDRs must be CIDRs like 127.0.0.0/8 or fe80::/10"
+    }]))]
+    pub denied_cidrs: Vec<String>,
+}
+
+fn default_config_bytes() -> u32 {
+    900_000
+}
+fn default_limit_zones() -> u32 {
+    20
+}
+fn default_limit_records() -> u32 {
+    5_000
+}
+fn default_limit_stub_domains() -> u32 {
+    20
+}
+fn default_limit_max_concurrent() -> u32 {
+    2_000
+}
+fn default_limit_rewrite_rules() -> u32 {
+    100
+}
+fn default_limit_policies() -> u32 {
+    20
+}
+fn default_denied_cidrs() -> Vec<String> {
+    [
+        "127.0.0.0/8",
+        "::1/128",
+        "169.254.0.0/16",
+        "fe80::/10",
+        "0.0.0.0/8",
+        "::/128",
+        "fd00:ec2::254/128",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+impl Default for ConfigLimits {
+    fn default() -> Self {
+        Self {
+            config_bytes: default_config_bytes(),
+            per_namespace: NamespaceLimits::default(),
+        }
+    }
+}
+
+impl Default for NamespaceLimits {
+    fn default() -> Self {
+        Self {
+            zones: default_limit_zones(),
+            records: default_limit_records(),
+            stub_domains: default_limit_stub_domains(),
+            max_concurrent: default_limit_max_concurrent(),
+            rewrite_rules: default_limit_rewrite_rules(),
+            policies: default_limit_policies(),
+        }
+    }
+}
+
+impl Default for TenantForwarders {
+    fn default() -> Self {
+        Self {
+            denied_cidrs: default_denied_cidrs(),
         }
     }
 }

@@ -3,6 +3,10 @@
 //! so a change to any DNSZone, StubDomain, RewriteRule, DNSPolicy, Namespace or DNSServer
 //! re-renders promptly (a watch, not polling).
 //!
+//! Nodes (trimmed to their addresses, signalling only when those change) and the
+//! EndpointSlices of `default/kubernetes` are watched for the cluster's own addresses, which
+//! tenant forwarders may not use ([`crate::render::forwarders`]).
+//!
 //! Services are watched too, for the Service references of records, stub domains and
 //! upstreams, but a cluster has many Services and most concern no DNS config: a Service
 //! change fires the signal only when some DNSServer, DNSZone or StubDomain refers to that
@@ -14,9 +18,11 @@ use crate::api::dnszone::DNSZone;
 use crate::api::rewriterule::RewriteRule;
 use crate::api::stubdomain::StubDomain;
 use crate::render::Inputs;
+use crate::render::forwarders::ClusterAddresses;
 use crate::render::services::{self, ServiceIndex, ServiceKey};
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
@@ -43,6 +49,10 @@ pub struct Stores {
     pub namespaces: Store<Namespace>,
     /// Every `Service` (for Service references), without what rendering does not read.
     pub services: Store<Service>,
+    /// Every `Node`, with nothing but its addresses (no tenant forwarder may use them).
+    pub nodes: Store<Node>,
+    /// The EndpointSlices of `default/kubernetes`: the API server's own addresses.
+    pub api_server_slices: Store<EndpointSlice>,
     changed: watch::Receiver<u64>,
 }
 
@@ -54,6 +64,7 @@ pub struct Snapshot {
     rewrites: Vec<Arc<RewriteRule>>,
     policies: Vec<Arc<DNSPolicy>>,
     services: ServiceIndex,
+    cluster_addresses: ClusterAddresses,
 }
 
 impl Snapshot {
@@ -66,6 +77,7 @@ impl Snapshot {
             rewrites: &self.rewrites,
             policies: &self.policies,
             services: &self.services,
+            cluster_addresses: &self.cluster_addresses,
         }
     }
 }
@@ -84,7 +96,7 @@ impl Stores {
             let policies = policies.clone();
             move |service: &Service| {
                 let namespace = service.metadata.namespace.clone().unwrap_or_default();
-                if selected_by(&policies).contains(&namespace) {
+                if is_api_server_service(service) || selected_by(&policies).contains(&namespace) {
                     return true;
                 }
                 let key = ServiceKey {
@@ -101,7 +113,23 @@ impl Stores {
             rewrites: spawn_reflector(Api::all(client.clone()), tx.clone(), every),
             policies,
             namespaces: spawn_reflector(Api::all(client.clone()), tx.clone(), every),
-            services: spawn_reflector(Api::all(client.clone()), tx, referenced),
+            services: spawn_reflector(Api::all(client.clone()), tx.clone(), referenced),
+            nodes: spawn_reflector_with(
+                Api::all(client.clone()),
+                watcher::Config::default().any_semantic(),
+                tx.clone(),
+                node_addresses_changed(),
+                keep_only_addresses,
+            ),
+            api_server_slices: spawn_reflector_with(
+                Api::namespaced(client.clone(), "default"),
+                watcher::Config::default()
+                    .any_semantic()
+                    .labels("kubernetes.io/service-name=kubernetes"),
+                tx,
+                every,
+                |_| {},
+            ),
             changed,
         };
         for ready in [
@@ -112,6 +140,8 @@ impl Stores {
             stores.policies.wait_until_ready().await,
             stores.namespaces.wait_until_ready().await,
             stores.services.wait_until_ready().await,
+            stores.nodes.wait_until_ready().await,
+            stores.api_server_slices.wait_until_ready().await,
         ] {
             if ready.is_err() {
                 tracing::error!("a watch stopped before its first list");
@@ -143,6 +173,7 @@ impl Stores {
         let services = ServiceIndex::from_services(wanted.iter().map(|s| s.as_ref()));
         Snapshot {
             services,
+            cluster_addresses: self.cluster_addresses(),
             namespaces: self.namespaces.state(),
             zones: self.zones.state(),
             stubs: self.stubs.state(),
@@ -151,12 +182,84 @@ impl Stores {
         }
     }
 
+    /// The API server's and the Nodes' addresses, as of now.
+    fn cluster_addresses(&self) -> ClusterAddresses {
+        let mut addresses = ClusterAddresses::default();
+        if let Some(service) = self
+            .services
+            .get(&ObjectRef::new("kubernetes").within("default"))
+        {
+            addresses
+                .api_server
+                .extend(services::ServiceAddresses::of(&service).cluster_ips);
+        }
+        for slice in self.api_server_slices.state() {
+            for endpoint in &slice.endpoints {
+                addresses.api_server.extend(
+                    endpoint
+                        .addresses
+                        .iter()
+                        .filter_map(|a| a.parse::<std::net::IpAddr>().ok()),
+                );
+            }
+        }
+        for node in self.nodes.state() {
+            let name = node.metadata.name.clone().unwrap_or_default();
+            for address in node_ips(&node) {
+                addresses.nodes.insert(address, name.clone());
+            }
+        }
+        addresses
+    }
+
     /// A stream that yields once after every change to any store (bursts are coalesced).
     pub fn changes(&self) -> impl Stream<Item = ()> + Send + 'static {
         futures::stream::unfold(self.changed.clone(), |mut rx| async move {
             rx.changed().await.ok()?;
             Some(((), rx))
         })
+    }
+}
+
+/// Whether `service` is `default/kubernetes`, the API server's own Service.
+fn is_api_server_service(service: &Service) -> bool {
+    service.metadata.namespace.as_deref() == Some("default")
+        && service.metadata.name.as_deref() == Some("kubernetes")
+}
+
+/// The IP addresses in a Node's `status.addresses` (hostnames are skipped).
+fn node_ips(node: &Node) -> impl Iterator<Item = std::net::IpAddr> + '_ {
+    node.status
+        .iter()
+        .flat_map(|s| s.addresses.iter().flatten())
+        .filter_map(|a| a.address.parse().ok())
+}
+
+/// Drops all of a Node but its name and addresses: Node objects are large (images,
+/// conditions, capacity) and change every few seconds (heartbeats); only addresses matter.
+fn keep_only_addresses(node: &mut Node) {
+    node.spec = None;
+    node.metadata.labels = None;
+    if let Some(status) = node.status.take() {
+        node.status = Some(k8s_openapi::api::core::v1::NodeStatus {
+            addresses: status.addresses,
+            ..Default::default()
+        });
+    }
+}
+
+/// A signal filter for Nodes that fires only when a Node's addresses change, not on every
+/// heartbeat (a status update every 10 s per Node would re-render every DNSServer).
+fn node_addresses_changed() -> impl Fn(&Node) -> bool + Send + 'static {
+    let seen =
+        std::sync::Mutex::new(std::collections::HashMap::<String, Vec<std::net::IpAddr>>::new());
+    move |node: &Node| {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let now: Vec<std::net::IpAddr> = node_ips(node).collect();
+        let Ok(mut seen) = seen.lock() else {
+            return true;
+        };
+        seen.insert(name, now.clone()).as_ref() != Some(&now)
     }
 }
 
@@ -196,12 +299,34 @@ where
     K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
 {
+    spawn_reflector_with(
+        api,
+        watcher::Config::default().any_semantic(),
+        changed,
+        signals,
+        |_| {},
+    )
+}
+
+/// [`spawn_reflector`] with a watch config of its own and a `trim` of what is kept.
+fn spawn_reflector_with<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    changed: watch::Sender<u64>,
+    signals: impl Fn(&K) -> bool + Send + 'static,
+    mut trim: impl FnMut(&mut K) + Send + 'static,
+) -> Store<K>
+where
+    K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+{
     let (reader, writer) = reflector::store();
     let stream = reflector::reflector(
         writer,
-        watcher(api, watcher::Config::default().any_semantic()).modify(|object: &mut K| {
+        watcher(api, config).modify(move |object: &mut K| {
             object.meta_mut().managed_fields = None;
             object.meta_mut().annotations = None;
+            trim(object);
         }),
     )
     .default_backoff()

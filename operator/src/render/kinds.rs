@@ -3,6 +3,7 @@
 //!
 //! [`ServerConfig`]: nameplane_config::ServerConfig
 
+use super::forwarders::{ClusterAddresses, ForwarderFence};
 use super::services::{self, ServiceIndex};
 use super::{ObjectKey, Verdict};
 use crate::api::dnspolicy::{DNSPolicy, DeniedResponse, PolicyAction};
@@ -25,6 +26,8 @@ pub struct Scope {
     server_name: String,
     cluster_domain: String,
     tenant_suffix: Option<String>,
+    fence: ForwarderFence,
+    cluster_addresses: ClusterAddresses,
 }
 
 impl Scope {
@@ -39,7 +42,29 @@ impl Scope {
                 .tenant_domain_suffix
                 .as_ref()
                 .and_then(|s| names::normalize_domain(s.as_str()).ok()),
+            fence: ForwarderFence::new(server),
+            cluster_addresses: ClusterAddresses::default(),
         }
+    }
+
+    /// The same scope, knowing the cluster's own addresses (which tenant forwarders may not
+    /// use).
+    pub fn with_cluster_addresses(mut self, cluster: &ClusterAddresses) -> Self {
+        self.cluster_addresses = cluster.clone();
+        self
+    }
+
+    /// Whether an object in `namespace` may forward to `addr` (`at`: the field path).
+    fn allows_forwarder(
+        &self,
+        namespace: &str,
+        addr: &std::net::SocketAddr,
+        at: &str,
+    ) -> Result<(), Verdict> {
+        if namespace == self.server_namespace {
+            return Ok(());
+        }
+        self.fence.check(addr, &self.cluster_addresses, at)
     }
 
     /// Whether an object in `namespace` may claim `domain` (a zone apex or stub domain).
@@ -287,6 +312,7 @@ fn stub(
         let addr = server
             .socket_addr()
             .map_err(|r| rejected("InvalidSpec", format!("spec.servers[{i}]: {r}")))?;
+        scope.allows_forwarder(&namespace, &addr, &format!("spec.servers[{i}]"))?;
         servers.push(addr.to_string());
     }
     let trusted = namespace == scope.server_namespace;
@@ -294,6 +320,9 @@ fn stub(
     for (i, reference) in object.spec.service_refs.iter().enumerate() {
         match services::upstream_addresses(reference, &namespace, trusted, services) {
             Ok(addresses) => {
+                for addr in &addresses {
+                    scope.allows_forwarder(&namespace, addr, &format!("spec.serviceRefs[{i}]"))?;
+                }
                 for addr in addresses.iter().map(|a| a.to_string()) {
                     if !servers.contains(&addr) {
                         servers.push(addr);

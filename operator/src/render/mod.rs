@@ -28,6 +28,8 @@
 //! 6. **Whole-config validation** with the server's validator: if the result would be refused,
 //!    nothing is published and the `DNSServer` says why.
 
+pub mod budget;
+pub mod forwarders;
 pub mod kinds;
 pub mod select;
 pub mod services;
@@ -63,6 +65,8 @@ pub struct Inputs<'a> {
     pub policies: &'a [Arc<DNSPolicy>],
     /// The Services the objects refer to (at least those; others are ignored).
     pub services: &'a services::ServiceIndex,
+    /// The API server's and the Nodes' addresses (no tenant forwarder may use them).
+    pub cluster_addresses: &'a forwarders::ClusterAddresses,
 }
 
 impl Default for Inputs<'_> {
@@ -74,6 +78,7 @@ impl Default for Inputs<'_> {
             rewrites: &[],
             policies: &[],
             services: &services::NO_SERVICES,
+            cluster_addresses: &forwarders::NO_CLUSTER_ADDRESSES,
         }
     }
 }
@@ -158,6 +163,17 @@ pub enum RenderError {
     /// The rendered config fails the server's validation.
     #[error("the rendered server config is invalid: {0}")]
     Invalid(#[from] nameplane_config::ConfigError),
+    /// The config is over `spec.limits.configBytes` even without any other namespace's
+    /// objects.
+    #[error(
+        "the server config is {bytes} bytes, over the budget of {budget} (spec.limits.configBytes), even without the objects of other namespaces; raise the budget or trim this DNSServer's own objects"
+    )]
+    OverBudget {
+        /// Its size as published.
+        bytes: usize,
+        /// `spec.limits.configBytes`.
+        budget: usize,
+    },
 }
 
 impl RenderError {
@@ -165,6 +181,7 @@ impl RenderError {
     pub fn reason(&self) -> &'static str {
         match self {
             RenderError::Invalid(_) => "InvalidSpec",
+            RenderError::OverBudget { .. } => "OverBudget",
         }
     }
 }
@@ -230,7 +247,14 @@ pub fn render(server: &DNSServer, inputs: &Inputs<'_>) -> Rendered {
         }
     };
     config.kubernetes.cluster_domain = cluster_domain.clone();
-    let scope = kinds::Scope::new(server, &cluster_domain);
+    let scope =
+        kinds::Scope::new(server, &cluster_domain).with_cluster_addresses(inputs.cluster_addresses);
+    let server_id = config.server.clone();
+    let budgets = budget::Budgets {
+        server_namespace: &namespace,
+        server: &server_id,
+        limits: &server.spec.limits.per_namespace,
+    };
     let selector = select::ServerSelector::new(server, inputs.namespaces);
 
     let mut upstreams: Vec<String> = server
@@ -279,28 +303,71 @@ pub fn render(server: &DNSServer, inputs: &Inputs<'_>) -> Rendered {
             }),
     });
 
-    let zones = kinds::zones(
-        &selector.pick(inputs.zones),
-        &scope,
-        inputs.services,
-        &mut verdicts,
+    // Budgets first: an object over its namespace's budget neither serves nor wins a conflict.
+    let picked_zones = budget::admit(&budgets, selector.pick(inputs.zones), &mut verdicts);
+    let picked_stubs = budget::admit(&budgets, selector.pick(inputs.stubs), &mut verdicts);
+    let picked_rewrites = budget::admit(&budgets, selector.pick(inputs.rewrites), &mut verdicts);
+    let picked_policies = budget::admit(&budgets, selector.pick(inputs.policies), &mut verdicts);
+    let mut tenant_objects: Vec<((i64, String, String), ObjectKey)> = Vec::new();
+    let mut note_tenants = |objects: Vec<(_, ObjectKey)>| {
+        tenant_objects.extend(
+            objects
+                .into_iter()
+                .filter(|(_, k)| k.namespace != namespace),
+        );
+    };
+    note_tenants(
+        picked_zones
+            .iter()
+            .map(|o| (select::age_order(o.as_ref()), ObjectKey::of(o.as_ref())))
+            .collect(),
     );
+    note_tenants(
+        picked_stubs
+            .iter()
+            .map(|o| (select::age_order(o.as_ref()), ObjectKey::of(o.as_ref())))
+            .collect(),
+    );
+    note_tenants(
+        picked_rewrites
+            .iter()
+            .map(|o| (select::age_order(o.as_ref()), ObjectKey::of(o.as_ref())))
+            .collect(),
+    );
+    note_tenants(
+        picked_policies
+            .iter()
+            .map(|o| (select::age_order(o.as_ref()), ObjectKey::of(o.as_ref())))
+            .collect(),
+    );
+    tenant_objects.sort_by(|a, b| b.cmp(a));
+    let newest_first: Vec<ObjectKey> = tenant_objects.into_iter().map(|(_, k)| k).collect();
+
+    let zones = kinds::zones(&picked_zones, &scope, inputs.services, &mut verdicts);
     let zone_apexes: Vec<String> = zones.iter().map(|z| z.name.clone()).collect();
     config.zones = zones;
     config.forward.extend(kinds::stubs(
-        &selector.pick(inputs.stubs),
+        &picked_stubs,
         &scope,
         inputs.services,
         &zone_apexes,
         &mut verdicts,
     ));
-    config.rewrites = kinds::rewrites(&selector.pick(inputs.rewrites), &scope, &mut verdicts);
-    config.policies = kinds::policies(
-        &selector.pick(inputs.policies),
-        &scope,
-        inputs.services,
+    config.rewrites = kinds::rewrites(&picked_rewrites, &scope, &mut verdicts);
+    config.policies = kinds::policies(&picked_policies, &scope, inputs.services, &mut verdicts);
+
+    if let Err(e) = budget::fit_bytes(
+        &mut config,
+        server.spec.limits.config_bytes as usize,
+        &server_id,
+        &newest_first,
         &mut verdicts,
-    );
+    ) {
+        return Rendered {
+            config: Err(e),
+            verdicts,
+        };
+    }
 
     let config = match config.clone().validate() {
         Ok(_) => Ok(config),

@@ -18,6 +18,7 @@ struct Objects {
     rewrites: Vec<Arc<RewriteRule>>,
     policies: Vec<Arc<DNSPolicy>>,
     services: services::ServiceIndex,
+    cluster_addresses: forwarders::ClusterAddresses,
 }
 
 impl Objects {
@@ -34,6 +35,7 @@ impl Objects {
             rewrites: vec![],
             policies: vec![],
             services: Default::default(),
+            cluster_addresses: Default::default(),
         };
         let mut service_objects: Vec<k8s_openapi::api::core::v1::Service> = Vec::new();
         for doc in docs {
@@ -55,7 +57,32 @@ impl Objects {
                     .policies
                     .push(Arc::new(serde_json::from_value(doc).expect("DNSPolicy"))),
                 "Service" => service_objects.push(serde_json::from_value(doc).expect("Service")),
+                // What the controller reads of Nodes: their addresses.
+                "Node" => {
+                    let node: k8s_openapi::api::core::v1::Node =
+                        serde_json::from_value(doc).expect("Node");
+                    let name = node.metadata.name.clone().unwrap_or_default();
+                    for address in node
+                        .status
+                        .iter()
+                        .flat_map(|s| s.addresses.iter().flatten())
+                    {
+                        if let Ok(ip) = address.address.parse() {
+                            objects.cluster_addresses.nodes.insert(ip, name.clone());
+                        }
+                    }
+                }
                 other => panic!("unexpected kind {other:?}"),
+            }
+        }
+        for service in &service_objects {
+            if service.metadata.namespace.as_deref() == Some("default")
+                && service.metadata.name.as_deref() == Some("kubernetes")
+            {
+                objects
+                    .cluster_addresses
+                    .api_server
+                    .extend(services::ServiceAddresses::of(service).cluster_ips);
             }
         }
         objects.services = services::ServiceIndex::from_services(&service_objects);
@@ -72,6 +99,7 @@ impl Objects {
                 rewrites: &self.rewrites,
                 policies: &self.policies,
                 services: &self.services,
+                cluster_addresses: &self.cluster_addresses,
             },
         )
     }
@@ -809,5 +837,23 @@ fn a_servers_missing_upstream_service_is_its_own_verdict() {
     assert_eq!(
         rendered.config.expect("renders").forward[0].servers,
         ["10.0.0.10:53", "10.96.0.11:53"]
+    );
+}
+
+#[test]
+fn a_server_over_its_own_byte_budget_publishes_nothing_new() {
+    // The platform's own objects are never left out for size: the DNSServer says why.
+    let records: String = (0..40)
+        .map(|i| format!("{{name: r{i}, type: A, values: [192.0.2.{i}]}}, "))
+        .collect();
+    let yaml = format!(
+        "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata: {{name: dns, namespace: platform}}\nspec: {{limits: {{configBytes: 2000}}}}\n---\napiVersion: nameplane.io/v1alpha1\nkind: DNSZone\nmetadata: {{name: corp, namespace: platform, creationTimestamp: \"2026-01-01T00:00:00Z\"}}\nspec: {{zone: corp.example, records: [{records}]}}\n"
+    );
+    let rendered = Objects::parse(&yaml).render();
+    let error = rendered.config.expect_err("over budget");
+    assert_eq!(error.reason(), "OverBudget");
+    assert!(
+        error.to_string().contains("over the budget of 2000 (spec.limits.configBytes), even without the objects of other namespaces"),
+        "{error}"
     );
 }
