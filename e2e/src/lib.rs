@@ -1183,3 +1183,22 @@ pub fn yaml_objects(text: &str) -> Vec<serde_json::Value> {
         .filter(|doc| doc.is_object())
         .collect()
 }
+
+/// Waits (30 s) until `what` (e.g. `dnszone/apps`) in `namespace` has `Ready=<status>` with
+/// `reason`; returns the condition's message.
+pub fn wait_ready_condition(namespace: &str, what: &str, status: &str, reason: &str) -> String {
+    wait_for(
+        &format!("{namespace}/{what} Ready={status} ({reason})"),
+        Duration::from_secs(30),
+        || {
+            let at = |field: &str| {
+                jsonpath(
+                    namespace,
+                    what,
+                    &format!("{{.status.conditions[?(@.type==\"Ready\")].{field}}}"),
+                )
+            };
+            (at("status") == status && at("reason") == reason).then(|| at("message"))
+        },
+    )
+}

@@ -12,29 +12,15 @@
 
 use nameplane_e2e::{
     DnsServer, NamespaceGuard, Operator, Transport, apply, ensure_namespace, install_crds,
-    jsonpath, kubectl_ok, wait_for,
+    jsonpath, kubectl_ok, wait_for, wait_ready_condition,
 };
 use std::time::{Duration, Instant};
 
 const NS: &str = "e2e-svcref-dns";
 const TENANT: &str = "e2e-svcref-tenant";
 
-/// Waits until `what` has `Ready=<status>` with `reason`; returns the message.
 fn wait_ready(namespace: &str, what: &str, status: &str, reason: &str) -> String {
-    wait_for(
-        &format!("{what} Ready={status} ({reason})"),
-        Duration::from_secs(30),
-        || {
-            let at = |field: &str| {
-                jsonpath(
-                    namespace,
-                    what,
-                    &format!("{{.status.conditions[?(@.type==\"Ready\")].{field}}}"),
-                )
-            };
-            (at("status") == status && at("reason") == reason).then(|| at("message"))
-        },
-    )
+    wait_ready_condition(namespace, what, status, reason)
 }
 
 fn cluster_ip(service: &str) -> String {

@@ -330,14 +330,19 @@ pub struct TenantForwarders {
     /// metadata address 169.254.169.254), the unspecified addresses and AWS's IPv6
     /// metadata address: a StubDomain pointing there would make every DNS replica send that
     /// namespace's queries to a service on its own node.
-    #[serde(default = "default_denied_cidrs")]
+    #[serde(default = "default_denied_cidrs", rename = "deniedCIDRs")]
     #[schemars(length(max = 64))]
-    #[schemars(extend("x-kubernetes-validations" = [{
-        "rule": "self.all(c, isCIDR(c))",
-        "message": "deniedCIDRs must be CIDRs like 127.0.0.0/8 or fe80::/10"
-    }]))]
-    pub denied_cidrs: Vec<String>,
+    pub denied_cidrs: Vec<Cidr>,
 }
+
+/// A network in CIDR notation, e.g. `127.0.0.0/8` or `fe80::/10`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(transparent)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "isCIDR(self)",
+    "message": "must be a CIDR like 127.0.0.0/8 or fe80::/10"
+}]))]
+pub struct Cidr(#[schemars(length(min = 3, max = 49))] pub String);
 
 fn default_config_bytes() -> u32 {
     900_000
@@ -360,7 +365,7 @@ fn default_limit_rewrite_rules() -> u32 {
 fn default_limit_policies() -> u32 {
     20
 }
-fn default_denied_cidrs() -> Vec<String> {
+fn default_denied_cidrs() -> Vec<Cidr> {
     [
         "127.0.0.0/8",
         "::1/128",
@@ -370,7 +375,7 @@ fn default_denied_cidrs() -> Vec<String> {
         "::/128",
         "fd00:ec2::254/128",
     ]
-    .map(String::from)
+    .map(|c| Cidr(c.into()))
     .to_vec()
 }
 

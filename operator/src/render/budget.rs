@@ -168,9 +168,12 @@ pub fn admit<K: Cost + ResourceExt + kube::Resource<DynamicType = ()>>(
     admitted
 }
 
-/// Leaves out the objects of `newest_first` (objects from other namespaces, newest first)
-/// until `config` fits in `budget` bytes as published ([`ServerConfig::to_json`]); each gets
-/// an `OverBudget` verdict. Fails when it cannot fit even without them.
+/// Makes `config` fit in `budget` bytes as published ([`ServerConfig::to_json`]) by leaving
+/// out objects from other namespaces (`newest_first`: those objects, newest first), each with
+/// an `OverBudget` verdict. Like [`admit`], objects are added oldest first and the one whose
+/// size would cross the budget is left out (a later, smaller one may still fit), so the
+/// object that loses is the one that broke the budget, not merely the newest. Fails when the
+/// config does not fit even without any of them.
 pub fn fit_bytes(
     config: &mut ServerConfig,
     budget: usize,
@@ -178,66 +181,92 @@ pub fn fit_bytes(
     newest_first: &[ObjectKey],
     verdicts: &mut BTreeMap<ObjectKey, Verdict>,
 ) -> Result<(), RenderError> {
-    let mut size = config.to_json().len();
-    let over = size;
-    let mut left_out = newest_first.iter();
-    while size > budget {
-        let Some(key) = left_out.next() else {
-            return Err(RenderError::OverBudget {
-                bytes: size,
-                budget,
-            });
-        };
-        let source = format!("{}/{}", key.namespace, key.name);
-        let estimate = remove_parts(config, key.kind, &source);
-        if estimate == 0 {
-            // Rejected for another reason already: nothing of it is in the config.
-            continue;
-        }
+    let over = config.to_json().len();
+    if over <= budget {
+        return Ok(());
+    }
+    let mut left_out = |key: &ObjectKey, verdicts: &mut BTreeMap<ObjectKey, Verdict>| {
         verdicts.insert(
             key.clone(),
             Verdict::Rejected {
                 reason: "OverBudget",
                 message: format!(
-                    "the server config of DNSServer {server} would be {over} bytes, over its budget of {budget} (spec.limits.configBytes); objects from other namespaces are left out newest first until it fits, and this is one of them"
+                    "the server config of DNSServer {server} would be {over} bytes, over its budget of {budget} (spec.limits.configBytes); objects from other namespaces are added oldest first and this one did not fit"
                 ),
             },
         );
-        // Cheap estimate first; the exact size once the estimate says it fits.
-        size = size.saturating_sub(estimate);
-        if size <= budget {
-            size = config.to_json().len();
+    };
+    // What each object takes, and what the config takes without them all.
+    let sizes: Vec<(&ObjectKey, usize)> = newest_first
+        .iter()
+        .rev()
+        .map(|key| (key, parts_size(config, key)))
+        .collect();
+    let mut used = over.saturating_sub(sizes.iter().map(|(_, size)| size).sum());
+    let mut kept = Vec::new();
+    for (key, size) in sizes {
+        if size == 0 {
+            // Rejected for another reason already: nothing of it is in the config.
+            continue;
         }
+        if used + size > budget {
+            remove_parts(config, key);
+            left_out(key, verdicts);
+        } else {
+            used += size;
+            kept.push(key);
+        }
+    }
+    // The sizes are estimates (indentation, separators); the exact size decides. Should it
+    // still be over, the newest objects kept go too.
+    while config.to_json().len() > budget {
+        let Some(key) = kept.pop() else {
+            return Err(RenderError::OverBudget {
+                bytes: config.to_json().len(),
+                budget,
+            });
+        };
+        remove_parts(config, key);
+        left_out(key, verdicts);
     }
     Ok(())
 }
 
-/// Removes the parts that came from `source` (`namespace/name`) of kind `kind` and returns
-/// about how many bytes of the published JSON they took (0: none there).
-fn remove_parts(config: &mut ServerConfig, kind: &str, source: &str) -> usize {
-    fn take<T: serde::Serialize>(
-        parts: &mut Vec<T>,
+/// About how many bytes of the published JSON the parts from `key` take: each part as pretty
+/// JSON, indented 4 more in the document, plus ",\n" between array elements.
+fn parts_size(config: &ServerConfig, key: &ObjectKey) -> usize {
+    fn size<T: serde::Serialize>(
+        parts: &[T],
         source_of: impl Fn(&T) -> &str,
         source: &str,
     ) -> usize {
-        let mut bytes = 0;
-        parts.retain(|part| {
-            if source_of(part) != source {
-                return true;
-            }
-            let text = serde_json::to_string_pretty(part).unwrap_or_default();
-            // Each line is indented 4 more in the published document, plus ",\n" between
-            // array elements.
-            bytes += text.len() + 4 * text.lines().count() + 2;
-            false
-        });
-        bytes
+        parts
+            .iter()
+            .filter(|part| source_of(part) == source)
+            .map(|part| {
+                let text = serde_json::to_string_pretty(part).unwrap_or_default();
+                text.len() + 4 * text.lines().count() + 2
+            })
+            .sum()
     }
-    match kind {
-        "DNSZone" => take(&mut config.zones, |z| &z.source, source),
-        "StubDomain" => take(&mut config.forward, |f| &f.source, source),
-        "RewriteRule" => take(&mut config.rewrites, |r| &r.source, source),
-        "DNSPolicy" => take(&mut config.policies, |p| &p.source, source),
+    let source = format!("{}/{}", key.namespace, key.name);
+    match key.kind {
+        "DNSZone" => size(&config.zones, |z| &z.source, &source),
+        "StubDomain" => size(&config.forward, |f| &f.source, &source),
+        "RewriteRule" => size(&config.rewrites, |r| &r.source, &source),
+        "DNSPolicy" => size(&config.policies, |p| &p.source, &source),
         _ => 0,
+    }
+}
+
+/// Removes the parts that came from `key`.
+fn remove_parts(config: &mut ServerConfig, key: &ObjectKey) {
+    let source = format!("{}/{}", key.namespace, key.name);
+    match key.kind {
+        "DNSZone" => config.zones.retain(|z| z.source != source),
+        "StubDomain" => config.forward.retain(|f| f.source != source),
+        "RewriteRule" => config.rewrites.retain(|r| r.source != source),
+        "DNSPolicy" => config.policies.retain(|p| p.source != source),
+        _ => {}
     }
 }

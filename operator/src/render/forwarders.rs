@@ -46,7 +46,7 @@ impl ForwarderFence {
                 .tenant_forwarders
                 .denied_cidrs
                 .iter()
-                .filter_map(|c| c.parse().ok())
+                .filter_map(|c| c.0.parse().ok())
                 .collect(),
             server: format!(
                 "{}/{}",

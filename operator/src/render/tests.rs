@@ -857,3 +857,20 @@ fn a_server_over_its_own_byte_budget_publishes_nothing_new() {
         "{error}"
     );
 }
+
+#[test]
+fn the_newest_tenant_object_over_the_byte_budget_is_the_only_one_left_out() {
+    let records: String = (0..400)
+        .map(|i| format!("{{name: r{i}, type: A, values: [192.0.2.{}]}}, ", i % 250))
+        .collect();
+    let yaml = format!(
+        "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata: {{name: dns, namespace: platform}}\nspec: {{tenantDomainSuffix: t.example, configSelector: {{namespaceSelector: {{}}}}, limits: {{configBytes: 20000}}}}\n---\napiVersion: nameplane.io/v1alpha1\nkind: DNSZone\nmetadata: {{name: small, namespace: a, creationTimestamp: \"2026-01-01T00:00:00Z\"}}\nspec: {{zone: a.t.example, records: [{{name: www, type: A, values: [192.0.2.1]}}]}}\n---\napiVersion: nameplane.io/v1alpha1\nkind: DNSZone\nmetadata: {{name: big, namespace: b, creationTimestamp: \"2026-01-02T00:00:00Z\"}}\nspec: {{zone: b.t.example, records: [{records}]}}\n"
+    );
+    let rendered = Objects::parse(&yaml).render();
+    let lines = verdict_lines(&rendered);
+    assert!(lines.contains("DNSZone a/small: Accepted"), "{lines}");
+    assert!(lines.contains("DNSZone b/big: OverBudget"), "{lines}");
+    let config = rendered.config.expect("renders");
+    assert_eq!(config.zones.len(), 1);
+    assert!(config.to_json().len() <= 20000);
+}
