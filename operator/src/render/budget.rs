@@ -185,7 +185,7 @@ pub fn fit_bytes(
     if over <= budget {
         return Ok(());
     }
-    let mut left_out = |key: &ObjectKey, verdicts: &mut BTreeMap<ObjectKey, Verdict>| {
+    let left_out = |key: &ObjectKey, verdicts: &mut BTreeMap<ObjectKey, Verdict>| {
         verdicts.insert(
             key.clone(),
             Verdict::Rejected {
