@@ -1202,3 +1202,37 @@ pub fn wait_ready_condition(namespace: &str, what: &str, status: &str, reason: &
         },
     )
 }
+
+impl NamespaceGuard {
+    /// Like [`NamespaceGuard::create`], after deleting what an earlier (crashed) run left in
+    /// these namespaces and waiting until they are gone. The DNSServer finalizer is dropped
+    /// first: without the operator that put it there, nothing would ever remove it. Declare
+    /// the guard after the operator, so it is dropped first while the operator still runs.
+    pub fn fresh(namespaces: &[(&str, &[(&str, &str)])]) -> Self {
+        let kube = Kube::connect();
+        for (namespace, _) in namespaces {
+            if !kubectl(&["get", "namespace", namespace]).status.success() {
+                continue;
+            }
+            let servers = kubectl(&["get", "dnsservers", "-n", namespace, "-o", "name"]);
+            for server in String::from_utf8_lossy(&servers.stdout).lines() {
+                let _ = kubectl(&[
+                    "patch",
+                    "-n",
+                    namespace,
+                    server,
+                    "--type=merge",
+                    "-p",
+                    r#"{"metadata":{"finalizers":null}}"#,
+                ]);
+            }
+            kube.delete_namespace(namespace);
+            wait_for(
+                &format!("namespace {namespace} of an earlier run to be deleted"),
+                Duration::from_secs(120),
+                || (!kubectl(&["get", "namespace", namespace]).status.success()).then_some(()),
+            );
+        }
+        Self::create(namespaces)
+    }
+}

@@ -52,9 +52,9 @@ fn stub(namespace: &str, name: &str, server: &str) -> String {
 fn an_oversized_tenant_is_left_out_and_the_fence_holds() {
     install_crds();
     let tenant: &[(&str, &str)] = &[TENANT_LABEL];
-    let _namespaces =
-        NamespaceGuard::create(&[(NS, &[]), (BIG, tenant), (SMALL, tenant), (FWD, tenant)]);
     let _operator = Operator::start("operator-budget", &["--lease-name", "e2e-budget"]);
+    let _namespaces =
+        NamespaceGuard::fresh(&[(NS, &[]), (BIG, tenant), (SMALL, tenant), (FWD, tenant)]);
     // Cluster-scoped: the namespace is ignored.
     apply(
         "default",
