@@ -248,8 +248,8 @@ fn run_matrix(port: u16, clients: &[(String, usize)], facts: &[Facts], tally: &m
         let asker_namespace = TENANTS[owner];
         let other = 1 - owner;
         let other_marks = marks(other, &facts[other]);
-        for about in 0..TENANTS.len() {
-            for p in probes(about, asker_namespace, &facts[about]) {
+        for (about, about_facts) in facts.iter().enumerate() {
+            for p in probes(about, asker_namespace, about_facts) {
                 tally.queries += 1;
                 let allowed = p.about == owner && !p.crosses;
                 let what = format!(
