@@ -330,6 +330,7 @@ mod tests {
             r#"nameplane_kubernetes_objects{resource="namespaces"} 1"#,
             r#"nameplane_kubernetes_synced{resource="services"} 1"#,
             r#"nameplane_kubernetes_synced{resource="pods"} 0"#,
+            r#"nameplane_kubernetes_shared_pod_ips{outcome="ambiguous"} 0"#,
         ] {
             assert!(text.contains(line), "missing {line}\n{text}");
         }
@@ -337,7 +338,12 @@ mod tests {
         let mut cluster = Cluster::new(2);
         cluster.set_synced(true);
         publish(&state, Arc::new(cluster));
-        assert!(!state.metrics().encode().contains(r#"resource="pods""#));
+        let text = state.metrics().encode();
+        assert!(!text.contains(r#"resource="pods""#));
+        assert!(
+            !text.contains("nameplane_kubernetes_shared_pod_ips{"),
+            "{text}"
+        );
     }
 
     #[test]
