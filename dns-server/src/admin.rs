@@ -2,11 +2,14 @@
 //!
 //! - `GET /health`: 200 while the process runs (liveness), also during lameduck (as
 //!   CoreDNS's *health* plugin);
-//! - `GET /ready`: 200 once a valid config is loaded and every watch has completed its
-//!   initial list, and not during lameduck; 503 with the missing conditions otherwise
+//! - `GET /ready`: 200 once a valid config is loaded and every watch it needs has completed
+//!   its initial list, and not during lameduck; 503 with the missing conditions otherwise
 //!   (readiness: a pod that would answer SERVFAIL, or is about to stop, gets no traffic).
-//!   Either way the body ends with `config: <hash>`, the config being served (or `none`),
-//!   so the operator can see which config each replica runs;
+//!   A watch started for a newer config that waits for it (the Pod watch) does not make a
+//!   serving replica unready. The body then names, one line each, a config waiting for
+//!   the Pod list (`waiting: <hash>`) and why the latest version of the ConfigMap was
+//!   refused (`rejected: <reason>`), and ends with `config: <hash>`, the config being
+//!   served (or `none`), so the operator can see which config each replica runs;
 //! - `GET /metrics`: every metric in the Prometheus text format.
 //!
 //! Three fixed routes do not need an HTTP framework: this is a small HTTP/1.1 responder
@@ -98,10 +101,19 @@ pub fn route(request: &[u8], state: &State) -> Vec<u8> {
         "/health" => response(200, "OK", TEXT, "ok\n", head_only),
         "/ready" => {
             let readiness = state.readiness();
-            let config = format!(
+            let mut config = String::new();
+            if let Some(waiting) = &readiness.waiting {
+                config.push_str(&format!(
+                    "waiting: {waiting} (served once the Pod list completes)\n"
+                ));
+            }
+            if let Some(rejected) = &readiness.rejected {
+                config.push_str(&format!("rejected: {rejected}\n"));
+            }
+            config.push_str(&format!(
                 "config: {}\n",
                 readiness.config_hash.as_deref().unwrap_or("none")
-            );
+            ));
             if readiness.is_ready() {
                 response(200, "OK", TEXT, &format!("ready\n{config}"), head_only)
             } else {
@@ -185,9 +197,7 @@ mod tests {
             r#"{"version":1,"server":"a/b","kubernetes":{"clusterDomain":"cluster.local","ttlSeconds":5}}"#,
         )
         .expect("valid");
-        state.set_pipeline(Arc::new(
-            Pipeline::build(config, "c0ffee".into()).expect("builds"),
-        ));
+        state.set_pipeline(Pipeline::build(config, "c0ffee".into()).expect("builds"));
         assert!(get("/ready", &state).starts_with("HTTP/1.1 503 "));
         let mut cluster = Cluster::new(1);
         cluster.set_synced(true);
@@ -196,10 +206,27 @@ mod tests {
         assert!(reply.starts_with("HTTP/1.1 200 "), "{reply}");
         assert!(reply.ends_with("ready\nconfig: c0ffee\n"), "{reply}");
 
+        // A newer config that needs the Pod list waits for it; this replica stays ready and
+        // says so. A refused version is named until a good one loads.
+        let policy = ValidatedConfig::from_json(
+            r#"{"version":1,"server":"a/b","kubernetes":{"clusterDomain":"cluster.local","ttlSeconds":5},
+                "policies":[{"source":"t/p","namespace":"t","rules":[],"defaultAction":"deny","deniedResponse":"refused"}]}"#,
+        )
+        .expect("valid");
+        state.set_pipeline(Pipeline::build(policy, "beef".into()).expect("builds"));
+        state.set_rejected("the config's content hash x does not match".into());
+        let reply = get("/ready", &state);
+        assert!(reply.starts_with("HTTP/1.1 200 "), "{reply}");
+        assert!(
+            reply.ends_with("ready\nwaiting: beef (served once the Pod list completes)\nrejected: the config's content hash x does not match\nconfig: c0ffee\n"),
+            "{reply}"
+        );
+
         state.enter_lameduck();
         let reply = get("/ready", &state);
         assert!(reply.starts_with("HTTP/1.1 503 "), "{reply}");
-        assert!(reply.contains("lameduck true\nconfig: c0ffee"), "{reply}");
+        assert!(reply.contains("lameduck true\nwaiting: beef"), "{reply}");
+        assert!(reply.ends_with("config: c0ffee\n"), "{reply}");
         assert!(
             get("/health", &state).starts_with("HTTP/1.1 200 "),
             "health stays up"

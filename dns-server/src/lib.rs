@@ -7,7 +7,9 @@
 //!  control plane (off the query path)          query path (no locks, no allocation
 //!                                              beyond the answer's record list)
 //!  ConfigMap watch (reload)                     UDP / TCP bytes (server: one UDP socket
-//!    -> ValidatedConfig -> Pipeline::build              |      per core, SO_REUSEPORT)
+//!    -> ValidatedConfig -> hash check                   |      per core, SO_REUSEPORT)
+//!    -> Pipeline::build                                 |
+//!    -> (waits for the Pod list if it needs it)         |
 //!    -> ArcSwap<Pipeline> ---------------------+        v
 //!         | WatchSpec (selectors, pods?)       |   request::parse    once: header checks,
 //!         v                                    |        |             lower-cased qname
@@ -30,17 +32,20 @@
 //!   forwarded query is finished off the UDP receive loop ([`state::Reply::Later`]).
 //! - [`response`] encodes the answer a stage produced: name compression, EDNS, truncation.
 //! - [`kubernetes`] watches Services, EndpointSlices, Namespaces (and Pods when the config
-//!   asks for verified pod records) and keeps the compact [`kubernetes::Cluster`] snapshot
-//!   the stage reads; [`reload`] watches the ConfigMap and builds pipelines. Both publish
-//!   immutable snapshots through [`state::State`], which the query path reads with
-//!   `ArcSwap::load` (no lock, no copy).
+//!   needs them: verified pod records, policies, autopath, tenant rewrites) and keeps the
+//!   compact [`kubernetes::Cluster`] snapshot the stages read; [`reload`] watches the
+//!   ConfigMap and builds pipelines. Both publish immutable snapshots through
+//!   [`state::State`], which the query path reads with `ArcSwap::load` (no lock, no copy).
+//!   A pipeline that needs the Pod list is swapped in only once the snapshot has it.
 //! - [`server`] runs the UDP sockets and the TCP listener; [`admin`] serves `/health`,
 //!   `/ready` and `/metrics`; [`metrics`] holds the CoreDNS-compatible metrics.
 //!
 //! Failure rules (after Knot Resolver's and NSD's): a startup error is fatal; a bad config
-//! at run time is logged and counted and the last good one keeps serving; a lost API
-//! server does not stop answering from the last known cluster; before the first complete
-//! list, cluster names are SERVFAIL (never a false NXDOMAIN) and `/ready` fails.
+//! at run time (or one whose content does not match its hash annotation) is logged and
+//! counted and the last good one keeps serving; a lost API server does not stop answering
+//! from the last known cluster; before the first complete list, cluster names are SERVFAIL
+//! (never a false NXDOMAIN) and `/ready` fails; a watch a newer config starts (the Pod
+//! watch) does not make a serving replica unready.
 
 pub mod admin;
 pub mod kubernetes;

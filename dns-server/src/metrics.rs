@@ -14,10 +14,12 @@
 //! | `coredns_reload_version_info`                       | `hash` (`sha256`), `value`                   |
 //! | `nameplane_config_info`                             | `server`, `hash`: the config being served    |
 //! | `nameplane_config_reloads_total`                    | `result` (`success`, `failure`)              |
+//! | `nameplane_config_reload_failures_total`            | `reason` (`missing_key`, `invalid`, `build`, `hash_mismatch`) |
 //! | `nameplane_build_info`                              | `version`                                    |
 //! | `nameplane_kubernetes_objects`                      | `resource`                                   |
 //! | `nameplane_kubernetes_synced`                       | `resource`: 1 once its initial list completed |
 //! | `nameplane_kubernetes_watch_errors_total`           | `resource`                                   |
+//! | `nameplane_kubernetes_shared_pod_ips`               | `outcome`: IPs several live Pods claim, `running_wins` (the Running one is the client) or `ambiguous` (nobody is) |
 //!
 //! `server` is `dns://<listen address>`; `zone` is `.` (one server block serves every zone);
 //! `view` is empty; `family` is `1` (IPv4) or `2` (IPv6); `type` is one of CoreDNS's
@@ -255,6 +257,16 @@ struct ReloadLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ConfigLabels {
     server: String,
     hash: String,
@@ -331,12 +343,14 @@ pub struct Metrics {
     do_requests: Family<ServerLabels, Counter>,
     programming: HistogramFamily<KindLabels>,
     reloads: Family<ReloadLabels, Counter>,
+    reload_failures: Family<ReasonLabels, Counter>,
     reload_failed: Counter,
     config_info: Family<ConfigLabels, Gauge>,
     version_info: Family<VersionLabels, Gauge>,
     objects: Family<ResourceLabels, Gauge>,
     synced: Family<ResourceLabels, Gauge>,
     watch_errors: Family<ResourceLabels, Counter>,
+    shared_pod_ips: Family<OutcomeLabels, Gauge>,
     request_slots: Slots<Counter>,
     response_slots: Slots<Counter>,
     duration_slots: Slots<AtomicHistogram>,
@@ -398,6 +412,7 @@ impl Metrics {
         let do_requests = Family::<ServerLabels, Counter>::default();
         let programming = histograms(&PROGRAMMING_BUCKETS, 1e-9);
         let reloads = Family::<ReloadLabels, Counter>::default();
+        let reload_failures = Family::<ReasonLabels, Counter>::default();
         let reload_failed = Counter::default();
         let config_info = Family::<ConfigLabels, Gauge>::default();
         let version_info = Family::<VersionLabels, Gauge>::default();
@@ -405,6 +420,7 @@ impl Metrics {
         let objects = Family::<ResourceLabels, Gauge>::default();
         let synced = Family::<ResourceLabels, Gauge>::default();
         let watch_errors = Family::<ResourceLabels, Counter>::default();
+        let shared_pod_ips = Family::<OutcomeLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
                 version: env!("CARGO_PKG_VERSION"),
@@ -467,6 +483,11 @@ impl Metrics {
             reloads.clone(),
         );
         registry.register(
+            "nameplane_config_reload_failures",
+            "Counter of refused config versions by reason (the previous config keeps serving)",
+            reload_failures.clone(),
+        );
+        registry.register(
             "nameplane_build_info",
             "Constant 1, labelled with the version of this build",
             build_info,
@@ -486,6 +507,11 @@ impl Metrics {
             "Counter of errors of the Kubernetes watches (each is retried with backoff)",
             watch_errors.clone(),
         );
+        registry.register(
+            "nameplane_kubernetes_shared_pod_ips",
+            "Pod IPs that several live Pods claim: the Running one is the client (running_wins) or nobody is (ambiguous)",
+            shared_pod_ips.clone(),
+        );
         let server: Arc<str> = Arc::from(format!("dns://{listen}"));
         let cache = CacheMetrics::register(&mut registry, &server);
         let forward = ForwardMetrics::register(&mut registry);
@@ -504,12 +530,14 @@ impl Metrics {
             do_requests,
             programming,
             reloads,
+            reload_failures,
             reload_failed,
             config_info,
             version_info,
             objects,
             synced,
             watch_errors,
+            shared_pod_ips,
             request_slots: Slots::new(TRANSPORTS.len() * FAMILIES.len() * TYPES.len()),
             response_slots: Slots::new(RCODES.len() * Origin::ALL.len()),
             duration_slots: Slots::new(TYPES.len()),
@@ -610,6 +638,35 @@ impl Metrics {
         self.reloads.get_or_create(&ReloadLabels { result }).inc();
         if !success {
             self.reload_failed.inc();
+        }
+    }
+
+    /// Counts one refused config version and why (a [`crate::reload::ReloadError`]'s
+    /// metric label).
+    pub fn reload_failure(&self, reason: &'static str) {
+        self.reload(false);
+        self.reload_failures
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// Records how many Pod IPs several live Pods claim (`None`: Pods are not watched).
+    pub fn shared_pod_ips(&self, shared: Option<crate::kubernetes::index::SharedIps>) {
+        for (outcome, count) in [
+            ("running_wins", shared.map(|s| s.running_wins)),
+            ("ambiguous", shared.map(|s| s.ambiguous)),
+        ] {
+            let labels = OutcomeLabels { outcome };
+            match count {
+                Some(count) => {
+                    self.shared_pod_ips
+                        .get_or_create(&labels)
+                        .set(i64::try_from(count).unwrap_or(i64::MAX));
+                }
+                None => {
+                    self.shared_pod_ips.remove(&labels);
+                }
+            }
         }
     }
 
@@ -728,7 +785,11 @@ mod tests {
         metrics.query(&refused);
         metrics.reload(true);
         metrics.reload(false);
-        metrics.reload(false);
+        metrics.reload_failure("hash_mismatch");
+        metrics.shared_pod_ips(Some(crate::kubernetes::index::SharedIps {
+            running_wins: 2,
+            ambiguous: 1,
+        }));
         metrics.config_served("ns/dns", "abc");
         metrics.config_served("ns/dns", "def");
         metrics.watched("services", 3, Some(true));
@@ -754,6 +815,9 @@ mod tests {
             r#"nameplane_config_reloads_total{result="success"} 1"#.into(),
             r#"nameplane_config_reloads_total{result="failure"} 2"#.into(),
             "coredns_reload_failed_total 2".into(),
+            r#"nameplane_config_reload_failures_total{reason="hash_mismatch"} 1"#.into(),
+            r#"nameplane_kubernetes_shared_pod_ips{outcome="running_wins"} 2"#.into(),
+            r#"nameplane_kubernetes_shared_pod_ips{outcome="ambiguous"} 1"#.into(),
             r#"nameplane_config_info{server="ns/dns",hash="def"} 1"#.into(),
             r#"coredns_reload_version_info{hash="sha256",value="def"} 1"#.into(),
             r#"nameplane_kubernetes_objects{resource="services"} 3"#.into(),

@@ -1,16 +1,24 @@
 //! Config reload: the watched ConfigMap in, a new [`Pipeline`] swapped in atomically out.
 //!
 //! Every applied version of the ConfigMap goes parse → validate
-//! ([`ValidatedConfig::from_json`]) → build ([`Pipeline::build`]). Only a config that passes
-//! all three replaces the running one, in one atomic store; queries in flight finish on the
-//! pipeline they started with. A config that fails is logged at error with the reason and
-//! counted (`nameplane_config_reloads_total{result="failure"}`), and the previous good
-//! config keeps serving: the operator being wrong or gone never takes DNS down. A deleted
-//! ConfigMap is treated the same way (the last good config stays).
+//! ([`ValidatedConfig::from_json`]) → hash check → build ([`Pipeline::build`]). Only a
+//! config that passes all four replaces the running one, in one atomic store; queries in
+//! flight finish on the pipeline they started with. A config that fails is logged at error
+//! with the reason, counted (`nameplane_config_reloads_total{result="failure"}`,
+//! `nameplane_config_reload_failures_total{reason}`) and named on `/ready` (`rejected:`),
+//! and the previous good config keeps serving: the operator being wrong or gone never
+//! takes DNS down. A deleted ConfigMap is treated the same way (the last good config stays).
+//!
+//! The hash check: the operator writes the config's content hash in the
+//! [`HASH_ANNOTATION`]; a ConfigMap whose content does not hash to it was changed by
+//! something else (a hand edit, a half-applied write) and is refused, both hashes in the
+//! log. A ConfigMap without the annotation (written by hand on purpose) is loaded, and
+//! identified by the hash computed here.
 //!
 //! Before the first good config there is no pipeline, and every query gets SERVFAIL. A new
-//! pipeline takes over what must survive the swap from the old one before it is published
-//! ([`Pipeline::adopt`]: zone serials, upstream health, the cache).
+//! pipeline takes over what must survive the swap from the old one when it is swapped in
+//! ([`Pipeline::adopt`]: zone serials, upstream health, the cache); one that needs the Pod
+//! list may wait for it first ([`State::set_pipeline`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -26,7 +34,7 @@ use tracing::{debug, error, info, warn};
 use crate::kubernetes::backoff::WatchBackoff;
 use crate::pipeline::{BuildError, Pipeline};
 use crate::shutdown::Shutdown;
-use crate::state::State;
+use crate::state::{State, Swap};
 
 /// The ConfigMap to watch, as `namespace/name`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,15 +78,37 @@ pub enum ReloadError {
     /// The config did not parse or validate.
     #[error(transparent)]
     Invalid(#[from] ConfigError),
+    /// The config's content does not hash to the [`HASH_ANNOTATION`].
+    #[error(
+        "the config's content hash {computed} does not match the {HASH_ANNOTATION} annotation {annotated}"
+    )]
+    HashMismatch {
+        /// The annotation's value.
+        annotated: String,
+        /// The hash of the config as read.
+        computed: String,
+    },
     /// The config validated but could not be built into a pipeline.
     #[error(transparent)]
     Build(#[from] BuildError),
 }
 
-/// Parses, validates and builds the config in `config_map`.
+impl ReloadError {
+    /// The `reason` label of `nameplane_config_reload_failures_total`.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::MissingKey => "missing_key",
+            Self::Invalid(_) => "invalid",
+            Self::HashMismatch { .. } => "hash_mismatch",
+            Self::Build(_) => "build",
+        }
+    }
+}
+
+/// Parses, validates, checks and builds the config in `config_map`.
 ///
-/// The pipeline's hash is the [`HASH_ANNOTATION`] the operator wrote, or the config's own
-/// content hash when the annotation is missing.
+/// The pipeline's hash is the config's content hash, which must equal the
+/// [`HASH_ANNOTATION`] when the ConfigMap has one.
 pub fn load(config_map: &ConfigMap) -> Result<Pipeline, ReloadError> {
     let json = config_map
         .data
@@ -87,18 +117,15 @@ pub fn load(config_map: &ConfigMap) -> Result<Pipeline, ReloadError> {
         .ok_or(ReloadError::MissingKey)?;
     let config = ValidatedConfig::from_json(json)?;
     let computed = config.raw().content_hash();
-    let hash = match config_map.annotations().get(HASH_ANNOTATION) {
-        Some(annotated) if *annotated != computed => {
-            warn!(
-                annotated,
-                computed, "config hash annotation does not match the config's content"
-            );
-            annotated.clone()
-        }
-        Some(annotated) => annotated.clone(),
-        None => computed,
-    };
-    Ok(Pipeline::build(config, hash)?)
+    if let Some(annotated) = config_map.annotations().get(HASH_ANNOTATION)
+        && *annotated != computed
+    {
+        return Err(ReloadError::HashMismatch {
+            annotated: annotated.clone(),
+            computed,
+        });
+    }
+    Ok(Pipeline::build(config, computed)?)
 }
 
 /// What [`apply`] did.
@@ -106,6 +133,8 @@ pub fn load(config_map: &ConfigMap) -> Result<Pipeline, ReloadError> {
 pub enum Applied {
     /// A new config is serving.
     Swapped,
+    /// A new config is loaded and waits for the Pod list; the previous one keeps serving.
+    Waiting,
     /// The config equals the one serving; nothing changed.
     Unchanged,
     /// The config was refused; the previous one (if any) keeps serving.
@@ -121,12 +150,12 @@ pub fn apply(state: &State, config_map: &ConfigMap) -> Applied {
         config_map.name_any()
     );
     match load(config_map) {
-        Ok(mut pipeline) => {
-            let current = state.pipeline();
-            if current
-                .as_ref()
-                .is_some_and(|current| current.config() == pipeline.config())
-            {
+        Ok(pipeline) => {
+            let serving = state
+                .pipeline()
+                .is_some_and(|current| current.config() == pipeline.config());
+            if (serving && !state.has_waiting()) || state.is_waiting(pipeline.config()) {
+                state.clear_rejected();
                 debug!(
                     configmap = source,
                     hash = pipeline.hash(),
@@ -141,16 +170,15 @@ pub fn apply(state: &State, config_map: &ConfigMap) -> Applied {
                 cluster_domain = pipeline.config().cluster_domain(),
                 "config loaded"
             );
-            if let Some(current) = &current {
-                // Zone serials, upstream health and the cache carry over where they can.
-                pipeline.adopt(current);
-            }
-            state.set_pipeline(Arc::new(pipeline));
             state.metrics().reload(true);
-            Applied::Swapped
+            match state.set_pipeline(pipeline) {
+                Swap::Now => Applied::Swapped,
+                Swap::WhenPodsListed => Applied::Waiting,
+            }
         }
         Err(reason) => {
-            state.metrics().reload(false);
+            state.metrics().reload_failure(reason.metric_label());
+            state.set_rejected(reason.to_string());
             match state.pipeline() {
                 Some(current) => error!(
                     configmap = source,
@@ -263,12 +291,98 @@ mod tests {
     }
 
     #[test]
-    fn load_uses_the_annotated_hash_or_computes_it() {
+    fn load_checks_the_annotated_hash_or_computes_it() {
         let cfg = server_config(5);
-        let pipeline = load(&config_map(Some(cfg.to_json()), Some("abc".into()))).expect("loads");
-        assert_eq!(pipeline.hash(), "abc");
+        let pipeline =
+            load(&config_map(Some(cfg.to_json()), Some(cfg.content_hash()))).expect("loads");
+        assert_eq!(pipeline.hash(), cfg.content_hash());
         let pipeline = load(&config_map(Some(cfg.to_json()), None)).expect("loads");
         assert_eq!(pipeline.hash(), cfg.content_hash());
+        let err = load(&config_map(Some(cfg.to_json()), Some("abc".into())))
+            .expect_err("the content does not hash to the annotation");
+        assert!(
+            matches!(&err, ReloadError::HashMismatch { annotated, computed }
+                if annotated == "abc" && *computed == cfg.content_hash()),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("abc") && text.contains(&cfg.content_hash()),
+            "both hashes: {text}"
+        );
+        assert_eq!(err.metric_label(), "hash_mismatch");
+    }
+
+    #[test]
+    fn a_config_that_does_not_match_its_hash_is_refused() {
+        let state = state();
+        let good = server_config(5);
+        let annotated =
+            |cfg: &ServerConfig, hash: String| config_map(Some(cfg.to_json()), Some(hash));
+        assert_eq!(
+            apply(&state, &annotated(&good, good.content_hash())),
+            Applied::Swapped
+        );
+        // Edited by hand after the operator wrote it: content and annotation disagree.
+        let edited = server_config(30);
+        assert_eq!(
+            apply(&state, &annotated(&edited, good.content_hash())),
+            Applied::Failed
+        );
+        let serving = state.pipeline().expect("still loaded");
+        assert_eq!(
+            serving.config().ttl_seconds(),
+            5,
+            "the previous config serves"
+        );
+        let readiness = state.readiness();
+        assert!(
+            readiness
+                .rejected
+                .as_deref()
+                .is_some_and(|r| r.contains(&edited.content_hash())),
+            "{readiness:?}"
+        );
+        let text = state.metrics().encode();
+        assert!(
+            text.contains(r#"nameplane_config_reload_failures_total{reason="hash_mismatch"} 1"#),
+            "{text}"
+        );
+        // Without the annotation it is loaded, under its computed hash.
+        assert_eq!(
+            apply(&state, &config_map(Some(edited.to_json()), None)),
+            Applied::Swapped
+        );
+        assert_eq!(
+            state.pipeline().expect("loaded").hash(),
+            edited.content_hash()
+        );
+        assert_eq!(state.readiness().rejected, None);
+    }
+
+    #[test]
+    fn a_config_that_needs_pods_waits_and_is_not_loaded_twice() {
+        let state = state();
+        let plain = server_config(5);
+        assert_eq!(
+            apply(&state, &config_map(Some(plain.to_json()), None)),
+            Applied::Swapped
+        );
+        let mut autopath = server_config(5);
+        autopath.kubernetes.autopath = true;
+        let waiting = config_map(Some(autopath.to_json()), None);
+        assert_eq!(apply(&state, &waiting), Applied::Waiting);
+        assert_eq!(apply(&state, &waiting), Applied::Unchanged, "still waiting");
+        // Back to the config being served: the waiting one is dropped.
+        assert_eq!(
+            apply(&state, &config_map(Some(plain.to_json()), None)),
+            Applied::Swapped
+        );
+        assert!(!state.has_waiting());
+        assert_eq!(
+            apply(&state, &config_map(Some(plain.to_json()), None)),
+            Applied::Unchanged
+        );
     }
 
     #[test]

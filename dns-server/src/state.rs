@@ -12,6 +12,16 @@
 //! Setting a pipeline also publishes its [`WatchSpec`] to the watch task, which restarts its
 //! watches when the selectors or the need for Pods change.
 //!
+//! A pipeline that needs the Pod index (policies, autopath, tenant rewrites, verified pod
+//! records) while the serving snapshot has no listed one (the config turns the Pod watch
+//! on) is not swapped in at once: it would identify no client, so policies would refuse
+//! everyone and `/ready` would fail on every replica at the same moment. It waits, while
+//! the previous pipeline keeps serving and the replica stays ready, until the watch task
+//! publishes a snapshot whose Pod list is complete ([`State::publish_cluster`]), and is
+//! swapped in then. A newer config replaces a waiting one. The first config of a process
+//! is installed at once (nothing else could serve); until its Pod list completes the
+//! replica is not ready, and the stages answer SERVFAIL for what needs the missing lists.
+//!
 //! [`State::handle`] is the one entry point of the transports: load, answer, count, log. A
 //! query that must wait on an upstream comes back as [`Reply::Later`]; the transport
 //! finishes it with [`State::finish`] off its receive loop.
@@ -19,6 +29,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -35,6 +46,12 @@ use crate::request::Transport;
 #[derive(Debug)]
 pub struct State {
     pipeline: ArcSwapOption<Pipeline>,
+    /// A pipeline waiting for the Pod list (control plane only, never the query path). The
+    /// lock also orders a new pipeline against a new snapshot, so a list that completes
+    /// while a pipeline starts to wait is never missed.
+    waiting: Mutex<Option<Pipeline>>,
+    /// Why the last version of the ConfigMap was refused, until a good one loads.
+    rejected: ArcSwapOption<String>,
     cluster: ArcSwap<Cluster>,
     settings: Settings,
     metrics: Arc<Metrics>,
@@ -67,17 +84,39 @@ pub struct Later {
 pub struct Readiness {
     /// The hash of the config being served, once a valid config has been loaded.
     pub config_hash: Option<String>,
+    /// Whether the config being served needs the Pod list.
+    pub needs_pods: bool,
     /// Which watches have completed their initial list.
     pub sync: SyncState,
+    /// The hash of a newer config that waits for the Pod list before it is served.
+    pub waiting: Option<String>,
+    /// Why the last version of the ConfigMap was refused (the config being served is an
+    /// older one), until a good version loads.
+    pub rejected: Option<Arc<String>>,
     /// The server is shutting down and answers only until its lameduck period ends.
     pub lameduck: bool,
 }
 
 impl Readiness {
-    /// Ready to take traffic: a config is loaded, every watch has listed, not shutting down.
+    /// Ready to take traffic: a config is loaded, every watch it needs has listed, not
+    /// shutting down. A watch that only a waiting config needs does not count.
     pub fn is_ready(&self) -> bool {
-        self.config_hash.is_some() && self.sync.all() && !self.lameduck
+        self.config_hash.is_some() && self.sync.ready(self.needs_pods) && !self.lameduck
     }
+}
+
+/// Whether [`State::set_pipeline`] swapped the pipeline in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Swap {
+    /// It is serving.
+    Now,
+    /// It waits for the Pod list; the previous pipeline keeps serving.
+    WhenPodsListed,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded value is replaced whole: a panic elsewhere cannot leave it half-written.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl State {
@@ -85,6 +124,8 @@ impl State {
     pub fn new(metrics: Metrics, settings: Settings) -> Self {
         Self {
             pipeline: ArcSwapOption::empty(),
+            waiting: Mutex::new(None),
+            rejected: ArcSwapOption::empty(),
             cluster: ArcSwap::from_pointee(Cluster::new(0)),
             settings,
             metrics: Arc::new(metrics),
@@ -98,18 +139,79 @@ impl State {
         self.pipeline.load_full()
     }
 
-    /// Replaces the pipeline (after a successful reload) and tells the watch task what to
-    /// watch for it.
-    pub fn set_pipeline(&self, pipeline: Arc<Pipeline>) {
+    /// Whether a pipeline built from `config` waits for the Pod list.
+    pub fn is_waiting(&self, config: &nameplane_config::ValidatedConfig) -> bool {
+        lock(&self.waiting)
+            .as_ref()
+            .is_some_and(|waiting| waiting.config() == config)
+    }
+
+    /// Whether a pipeline waits for the Pod list.
+    pub fn has_waiting(&self) -> bool {
+        lock(&self.waiting).is_some()
+    }
+
+    /// Offers a new pipeline (after a successful reload; it replaces any waiting one) and
+    /// tells the watch task what to watch for it. It is swapped in at once unless it needs
+    /// the Pod list and the serving snapshot has none that will stay (see the module docs);
+    /// it takes over from the pipeline it replaces when it is swapped in
+    /// ([`Pipeline::adopt`]).
+    pub fn set_pipeline(&self, pipeline: Pipeline) -> Swap {
+        self.rejected.store(None);
         let spec = pipeline.watch_spec();
-        self.metrics
-            .config_served(&pipeline.config().raw().server, pipeline.hash());
-        self.pipeline.store(Some(pipeline));
+        let mut waiting = lock(&self.waiting);
+        // The Pod table in the snapshot stays only if the watch task was not told to drop it.
+        let pods_kept = self
+            .watch_spec
+            .borrow()
+            .as_ref()
+            .is_some_and(|current| current.pods);
+        let pods_listed = pods_kept && self.cluster.load().sync_state().pods == Some(true);
+        let swap = if spec.pods && !pods_listed && self.pipeline.load().is_some() {
+            info!(
+                hash = pipeline.hash(),
+                "the new config needs the Pod list; serving it once the list completes"
+            );
+            *waiting = Some(pipeline);
+            Swap::WhenPodsListed
+        } else {
+            if let Some(dropped) = waiting.take() {
+                info!(
+                    hash = dropped.hash(),
+                    "a newer config replaces the one waiting for the Pod list"
+                );
+            }
+            self.swap(pipeline);
+            Swap::Now
+        };
         self.watch_spec.send_if_modified(|current| {
             let changed = current.as_ref() != Some(&spec);
             *current = Some(spec);
             changed
         });
+        swap
+    }
+
+    /// Swaps `pipeline` in, after it has taken over what it can from the serving one.
+    fn swap(&self, mut pipeline: Pipeline) {
+        if let Some(current) = self.pipeline.load_full() {
+            // Zone serials, upstream health and the cache carry over where they can.
+            pipeline.adopt(&current);
+        }
+        self.metrics
+            .config_served(&pipeline.config().raw().server, pipeline.hash());
+        self.pipeline.store(Some(Arc::new(pipeline)));
+    }
+
+    /// Records why the latest version of the config was refused (shown on `/ready` until a
+    /// good version loads).
+    pub fn set_rejected(&self, reason: String) {
+        self.rejected.store(Some(Arc::new(reason)));
+    }
+
+    /// Forgets the last refusal: the ConfigMap holds the config being served again.
+    pub fn clear_rejected(&self) {
+        self.rejected.store(None);
     }
 
     /// A receiver of the [`WatchSpec`] of every new pipeline (`None` before the first).
@@ -122,9 +224,22 @@ impl State {
         self.cluster.load_full()
     }
 
-    /// Replaces the cluster snapshot.
+    /// Replaces the cluster snapshot, and swaps in the pipeline waiting for the Pod list
+    /// once the snapshot has it.
     pub fn publish_cluster(&self, cluster: Arc<Cluster>) {
+        let pods_listed = cluster.sync_state().pods == Some(true);
         self.cluster.store(cluster);
+        if !pods_listed {
+            return;
+        }
+        let mut waiting = lock(&self.waiting);
+        if let Some(pipeline) = waiting.take() {
+            info!(
+                hash = pipeline.hash(),
+                "the Pod list is complete; serving the config that waited for it"
+            );
+            self.swap(pipeline);
+        }
     }
 
     /// The process settings.
@@ -144,9 +259,13 @@ impl State {
 
     /// Whether the server can answer cluster names correctly and should get traffic.
     pub fn readiness(&self) -> Readiness {
+        let pipeline = self.pipeline.load();
         Readiness {
-            config_hash: self.pipeline.load().as_ref().map(|p| p.hash().to_owned()),
+            config_hash: pipeline.as_ref().map(|p| p.hash().to_owned()),
+            needs_pods: pipeline.as_ref().is_some_and(|p| p.config().needs_pods()),
             sync: self.cluster.load().sync_state(),
+            waiting: lock(&self.waiting).as_ref().map(|p| p.hash().to_owned()),
+            rejected: self.rejected.load_full(),
             lameduck: self.lameduck.load(Ordering::Relaxed),
         }
     }
@@ -332,12 +451,146 @@ mod tests {
         )
     }
 
-    fn pipeline(json: &str) -> Arc<Pipeline> {
+    fn pipeline(json: &str) -> Pipeline {
+        hashed(json, "h")
+    }
+
+    fn hashed(json: &str, hash: &str) -> Pipeline {
         let config = ValidatedConfig::from_json(json).expect("valid");
-        Arc::new(Pipeline::build(config, "h".into()).expect("builds"))
+        Pipeline::build(config, hash.into()).expect("builds")
     }
 
     const CONFIG: &str = r#"{"version":1,"server":"a/b","kubernetes":{"clusterDomain":"cluster.local","ttlSeconds":5}}"#;
+
+    /// [`CONFIG`] with a policy for namespace `t`, which needs the Pod list.
+    const POLICY: &str = r#"{"version":1,"server":"a/b","kubernetes":{"clusterDomain":"cluster.local","ttlSeconds":5},
+        "unidentifiedClients":"deny",
+        "policies":[{"source":"t/p","namespace":"t","rules":[],"defaultAction":"deny","deniedResponse":"refused"}]}"#;
+
+    /// A listed cluster with Service `web` in `other` and, when `pods` is `Some(listed)`, a
+    /// Pod table (with Pod `other/client` at 10.244.0.9 once listed).
+    fn cluster(pods: Option<bool>) -> Arc<Cluster> {
+        let mut cluster = Cluster::new(1);
+        cluster.services.upsert(
+            "other",
+            "web",
+            crate::kubernetes::ServiceEntry::cluster_ip(
+                ["10.96.0.7".parse().expect("ip")],
+                Vec::new(),
+            ),
+        );
+        cluster.namespaces.add("other");
+        cluster.set_synced(true);
+        if let Some(listed) = pods {
+            cluster.set_pods_watched(true);
+            if listed {
+                cluster.set_synced(true);
+                let pod = Arc::new(crate::kubernetes::index::PodClient {
+                    namespace: "other".into(),
+                    name: "client".into(),
+                    running: true,
+                    ..Default::default()
+                });
+                if let Some(table) = cluster.pods.as_mut() {
+                    table.replace(None, Some((&["10.244.0.9".parse().expect("ip")], &pod)));
+                }
+            }
+        }
+        Arc::new(cluster)
+    }
+
+    /// The rcode of `web.other.svc.cluster.local` A asked from the Pod's address.
+    fn ask(state: &State) -> ResponseCode {
+        let client = "10.244.0.9:4000".parse().expect("addr");
+        let bytes = query_bytes("web.other.svc.cluster.local.", RecordType::A, None);
+        let mut out = Vec::new();
+        state.handle(&bytes, Transport::Udp, client, &mut out);
+        Message::from_vec(&out)
+            .expect("decodes")
+            .metadata
+            .response_code
+    }
+
+    #[test]
+    fn a_config_that_turns_the_pod_watch_on_waits_for_the_pod_list() {
+        let state = state();
+        let mut specs = state.watch_specs();
+        assert_eq!(state.set_pipeline(hashed(CONFIG, "old")), Swap::Now);
+        state.publish_cluster(cluster(None));
+        assert!(state.readiness().is_ready());
+        assert_eq!(ask(&state), ResponseCode::NoError);
+
+        // The first policy: the Pod watch starts, the old config keeps serving, ready.
+        assert_eq!(
+            state.set_pipeline(hashed(POLICY, "new")),
+            Swap::WhenPodsListed
+        );
+        assert!(specs.borrow_and_update().as_ref().is_some_and(|s| s.pods));
+        state.publish_cluster(cluster(Some(false)));
+        let readiness = state.readiness();
+        assert_eq!(readiness.config_hash.as_deref(), Some("old"));
+        assert_eq!(readiness.waiting.as_deref(), Some("new"));
+        assert!(readiness.is_ready(), "{readiness:?}");
+        assert_eq!(
+            ask(&state),
+            ResponseCode::NoError,
+            "not SERVFAIL, not REFUSED"
+        );
+
+        // The list completes: the new config serves, and knows the Pod (not selected by
+        // the policy of `t`, so it resolves).
+        state.publish_cluster(cluster(Some(true)));
+        let readiness = state.readiness();
+        assert_eq!(readiness.config_hash.as_deref(), Some("new"));
+        assert_eq!(readiness.waiting, None);
+        assert!(readiness.is_ready(), "{readiness:?}");
+        assert_eq!(ask(&state), ResponseCode::NoError);
+
+        // Pods off, then on again before the watch task dropped its table: the table is
+        // about to go, so the config waits, and a republished snapshot swaps it in.
+        assert_eq!(state.set_pipeline(hashed(CONFIG, "off")), Swap::Now);
+        assert_eq!(
+            state.set_pipeline(hashed(POLICY, "on")),
+            Swap::WhenPodsListed
+        );
+        state.publish_cluster(cluster(Some(true)));
+        assert_eq!(state.readiness().config_hash.as_deref(), Some("on"));
+
+        // Pods listed and kept: a config that needs them is swapped in at once; one that
+        // does not replaces a waiting one.
+        assert_eq!(state.set_pipeline(hashed(POLICY, "again")), Swap::Now);
+        state.publish_cluster(cluster(None));
+        assert_eq!(state.set_pipeline(hashed(CONFIG, "x")), Swap::Now);
+        assert_eq!(
+            state.set_pipeline(hashed(POLICY, "y")),
+            Swap::WhenPodsListed
+        );
+        assert_eq!(state.set_pipeline(hashed(CONFIG, "z")), Swap::Now);
+        let readiness = state.readiness();
+        assert_eq!(
+            (readiness.config_hash.as_deref(), readiness.waiting),
+            (Some("z"), None)
+        );
+        assert!(!specs.borrow_and_update().as_ref().is_some_and(|s| s.pods));
+    }
+
+    #[test]
+    fn a_first_config_that_needs_pods_serves_at_once_but_not_ready_until_listed() {
+        let state = state();
+        state.publish_cluster(cluster(Some(false)));
+        assert_eq!(state.set_pipeline(hashed(POLICY, "first")), Swap::Now);
+        let readiness = state.readiness();
+        assert_eq!(readiness.config_hash.as_deref(), Some("first"));
+        assert!(!readiness.is_ready(), "{readiness:?}");
+        assert_eq!(
+            ask(&state),
+            ResponseCode::ServFail,
+            "no verdict about a client it cannot know yet"
+        );
+        state.publish_cluster(cluster(Some(true)));
+        assert!(state.readiness().is_ready());
+        assert_eq!(ask(&state), ResponseCode::NoError);
+    }
 
     #[test]
     fn ready_needs_config_sync_and_no_lameduck() {

@@ -102,9 +102,7 @@ fn cache(serve_stale_seconds: u32) -> CacheConfig {
 
 fn state_with(config: ValidatedConfig, listen: SocketAddr) -> Arc<State> {
     let state = Arc::new(State::new(Metrics::new(listen), Settings::default()));
-    state.set_pipeline(Arc::new(
-        Pipeline::build(config, "test".into()).expect("builds"),
-    ));
+    state.set_pipeline(Pipeline::build(config, "test".into()).expect("builds"));
     let mut cluster = Cluster::new(1);
     cluster.set_synced(true);
     state.publish_cluster(Arc::new(cluster));

@@ -39,9 +39,7 @@ async fn start(udp_sockets: usize) -> Running {
         r#"{"version":1,"server":"kube-system/dns","kubernetes":{"clusterDomain":"cluster.local","ttlSeconds":5}}"#,
     )
     .expect("valid config");
-    state.set_pipeline(Arc::new(
-        Pipeline::build(config, "test".into()).expect("builds"),
-    ));
+    state.set_pipeline(Pipeline::build(config, "test".into()).expect("builds"));
     let mut cluster = Cluster::new(1);
     cluster.namespaces.add("default");
     cluster.services.upsert(

@@ -1020,7 +1020,13 @@ fn lameduck_metrics_and_the_served_config_hash() {
     let ns = unique("e2e-ops");
     let _cleanup = NamespaceGuard::create(&[(&ns, &[])]);
     let server = format!("{ns}/dns");
-    apply_config_map(&ns, "dns", &config(&server, 5, ""), Some("e2e-hash-0123"));
+    // Annotated as the operator annotates it: with the content hash (a ConfigMap whose
+    // annotation does not match its content is refused).
+    let json = config(&server, 5, "");
+    let hash = serde_json::from_str::<nameplane_config::ServerConfig>(&json)
+        .expect("the test's config parses")
+        .content_hash();
+    apply_config_map(&ns, "dns", &json, Some(&hash));
     apply(
         &ns,
         "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports:\n  - {name: http, port: 80}\n",
@@ -1037,7 +1043,7 @@ fn lameduck_metrics_and_the_served_config_hash() {
         ],
     );
     let ready = dns.wait_ready(Duration::from_secs(30));
-    assert!(ready.contains("config: e2e-hash-0123"), "{ready}");
+    assert!(ready.contains(&format!("config: {hash}")), "{ready}");
     let web = fqdn(&format!("web.{ns}.svc"));
     wait_for("the Service", Duration::from_secs(10), || {
         (dns.dig(&web, "A", Transport::Udp).status == "NOERROR").then_some(())
@@ -1063,8 +1069,8 @@ fn lameduck_metrics_and_the_served_config_hash() {
         ),
         format!(r#"coredns_dns_request_duration_seconds_count{{{server_labels},type="A"}}"#),
         format!(r#"coredns_dns_response_size_bytes_count{{{server_labels},proto="udp"}}"#),
-        format!(r#"nameplane_config_info{{server="{server}",hash="e2e-hash-0123"}} 1"#),
-        r#"coredns_reload_version_info{hash="sha256",value="e2e-hash-0123"} 1"#.to_owned(),
+        format!(r#"nameplane_config_info{{server="{server}",hash="{hash}"}} 1"#),
+        format!(r#"coredns_reload_version_info{{hash="sha256",value="{hash}"}} 1"#),
         r#"nameplane_kubernetes_synced{resource="endpointslices"} 1"#.to_owned(),
     ] {
         assert!(metrics.contains(&needle), "missing {needle}\n{metrics}");

@@ -8,7 +8,7 @@
 //! | [`Services`]   | namespace/name → [`ServiceEntry`]      | cluster IP → Service        |
 //! | [`Endpoints`]  | namespace/Service → its slices' ready endpoints | endpoint IP → endpoints |
 //! | [`Namespaces`] | the names of the (selected) namespaces | —                           |
-//! | [`Pods`]       | Pod IP → Pods (when the config needs Pods)  | —                           |
+//! | [`Pods`]       | Pod IP → live Pods (when the config needs Pods) | —                   |
 //!
 //! Tables are built from [`crate::kubernetes::maps`] so a snapshot clone costs a few
 //! hundred pointer copies, not one copy per object. Lookups allocate nothing.
@@ -347,13 +347,58 @@ pub struct PodClient {
     /// Whether the Pod uses the node's network: its IP is the node's, shared with every
     /// other such Pod and the node itself, so it never identifies this Pod.
     pub host_network: bool,
+    /// Whether the Pod's phase is `Running`: when two live Pods claim one IP (a Pending
+    /// Pod that was given an address still held by one the API has not yet seen stop),
+    /// the Running one is the client.
+    pub running: bool,
 }
 
-/// Pod IPs and the Pods that have them (watched when the config needs Pods: `pods:
-/// verified`, policies, autopath, tenant rewrites).
+/// How many Pod IPs more than one live Pod claims (host-network Pods aside: their shared
+/// IP is the node's), by how [`Pods::client`] decides them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SharedIps {
+    /// Exactly one of the claimants is Running, and it is the client.
+    pub running_wins: usize,
+    /// None or several are Running: the address identifies nobody.
+    pub ambiguous: usize,
+}
+
+/// Who an IP's claimants make the client, as [`Pods::client`] decides it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Claim {
+    /// Nobody claims it, or it is a node's address (a host-network Pod claims it).
+    Unclaimed,
+    /// One live Pod claims it.
+    One,
+    /// Several do, and exactly one is Running.
+    RunningWins,
+    /// Several do, and none or several are Running.
+    Ambiguous,
+}
+
+impl Claim {
+    fn of(pods: &[Arc<PodClient>]) -> Self {
+        if pods.is_empty() || pods.iter().any(|pod| pod.host_network) {
+            return Self::Unclaimed;
+        }
+        if pods.len() == 1 {
+            return Self::One;
+        }
+        match pods.iter().filter(|pod| pod.running).count() {
+            1 => Self::RunningWins,
+            _ => Self::Ambiguous,
+        }
+    }
+}
+
+/// Pod IPs and the live Pods that have them (watched when the config needs Pods: `pods:
+/// verified`, policies, autopath, tenant rewrites). Pods in a terminal phase are not here:
+/// their IP is free for the next Pod ([`super::objects::compact_pod`]).
 #[derive(Clone, Debug, Default)]
 pub struct Pods {
     by_ip: ShardedMultiMap<Arc<PodClient>>,
+    /// Kept up to date by [`Pods::replace`], for `nameplane_kubernetes_shared_pod_ips`.
+    shared: SharedIps,
     synced: bool,
 }
 
@@ -368,6 +413,16 @@ impl Pods {
         if old == new {
             return false;
         }
+        let touched = old
+            .into_iter()
+            .chain(new)
+            .flat_map(|(ips, _)| ips.iter().copied());
+        let mut touched: Vec<IpAddr> = touched.collect();
+        touched.sort_unstable();
+        touched.dedup();
+        for ip in &touched {
+            self.count_shared(Claim::of(self.by_ip.get(ip)), -1);
+        }
         if let Some((ips, pod)) = old {
             for ip in ips {
                 self.by_ip.remove_one(ip, pod);
@@ -378,7 +433,24 @@ impl Pods {
                 self.by_ip.add(*ip, Arc::clone(pod));
             }
         }
+        for ip in &touched {
+            self.count_shared(Claim::of(self.by_ip.get(ip)), 1);
+        }
         true
+    }
+
+    fn count_shared(&mut self, claim: Claim, delta: isize) {
+        let count = match claim {
+            Claim::RunningWins => &mut self.shared.running_wins,
+            Claim::Ambiguous => &mut self.shared.ambiguous,
+            Claim::Unclaimed | Claim::One => return,
+        };
+        *count = count.saturating_add_signed(delta);
+    }
+
+    /// How many IPs several live Pods claim.
+    pub fn shared(&self) -> SharedIps {
+        self.shared
     }
 
     /// Whether a Pod in `namespace` has `ip`.
@@ -389,12 +461,25 @@ impl Pods {
             .any(|pod| &*pod.namespace == namespace)
     }
 
-    /// The Pod that `ip` identifies: the one Pod with that IP, unless it shares the node's
-    /// network. `None` for an unknown or ambiguous address.
+    /// The Pod that `ip` identifies: the one live Pod with that IP or, when several claim
+    /// it, the one that is Running; never a Pod on the node's network. `None` for an
+    /// unknown or ambiguous address.
     pub fn client(&self, ip: &IpAddr) -> Option<&Arc<PodClient>> {
         match self.by_ip.get(ip) {
             [pod] if !pod.host_network => Some(pod),
-            _ => None,
+            [] | [_] => None,
+            pods => {
+                // Rare (an IP reused before the API saw its last Pod stop): no allocation,
+                // two passes over a handful of entries.
+                if pods.iter().any(|pod| pod.host_network) {
+                    return None;
+                }
+                let mut running = pods.iter().filter(|pod| pod.running);
+                match (running.next(), running.next()) {
+                    (Some(pod), None) => Some(pod),
+                    _ => None,
+                }
+            }
         }
     }
 
@@ -443,6 +528,16 @@ impl SyncState {
     /// Every watched table has completed its initial list.
     pub fn all(self) -> bool {
         self.services && self.endpoints && self.namespaces && self.pods.unwrap_or(true)
+    }
+
+    /// Every table a config reads has completed its initial list: Services, EndpointSlices,
+    /// Namespaces, and Pods if it needs them (a Pod watch started for a config that waits
+    /// to be swapped in does not count).
+    pub fn ready(self, needs_pods: bool) -> bool {
+        self.services
+            && self.endpoints
+            && self.namespaces
+            && (!needs_pods || self.pods == Some(true))
     }
 }
 
@@ -634,6 +729,7 @@ mod tests {
                 name: "p".into(),
                 labels: BTreeMap::new(),
                 host_network,
+                running: true,
             })
         };
         let (a, b, c) = (pod("a", true), pod("b", true), pod("c", false));
@@ -660,6 +756,77 @@ mod tests {
         assert_eq!(pods.client(&ip("10.244.0.10")), Some(&relabelled));
     }
 
+    fn live_pod(namespace: &str, name: &str, running: bool) -> Arc<PodClient> {
+        Arc::new(PodClient {
+            namespace: namespace.into(),
+            name: name.into(),
+            running,
+            ..PodClient::default()
+        })
+    }
+
+    #[test]
+    fn the_running_pod_wins_a_shared_ip() {
+        let at = [ip("10.244.0.20")];
+        let (old, new) = (
+            live_pod("tenant-a", "job", false),
+            live_pod("tenant-b", "web", true),
+        );
+        let mut pods = Pods::default();
+        assert!(pods.replace(None, Some((&at, &old))));
+        assert_eq!(pods.client(&at[0]), Some(&old), "alone, even not Running");
+        assert_eq!(pods.shared(), SharedIps::default());
+
+        assert!(pods.replace(None, Some((&at, &new))));
+        assert_eq!(pods.client(&at[0]), Some(&new), "the Running one wins");
+        assert_eq!(
+            pods.shared(),
+            SharedIps {
+                running_wins: 1,
+                ambiguous: 0
+            }
+        );
+
+        // Two Running claimants: nobody.
+        let also_running = live_pod("tenant-a", "job", true);
+        assert!(pods.replace(Some((&at, &old)), Some((&at, &also_running))));
+        assert_eq!(pods.client(&at[0]), None);
+        assert_eq!(
+            pods.shared(),
+            SharedIps {
+                running_wins: 0,
+                ambiguous: 1
+            }
+        );
+
+        // One leaves: the IP is no longer shared.
+        assert!(pods.replace(Some((&at, &also_running)), None));
+        assert_eq!(pods.client(&at[0]), Some(&new));
+        assert_eq!(pods.shared(), SharedIps::default());
+
+        // Two Pending claimants: nobody, counted as ambiguous, and the count follows a
+        // Pod that moves to another IP.
+        let (p1, p2) = (
+            live_pod("tenant-a", "p1", false),
+            live_pod("tenant-b", "p2", false),
+        );
+        let other = [ip("10.244.0.21")];
+        pods.replace(None, Some((&other, &p1)));
+        pods.replace(None, Some((&other, &p2)));
+        assert_eq!(pods.client(&other[0]), None);
+        assert_eq!(pods.shared().ambiguous, 1);
+        assert!(pods.replace(Some((&other, &p2)), Some((&at, &p2))));
+        assert_eq!(pods.client(&other[0]), Some(&p1));
+        assert_eq!(pods.client(&at[0]), Some(&new), "Running beats Pending");
+        assert_eq!(
+            pods.shared(),
+            SharedIps {
+                running_wins: 1,
+                ambiguous: 0
+            }
+        );
+    }
+
     #[test]
     fn sync_state_counts_only_watched_tables() {
         let mut cluster = Cluster::new(1);
@@ -673,5 +840,15 @@ mod tests {
         assert!(cluster.synced());
         cluster.set_pods_watched(false);
         assert_eq!(cluster.sync_state().pods, None);
+
+        // A Pod watch being listed only matters to a config that needs Pods.
+        cluster.set_pods_watched(true);
+        let sync = cluster.sync_state();
+        assert!(sync.ready(false));
+        assert!(!sync.ready(true));
+        cluster.set_synced(true);
+        assert!(cluster.sync_state().ready(true));
+        cluster.set_pods_watched(false);
+        assert!(!cluster.sync_state().ready(true), "needed and not watched");
     }
 }

@@ -8,8 +8,12 @@
 //! |-----------------|----------------------------------------------------------------------|
 //! | Service         | kind (cluster IPs by family, headless, ExternalName target), named ports, whether it has a selector |
 //! | EndpointSlice   | owning Service, ports, and per *ready* endpoint: IP, hostname, Pod name |
-//! | Pod             | its IPs (only with `pods: verified`)                                 |
+//! | Pod             | its IPs (none once `Succeeded` or `Failed`), namespace, name, labels, `hostNetwork`, whether `Running` (only when the config needs Pods) |
 //! | Namespace       | its name                                                             |
+//!
+//! A Pod in a terminal phase has stopped and its IP is free for the next Pod (a Job's
+//! completed Pods stay in the API for a long time): it keeps no IP here, so it neither
+//! answers a verified pod record nor identifies a DNS client.
 //!
 //! Ready follows CoreDNS: an endpoint counts when `conditions.ready` is true or absent.
 //! `publishNotReadyAddresses` needs no code here: the EndpointSlice controller then marks
@@ -400,17 +404,22 @@ pub fn compact_slice(slice: &EndpointSlice) -> Option<CompactSlice> {
     })
 }
 
-/// The cut-down form of a Pod: its IPs and what identifies it as a DNS client.
+/// The cut-down form of a Pod: its IPs (none in a terminal phase) and what identifies it
+/// as a DNS client.
 pub fn compact_pod(pod: &Pod) -> Option<(Box<[IpAddr]>, PodClient)> {
     let (namespace, name) = key(pod)?;
     let status = pod.status.as_ref();
+    let phase = status.and_then(|status| status.phase.as_deref());
+    let terminal = matches!(phase, Some("Succeeded" | "Failed"));
     let mut ips: Vec<IpAddr> = status
+        .filter(|_| !terminal)
         .and_then(|status| status.pod_ips.as_deref())
         .unwrap_or_default()
         .iter()
         .filter_map(|ip| ip.ip.parse().ok())
         .collect();
     if ips.is_empty()
+        && !terminal
         && let Some(ip) = status
             .and_then(|status| status.pod_ip.as_deref())
             .and_then(|ip| ip.parse().ok())
@@ -426,6 +435,7 @@ pub fn compact_pod(pod: &Pod) -> Option<(Box<[IpAddr]>, PodClient)> {
             .as_ref()
             .and_then(|spec| spec.host_network)
             .unwrap_or(false),
+        running: phase == Some("Running"),
     };
     Some((ips.into(), client))
 }
@@ -743,6 +753,34 @@ mod tests {
             status.pod_ips = None;
         }
         assert_eq!(compact_pod(&old).expect("namespaced").0.len(), 1);
+    }
+
+    #[test]
+    fn terminal_pods_keep_no_ip() {
+        let with_phase = |phase: Option<&str>| Pod {
+            metadata: meta("job-x"),
+            status: Some(PodStatus {
+                phase: phase.map(Into::into),
+                pod_ip: Some("10.244.0.8".into()),
+                pod_ips: Some(vec![PodIP {
+                    ip: "10.244.0.8".into(),
+                }]),
+                ..PodStatus::default()
+            }),
+            ..Pod::default()
+        };
+        for phase in ["Succeeded", "Failed"] {
+            let (ips, _) = compact_pod(&with_phase(Some(phase))).expect("namespaced");
+            assert!(ips.is_empty(), "{phase}: its IP is free for the next Pod");
+        }
+        let (ips, running) = compact_pod(&with_phase(Some("Running"))).expect("namespaced");
+        assert_eq!(ips.len(), 1);
+        assert!(running.running);
+        for phase in [Some("Pending"), Some("Unknown"), None] {
+            let (ips, client) = compact_pod(&with_phase(phase)).expect("namespaced");
+            assert_eq!(ips.len(), 1, "{phase:?} still holds its IP");
+            assert!(!client.running, "{phase:?}");
+        }
     }
 
     #[test]

@@ -15,7 +15,10 @@
 //! - The four streams are merged; events that arrive together are applied as one batch and
 //!   published as one snapshot.
 //! - When a new config changes the [`WatchSpec`], the watches are restarted with the new
-//!   selectors; each re-lists while the previous tables keep serving.
+//!   selectors; each re-lists while the previous tables keep serving. A config that turns
+//!   the Pod watch on waits ([`State::set_pipeline`]) until a snapshot with the Pod list
+//!   complete is published; every spec change publishes the current snapshot, so a config
+//!   never waits for a list that already completed.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -166,6 +169,7 @@ fn publish(state: &State, cluster: Arc<Cluster>) {
         cluster.pods.as_ref().map_or(0, |pods| pods.ips()),
         sync.pods,
     );
+    metrics.shared_pod_ips(cluster.pods.as_ref().map(|pods| pods.shared()));
     state.publish_cluster(cluster);
 }
 
@@ -204,9 +208,11 @@ pub async fn run(
         return;
     };
     loop {
-        if writer.set_pods_watched(spec.pods) {
-            publish(&state, writer.snapshot());
-        }
+        // Published even when nothing changed: a config waiting for the Pod list is
+        // swapped in when a snapshot shows it complete (State::publish_cluster), and the
+        // table it waits for may be the one already here.
+        writer.set_pods_watched(spec.pods);
+        publish(&state, writer.snapshot());
         info!(
             label_selector = spec.label_selector.as_deref().unwrap_or(""),
             namespace_selector = spec.namespace_selector.as_deref().unwrap_or(""),
@@ -229,7 +235,11 @@ pub async fn run(
                             spec = next;
                             break;
                         }
-                        _ => continue,
+                        _ => {
+                            // Same watches; a config may still wait for this snapshot.
+                            publish(&state, writer.snapshot());
+                            continue;
+                        }
                     }
                 }
                 () = shutdown.wait() => return,
@@ -320,6 +330,7 @@ mod tests {
             r#"nameplane_kubernetes_objects{resource="namespaces"} 1"#,
             r#"nameplane_kubernetes_synced{resource="services"} 1"#,
             r#"nameplane_kubernetes_synced{resource="pods"} 0"#,
+            r#"nameplane_kubernetes_shared_pod_ips{outcome="ambiguous"} 0"#,
         ] {
             assert!(text.contains(line), "missing {line}\n{text}");
         }
@@ -327,7 +338,12 @@ mod tests {
         let mut cluster = Cluster::new(2);
         cluster.set_synced(true);
         publish(&state, Arc::new(cluster));
-        assert!(!state.metrics().encode().contains(r#"resource="pods""#));
+        let text = state.metrics().encode();
+        assert!(!text.contains(r#"resource="pods""#));
+        assert!(
+            !text.contains("nameplane_kubernetes_shared_pod_ips{"),
+            "{text}"
+        );
     }
 
     #[test]

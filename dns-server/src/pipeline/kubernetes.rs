@@ -100,6 +100,9 @@ pub struct KubernetesStage {
     endpoint_pod_names: bool,
     namespaces: Option<HashSet<Box<str>>>,
     ignore_empty_service: bool,
+    /// Whether the config needs the Pod list: only then does an unlisted Pod watch keep
+    /// this stage from answering (a Pod watch a newer, waiting config started does not).
+    needs_pods: bool,
 }
 
 /// What one lookup reads.
@@ -137,6 +140,7 @@ impl KubernetesStage {
                     .collect()
             }),
             ignore_empty_service: settings.ignore_empty_service,
+            needs_pods: config.needs_pods(),
         })
     }
 
@@ -169,7 +173,7 @@ impl KubernetesStage {
             }
             return Flow::Skip;
         }
-        if !cluster.synced() {
+        if !cluster.sync_state().ready(self.needs_pods) {
             return Flow::Answer(Answer::rcode(ResponseCode::ServFail, Origin::Kubernetes));
         }
         if matches!(request.qtype, RecordType::AXFR | RecordType::IXFR) {
@@ -677,7 +681,7 @@ impl KubernetesStage {
         let Some(ip) = names::reverse_address(name) else {
             return Flow::Skip;
         };
-        if !cluster.synced() {
+        if !cluster.sync_state().ready(self.needs_pods) {
             return Flow::Skip;
         }
         let mut answer = Answer::rcode(ResponseCode::NoError, Origin::Kubernetes);

@@ -359,6 +359,7 @@ mod tests {
                 .map(|(k, v)| ((*k).into(), (*v).into()))
                 .collect::<BTreeMap<_, _>>(),
             host_network: false,
+            running: true,
         })
     }
 

@@ -121,7 +121,8 @@ fn verdict_lines(rendered: &Rendered) -> String {
 
 /// Every `<case>.input.yaml` under `tests/golden/` (a DNSServer, then the objects around it)
 /// renders to exactly `<case>.output.json` (or the error in `<case>.error.txt`), with the
-/// verdicts in `<case>.verdicts.txt` when there are config objects.
+/// verdicts in `<case>.verdicts.txt` when there are config objects, and reads back (as the
+/// DNS server reads it) to a config with the same content hash.
 /// `make golden` (UPDATE_GOLDEN=1) rewrites the expected files.
 #[test]
 fn golden_files() {
@@ -156,6 +157,17 @@ fn golden_files() {
         cases += 1;
         let rendered =
             Objects::parse(&std::fs::read_to_string(&path).expect("read input")).render();
+        if let Ok(cfg) = &rendered.config {
+            // The DNS server refuses a ConfigMap whose content does not hash to the
+            // annotation: what it reads back must hash to what was written.
+            let read_back: nameplane_config::ServerConfig =
+                serde_json::from_str(&cfg.to_json()).expect("the server parses the config");
+            assert_eq!(
+                read_back.content_hash(),
+                cfg.content_hash(),
+                "{case}: the config does not survive a round trip through its JSON"
+            );
+        }
         let (output, error) = match &rendered.config {
             Ok(cfg) => (Some(cfg.to_json() + "\n"), None),
             Err(e) => (None, Some(e.to_string() + "\n")),

@@ -3,7 +3,7 @@
 //!
 //! A pipeline whose config has no policy, rewrite or autopath never comes here. Otherwise
 //! each query first learns who asks (the Pod its source address identifies, from the Pod
-//! watch, or nobody) and then:
+//! watch, or nobody; SERVFAIL while the Pod watch has not listed) and then:
 //!
 //! 1. [`super::rewrite`]: the first rule that applies to this client rewrites the question;
 //! 2. [`super::autopath`]: a Pod asking under its first search domain gets the search path walked
@@ -184,6 +184,14 @@ pub(super) fn answer(
         name: settings.query_log.then(|| request.name.clone()),
         refresh: None,
     };
+    // Who asks is known only from a listed Pod watch. A config is swapped in only once its
+    // Pod list is complete, except a process's first one: until then, SERVFAIL (as with no
+    // config at all) rather than a verdict about the wrong client.
+    if sources.cluster.sync_state().pods != Some(true) {
+        let answer = Answer::rcode(ResponseCode::ServFail, Origin::Server);
+        response::encode(request, &answer, settings.max_udp_payload, out);
+        return outcome(answer.rcode, Origin::Server, false);
+    }
     // Nothing to check or turn back: the plain path, unless autopath has a name to find.
     // Most queries under a Pod's first search domain exist, so the walk starts only at a
     // NXDOMAIN, and answers found at once cost nothing extra.

@@ -28,6 +28,7 @@ fn clients() -> Cluster {
             name: name.into(),
             labels: [("app".to_owned(), app.to_owned())].into(),
             host_network,
+            running: true,
         });
         pods.replace(None, Some((&[ip(at)], &pod)));
     };
