@@ -8,6 +8,8 @@
 //! `nameplane_config_reload_failures_total{reason}`) and named on `/ready` (`rejected:`),
 //! and the previous good config keeps serving: the operator being wrong or gone never
 //! takes DNS down. A deleted ConfigMap is treated the same way (the last good config stays).
+//! The load runs on the blocking pool, so a large config (many zones, regex rewrites, each
+//! bounded by the contract's limits) never holds up the runtime's workers.
 //!
 //! The hash check: the operator writes the config's content hash in the
 //! [`HASH_ANNOTATION`]; a ConfigMap whose content does not hash to it was changed by
@@ -220,7 +222,15 @@ pub async fn run(client: Client, target: ConfigMapRef, state: Arc<State>, mut sh
             }
             Some(Ok(watcher::Event::Apply(config_map) | watcher::Event::InitApply(config_map))) => {
                 seen_in_list = true;
-                apply(&state, &config_map);
+                // Parsing, validating and building (regex compilation, zone indexes) is CPU
+                // work that grows with the config: run it on the blocking pool, off the
+                // runtime's workers that serve TCP, health and the watches.
+                let state = Arc::clone(&state);
+                if let Err(error) =
+                    tokio::task::spawn_blocking(move || apply(&state, &config_map)).await
+                {
+                    error!(configmap = %target, %error, "config load did not finish");
+                }
             }
             Some(Ok(watcher::Event::Delete(_))) => {
                 warn!(configmap = %target, "ConfigMap deleted, keeping the last good config");
