@@ -109,8 +109,11 @@ pub fn route(request: &[u8], state: &State) -> Vec<u8> {
                 let pods = sync
                     .pods
                     .map_or(String::new(), |pods| format!(", pods {pods}"));
+                let nodes = sync
+                    .nodes
+                    .map_or(String::new(), |nodes| format!(", nodes {nodes}"));
                 let body = format!(
-                    "not ready: config loaded {}, synced: services {}, endpointslices {}, namespaces {}{pods}; lameduck {}\n{config}",
+                    "not ready: config loaded {}, synced: services {}, endpointslices {}, namespaces {}{pods}{nodes}; lameduck {}\n{config}",
                     readiness.config_hash.is_some(),
                     sync.services,
                     sync.endpoints,

@@ -384,7 +384,21 @@ mod tests {
             Some(WatchSpec {
                 label_selector: Some("dns=on".into()),
                 namespace_selector: None,
-                pods: true
+                pods: true,
+                nodes: false,
+            })
+        );
+        // A node class fed by the Nodes: both watches.
+        state.set_pipeline(pipeline(
+            r#"{"version":1,"server":"a/b","kubernetes":{"clusterDomain":"cluster.local","ttlSeconds":9},
+                "clients":{"unidentified":"deny","nodes":{"action":"allow","fromNodes":true}}}"#,
+        ));
+        assert_eq!(
+            *specs.borrow_and_update(),
+            Some(WatchSpec {
+                pods: true,
+                nodes: true,
+                ..WatchSpec::default()
             })
         );
     }

@@ -1,8 +1,9 @@
-//! The watch task: Services, EndpointSlices, Namespaces (and Pods with `pods: verified`)
-//! from the API server into [`Cluster`] snapshots.
+//! The watch task: Services, EndpointSlices, Namespaces (and Pods, and Nodes, when the
+//! config needs them) from the API server into [`Cluster`] snapshots.
 //!
 //! - It waits for the first config: the config says what to select ([`WatchSpec`]: label
-//!   selectors for Services/EndpointSlices and Namespaces, whether Pods are needed). The
+//!   selectors for Services/EndpointSlices and Namespaces, whether Pods and Nodes are
+//!   needed). The
 //!   selectors go to the API server, so unselected objects never reach this process.
 //! - Each resource is one `kube` watcher: an initial list (paged), then a watch from its
 //!   resource version. A watch that fails (connection lost, API server restarted) is resumed
@@ -12,7 +13,7 @@
 //!   [`WatchBackoff`] (0.5 s doubling to 5 s, with jitter, reset after 2 minutes of health),
 //!   forever. Meanwhile the last snapshot keeps answering: an unreachable API server never
 //!   stops DNS, and once it is back the server is current again within seconds.
-//! - The four streams are merged; events that arrive together are applied as one batch and
+//! - The streams are merged; events that arrive together are applied as one batch and
 //!   published as one snapshot.
 //! - When a new config changes the [`WatchSpec`], the watches are restarted with the new
 //!   selectors; each re-lists while the previous tables keep serving.
@@ -21,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::stream::{self, BoxStream, StreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::serde::de::DeserializeOwned;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -51,6 +52,8 @@ pub enum Resource {
     Namespaces,
     /// Pods.
     Pods,
+    /// Nodes.
+    Nodes,
 }
 
 impl Resource {
@@ -61,6 +64,7 @@ impl Resource {
             Self::EndpointSlices => "endpointslices",
             Self::Namespaces => "namespaces",
             Self::Pods => "pods",
+            Self::Nodes => "nodes",
         }
     }
 }
@@ -73,6 +77,7 @@ impl Event {
             Self::Slice(_) => Resource::EndpointSlices,
             Self::Namespace(_) => Resource::Namespaces,
             Self::Pod(_) => Resource::Pods,
+            Self::Node(_) => Resource::Nodes,
         }
     }
 
@@ -83,6 +88,7 @@ impl Event {
                 | Self::Slice(watcher::Event::InitDone)
                 | Self::Namespace(watcher::Event::InitDone)
                 | Self::Pod(watcher::Event::InitDone)
+                | Self::Node(watcher::Event::InitDone)
         )
     }
 }
@@ -139,6 +145,14 @@ fn streams(client: &Client, spec: &WatchSpec) -> BoxStream<'static, Item> {
             Event::Pod,
         ));
     }
+    if spec.nodes {
+        all.push(one(
+            Api::<Node>::all(client.clone()),
+            None,
+            Resource::Nodes,
+            Event::Node,
+        ));
+    }
     stream::select_all(all).boxed()
 }
 
@@ -165,6 +179,11 @@ fn publish(state: &State, cluster: Arc<Cluster>) {
         Resource::Pods.label(),
         cluster.pods.as_ref().map_or(0, |pods| pods.ips()),
         sync.pods,
+    );
+    metrics.watched(
+        Resource::Nodes.label(),
+        cluster.nodes.as_ref().map_or(0, |nodes| nodes.len()),
+        sync.nodes,
     );
     state.publish_cluster(cluster);
 }
@@ -204,15 +223,18 @@ pub async fn run(
         return;
     };
     loop {
-        if writer.set_pods_watched(spec.pods) {
+        // Both, then one publish: `|` does not short-circuit.
+        if writer.set_pods_watched(spec.pods) | writer.set_nodes_watched(spec.nodes) {
             publish(&state, writer.snapshot());
         }
         info!(
             label_selector = spec.label_selector.as_deref().unwrap_or(""),
             namespace_selector = spec.namespace_selector.as_deref().unwrap_or(""),
             pods = spec.pods,
-            "watching Services, EndpointSlices, Namespaces{}",
-            if spec.pods { " and Pods" } else { "" }
+            nodes = spec.nodes,
+            "watching Services, EndpointSlices, Namespaces{}{}",
+            if spec.pods { ", Pods" } else { "" },
+            if spec.nodes { ", Nodes" } else { "" }
         );
         let mut events = streams(&client, &spec).ready_chunks(MAX_BATCH);
         loop {

@@ -100,8 +100,11 @@ pub struct WatchSpec {
     pub label_selector: Option<String>,
     /// Label selector for Namespaces.
     pub namespace_selector: Option<String>,
-    /// Whether Pods are watched (`pods: verified`, policies, autopath, tenant rewrites).
+    /// Whether Pods are watched (`pods: verified`, policies, autopath, tenant rewrites,
+    /// client classes).
     pub pods: bool,
+    /// Whether Nodes are watched (the node client class takes their addresses).
+    pub nodes: bool,
 }
 
 impl Pipeline {
@@ -222,6 +225,7 @@ impl Pipeline {
             label_selector: query(&k.label_selector),
             namespace_selector: query(&k.namespace_selector),
             pods: self.config.needs_pods(),
+            nodes: self.config.needs_nodes(),
         }
     }
 
