@@ -192,8 +192,15 @@ mod tests {
             Pipeline::build(config, "c0ffee".into()).expect("builds"),
         ));
         assert!(get("/ready", &state).starts_with("HTTP/1.1 503 "));
+        // Watched Nodes must be listed too (the node client class).
         let mut cluster = Cluster::new(1);
         cluster.set_synced(true);
+        cluster.set_nodes_watched(true);
+        state.publish_cluster(Arc::new(cluster.clone()));
+        let reply = get("/ready", &state);
+        assert!(reply.starts_with("HTTP/1.1 503 "), "{reply}");
+        assert!(reply.contains("namespaces true, nodes false;"), "{reply}");
+        cluster.set_nodes_watched(false);
         state.publish_cluster(Arc::new(cluster));
         let reply = get("/ready?verbose", &state);
         assert!(reply.starts_with("HTTP/1.1 200 "), "{reply}");

@@ -9,9 +9,9 @@
 //!  ConfigMap watch (reload)                     UDP / TCP bytes (server: one UDP socket
 //!    -> ValidatedConfig -> Pipeline::build              |      per core, SO_REUSEPORT)
 //!    -> ArcSwap<Pipeline> ---------------------+        v
-//!         | WatchSpec (selectors, pods?)       |   request::parse    once: header checks,
+//!         | WatchSpec (selectors, pods? nodes?)|   request::parse    once: header checks,
 //!         v                                    |        |             lower-cased qname
-//!  Service/EndpointSlice/Namespace/(Pod)       +-> pipeline::answer  stages in order,
+//!  Service/EndpointSlice/Namespace/(Pod/Node)  +-> pipeline::answer  stages in order,
 //!  watches (kubernetes::watch)                 |        |             first Flow::Answer wins
 //!    -> ClusterWriter (copy-on-write tables)   |        v
 //!    -> ArcSwap<Cluster> ----------------------+   response::encode  compression, EDNS,
@@ -29,11 +29,11 @@
 //!   front. A name no stage owns is REFUSED. Local answers never wait on the network; a
 //!   forwarded query is finished off the UDP receive loop ([`state::Reply::Later`]).
 //! - [`response`] encodes the answer a stage produced: name compression, EDNS, truncation.
-//! - [`kubernetes`] watches Services, EndpointSlices, Namespaces (and Pods when the config
-//!   asks for verified pod records) and keeps the compact [`kubernetes::Cluster`] snapshot
-//!   the stage reads; [`reload`] watches the ConfigMap and builds pipelines. Both publish
-//!   immutable snapshots through [`state::State`], which the query path reads with
-//!   `ArcSwap::load` (no lock, no copy).
+//! - [`kubernetes`] watches Services, EndpointSlices, Namespaces (and Pods, and Nodes, when
+//!   the config needs to know who a client is) and keeps the compact
+//!   [`kubernetes::Cluster`] snapshot the stage reads; [`reload`] watches the ConfigMap and
+//!   builds pipelines. Both publish immutable snapshots through [`state::State`], which the
+//!   query path reads with `ArcSwap::load` (no lock, no copy).
 //! - [`server`] runs the UDP sockets and the TCP listener; [`admin`] serves `/health`,
 //!   `/ready` and `/metrics`; [`metrics`] holds the CoreDNS-compatible metrics.
 //!

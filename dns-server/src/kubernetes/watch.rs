@@ -335,6 +335,7 @@ mod tests {
         cluster.namespaces.add("a");
         cluster.set_synced(true);
         cluster.set_pods_watched(true);
+        cluster.set_nodes_watched(true);
         publish(&state, Arc::new(cluster));
         assert!(state.cluster().namespaces.contains("a"));
         let text = state.metrics().encode();
@@ -342,6 +343,8 @@ mod tests {
             r#"nameplane_kubernetes_objects{resource="namespaces"} 1"#,
             r#"nameplane_kubernetes_synced{resource="services"} 1"#,
             r#"nameplane_kubernetes_synced{resource="pods"} 0"#,
+            r#"nameplane_kubernetes_synced{resource="nodes"} 0"#,
+            r#"nameplane_kubernetes_objects{resource="nodes"} 0"#,
         ] {
             assert!(text.contains(line), "missing {line}\n{text}");
         }
@@ -350,6 +353,7 @@ mod tests {
         cluster.set_synced(true);
         publish(&state, Arc::new(cluster));
         assert!(!state.metrics().encode().contains(r#"resource="pods""#));
+        assert!(!state.metrics().encode().contains(r#"resource="nodes""#));
     }
 
     #[test]

@@ -27,7 +27,8 @@
 //!   depend on who asks, so they wrap the other stages ([`client`]): the question is
 //!   rewritten and checked before them, and their answer (whichever stage gave it, now or
 //!   from an upstream later) is checked and turned back after. A config without any of the
-//!   three skips the wrapper; a client they do not concern takes the plain path.
+//!   three (and whose client classes deny nobody) skips the wrapper; a client they do not
+//!   concern takes the plain path.
 //! - **cache** ([`cache`]) sits before the local stages but only ever holds, and only ever
 //!   looks up, names the forward stage would forward ([`forward::Routes`] decides that from
 //!   the same config, without a lock): cluster names and zone names never touch it, so local
