@@ -121,8 +121,11 @@ pub fn route(request: &[u8], state: &State) -> Vec<u8> {
                 let pods = sync
                     .pods
                     .map_or(String::new(), |pods| format!(", pods {pods}"));
+                let nodes = sync
+                    .nodes
+                    .map_or(String::new(), |nodes| format!(", nodes {nodes}"));
                 let body = format!(
-                    "not ready: config loaded {}, synced: services {}, endpointslices {}, namespaces {}{pods}; lameduck {}\n{config}",
+                    "not ready: config loaded {}, synced: services {}, endpointslices {}, namespaces {}{pods}{nodes}; lameduck {}\n{config}",
                     readiness.config_hash.is_some(),
                     sync.services,
                     sync.endpoints,
@@ -231,6 +234,30 @@ mod tests {
             get("/health", &state).starts_with("HTTP/1.1 200 "),
             "health stays up"
         );
+    }
+
+    #[test]
+    fn ready_waits_for_the_node_list_a_config_needs() {
+        let state = state();
+        // The node client class from the Node objects needs the Pod and the Node lists.
+        let config = ValidatedConfig::from_json(
+            r#"{"version":1,"server":"a/b","kubernetes":{"clusterDomain":"cluster.local","ttlSeconds":5},
+                "clients":{"unidentified":"deny","nodes":{"action":"allow","fromNodes":true}}}"#,
+        )
+        .expect("valid");
+        state.set_pipeline(Pipeline::build(config, "n0de".into()).expect("builds"));
+        let mut cluster = Cluster::new(1);
+        cluster.set_pods_watched(true);
+        cluster.set_synced(true);
+        cluster.set_nodes_watched(true);
+        state.publish_cluster(Arc::new(cluster.clone()));
+        let reply = get("/ready", &state);
+        assert!(reply.starts_with("HTTP/1.1 503 "), "{reply}");
+        assert!(reply.contains("nodes false;"), "{reply}");
+        cluster.set_synced(true);
+        state.publish_cluster(Arc::new(cluster));
+        let reply = get("/ready", &state);
+        assert!(reply.starts_with("HTTP/1.1 200 "), "{reply}");
     }
 
     #[test]

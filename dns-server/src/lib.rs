@@ -11,9 +11,9 @@
 //!    -> Pipeline::build                                 |
 //!    -> (waits for the Pod list if it needs it)         |
 //!    -> ArcSwap<Pipeline> ---------------------+        v
-//!         | WatchSpec (selectors, pods?)       |   request::parse    once: header checks,
+//!         | WatchSpec (selectors, pods? nodes?)|   request::parse    once: header checks,
 //!         v                                    |        |             lower-cased qname
-//!  Service/EndpointSlice/Namespace/(Pod)       +-> pipeline::answer  stages in order,
+//!  Service/EndpointSlice/Namespace/(Pod/Node)  +-> pipeline::answer  stages in order,
 //!  watches (kubernetes::watch)                 |        |             first Flow::Answer wins
 //!    -> ClusterWriter (copy-on-write tables)   |        v
 //!    -> ArcSwap<Cluster> ----------------------+   response::encode  compression, EDNS,
@@ -31,12 +31,13 @@
 //!   front. A name no stage owns is REFUSED. Local answers never wait on the network; a
 //!   forwarded query is finished off the UDP receive loop ([`state::Reply::Later`]).
 //! - [`response`] encodes the answer a stage produced: name compression, EDNS, truncation.
-//! - [`kubernetes`] watches Services, EndpointSlices, Namespaces (and Pods when the config
-//!   needs them: verified pod records, policies, autopath, tenant rewrites) and keeps the
-//!   compact [`kubernetes::Cluster`] snapshot the stages read; [`reload`] watches the
-//!   ConfigMap and builds pipelines. Both publish immutable snapshots through
-//!   [`state::State`], which the query path reads with `ArcSwap::load` (no lock, no copy).
-//!   A pipeline that needs the Pod list is swapped in only once the snapshot has it.
+//! - [`kubernetes`] watches Services, EndpointSlices, Namespaces (and Pods, and Nodes, when
+//!   the config needs to know who a client is: verified pod records, policies, autopath,
+//!   tenant rewrites, client classes) and keeps the compact [`kubernetes::Cluster`] snapshot
+//!   the stages read; [`reload`] watches the ConfigMap and builds pipelines. Both publish
+//!   immutable snapshots through [`state::State`], which the query path reads with
+//!   `ArcSwap::load` (no lock, no copy). A pipeline that needs the Pod list is swapped in
+//!   only once the snapshot has it.
 //! - [`server`] runs the UDP sockets and the TCP listener; [`admin`] serves `/health`,
 //!   `/ready` and `/metrics`; [`metrics`] holds the CoreDNS-compatible metrics.
 //!

@@ -494,7 +494,7 @@ impl Metrics {
         );
         registry.register(
             "nameplane_kubernetes_objects",
-            "Objects held per watched resource (Services, Services with EndpointSlices, Namespaces, Pod IPs)",
+            "Objects held per watched resource (Services, Services with EndpointSlices, Namespaces, Pod IPs, Node addresses)",
             objects.clone(),
         );
         registry.register(

@@ -86,6 +86,8 @@ pub struct Readiness {
     pub config_hash: Option<String>,
     /// Whether the config being served needs the Pod list.
     pub needs_pods: bool,
+    /// Whether the config being served needs the Node list.
+    pub needs_nodes: bool,
     /// Which watches have completed their initial list.
     pub sync: SyncState,
     /// The hash of a newer config that waits for the Pod list before it is served.
@@ -101,7 +103,9 @@ impl Readiness {
     /// Ready to take traffic: a config is loaded, every watch it needs has listed, not
     /// shutting down. A watch that only a waiting config needs does not count.
     pub fn is_ready(&self) -> bool {
-        self.config_hash.is_some() && self.sync.ready(self.needs_pods) && !self.lameduck
+        self.config_hash.is_some()
+            && self.sync.ready(self.needs_pods, self.needs_nodes)
+            && !self.lameduck
     }
 }
 
@@ -160,17 +164,19 @@ impl State {
         self.rejected.store(None);
         let spec = pipeline.watch_spec();
         let mut waiting = lock(&self.waiting);
-        // The Pod table in the snapshot stays only if the watch task was not told to drop it.
-        let pods_kept = self
+        // A table in the snapshot stays only if the watch task was not told to drop it.
+        let (pods_kept, nodes_kept) = self
             .watch_spec
             .borrow()
             .as_ref()
-            .is_some_and(|current| current.pods);
-        let pods_listed = pods_kept && self.cluster.load().sync_state().pods == Some(true);
-        let swap = if spec.pods && !pods_listed && self.pipeline.load().is_some() {
+            .map_or((false, false), |current| (current.pods, current.nodes));
+        let sync = self.cluster.load().sync_state();
+        let listed = (!spec.pods || (pods_kept && sync.pods == Some(true)))
+            && (!spec.nodes || (nodes_kept && sync.nodes == Some(true)));
+        let swap = if !listed && self.pipeline.load().is_some() {
             info!(
                 hash = pipeline.hash(),
-                "the new config needs the Pod list; serving it once the list completes"
+                "the new config needs the Pod or Node list; serving it once the list completes"
             );
             *waiting = Some(pipeline);
             Swap::WhenPodsListed
@@ -227,16 +233,20 @@ impl State {
     /// Replaces the cluster snapshot, and swaps in the pipeline waiting for the Pod list
     /// once the snapshot has it.
     pub fn publish_cluster(&self, cluster: Arc<Cluster>) {
-        let pods_listed = cluster.sync_state().pods == Some(true);
+        let sync = cluster.sync_state();
         self.cluster.store(cluster);
-        if !pods_listed {
+        let mut waiting = lock(&self.waiting);
+        let listed = waiting.as_ref().is_some_and(|pipeline| {
+            let spec = pipeline.watch_spec();
+            (!spec.pods || sync.pods == Some(true)) && (!spec.nodes || sync.nodes == Some(true))
+        });
+        if !listed {
             return;
         }
-        let mut waiting = lock(&self.waiting);
         if let Some(pipeline) = waiting.take() {
             info!(
                 hash = pipeline.hash(),
-                "the Pod list is complete; serving the config that waited for it"
+                "the lists are complete; serving the config that waited for them"
             );
             self.swap(pipeline);
         }
@@ -263,6 +273,7 @@ impl State {
         Readiness {
             config_hash: pipeline.as_ref().map(|p| p.hash().to_owned()),
             needs_pods: pipeline.as_ref().is_some_and(|p| p.config().needs_pods()),
+            needs_nodes: pipeline.as_ref().is_some_and(|p| p.config().needs_nodes()),
             sync: self.cluster.load().sync_state(),
             waiting: lock(&self.waiting).as_ref().map(|p| p.hash().to_owned()),
             rejected: self.rejected.load_full(),
@@ -464,7 +475,7 @@ mod tests {
 
     /// [`CONFIG`] with a policy for namespace `t`, which needs the Pod list.
     const POLICY: &str = r#"{"version":1,"server":"a/b","kubernetes":{"clusterDomain":"cluster.local","ttlSeconds":5},
-        "unidentifiedClients":"deny",
+        "clients":{"unidentified":"deny"},
         "policies":[{"source":"t/p","namespace":"t","rules":[],"defaultAction":"deny","deniedResponse":"refused"}]}"#;
 
     /// A listed cluster with Service `web` in `other` and, when `pods` is `Some(listed)`, a
@@ -637,7 +648,21 @@ mod tests {
             Some(WatchSpec {
                 label_selector: Some("dns=on".into()),
                 namespace_selector: None,
-                pods: true
+                pods: true,
+                nodes: false,
+            })
+        );
+        // A node class fed by the Nodes: both watches.
+        state.set_pipeline(pipeline(
+            r#"{"version":1,"server":"a/b","kubernetes":{"clusterDomain":"cluster.local","ttlSeconds":9},
+                "clients":{"unidentified":"deny","nodes":{"action":"allow","fromNodes":true}}}"#,
+        ));
+        assert_eq!(
+            *specs.borrow_and_update(),
+            Some(WatchSpec {
+                pods: true,
+                nodes: true,
+                ..WatchSpec::default()
             })
         );
     }

@@ -7,6 +7,8 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 DNS_PORT=${DNS_PORT:-5353}
 CLIENT_IP=${CLIENT_IP:-127.0.0.2}
+# A loopback address that is neither a Pod's nor a Node's.
+STRANGER_IP=${STRANGER_IP:-127.0.0.3}
 HEALTH_PORT=${HEALTH_PORT:-8053}
 say() { printf '\033[1m[run]\033[0m %s\n' "$*" >&2; }
 
@@ -62,9 +64,10 @@ spec:
 YAML
 IP=$($KUBECTL get service hello -n demo -o jsonpath='{.spec.clusterIP}')
 
-# The samples include a DNSPolicy, so the server refuses clients it cannot tie to a Pod
-# (unidentifiedClients: Deny). The demo asks from a Pod's address: 127.0.0.2 (loopback),
-# registered as the IP of Pod demo/client (no kubelet runs here, so the status is set by hand).
+# The sample DNSServer refuses clients it cannot tie to a Pod (clients.unidentified: Deny)
+# except node addresses (clients.nodes: 127.0.0.1 is Node fake-node's InternalIP). The demo
+# asks from a Pod's address too: 127.0.0.2 (loopback), registered as the IP of Pod
+# demo/client (no kubelet runs here, so the status is set by hand).
 say "registering Pod demo/client with IP $CLIENT_IP (dig -b $CLIENT_IP asks as that Pod)"
 $KUBECTL apply -n demo -f - >/dev/null <<'YAML'
 apiVersion: v1
@@ -91,7 +94,8 @@ cat >&2 <<MSG
 
     dig -b $CLIENT_IP @127.0.0.1 -p $DNS_PORT hello.demo.svc.cluster.local      # -> $IP
     dig -b $CLIENT_IP @127.0.0.1 -p $DNS_PORT +tcp hello.demo.svc.cluster.local
-    dig @127.0.0.1 -p $DNS_PORT hello.demo.svc.cluster.local   # REFUSED: 127.0.0.1 is no Pod
+    dig @127.0.0.1 -p $DNS_PORT hello.demo.svc.cluster.local   # -> $IP: 127.0.0.1 is Node fake-node's address
+    dig -b $STRANGER_IP @127.0.0.1 -p $DNS_PORT hello.demo.svc.cluster.local   # REFUSED: no Pod, no Node
 
   kubectl: $KUBECTL get dnsservers,dnszones,stubdomains,rewriterules,dnspolicies -A
   health:  curl http://127.0.0.1:$HEALTH_PORT/ready   metrics: curl http://127.0.0.1:$HEALTH_PORT/metrics

@@ -68,10 +68,9 @@ fn config_objects_report_status_and_bad_ones_never_reach_the_server() {
     let _operator = Operator::start("operator-config", &["--lease-name", "e2e-config"]);
     apply(
         NS,
-        // This test queries from 127.0.0.1, which is no Pod; its DNSPolicy is about the
-        // object's lifecycle, so unidentified clients are let through here (policy_rewrite_autopath.rs
-        // covers enforcement).
-        "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata:\n  name: dns\nspec:\n  upstreams: [\"10.0.0.10\"]\n  unidentifiedClients: Allow\n",
+        // This test queries from 127.0.0.1, which is no Pod; a DNSPolicy never restricts
+        // such a client, and this DNSServer leaves them allowed (the default).
+        "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata:\n  name: dns\nspec:\n  upstreams: [\"10.0.0.10\"]\n",
     );
     apply(
         NS,

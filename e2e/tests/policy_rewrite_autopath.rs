@@ -569,7 +569,9 @@ fn tenant_policies_hold_for_every_name_type_and_namespace() {
     apply(
         MATRIX_NS,
         &format!(
-            "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata:\n  name: dns\nspec:\n  replicas: 1\n  configSelector:\n    namespaceSelector:\n      matchLabels: {{{}: {}}}\n",
+            // Clients that are not one Pod are refused: the platform's choice, which the
+            // tenants' policies do not make (tenancy_clients.rs).
+            "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata:\n  name: dns\nspec:\n  replicas: 1\n  clients: {{unidentified: Deny}}\n  configSelector:\n    namespaceSelector:\n      matchLabels: {{{}: {}}}\n",
             MATRIX_LABEL.0, MATRIX_LABEL.1
         ),
     );
@@ -792,7 +794,8 @@ fn tenant_policies_hold_for_every_name_type_and_namespace() {
     assert!(failed.is_empty(), "allowed queries failed: {failed:#?}");
     assert!(wrong_code.is_empty(), "wrong denial codes: {wrong_code:#?}");
 
-    // Nobody: a source address no Pod has, or 127.0.0.1, is refused while policies exist.
+    // Nobody: a source address no Pod has, or 127.0.0.1 (fake-node's, no node class here),
+    // is refused: the DNSServer denies unidentified clients.
     for source in ["127.0.0.1", "127.0.30.250"] {
         let r = dig_from(port, source, &svc("web", TENANTS[2]), "A");
         assert_eq!(r.status, "REFUSED", "unidentified {source}: {}", r.raw);

@@ -216,10 +216,10 @@ fn operator_and_dns_server_answer_a_real_service() {
 
     let ns = format!("e2e-{}", std::process::id());
     ensure_namespace(&ns, &[]);
-    // The samples include a DNSPolicy, and a client the server cannot tie to one Pod is
-    // refused while a policy applies (unidentifiedClients: Deny). So this test asks from a
-    // Pod's address: a loopback address registered as the IP of a Pod in `ns` (unique per
-    // run, so a leftover Pod of an earlier run cannot make it ambiguous).
+    // The sample DNSServer refuses clients it cannot tie to one Pod, node addresses
+    // excepted (clients: {unidentified: Deny, nodes: {fromNodes: true}}). So this test asks
+    // from a Pod's address: a loopback address registered as the IP of a Pod in `ns` (unique
+    // per run, so a leftover Pod of an earlier run cannot make it ambiguous).
     let pid = std::process::id();
     let client_ip = format!("127.10.{}.{}", (pid >> 8) & 0xff, (pid & 0xff).max(1));
     let kube = Kube::connect();
@@ -273,9 +273,12 @@ fn operator_and_dns_server_answer_a_real_service() {
     assert_eq!(tcp.status, "NOERROR", "{}", tcp.raw);
     assert_eq!(tcp.data("A"), vec![cluster_ip], "{}", tcp.raw);
 
-    // Fail closed: a client that is no Pod (dig from 127.0.0.1) is refused.
-    let unidentified = nameplane_e2e::dig(port, &name, "A", Transport::Udp);
+    // Fail closed: a client that is no Pod and no Node is refused; 127.0.0.1, Node
+    // fake-node's address, is answered as a node.
+    let unidentified = dig_with(port, &name, "A", Transport::Udp, &["-b", "127.0.0.3"]);
     assert_eq!(unidentified.status, "REFUSED", "{}", unidentified.raw);
+    let node = nameplane_e2e::dig(port, &name, "A", Transport::Udp);
+    assert_eq!(node.status, "NOERROR", "{}", node.raw);
 
     // Mixed case is the same name.
     let upper = dig(port, &name.to_uppercase(), "A", Transport::Udp);

@@ -67,7 +67,7 @@ fn an_oversized_tenant_is_left_out_and_the_fence_holds() {
 
     apply(
         NS,
-        "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata:\n  name: dns\nspec:\n  unidentifiedClients: Allow\n  tenantDomainSuffix: tenants.budget.example\n  configSelector: {namespaceSelector: {matchLabels: {e2e-budget: tenant}}}\n  limits: {configBytes: 20000}\n",
+        "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata:\n  name: dns\nspec:\n  clients: {unidentified: Allow}\n  tenantDomainSuffix: tenants.budget.example\n  configSelector: {namespaceSelector: {matchLabels: {e2e-budget: tenant}}}\n  limits: {configBytes: 20000}\n",
     );
     apply(
         SMALL,

@@ -47,7 +47,7 @@ fn svc(name: &str, namespace: &str) -> String {
 }
 
 /// A server config (as the operator renders it) for DNSServer `server`, with `extra` JSON
-/// members (policies, `unidentifiedClients`, …) after `kubernetes`.
+/// members (policies, `clients`, …) after `kubernetes`.
 fn config(server: &str, ttl: u32, extra: &str) -> ServerConfig {
     let json = format!(
         r#"{{"version":1,"server":"{server}","kubernetes":{{"clusterDomain":"{ZONE}","ttlSeconds":{ttl}}}{extra}}}"#
@@ -125,7 +125,7 @@ fn a_reused_ip_identifies_the_running_pod() {
     let (name_a, name_b) = (svc("svc-a", &a), svc("svc-b", &b));
     // Tenant a may resolve only svc-a, tenant b only svc-b; unidentified clients nothing.
     let policies = format!(
-        r#","policies":[{},{}],"unidentifiedClients":"deny""#,
+        r#","policies":[{},{}],"clients":{"unidentified":"deny"}"#,
         allow_only(&a, name_a.trim_end_matches('.')),
         allow_only(&b, name_b.trim_end_matches('.')),
     );
@@ -221,7 +221,7 @@ fn the_first_policy_under_load_refuses_nobody() {
     let before = config(
         &format!("{home}/dns"),
         5,
-        r#","unidentifiedClients":"allow""#,
+        r#","clients":{"unidentified":"allow"}"#,
     );
     publish_config(&home, "dns", &before);
     let dns = start_server("tid-load-dns", &home, &before.content_hash());
@@ -277,7 +277,7 @@ fn the_first_policy_under_load_refuses_nobody() {
 
     // The first DNSPolicy: in another namespace, selecting none of the clients.
     let policy = format!(
-        r#","policies":[{}],"unidentifiedClients":"allow""#,
+        r#","policies":[{}],"clients":{"unidentified":"allow"}"#,
         allow_only(&tenant, "nothing.invalid")
     );
     let after = config(&format!("{home}/dns"), 5, &policy);

@@ -356,7 +356,7 @@ fn no_tenant_gets_another_tenants_answers_on_any_path_even_after_ip_reuse() {
     apply(
         SERVER_NS,
         &format!(
-            "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata:\n  name: dns\nspec:\n  replicas: 1\n  upstreams: [\"127.0.0.1:{}\"]\n  cache: {{capacity: 1000}}\n  autopath: true\n  unidentifiedClients: Deny\n  tenantDomainSuffix: tenants.tm.example\n  configSelector:\n    namespaceSelector:\n      matchLabels: {{{}: {}}}\n",
+            "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata:\n  name: dns\nspec:\n  replicas: 1\n  upstreams: [\"127.0.0.1:{}\"]\n  cache: {{capacity: 1000}}\n  autopath: true\n  clients: {{unidentified: Deny}}\n  tenantDomainSuffix: tenants.tm.example\n  configSelector:\n    namespaceSelector:\n      matchLabels: {{{}: {}}}\n",
             knot.port, LABEL.0, LABEL.1
         ),
     );

@@ -8,7 +8,7 @@
 //! - the server reads its config through an API watch of its ConfigMap (not a volume), so
 //!   the Deployment never rolls for a config change; there is no config checksum annotation;
 //! - the server's RBAC is read-only: list/watch on what Kubernetes DNS needs cluster-wide
-//!   (Pods only when its config needs to know which Pod a client is,
+//!   (Pods, and Nodes, only when its config needs to know which Pod or Node a client is,
 //!   [`ServerConfig::needs_pods`]), and get/list/watch on ConfigMaps in its own namespace only;
 //! - cluster-scoped RBAC objects cannot be owned by a namespaced `DNSServer`, so they carry
 //!   the [`SERVER_LABEL`] and are removed by the `DNSServer`'s finalizer.
@@ -147,9 +147,11 @@ pub fn build(
         read("discovery.k8s.io", &["endpointslices"], &["list", "watch"]),
     ];
     // Every Pod of the cluster is a lot to read and to hold; grant it only to a server whose
-    // config uses it (policies, autopath, verified pod records, per-namespace rewrites).
+    // config uses it (policies, autopath, verified pod records, per-namespace rewrites,
+    // client classes). Nodes come with Pods: the node client class needs both, and a config
+    // that needs Nodes always needs Pods.
     if config.needs_pods() {
-        cluster_rules.push(read("", &["pods"], &["list", "watch"]));
+        cluster_rules.push(read("", &["pods", "nodes"], &["list", "watch"]));
     }
 
     Ok(Workload {
@@ -447,6 +449,23 @@ mod tests {
             pod_verbs(&build_with(&config)),
             Some(vec!["list".to_string(), "watch".to_string()])
         );
+        // The node class reads the Nodes; the grant that carries Pods carries Nodes too.
+        let mut config = ServerConfig::default();
+        config.clients.nodes = Some(nameplane_config::policy::NodeClientsConfig {
+            action: nameplane_config::policy::PolicyAction::Allow,
+            cidrs: Vec::new(),
+            from_nodes: true,
+        });
+        assert!(config.needs_nodes() && config.needs_pods());
+        let w = build_with(&config);
+        let rule = w
+            .cluster_role
+            .rules
+            .iter()
+            .flatten()
+            .find(|r| r.resources.iter().flatten().any(|res| res == "nodes"))
+            .expect("nodes are readable");
+        assert_eq!(rule.verbs, ["list", "watch"]);
     }
 
     #[test]

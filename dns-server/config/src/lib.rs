@@ -64,12 +64,12 @@ pub struct ServerConfig {
     /// Per-namespace resolution policies.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<policy::PolicyConfig>,
-    /// What a client gets that the server cannot tie to exactly one Pod (an unknown source
-    /// address, e.g. behind SNAT, or one shared by host-network Pods) while any policy is
-    /// configured: `deny` (the default) fails closed, because such a client may be one a
-    /// policy restricts. Without policies every client is allowed.
-    #[serde(default = "policy::unidentified_default")]
-    pub unidentified_clients: policy::PolicyAction,
+    /// What the clients the server cannot tie to exactly one Pod get (node addresses,
+    /// host-network Pods, SNAT): the platform's choice, never a policy's. Always written, so
+    /// that a server built before this field (which read `unidentifiedClients`, armed by any
+    /// policy) refuses the document instead of misreading it.
+    #[serde(default)]
+    pub clients: policy::ClientsConfig,
 }
 
 impl Default for ServerConfig {
@@ -83,7 +83,7 @@ impl Default for ServerConfig {
             cache: None,
             rewrites: Vec::new(),
             policies: Vec::new(),
-            unidentified_clients: policy::unidentified_default(),
+            clients: policy::ClientsConfig::default(),
         }
     }
 }
@@ -268,6 +268,7 @@ impl ServerConfig {
         for (i, policy) in self.policies.iter().enumerate() {
             policy.validate(&format!("policies[{i}]"))?;
         }
+        self.clients.validate("clients")?;
         Ok(ValidatedConfig {
             cluster_domain,
             raw: self,
@@ -323,10 +324,19 @@ impl ValidatedConfig {
     }
 
     /// Whether serving this config needs to know which Pod a client is (the Pod watch):
-    /// `pods: verified`, any policy, autopath, or a rewrite limited to one namespace's Pods.
-    /// The operator grants the DNS server `list`/`watch` on Pods exactly when this holds.
+    /// `pods: verified`, any policy, autopath, a rewrite limited to one namespace's Pods,
+    /// unidentified clients denied, or a node client class. The operator grants the DNS
+    /// server `list`/`watch` on Pods (and Nodes, see [`ValidatedConfig::needs_nodes`])
+    /// exactly when this holds.
     pub fn needs_pods(&self) -> bool {
         self.raw.needs_pods()
+    }
+
+    /// Whether serving this config needs the addresses of the Nodes (the Node watch): the
+    /// node client class takes them from the Node objects (`clients.nodes.fromNodes`).
+    /// Implies [`ValidatedConfig::needs_pods`], so one grant covers both watches.
+    pub fn needs_nodes(&self) -> bool {
+        self.raw.needs_nodes()
     }
 }
 
@@ -337,6 +347,14 @@ impl ServerConfig {
             || self.kubernetes.autopath
             || !self.policies.is_empty()
             || self.rewrites.iter().any(|r| r.client_namespace.is_some())
+            // Telling a node or an unidentified client from a Pod takes the Pod watch.
+            || self.clients.unidentified == policy::PolicyAction::Deny
+            || self.clients.nodes.is_some()
+    }
+
+    /// See [`ValidatedConfig::needs_nodes`].
+    pub fn needs_nodes(&self) -> bool {
+        self.clients.nodes.as_ref().is_some_and(|n| n.from_nodes)
     }
 }
 
@@ -504,6 +522,83 @@ mod tests {
             err.to_string().starts_with("kubernetes.labelSelector:"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn client_classes_are_always_written_and_the_old_field_is_refused() {
+        // A server that read `unidentifiedClients` (armed by any policy) must refuse a new
+        // document rather than misread it, and a new server must refuse an old one.
+        let json = sample().to_json();
+        assert!(json.contains(r#""clients": {"#), "{json}");
+        assert!(json.contains(r#""unidentified": "allow""#), "{json}");
+        let old = r#"{"version":1,"server":"a/b","kubernetes":{"clusterDomain":"c","ttlSeconds":5},"unidentifiedClients":"deny"}"#;
+        let err = ValidatedConfig::from_json(old).expect_err("the old field");
+        assert!(
+            err.to_string()
+                .contains("unknown field `unidentifiedClients`"),
+            "{err}"
+        );
+        let valid = ValidatedConfig::from_json(
+            r#"{"version":1,"server":"a/b","kubernetes":{"clusterDomain":"c","ttlSeconds":5}}"#,
+        )
+        .expect("valid");
+        assert_eq!(valid.raw().clients, policy::ClientsConfig::default());
+        assert_eq!(
+            valid.raw().clients.unidentified,
+            policy::PolicyAction::Allow,
+            "unidentified clients are allowed unless the platform denies them"
+        );
+    }
+
+    #[test]
+    fn node_classes_are_checked_and_decide_the_watches() {
+        let nodes = |cidrs: &[&str], from_nodes| policy::NodeClientsConfig {
+            action: policy::PolicyAction::Allow,
+            cidrs: cidrs.iter().map(|c| (*c).into()).collect(),
+            from_nodes,
+        };
+        let with = |unidentified, nodes| {
+            let mut cfg = sample();
+            cfg.clients = policy::ClientsConfig {
+                unidentified,
+                nodes,
+            };
+            cfg
+        };
+        use policy::PolicyAction::{Allow, Deny};
+        let open = with(Allow, None).validate().expect("valid");
+        assert!(!open.needs_pods() && !open.needs_nodes());
+        let closed = with(Deny, None).validate().expect("valid");
+        assert!(
+            closed.needs_pods() && !closed.needs_nodes(),
+            "denying unidentified clients needs to know the Pods"
+        );
+        let cidrs = with(Deny, Some(nodes(&["192.0.2.0/24", "2001:db8::7"], false)))
+            .validate()
+            .expect("valid");
+        assert!(cidrs.needs_pods() && !cidrs.needs_nodes());
+        let watched = with(Deny, Some(nodes(&[], true)))
+            .validate()
+            .expect("valid");
+        assert!(watched.needs_pods() && watched.needs_nodes());
+        let err = with(Deny, Some(nodes(&[], false)))
+            .validate()
+            .expect_err("an empty class");
+        assert!(err.to_string().starts_with("clients.nodes:"), "{err}");
+        let err = with(Deny, Some(nodes(&["192.0.2.0/33"], false)))
+            .validate()
+            .expect_err("a bad prefix");
+        assert!(
+            err.to_string().starts_with("clients.nodes.cidrs[0]:"),
+            "{err}"
+        );
+        let json = with(Deny, Some(nodes(&["192.0.2.0/24"], true))).to_json();
+        let back = ValidatedConfig::from_json(&json).expect("round trip");
+        assert_eq!(
+            back.raw().clients.nodes,
+            Some(nodes(&["192.0.2.0/24"], true))
+        );
+        assert!(json.contains(r#""fromNodes": true"#), "{json}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The cluster snapshot the query path reads, and the tables it is made of.
 //!
-//! A [`Cluster`] is immutable once published. It holds four tables, each filled from one
+//! A [`Cluster`] is immutable once published. It holds up to five tables, each filled from one
 //! watch and each knowing whether its initial list has completed:
 //!
 //! | table          | forward lookup                         | reverse lookup (PTR)        |
@@ -9,6 +9,7 @@
 //! | [`Endpoints`]  | namespace/Service → its slices' ready endpoints | endpoint IP → endpoints |
 //! | [`Namespaces`] | the names of the (selected) namespaces | —                           |
 //! | [`Pods`]       | Pod IP → live Pods (when the config needs Pods) | —                   |
+//! | [`NodeAddresses`] | the Nodes' addresses (when the node client class needs them) | — |
 //!
 //! Tables are built from [`crate::kubernetes::maps`] so a snapshot clone costs a few
 //! hundred pointer copies, not one copy per object. Lookups allocate nothing.
@@ -20,6 +21,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::maps::{NamespacedMap, ShardedMultiMap};
+pub use super::nodes::NodeAddresses;
 use super::objects::{EndpointEntry, ServiceEntry, SliceEntry};
 
 /// A Service, as the reverse index names it.
@@ -522,22 +524,29 @@ pub struct SyncState {
     pub namespaces: bool,
     /// Pods listed; `None` when Pods are not watched.
     pub pods: Option<bool>,
+    /// Nodes listed; `None` when Nodes are not watched.
+    pub nodes: Option<bool>,
 }
 
 impl SyncState {
     /// Every watched table has completed its initial list.
     pub fn all(self) -> bool {
-        self.services && self.endpoints && self.namespaces && self.pods.unwrap_or(true)
+        self.services
+            && self.endpoints
+            && self.namespaces
+            && self.pods.unwrap_or(true)
+            && self.nodes.unwrap_or(true)
     }
 
     /// Every table a config reads has completed its initial list: Services, EndpointSlices,
-    /// Namespaces, and Pods if it needs them (a Pod watch started for a config that waits
-    /// to be swapped in does not count).
-    pub fn ready(self, needs_pods: bool) -> bool {
+    /// Namespaces, and Pods and Nodes if it needs them (a watch started for a config that
+    /// waits to be swapped in does not count).
+    pub fn ready(self, needs_pods: bool, needs_nodes: bool) -> bool {
         self.services
             && self.endpoints
             && self.namespaces
             && (!needs_pods || self.pods == Some(true))
+            && (!needs_nodes || self.nodes == Some(true))
     }
 }
 
@@ -552,6 +561,8 @@ pub struct Cluster {
     pub namespaces: Namespaces,
     /// Pods, when watched (`pods: verified`).
     pub pods: Option<Pods>,
+    /// The Nodes' addresses, when watched (the node client class takes them from the Nodes).
+    pub nodes: Option<NodeAddresses>,
     serial: u32,
 }
 
@@ -563,6 +574,7 @@ impl Cluster {
             endpoints: Endpoints::default(),
             namespaces: Namespaces::default(),
             pods: None,
+            nodes: None,
             serial,
         }
     }
@@ -580,8 +592,15 @@ impl Cluster {
             endpoints,
             namespaces,
             pods,
+            nodes: None,
             serial,
         }
+    }
+
+    /// This snapshot with the Nodes' addresses (`None`: Nodes are not watched).
+    pub fn with_nodes(mut self, nodes: Option<NodeAddresses>) -> Self {
+        self.nodes = nodes;
+        self
     }
 
     /// The SOA serial: the unix time (seconds, truncated to 32 bits) of the last change.
@@ -601,6 +620,7 @@ impl Cluster {
             endpoints: self.endpoints.synced,
             namespaces: self.namespaces.synced,
             pods: self.pods.as_ref().map(|pods| pods.synced),
+            nodes: self.nodes.as_ref().map(Synced::synced),
         }
     }
 
@@ -617,6 +637,14 @@ impl Cluster {
         if let Some(pods) = &mut self.pods {
             pods.synced = synced;
         }
+        if let Some(nodes) = &mut self.nodes {
+            nodes.set_synced(synced);
+        }
+    }
+
+    /// Starts (or stops) tracking the Nodes' addresses, with an empty, unsynced table.
+    pub fn set_nodes_watched(&mut self, watched: bool) {
+        self.nodes = watched.then(NodeAddresses::default);
     }
 
     /// Starts (or stops) tracking Pods, with an empty, unsynced table.
@@ -844,11 +872,21 @@ mod tests {
         // A Pod watch being listed only matters to a config that needs Pods.
         cluster.set_pods_watched(true);
         let sync = cluster.sync_state();
-        assert!(sync.ready(false));
-        assert!(!sync.ready(true));
+        assert!(sync.ready(false, false));
+        assert!(!sync.ready(true, false));
         cluster.set_synced(true);
-        assert!(cluster.sync_state().ready(true));
+        assert!(cluster.sync_state().ready(true, false));
         cluster.set_pods_watched(false);
-        assert!(!cluster.sync_state().ready(true), "needed and not watched");
+        assert!(
+            !cluster.sync_state().ready(true, false),
+            "needed and not watched"
+        );
+        cluster.set_nodes_watched(true);
+        assert_eq!(cluster.sync_state().nodes, Some(false));
+        assert!(!cluster.synced(), "the Nodes are not listed yet");
+        cluster.set_synced(true);
+        assert!(cluster.synced());
+        cluster.set_nodes_watched(false);
+        assert_eq!(cluster.sync_state().nodes, None);
     }
 }

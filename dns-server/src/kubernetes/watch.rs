@@ -1,8 +1,9 @@
-//! The watch task: Services, EndpointSlices, Namespaces (and Pods with `pods: verified`)
-//! from the API server into [`Cluster`] snapshots.
+//! The watch task: Services, EndpointSlices, Namespaces (and Pods, and Nodes, when the
+//! config needs them) from the API server into [`Cluster`] snapshots.
 //!
 //! - It waits for the first config: the config says what to select ([`WatchSpec`]: label
-//!   selectors for Services/EndpointSlices and Namespaces, whether Pods are needed). The
+//!   selectors for Services/EndpointSlices and Namespaces, whether Pods and Nodes are
+//!   needed). The
 //!   selectors go to the API server, so unselected objects never reach this process.
 //! - Each resource is one `kube` watcher: an initial list (paged), then a watch from its
 //!   resource version. A watch that fails (connection lost, API server restarted) is resumed
@@ -12,7 +13,7 @@
 //!   [`WatchBackoff`] (0.5 s doubling to 5 s, with jitter, reset after 2 minutes of health),
 //!   forever. Meanwhile the last snapshot keeps answering: an unreachable API server never
 //!   stops DNS, and once it is back the server is current again within seconds.
-//! - The four streams are merged; events that arrive together are applied as one batch and
+//! - The streams are merged; events that arrive together are applied as one batch and
 //!   published as one snapshot.
 //! - When a new config changes the [`WatchSpec`], the watches are restarted with the new
 //!   selectors; each re-lists while the previous tables keep serving. A config that turns
@@ -24,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::stream::{self, BoxStream, StreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::serde::de::DeserializeOwned;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -54,6 +55,8 @@ pub enum Resource {
     Namespaces,
     /// Pods.
     Pods,
+    /// Nodes.
+    Nodes,
 }
 
 impl Resource {
@@ -64,6 +67,7 @@ impl Resource {
             Self::EndpointSlices => "endpointslices",
             Self::Namespaces => "namespaces",
             Self::Pods => "pods",
+            Self::Nodes => "nodes",
         }
     }
 }
@@ -76,6 +80,7 @@ impl Event {
             Self::Slice(_) => Resource::EndpointSlices,
             Self::Namespace(_) => Resource::Namespaces,
             Self::Pod(_) => Resource::Pods,
+            Self::Node(_) => Resource::Nodes,
         }
     }
 
@@ -86,6 +91,7 @@ impl Event {
                 | Self::Slice(watcher::Event::InitDone)
                 | Self::Namespace(watcher::Event::InitDone)
                 | Self::Pod(watcher::Event::InitDone)
+                | Self::Node(watcher::Event::InitDone)
         )
     }
 }
@@ -142,6 +148,14 @@ fn streams(client: &Client, spec: &WatchSpec) -> BoxStream<'static, Item> {
             Event::Pod,
         ));
     }
+    if spec.nodes {
+        all.push(one(
+            Api::<Node>::all(client.clone()),
+            None,
+            Resource::Nodes,
+            Event::Node,
+        ));
+    }
     stream::select_all(all).boxed()
 }
 
@@ -170,6 +184,11 @@ fn publish(state: &State, cluster: Arc<Cluster>) {
         sync.pods,
     );
     metrics.shared_pod_ips(cluster.pods.as_ref().map(|pods| pods.shared()));
+    metrics.watched(
+        Resource::Nodes.label(),
+        cluster.nodes.as_ref().map_or(0, |nodes| nodes.len()),
+        sync.nodes,
+    );
     state.publish_cluster(cluster);
 }
 
@@ -208,17 +227,20 @@ pub async fn run(
         return;
     };
     loop {
-        // Published even when nothing changed: a config waiting for the Pod list is
-        // swapped in when a snapshot shows it complete (State::publish_cluster), and the
+        // Published even when nothing changed: a config waiting for the Pod (or Node) list
+        // is swapped in when a snapshot shows it complete (State::publish_cluster), and the
         // table it waits for may be the one already here.
         writer.set_pods_watched(spec.pods);
+        writer.set_nodes_watched(spec.nodes);
         publish(&state, writer.snapshot());
         info!(
             label_selector = spec.label_selector.as_deref().unwrap_or(""),
             namespace_selector = spec.namespace_selector.as_deref().unwrap_or(""),
             pods = spec.pods,
-            "watching Services, EndpointSlices, Namespaces{}",
-            if spec.pods { " and Pods" } else { "" }
+            nodes = spec.nodes,
+            "watching Services, EndpointSlices, Namespaces{}{}",
+            if spec.pods { ", Pods" } else { "" },
+            if spec.nodes { ", Nodes" } else { "" }
         );
         let mut events = streams(&client, &spec).ready_chunks(MAX_BATCH);
         loop {
@@ -323,6 +345,7 @@ mod tests {
         cluster.namespaces.add("a");
         cluster.set_synced(true);
         cluster.set_pods_watched(true);
+        cluster.set_nodes_watched(true);
         publish(&state, Arc::new(cluster));
         assert!(state.cluster().namespaces.contains("a"));
         let text = state.metrics().encode();
@@ -331,6 +354,8 @@ mod tests {
             r#"nameplane_kubernetes_synced{resource="services"} 1"#,
             r#"nameplane_kubernetes_synced{resource="pods"} 0"#,
             r#"nameplane_kubernetes_shared_pod_ips{outcome="ambiguous"} 0"#,
+            r#"nameplane_kubernetes_synced{resource="nodes"} 0"#,
+            r#"nameplane_kubernetes_objects{resource="nodes"} 0"#,
         ] {
             assert!(text.contains(line), "missing {line}\n{text}");
         }
@@ -344,6 +369,7 @@ mod tests {
             !text.contains("nameplane_kubernetes_shared_pod_ips{"),
             "{text}"
         );
+        assert!(!text.contains(r#"resource="nodes""#));
     }
 
     #[test]

@@ -20,12 +20,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
 use kube::runtime::watcher;
 
 use super::index::{Cluster, Endpoints, Namespaces, PodClient, Pods, Services, Synced};
+use super::nodes::{self, NodeAddresses};
 use super::objects::{self, CompactSlice};
 
 /// The current unix time in seconds, truncated to 32 bits: the SOA serial of a change.
@@ -53,6 +54,8 @@ pub enum Event {
     Namespace(watcher::Event<Namespace>),
     /// Pods.
     Pod(watcher::Event<Pod>),
+    /// Nodes (their addresses, for the node client class).
+    Node(watcher::Event<Node>),
 }
 
 /// Namespace and name of an object.
@@ -175,6 +178,49 @@ impl PodsTable {
     }
 }
 
+#[derive(Debug, Default)]
+struct NodesTable {
+    table: NodeAddresses,
+    nodes: HashMap<Box<str>, Box<[IpAddr]>>,
+}
+
+impl Synced for NodesTable {
+    fn synced(&self) -> bool {
+        self.table.synced()
+    }
+    fn set_synced(&mut self, synced: bool) {
+        self.table.set_synced(synced);
+    }
+}
+
+impl Table for NodesTable {
+    fn same(&self, other: &Self) -> bool {
+        // The same addresses, whichever Node lists them.
+        self.table.len() == other.table.len()
+            && other
+                .nodes
+                .values()
+                .flatten()
+                .all(|ip| self.table.contains(ip))
+    }
+}
+
+impl NodesTable {
+    fn upsert(&mut self, name: Box<str>, ips: Box<[IpAddr]>) -> bool {
+        let old = self.nodes.remove(&name).unwrap_or_default();
+        let changed = self.table.replace(&old, &ips);
+        self.nodes.insert(name, ips);
+        changed
+    }
+
+    fn delete(&mut self, name: &str) -> bool {
+        match self.nodes.remove(name) {
+            Some(ips) => self.table.replace(&ips, &[]),
+            None => false,
+        }
+    }
+}
+
 /// A table entry as [`Pods::replace`] takes it.
 fn as_ref(entry: &Option<(Box<[IpAddr]>, Arc<PodClient>)>) -> Option<(&[IpAddr], &Arc<PodClient>)> {
     entry.as_ref().map(|(ips, pod)| (&ips[..], pod))
@@ -234,6 +280,7 @@ pub struct ClusterWriter {
     endpoints: Relisted<EndpointsTable>,
     namespaces: Relisted<Namespaces>,
     pods: Option<Relisted<PodsTable>>,
+    nodes: Option<Relisted<NodesTable>>,
     serial: u32,
     clock: fn() -> u32,
     latencies: Vec<LatencySample>,
@@ -248,6 +295,7 @@ impl ClusterWriter {
             endpoints: Relisted::default(),
             namespaces: Relisted::default(),
             pods: None,
+            nodes: None,
             serial: clock(),
             clock,
             latencies: Vec::new(),
@@ -265,15 +313,29 @@ impl ClusterWriter {
         true
     }
 
+    /// Starts or stops tracking the Nodes' addresses. Returns whether that changed
+    /// anything; a newly tracked table is empty and unlisted until its watch completes a
+    /// list. The SOA serial stays: no record changes.
+    pub fn set_nodes_watched(&mut self, watched: bool) -> bool {
+        if watched == self.nodes.is_some() {
+            return false;
+        }
+        self.nodes = watched.then(Relisted::default);
+        true
+    }
+
     /// The tables as they stand, to publish.
     pub fn snapshot(&self) -> Arc<Cluster> {
-        Arc::new(Cluster::from_tables(
-            self.services.live.clone(),
-            self.endpoints.live.table.clone(),
-            self.namespaces.live.clone(),
-            self.pods.as_ref().map(|pods| pods.live.table.clone()),
-            self.serial,
-        ))
+        Arc::new(
+            Cluster::from_tables(
+                self.services.live.clone(),
+                self.endpoints.live.table.clone(),
+                self.namespaces.live.clone(),
+                self.pods.as_ref().map(|pods| pods.live.table.clone()),
+                self.serial,
+            )
+            .with_nodes(self.nodes.as_ref().map(|nodes| nodes.live.table.clone())),
+        )
     }
 
     /// Takes the latency samples gathered since the last call.
@@ -346,6 +408,19 @@ impl ClusterWriter {
                 ),
                 None => false,
             },
+            // Node addresses are no records: a change publishes, but keeps the serial.
+            Event::Node(event) => {
+                return self.nodes.as_mut().is_some_and(|nodes| {
+                    nodes.apply(
+                        event,
+                        |table, node| {
+                            let (name, ips) = nodes::compact_node(&node);
+                            table.upsert(name, ips)
+                        },
+                        |table, node| table.delete(&node.name_any()),
+                    )
+                });
+            }
         };
         if changed {
             self.serial = (self.clock)();
@@ -469,6 +544,80 @@ mod tests {
 
     fn ip(text: &str) -> IpAddr {
         text.parse().expect("ip")
+    }
+
+    fn node(name: &str, internal_ips: &[&str]) -> Node {
+        use k8s_openapi::api::core::v1::{NodeAddress, NodeStatus};
+        Node {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..ObjectMeta::default()
+            },
+            status: Some(NodeStatus {
+                addresses: Some(
+                    internal_ips
+                        .iter()
+                        .map(|ip| NodeAddress {
+                            type_: "InternalIP".into(),
+                            address: (*ip).into(),
+                        })
+                        .collect(),
+                ),
+                ..NodeStatus::default()
+            }),
+            ..Node::default()
+        }
+    }
+
+    #[test]
+    fn node_addresses_follow_the_nodes_without_moving_the_serial() {
+        set_now(100);
+        let mut writer = synced_writer();
+        assert!(
+            !writer.apply(Event::Node(watcher::Event::Apply(node(
+                "n1",
+                &["192.0.2.1"]
+            )))),
+            "Nodes are not watched: ignored"
+        );
+        assert!(writer.snapshot().nodes.is_none());
+        assert!(writer.set_nodes_watched(true));
+        assert!(!writer.set_nodes_watched(true));
+        assert!(!writer.snapshot().synced(), "the Nodes must list too");
+        set_now(200);
+        assert!(list(
+            &mut writer,
+            Event::Node,
+            vec![node("n1", &["192.0.2.1"]), node("n2", &["192.0.2.2"])]
+        ));
+        let snapshot = writer.snapshot();
+        assert!(snapshot.synced());
+        assert_eq!(snapshot.serial(), 100, "no record changed");
+        let nodes = snapshot.nodes.as_ref().expect("watched");
+        assert!(nodes.contains(&ip("192.0.2.1")) && nodes.contains(&ip("192.0.2.2")));
+        // A status update with the same addresses (a heartbeat) publishes nothing.
+        assert!(!writer.apply(Event::Node(watcher::Event::Apply(node(
+            "n1",
+            &["192.0.2.1"]
+        )))));
+        // An address moves; a Node goes away.
+        assert!(writer.apply(Event::Node(watcher::Event::Apply(node(
+            "n1",
+            &["192.0.2.9"]
+        )))));
+        assert!(writer.apply(Event::Node(watcher::Event::Delete(node("n2", &[])))));
+        let nodes = writer.snapshot().nodes.clone().expect("watched");
+        assert!(nodes.contains(&ip("192.0.2.9")));
+        assert!(!nodes.contains(&ip("192.0.2.1")) && !nodes.contains(&ip("192.0.2.2")));
+        // A re-list that finds the same addresses changes nothing.
+        assert!(!list(
+            &mut writer,
+            Event::Node,
+            vec![node("n1", &["192.0.2.9"])]
+        ));
+        assert!(writer.set_nodes_watched(false));
+        assert!(writer.snapshot().nodes.is_none());
+        assert_eq!(writer.snapshot().serial(), 100);
     }
 
     #[test]

@@ -173,7 +173,7 @@ impl KubernetesStage {
             }
             return Flow::Skip;
         }
-        if !cluster.sync_state().ready(self.needs_pods) {
+        if !cluster.sync_state().ready(self.needs_pods, false) {
             return Flow::Answer(Answer::rcode(ResponseCode::ServFail, Origin::Kubernetes));
         }
         if matches!(request.qtype, RecordType::AXFR | RecordType::IXFR) {
@@ -681,7 +681,7 @@ impl KubernetesStage {
         let Some(ip) = names::reverse_address(name) else {
             return Flow::Skip;
         };
-        if !cluster.sync_state().ready(self.needs_pods) {
+        if !cluster.sync_state().ready(self.needs_pods, false) {
             return Flow::Skip;
         }
         let mut answer = Answer::rcode(ResponseCode::NoError, Origin::Kubernetes);

@@ -27,7 +27,8 @@
 //!   depend on who asks, so they wrap the other stages ([`client`]): the question is
 //!   rewritten and checked before them, and their answer (whichever stage gave it, now or
 //!   from an upstream later) is checked and turned back after. A config without any of the
-//!   three skips the wrapper; a client they do not concern takes the plain path.
+//!   three (and whose client classes deny nobody) skips the wrapper; a client they do not
+//!   concern takes the plain path.
 //! - **cache** ([`cache`]) sits before the local stages but only ever holds, and only ever
 //!   looks up, names the forward stage would forward ([`forward::Routes`] decides that from
 //!   the same config, without a lock): cluster names and zone names never touch it, so local
@@ -100,8 +101,11 @@ pub struct WatchSpec {
     pub label_selector: Option<String>,
     /// Label selector for Namespaces.
     pub namespace_selector: Option<String>,
-    /// Whether Pods are watched (`pods: verified`, policies, autopath, tenant rewrites).
+    /// Whether Pods are watched (`pods: verified`, policies, autopath, tenant rewrites,
+    /// client classes).
     pub pods: bool,
+    /// Whether Nodes are watched (the node client class takes their addresses).
+    pub nodes: bool,
 }
 
 impl Pipeline {
@@ -222,6 +226,7 @@ impl Pipeline {
             label_selector: query(&k.label_selector),
             namespace_selector: query(&k.namespace_selector),
             pods: self.config.needs_pods(),
+            nodes: self.config.needs_nodes(),
         }
     }
 

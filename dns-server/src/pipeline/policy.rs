@@ -1,10 +1,21 @@
 //! The policy stage: which names a client may resolve (`DNSPolicy`).
 //!
-//! A [`PolicySet`] is built once per config. For each query, [`PolicySet::restriction`]
-//! finds what restricts the client: nothing (no policy selects its Pod, or no policy
-//! exists at all), the policies of its namespace whose pod labels match, or — for a client
-//! the server cannot tie to exactly one Pod while policies exist — the configured default
-//! for unidentified clients, which fails closed.
+//! A [`PolicySet`] is built once per config that may deny anyone (a policy, or a client
+//! class set to `deny`). For each query, [`PolicySet::restriction`] finds what restricts
+//! the client, in this order:
+//!
+//! 1. a source address that is exactly one Pod's (not a host-network Pod's): the policies of
+//!    its namespace whose pod labels match, or nothing when none does;
+//! 2. else an address of the node class (`clients.nodes`: its CIDRs, and with `fromNodes`
+//!    the addresses of the Node objects, from the Node watch): the node action;
+//! 3. else an unidentified client: `clients.unidentified`.
+//!
+//! The classes (2, 3) are the platform's choice on the `DNSServer`: no tenant's policy
+//! decides what a node, a host-network Pod or a client behind SNAT gets, nor whether it is
+//! restricted at all. A Pod comes first so that a CIDR list that also covers Pod addresses
+//! (Pods and Nodes on one subnet) never frees a Pod from its namespace's policies; a Pod
+//! never has a Node's own address unless it uses the node's network, and then it is not
+//! identified.
 //!
 //! A [`Restriction`] is checked against the question after rewriting (before any stage
 //! answers) and against every owner and target name of the answer section (after), so a
@@ -14,13 +25,15 @@
 //! allowance, then the defaults (all must allow).
 //!
 //! A denied query is answered NXDOMAIN (with the cluster zone's SOA for cluster names, as a
-//! name that does not exist is) or REFUSED, as the deciding policy says; an unidentified
-//! client that is denied gets REFUSED, so a misconfigured source NAT shows as such. Every
-//! policy counts its decisions (`nameplane_dns_policy_decisions_total{policy, decision}`),
-//! and a policy with `audit` logs what it denies (target `nameplane_dns::audit`).
+//! name that does not exist is) or REFUSED, as the deciding policy says; a denied class
+//! gets REFUSED, so a misconfigured source NAT shows as such. Every policy counts its
+//! decisions (`nameplane_dns_policy_decisions_total{policy, decision}`), the classes as
+//! `policy="(nodes)"` and `policy="(unidentified)"`; a policy with `audit` logs what it
+//! denies, and every class denial is logged (target `nameplane_dns::audit`).
 //!
-//! Only restricted clients pay for any of this: an unrestricted client's query takes the
-//! plain path, without a copy of its answer.
+//! Only restricted clients pay for any of this: an unrestricted client's query, and that
+//! of an allowed class (counted, and known to be allowed whatever it asks), takes the plain
+//! path, without a copy of its answer.
 
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
@@ -28,9 +41,10 @@ use std::sync::{Arc, OnceLock};
 use hickory_proto::rr::{Name, RData, Record};
 use nameplane_config::ValidatedConfig;
 use nameplane_config::policy::{DeniedResponse, PolicyAction, PolicyConfig};
+use nameplane_config::zone::{parse_prefix, prefix_contains};
 use prometheus_client::metrics::counter::Counter;
 
-use crate::kubernetes::index::PodClient;
+use crate::kubernetes::index::{Cluster, PodClient};
 use crate::metrics::Metrics;
 use crate::request::QName;
 
@@ -38,8 +52,44 @@ use crate::request::QName;
 #[derive(Debug)]
 pub struct PolicySet {
     policies: Box<[Compiled]>,
-    unidentified: PolicyAction,
-    unidentified_counters: OnceLock<Decisions>,
+    unidentified: ClientClass,
+    nodes: Option<NodeClass>,
+}
+
+/// A class of clients that are not one identified Pod, decided by one action.
+#[derive(Debug)]
+struct ClientClass {
+    action: PolicyAction,
+    /// The `policy` label of its decisions: [`NODES`] or [`UNIDENTIFIED`].
+    label: &'static str,
+    counters: OnceLock<Decisions>,
+}
+
+/// The node class: which addresses are a Node's.
+#[derive(Debug)]
+struct NodeClass {
+    class: ClientClass,
+    cidrs: Box<[(IpAddr, u8)]>,
+    /// The addresses of the Node objects too (the Node watch's table in the snapshot).
+    from_nodes: bool,
+}
+
+impl NodeClass {
+    fn contains(&self, ip: IpAddr, cluster: &Cluster) -> bool {
+        self.cidrs.iter().any(|&prefix| prefix_contains(prefix, ip))
+            || (self.from_nodes
+                && cluster
+                    .nodes
+                    .as_ref()
+                    .is_some_and(|nodes| nodes.contains(&ip)))
+    }
+}
+
+/// Which class a client that is not one identified Pod is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    Nodes,
+    Unidentified,
 }
 
 #[derive(Debug)]
@@ -72,27 +122,90 @@ struct Decisions {
 /// The label of the decisions of unidentified clients.
 pub const UNIDENTIFIED: &str = "(unidentified)";
 
+/// The label of the decisions of node clients.
+pub const NODES: &str = "(nodes)";
+
+impl ClientClass {
+    fn new(action: PolicyAction, label: &'static str) -> Self {
+        Self {
+            action,
+            label,
+            counters: OnceLock::new(),
+        }
+    }
+}
+
+/// The counters of `source`, taken from the metrics family on first use.
+fn counters(cell: &OnceLock<Decisions>, source: &str, metrics: &Metrics) -> Decisions {
+    cell.get_or_init(|| {
+        let (allowed, denied) = metrics.clients().policy(source);
+        Decisions { allowed, denied }
+    })
+    .clone()
+}
+
 impl PolicySet {
-    /// Compiles the config's policies; `None` when there are none (nobody is restricted).
+    /// Compiles the config's policies and client classes; `None` when nobody can be denied
+    /// (no policy, and every class allowed).
     pub fn new(config: &ValidatedConfig) -> Option<Arc<Self>> {
         let raw = config.raw();
-        if raw.policies.is_empty() {
+        let clients = &raw.clients;
+        let denies_a_class = clients.unidentified == PolicyAction::Deny
+            || clients
+                .nodes
+                .as_ref()
+                .is_some_and(|nodes| nodes.action == PolicyAction::Deny);
+        if raw.policies.is_empty() && !denies_a_class {
             return None;
         }
         Some(Arc::new(Self {
             policies: raw.policies.iter().map(compile).collect(),
-            unidentified: raw.unidentified_clients,
-            unidentified_counters: OnceLock::new(),
+            unidentified: ClientClass::new(clients.unidentified, UNIDENTIFIED),
+            nodes: clients.nodes.as_ref().map(|nodes| NodeClass {
+                class: ClientClass::new(nodes.action, NODES),
+                // Validated: every prefix parses.
+                cidrs: nodes
+                    .cidrs
+                    .iter()
+                    .filter_map(|cidr| parse_prefix(cidr).ok())
+                    .collect(),
+                from_nodes: nodes.from_nodes,
+            }),
         }))
     }
 
-    /// What restricts `client` (the Pod its address identifies, if any); `None` when it may
-    /// resolve anything.
-    pub fn restriction(self: &Arc<Self>, client: Option<&Arc<PodClient>>) -> Option<Restriction> {
-        let Some(pod) = client else {
+    fn class(&self, class: Class) -> &ClientClass {
+        match (class, &self.nodes) {
+            (Class::Nodes, Some(nodes)) => &nodes.class,
+            _ => &self.unidentified,
+        }
+    }
+
+    /// What restricts the client at `ip` (canonical), `pod` being the Pod its address
+    /// identifies, if any; `None` when it may resolve anything. A client of an allowed class
+    /// is counted here, since whatever it asks is allowed.
+    pub fn restriction(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        pod: Option<&Arc<PodClient>>,
+        cluster: &Cluster,
+        metrics: &Metrics,
+    ) -> Option<Restriction> {
+        let Some(pod) = pod else {
+            let class = match &self.nodes {
+                Some(nodes) if nodes.contains(ip, cluster) => Class::Nodes,
+                _ => Class::Unidentified,
+            };
+            let decided = self.class(class);
+            if decided.action == PolicyAction::Allow {
+                counters(&decided.counters, decided.label, metrics)
+                    .allowed
+                    .inc();
+                return None;
+            }
             return Some(Restriction {
                 set: Arc::clone(self),
-                client: None,
+                client: Subject::Class(class),
                 selecting: Vec::new(),
             });
         };
@@ -105,7 +218,7 @@ impl PolicySet {
             .collect();
         (!selecting.is_empty()).then(|| Restriction {
             set: Arc::clone(self),
-            client: Some(Arc::clone(pod)),
+            client: Subject::Pod(Arc::clone(pod)),
             selecting,
         })
     }
@@ -140,10 +253,18 @@ fn compile(config: &PolicyConfig) -> Compiled {
 #[derive(Clone, Debug)]
 pub struct Restriction {
     set: Arc<PolicySet>,
-    /// `None`: the client is not identified.
-    client: Option<Arc<PodClient>>,
-    /// Indexes of the policies that select the client.
+    client: Subject,
+    /// Indexes of the policies that select the client (a Pod).
     selecting: Vec<u16>,
+}
+
+/// Who a [`Restriction`] restricts.
+#[derive(Clone, Debug)]
+enum Subject {
+    /// An identified Pod, restricted by the policies that select it.
+    Pod(Arc<PodClient>),
+    /// A client of a class that is not one identified Pod.
+    Class(Class),
 }
 
 /// A denied query: how to answer it and which policy decided.
@@ -151,7 +272,7 @@ pub struct Restriction {
 pub struct Denial {
     /// NXDOMAIN or REFUSED.
     pub response: DeniedResponse,
-    /// The deciding policy (index into the set); `None` for an unidentified client.
+    /// The deciding policy (index into the set); `None` for a client class.
     policy: Option<u16>,
 }
 
@@ -165,13 +286,10 @@ enum Verdict {
 impl Restriction {
     /// Whether `name` may be resolved.
     pub fn check(&self, name: &QName) -> Result<(), Denial> {
-        if self.client.is_none() {
-            return match self.set.unidentified {
+        if let Subject::Class(class) = self.client {
+            return match self.set.class(class).action {
                 PolicyAction::Allow => Ok(()),
-                PolicyAction::Deny => Err(Denial {
-                    response: DeniedResponse::Refused,
-                    policy: None,
-                }),
+                PolicyAction::Deny => Err(self.refusal()),
             };
         }
         let verdicts = self.selecting.iter().map(|&i| {
@@ -257,32 +375,30 @@ impl Restriction {
         client: IpAddr,
         name: &QName,
     ) {
-        let counters = |cell: &OnceLock<Decisions>, source: &str| {
-            cell.get_or_init(|| {
-                let (allowed, denied) = metrics.clients().policy(source);
-                Decisions { allowed, denied }
-            })
-            .clone()
-        };
         let count = |decisions: Decisions| match result {
             Ok(()) => decisions.allowed.inc(),
             Err(_) => decisions.denied.inc(),
         };
-        let Some(pod) = &self.client else {
-            count(counters(&self.set.unidentified_counters, UNIDENTIFIED));
-            if result.is_err() {
-                tracing::info!(
-                    target: "nameplane_dns::audit",
-                    client = %client,
-                    name = %name,
-                    "denied: unidentified client"
-                );
+        let pod = match &self.client {
+            Subject::Pod(pod) => pod,
+            Subject::Class(class) => {
+                let class = self.set.class(*class);
+                count(counters(&class.counters, class.label, metrics));
+                if result.is_err() {
+                    tracing::info!(
+                        target: "nameplane_dns::audit",
+                        client = %client,
+                        class = class.label,
+                        name = %name,
+                        "denied: client class"
+                    );
+                }
+                return;
             }
-            return;
         };
         for &i in &self.selecting {
             let policy = &self.set.policies[usize::from(i)];
-            count(counters(&policy.counters, &policy.source));
+            count(counters(&policy.counters, &policy.source, metrics));
         }
         if let Err(Denial {
             policy: Some(i), ..
@@ -307,8 +423,9 @@ impl Restriction {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::tests::test_metrics;
     use nameplane_config::ServerConfig;
-    use nameplane_config::policy::PolicyRuleConfig;
+    use nameplane_config::policy::{ClientsConfig, NodeClientsConfig, PolicyRuleConfig};
     use std::collections::BTreeMap;
 
     fn policy(
@@ -342,12 +459,33 @@ mod tests {
     }
 
     fn set(policies: Vec<PolicyConfig>, unidentified: PolicyAction) -> Arc<PolicySet> {
+        classes(policies, unidentified, None).expect("may deny")
+    }
+
+    fn classes(
+        policies: Vec<PolicyConfig>,
+        unidentified: PolicyAction,
+        nodes: Option<NodeClientsConfig>,
+    ) -> Option<Arc<PolicySet>> {
         let config = ServerConfig {
             policies,
-            unidentified_clients: unidentified,
+            clients: ClientsConfig {
+                unidentified,
+                nodes,
+            },
             ..ServerConfig::default()
         };
-        PolicySet::new(&config.validate().expect("valid")).expect("has policies")
+        PolicySet::new(&config.validate().expect("valid"))
+    }
+
+    /// The restriction of a client at an address no Pod and no Node has, or of `pod`.
+    fn restrict(set: &Arc<PolicySet>, pod: Option<&Arc<PodClient>>) -> Option<Restriction> {
+        let cluster = Cluster::new(1);
+        set.restriction(ip("10.9.9.9"), pod, &cluster, &test_metrics())
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("ip")
     }
 
     fn pod(namespace: &str, labels: &[(&str, &str)]) -> Arc<PodClient> {
@@ -381,14 +519,9 @@ mod tests {
             )],
             Deny,
         );
-        assert!(
-            set.restriction(Some(&pod("b", &[("app", "web")])))
-                .is_none()
-        );
-        assert!(set.restriction(Some(&pod("a", &[("app", "db")]))).is_none());
-        let web = set
-            .restriction(Some(&pod("a", &[("app", "web"), ("x", "y")])))
-            .expect("selected");
+        assert!(restrict(&set, Some(&pod("b", &[("app", "web")]))).is_none());
+        assert!(restrict(&set, Some(&pod("a", &[("app", "db")]))).is_none());
+        let web = restrict(&set, Some(&pod("a", &[("app", "web"), ("x", "y")]))).expect("selected");
         assert_eq!(web.check(&name("db.a.svc.cluster.local")), Ok(()));
         assert_eq!(web.check(&name("a.svc.cluster.local")), Ok(()));
         assert!(web.check(&name("db.b.svc.cluster.local")).is_err());
@@ -405,7 +538,7 @@ mod tests {
         let allowlist = policy("allowlist", "a", &[], &[(Allow, &["example"])], Deny);
         let open = policy("open", "a", &[], &[], Allow);
         let both = set(vec![blocklist.clone(), allowlist.clone()], Deny);
-        let r = both.restriction(Some(&pod("a", &[]))).expect("selected");
+        let r = restrict(&both, Some(&pod("a", &[]))).expect("selected");
         assert!(
             r.check(&name("x.ads.example")).is_err(),
             "explicit deny wins"
@@ -416,25 +549,95 @@ mod tests {
             "allowlist's default denies"
         );
         let lenient = set(vec![blocklist, open], Deny);
-        let r = lenient.restriction(Some(&pod("a", &[]))).expect("selected");
+        let r = restrict(&lenient, Some(&pod("a", &[]))).expect("selected");
         assert_eq!(r.check(&name("other.org")), Ok(()), "every default allows");
         assert!(r.check(&name("ads.example")).is_err());
     }
 
     #[test]
-    fn unidentified_clients_fail_closed_unless_allowed() {
-        let closed = set(vec![policy("p", "a", &[], &[], Deny)], Deny);
-        let r = closed.restriction(None).expect("restricted");
-        assert_eq!(
-            r.check(&name("anything.example")),
-            Err(Denial {
-                response: DeniedResponse::Refused,
-                policy: None
-            })
-        );
+    fn unidentified_clients_get_the_platforms_choice_whatever_the_policies() {
+        // Denied by the DNSServer: refused, with or without policies.
+        for policies in [vec![], vec![policy("p", "a", &[], &[], Deny)]] {
+            let closed = set(policies, Deny);
+            let r = restrict(&closed, None).expect("restricted");
+            assert_eq!(
+                r.check(&name("anything.example")),
+                Err(Denial {
+                    response: DeniedResponse::Refused,
+                    policy: None
+                })
+            );
+        }
+        // Allowed (the default): a tenant's policy that denies everything does not restrict
+        // them.
         let open = set(vec![policy("p", "a", &[], &[], Deny)], Allow);
-        let r = open.restriction(None).expect("restricted");
-        assert_eq!(r.check(&name("anything.example")), Ok(()));
+        assert!(restrict(&open, None).is_none(), "not restricted at all");
+        // Nobody can be denied: no set, every query takes the plain path.
+        assert!(classes(vec![], Allow, None).is_none());
+    }
+
+    #[test]
+    fn node_addresses_get_the_node_action() {
+        let nodes = |action, cidrs: &[&str], from_nodes| NodeClientsConfig {
+            action,
+            cidrs: cidrs.iter().map(|c| (*c).into()).collect(),
+            from_nodes,
+        };
+        let mut cluster = Cluster::new(1);
+        cluster.set_nodes_watched(true);
+        cluster
+            .nodes
+            .as_mut()
+            .expect("watched")
+            .replace(&[], &[ip("192.0.2.21")]);
+        let metrics = test_metrics();
+        let ask = |set: &Arc<PolicySet>, at: &str, pod: Option<&Arc<PodClient>>| {
+            set.restriction(ip(at), pod, &cluster, &metrics)
+        };
+        let deny_all = || vec![policy("p", "a", &[], &[], Deny)];
+        let set = classes(
+            deny_all(),
+            Deny,
+            Some(nodes(Allow, &["192.0.2.0/28", "2001:db8::/64"], true)),
+        )
+        .expect("may deny");
+        for node in ["192.0.2.1", "192.0.2.15", "2001:db8::1", "192.0.2.21"] {
+            assert!(ask(&set, node, None).is_none(), "{node}: a node, allowed");
+        }
+        for other in ["192.0.2.16", "2001:db8:1::1", "10.9.9.9"] {
+            let r = ask(&set, other, None).expect("unidentified: restricted");
+            assert!(r.check(&name("x.example")).is_err(), "{other}");
+        }
+        // A Pod with an address in the CIDRs (Pods and Nodes on one subnet) is still its
+        // namespace's, restricted by its policies; no policy selects it: unrestricted.
+        let r = ask(&set, "192.0.2.3", Some(&pod("a", &[]))).expect("a's policy");
+        assert!(r.check(&name("x.example")).is_err());
+        assert!(ask(&set, "192.0.2.3", Some(&pod("b", &[]))).is_none());
+        // The Node watch's addresses count only with fromNodes.
+        let cidrs_only =
+            classes(vec![], Deny, Some(nodes(Allow, &["192.0.2.0/28"], false))).expect("may deny");
+        assert!(ask(&cidrs_only, "192.0.2.21", None).is_some());
+        // Nodes denied while other unidentified clients are allowed.
+        let set = classes(vec![], Allow, Some(nodes(Deny, &[], true))).expect("may deny");
+        let r = ask(&set, "192.0.2.21", None).expect("a node: restricted");
+        assert_eq!(r.check(&name("x.example")), Err(r.refusal()));
+        assert!(ask(&set, "10.9.9.9", None).is_none());
+        // Allowed class decisions are counted when the restriction is decided; denied ones
+        // when recorded.
+        r.record(
+            Err(r.refusal()),
+            &metrics,
+            ip("192.0.2.21"),
+            &name("x.example"),
+        );
+        let text = metrics.encode();
+        for line in [
+            r#"nameplane_dns_policy_decisions_total{policy="(nodes)",decision="allowed"} 4"#,
+            r#"nameplane_dns_policy_decisions_total{policy="(nodes)",decision="denied"} 1"#,
+            r#"nameplane_dns_policy_decisions_total{policy="(unidentified)",decision="allowed"} 1"#,
+        ] {
+            assert!(text.contains(line), "missing {line}\n{text}");
+        }
     }
 
     #[test]
@@ -450,7 +653,7 @@ mod tests {
             )],
             Deny,
         );
-        let r = set.restriction(Some(&pod("a", &[]))).expect("selected");
+        let r = restrict(&set, Some(&pod("a", &[]))).expect("selected");
         let n = |s: &str| Name::from_ascii(s).expect("name");
         let ptr = Record::from_rdata(
             n("1.0.96.10.in-addr.arpa."),

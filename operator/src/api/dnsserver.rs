@@ -119,13 +119,12 @@ pub struct DNSServerSpec {
     #[serde(default)]
     pub autopath: bool,
 
-    /// What a client gets whose source address the server cannot tie to exactly one Pod
-    /// (e.g. behind SNAT, a node address, or a host-network Pod) while any DNSPolicy applies
-    /// to this server: `Deny` (the default) refuses it, because it may be a Pod a policy
-    /// restricts; `Allow` lets it resolve everything. Without DNSPolicies every client is
-    /// allowed and this has no effect.
+    /// What the clients get whose source address the server cannot tie to exactly one Pod
+    /// (node addresses, host-network Pods, clients behind SNAT or a node-local cache). The
+    /// platform decides this here, for the whole server: DNSPolicies only ever restrict
+    /// identified Pods of their own namespace, never these clients.
     #[serde(default)]
-    pub unidentified_clients: PolicyAction,
+    pub clients: ClientsSpec,
 
     /// Which DNSZone, StubDomain, RewriteRule and DNSPolicy objects from other namespaces
     /// apply to this server. Objects in this DNSServer's own namespace always apply; left out,
@@ -147,6 +146,75 @@ pub struct DNSServerSpec {
     #[serde(default)]
     pub tenant_forwarders: TenantForwarders,
 }
+
+/// What the clients that are not one identified Pod get.
+///
+/// The server ties a query to a Pod by its source address (a watch of the Pods). A client it
+/// cannot tie to exactly one Pod that is not a host-network Pod is *unidentified*; an
+/// unidentified address that is a node address (`nodes`) gets the node action instead.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientsSpec {
+    /// What unidentified clients get, whether or not any DNSPolicy exists: `Allow` (the
+    /// default) lets them resolve everything; `Deny` refuses them (REFUSED), e.g. so that
+    /// a Pod cannot escape its namespace's policies behind SNAT. `Deny` makes the server
+    /// watch every Pod, to tell Pods from the rest.
+    #[serde(default = "allow")]
+    pub unidentified: PolicyAction,
+
+    /// Node addresses as a class of their own (the nodes themselves and their host-network
+    /// Pods), e.g. allowed while other unidentified clients are denied. Left out, node
+    /// addresses are unidentified clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<NodeClientsSpec>,
+}
+
+impl Default for ClientsSpec {
+    fn default() -> Self {
+        Self {
+            unidentified: allow(),
+            nodes: None,
+        }
+    }
+}
+
+fn allow() -> PolicyAction {
+    PolicyAction::Allow
+}
+
+/// The node client class: which addresses are node addresses, and what they get.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "(has(self.fromNodes) && self.fromNodes) || (has(self.cidrs) && size(self.cidrs) > 0)",
+    "message": "clients.nodes needs fromNodes: true or at least one CIDR"
+}]))]
+pub struct NodeClientsSpec {
+    /// What node addresses get: `Allow` (the default) or `Deny`.
+    #[serde(default = "allow")]
+    pub action: PolicyAction,
+
+    /// Node addresses as IP addresses or CIDR prefixes, e.g. `192.0.2.0/24` or
+    /// `2001:db8::/64`. A Pod with an address in them is still its namespace's Pod.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub cidrs: Vec<ClientPrefix>,
+
+    /// Take the IP addresses (`InternalIP`, `ExternalIP`) of every Node object's
+    /// `status.addresses` too, followed as Nodes come and go: the DNS server then watches
+    /// the Nodes.
+    #[serde(default)]
+    pub from_nodes: bool,
+}
+
+/// An IP address or CIDR prefix of clients.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(transparent)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "isIP(self) || isCIDR(self)",
+    "message": "must be an IP address or a CIDR prefix, like 192.0.2.0/24, 192.0.2.7 or 2001:db8::/64"
+}]))]
+pub struct ClientPrefix(#[schemars(length(min = 1, max = 49))] pub String);
 
 /// Answer cache settings.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]

@@ -214,6 +214,22 @@ impl Rendered {
     }
 }
 
+/// The client classes, as the DNSServer alone decides them.
+fn clients(spec: &crate::api::dnsserver::ClientsSpec) -> policy::ClientsConfig {
+    let action = |a: PolicyAction| match a {
+        PolicyAction::Allow => policy::PolicyAction::Allow,
+        PolicyAction::Deny => policy::PolicyAction::Deny,
+    };
+    policy::ClientsConfig {
+        unidentified: action(spec.unidentified),
+        nodes: spec.nodes.as_ref().map(|nodes| policy::NodeClientsConfig {
+            action: action(nodes.action),
+            cidrs: nodes.cidrs.iter().map(|c| c.0.clone()).collect(),
+            from_nodes: nodes.from_nodes,
+        }),
+    }
+}
+
 /// Renders the server config for `server` from `inputs`.
 pub fn render(server: &DNSServer, inputs: &Inputs<'_>) -> Rendered {
     let namespace = server.namespace().unwrap_or_default();
@@ -227,10 +243,7 @@ pub fn render(server: &DNSServer, inputs: &Inputs<'_>) -> Rendered {
             // The DNSServer spec has no field for the other Kubernetes settings yet.
             ..KubernetesConfig::default()
         },
-        unidentified_clients: match server.spec.unidentified_clients {
-            PolicyAction::Allow => policy::PolicyAction::Allow,
-            PolicyAction::Deny => policy::PolicyAction::Deny,
-        },
+        clients: clients(&server.spec.clients),
         ..Default::default()
     };
     let mut verdicts = BTreeMap::new();

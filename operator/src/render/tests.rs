@@ -612,25 +612,37 @@ fn policy_pod_selectors_keep_their_expressions() {
 }
 
 #[test]
-fn autopath_and_unidentified_clients_reach_the_config() {
+fn autopath_and_client_classes_reach_the_config() {
+    use nameplane_config::policy::{ClientsConfig, NodeClientsConfig, PolicyAction};
     let server: DNSServer = serde_saphyr::from_str(SERVER).expect("parses");
     let config = server_config(&server).expect("renders");
     assert!(!config.kubernetes.autopath);
     assert_eq!(
-        config.unidentified_clients,
-        nameplane_config::policy::PolicyAction::Deny,
-        "unidentified clients fail closed by default"
+        config.clients,
+        ClientsConfig {
+            unidentified: PolicyAction::Allow,
+            nodes: None
+        },
+        "unidentified clients are allowed unless the DNSServer denies them"
     );
     assert!(!config.needs_pods());
     let server: DNSServer = serde_saphyr::from_str(
-        "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata: {name: dns, namespace: platform}\nspec: {autopath: true, unidentifiedClients: Allow}\n",
+        "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata: {name: dns, namespace: platform}\nspec: {autopath: true, clients: {unidentified: Deny, nodes: {cidrs: [192.0.2.0/24], fromNodes: true}}}\n",
     )
     .expect("parses");
     let config = server_config(&server).expect("renders");
-    assert!(config.kubernetes.autopath && config.needs_pods());
+    assert!(config.kubernetes.autopath && config.needs_pods() && config.needs_nodes());
     assert_eq!(
-        config.unidentified_clients,
-        nameplane_config::policy::PolicyAction::Allow
+        config.clients,
+        ClientsConfig {
+            unidentified: PolicyAction::Deny,
+            nodes: Some(NodeClientsConfig {
+                action: PolicyAction::Allow,
+                cidrs: vec!["192.0.2.0/24".into()],
+                from_nodes: true,
+            }),
+        },
+        "the node class is allowed unless it says otherwise"
     );
 }
 

@@ -2,7 +2,7 @@
 //!
 //! | metric                                    | labels                                         |
 //! |-------------------------------------------|------------------------------------------------|
-//! | `nameplane_dns_policy_decisions_total`    | `policy` (`namespace/name`, or `(unidentified)`), `decision` (`allowed`, `denied`) |
+//! | `nameplane_dns_policy_decisions_total`    | `policy` (`namespace/name`, or the class: `(nodes)`, `(unidentified)`), `decision` (`allowed`, `denied`) |
 //! | `nameplane_dns_rewrites_total`            | `rule` (`namespace/name` of the RewriteRule)   |
 //! | `nameplane_dns_autopath_total`            | `result` (`hit`: answered from a search domain or the bare name, `miss`) |
 //!
@@ -47,7 +47,7 @@ impl ClientMetrics {
         let autopath = Family::<ResultLabels, Counter>::default();
         registry.register(
             "nameplane_dns_policy_decisions",
-            "Queries of clients a DNSPolicy selects, by policy and decision",
+            "Queries of clients a DNSPolicy selects, or of a client class the DNSServer restricts, by policy (or class) and decision",
             decisions.clone(),
         );
         registry.register(

@@ -1,9 +1,10 @@
 //! The client-aware path: rewrite, autopath and policy around the stages, for the queries
 //! of clients they concern.
 //!
-//! A pipeline whose config has no policy, rewrite or autopath never comes here. Otherwise
-//! each query first learns who asks (the Pod its source address identifies, from the Pod
-//! watch, or nobody; SERVFAIL while the Pod watch has not listed) and then:
+//! A pipeline whose config has no policy, denied client class, rewrite or autopath never
+//! comes here. Otherwise each query first learns who asks (the Pod its source address
+//! identifies, from the Pod watch; else a node address or an unidentified client, see
+//! [`super::policy`]; SERVFAIL while the Pod watch has not listed) and then:
 //!
 //! 1. [`super::rewrite`]: the first rule that applies to this client rewrites the question;
 //! 2. [`super::autopath`]: a Pod asking under its first search domain gets the search path walked
@@ -50,7 +51,7 @@ pub struct ClientStages {
 }
 
 impl ClientStages {
-    /// `None` when the config has no policy, rewrite or autopath.
+    /// `None` when the config has no policy, denied client class, rewrite or autopath.
     pub fn new(config: &ValidatedConfig) -> Option<Self> {
         let stages = Self {
             policies: PolicySet::new(config),
@@ -158,7 +159,7 @@ pub(super) fn answer(
     let restriction = stages
         .policies
         .as_ref()
-        .and_then(|set| set.restriction(pod));
+        .and_then(|set| set.restriction(ip, pod, sources.cluster, sources.metrics));
     let transfer = matches!(request.qtype, RecordType::AXFR | RecordType::IXFR);
     let rewritten = stages
         .rewrites

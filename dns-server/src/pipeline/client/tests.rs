@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
-use nameplane_config::policy::{DeniedResponse, PolicyAction, PolicyConfig, PolicyRuleConfig};
+use nameplane_config::policy::{
+    ClientsConfig, DeniedResponse, NodeClientsConfig, PolicyAction, PolicyConfig, PolicyRuleConfig,
+};
 use nameplane_config::rewrite::{MatchKind, RewriteConfig};
 use nameplane_config::{KubernetesConfig, ServerConfig};
 
@@ -188,7 +190,7 @@ fn a_policy_restricts_its_pods_on_every_path() {
 }
 
 #[test]
-fn unidentified_clients_fail_closed_unless_allowed() {
+fn unidentified_clients_get_the_platforms_choice_not_a_policys() {
     let policies = || {
         vec![policy(
             "default",
@@ -196,25 +198,85 @@ fn unidentified_clients_fail_closed_unless_allowed() {
             &[(PolicyAction::Allow, &["cluster.local"])],
         )]
     };
-    let closed = Clients::new(|config| config.policies = policies());
+    // A tenant's policy restricts its own Pods only: an unknown address and the address
+    // two host-network Pods share resolve as before.
+    let tenant = Clients::new(|config| config.policies = vec![policy("default", None, &[])]);
     for from in ["10.9.9.9", "10.0.0.1"] {
-        let m = closed.ask_from(from, "web.default.svc.cluster.local.", RecordType::A);
-        assert_eq!(
-            rcode(&m),
-            ResponseCode::Refused,
-            "{from}: unknown or shared"
-        );
+        let m = tenant.ask_from(from, "web.default.svc.cluster.local.", RecordType::A);
+        assert_eq!(rcode(&m), ResponseCode::NoError, "{from}: not restricted");
     }
-    let open = Clients::new(|config| {
-        config.policies = policies();
-        config.unidentified_clients = PolicyAction::Allow;
-    });
-    let m = open.ask_from("10.9.9.9", "web.default.svc.cluster.local.", RecordType::A);
-    assert_eq!(rcode(&m), ResponseCode::NoError);
-    // Without any policy nobody is restricted, identified or not.
+    let m = tenant.ask_from(
+        "10.244.0.6",
+        "web.default.svc.cluster.local.",
+        RecordType::A,
+    );
+    assert_eq!(rcode(&m), ResponseCode::NXDomain, "the tenant's own Pod is");
+    // The platform denies them: refused, with or without policies; identified Pods are
+    // not touched by that.
+    for with_policies in [false, true] {
+        let closed = Clients::new(|config| {
+            if with_policies {
+                config.policies = policies();
+            }
+            config.clients.unidentified = PolicyAction::Deny;
+        });
+        for from in ["10.9.9.9", "10.0.0.1"] {
+            let m = closed.ask_from(from, "web.default.svc.cluster.local.", RecordType::A);
+            assert_eq!(
+                rcode(&m),
+                ResponseCode::Refused,
+                "{from}: unknown or shared"
+            );
+        }
+        let m = closed.ask_from(
+            "10.244.1.50",
+            "web.default.svc.cluster.local.",
+            RecordType::A,
+        );
+        assert_eq!(rcode(&m), ResponseCode::NoError, "a Pod no policy selects");
+    }
+    // Without any policy or denied class nobody is restricted, identified or not.
     let none = Clients::new(|config| config.kubernetes.autopath = true);
     let m = none.ask_from("10.9.9.9", "web.default.svc.cluster.local.", RecordType::A);
     assert_eq!(rcode(&m), ResponseCode::NoError);
+}
+
+#[test]
+fn node_addresses_are_a_class_the_platform_allows() {
+    let mut c = Clients::new(|config| {
+        config.policies = vec![policy("kube-system", None, &[])];
+        config.clients = ClientsConfig {
+            unidentified: PolicyAction::Deny,
+            nodes: Some(NodeClientsConfig {
+                action: PolicyAction::Allow,
+                cidrs: vec!["10.0.0.0/24".into()],
+                from_nodes: true,
+            }),
+        };
+    });
+    c.cluster.set_nodes_watched(true);
+    c.cluster
+        .nodes
+        .as_mut()
+        .expect("watched")
+        .replace(&[], &[ip("10.1.0.7")]);
+    c.cluster.set_synced(true);
+    // 10.0.0.1 (in the CIDRs, shared by two host-network Pods of kube-system, which a
+    // deny-all policy selects) and 10.1.0.7 (a Node's address) are nodes; 10.9.9.9 is not.
+    for node in ["10.0.0.1", "10.1.0.7"] {
+        let m = c.ask_from(node, "web.default.svc.cluster.local.", RecordType::A);
+        assert_eq!(rcode(&m), ResponseCode::NoError, "{node}");
+        assert_eq!(lines(&m.answers).len(), 1, "{node}: the answer");
+    }
+    let m = c.ask_from("10.9.9.9", "web.default.svc.cluster.local.", RecordType::A);
+    assert_eq!(rcode(&m), ResponseCode::Refused);
+    let text = c.metrics.encode();
+    for line in [
+        r#"nameplane_dns_policy_decisions_total{policy="(nodes)",decision="allowed"} 2"#,
+        r#"nameplane_dns_policy_decisions_total{policy="(unidentified)",decision="denied"} 1"#,
+    ] {
+        assert!(text.contains(line), "missing {line}\n{text}");
+    }
 }
 
 fn rewrite(from: &str, to: &str, kind: MatchKind, namespace: Option<&str>) -> RewriteConfig {
