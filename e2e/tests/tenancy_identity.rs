@@ -125,7 +125,7 @@ fn a_reused_ip_identifies_the_running_pod() {
     let (name_a, name_b) = (svc("svc-a", &a), svc("svc-b", &b));
     // Tenant a may resolve only svc-a, tenant b only svc-b; unidentified clients nothing.
     let policies = format!(
-        r#","policies":[{},{}],"clients":{"unidentified":"deny"}"#,
+        r#","policies":[{},{}],"clients":{{"unidentified":"deny"}}"#,
         allow_only(&a, name_a.trim_end_matches('.')),
         allow_only(&b, name_b.trim_end_matches('.')),
     );
@@ -277,7 +277,7 @@ fn the_first_policy_under_load_refuses_nobody() {
 
     // The first DNSPolicy: in another namespace, selecting none of the clients.
     let policy = format!(
-        r#","policies":[{}],"clients":{"unidentified":"allow"}"#,
+        r#","policies":[{}],"clients":{{"unidentified":"allow"}}"#,
         allow_only(&tenant, "nothing.invalid")
     );
     let after = config(&format!("{home}/dns"), 5, &policy);
