@@ -66,6 +66,7 @@ bad_values=(
   image.pullPolicy=Sometimes
   metrics.service.port=70000
   unknownTopLevelKey=1
+  'dnsServerNamespaces={Team_A}'
 )
 for bad in "${bad_values[@]}"; do
   if out=$("$HELM" template nameplane "$CHART" --set "$bad" 2>&1); then
