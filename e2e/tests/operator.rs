@@ -91,25 +91,29 @@ fn dns_server_workload_is_created_restricted_and_cleaned_up() {
     );
     assert_eq!(jsonpath(ns, "pdb/edge-dns", "{.spec.maxUnavailable}"), "1");
     assert_eq!(jsonpath(ns, "deployment/edge-dns", "{.spec.replicas}"), "2");
+    // Cluster-wide read access is a binding of the shipped ClusterRole nameplane-dns (the
+    // operator writes no ClusterRole); in its namespace the server reads only its ConfigMap.
     let rbac = "nameplane-dns:e2e-workload:edge";
-    let verbs = jsonpath(
-        "default",
-        &format!("clusterrole/{rbac}"),
-        "{.rules[*].verbs[*]}",
+    assert_eq!(
+        jsonpath(
+            "default",
+            &format!("clusterrolebinding/{rbac}"),
+            "{.roleRef.kind}/{.roleRef.name} {.subjects[*].namespace}/{.subjects[*].name}",
+        ),
+        "ClusterRole/nameplane-dns e2e-workload/edge-dns"
     );
     assert!(
-        !verbs.is_empty()
-            && verbs
-                .split_whitespace()
-                .all(|v| v == "list" || v == "watch"),
-        "DNS RBAC verbs: {verbs}"
+        !kubectl(&["get", "clusterrole", rbac]).status.success(),
+        "no ClusterRole per server"
     );
-    let role_verbs = jsonpath(ns, "role/edge-dns", "{.rules[*].verbs[*]}");
-    assert!(
-        role_verbs
-            .split_whitespace()
-            .all(|v| ["get", "list", "watch"].contains(&v)),
-        "{role_verbs}"
+    let role = jsonpath(
+        ns,
+        "role/edge-dns",
+        "{range .rules[*]}{.resources} {.resourceNames} {.verbs}{end}",
+    );
+    assert_eq!(
+        role, "[\"configmaps\"] [\"edge-config\"] [\"get\",\"list\",\"watch\"]",
+        "the DNS server reads only its own ConfigMap"
     );
     let events = jsonpath(
         ns,
@@ -133,7 +137,8 @@ fn dns_server_workload_is_created_restricted_and_cleaned_up() {
         },
     );
 
-    // Deleting the DNSServer removes everything: cluster RBAC by finalizer, the rest by GC.
+    // Deleting the DNSServer removes everything: its cluster binding by finalizer, the rest
+    // by GC.
     kubectl_ok(&[
         "delete",
         "dnsserver",
@@ -144,13 +149,12 @@ fn dns_server_workload_is_created_restricted_and_cleaned_up() {
         "--timeout=30s",
     ]);
     wait_for(
-        "cluster RBAC and the Deployment to be gone",
+        "the cluster binding and the Deployment to be gone",
         Duration::from_secs(30),
         || {
-            let left = kubectl(&["get", "clusterrole", rbac]).status.success()
-                || kubectl(&["get", "clusterrolebinding", rbac])
-                    .status
-                    .success()
+            let left = kubectl(&["get", "clusterrolebinding", rbac])
+                .status
+                .success()
                 || kubectl(&["get", "deployment", "edge-dns", "-n", ns])
                     .status
                     .success();

@@ -69,9 +69,7 @@ impl fmt::Display for NamespaceAllowList {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::All => f.write_str("*"),
-            Self::Only(names) => {
-                f.write_str(&names.iter().cloned().collect::<Vec<_>>().join(","))
-            }
+            Self::Only(names) => f.write_str(&names.iter().cloned().collect::<Vec<_>>().join(",")),
         }
     }
 }

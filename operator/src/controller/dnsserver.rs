@@ -15,12 +15,12 @@
 use super::Context;
 use crate::api::dnsserver::{DNSServer, DNSServerStatus};
 use crate::apply::ensure;
+use crate::namespaces::NOT_ALLOWED_REASON;
 use crate::status::{self, Outcome};
 use crate::workload::{self, SERVER_LABEL, Workload};
 use crate::{Error, FIELD_MANAGER, Result, render};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
-use crate::namespaces::NOT_ALLOWED_REASON;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -280,8 +280,7 @@ async fn apply_workload(
     match &w.clients_binding {
         Some(binding) => ensure_cluster_binding(ctx, binding).await?,
         None => {
-            delete_cluster_binding(ctx, &workload::clients_binding_name(namespace, server))
-                .await?;
+            delete_cluster_binding(ctx, &workload::clients_binding_name(namespace, server)).await?;
         }
     }
     ensure(&Api::namespaced(client(), namespace), &w.role, metrics).await?;

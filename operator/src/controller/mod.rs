@@ -109,14 +109,14 @@ pub async fn run(
             .owns(api::<PodDisruptionBudget>(&client, scope), owned());
     }
     let servers = servers
-    .graceful_shutdown_on(shutdown.clone())
-    .run(dnsserver::reconcile, error_policy, ctx.clone())
-    .for_each(|result| async move {
-        match result {
-            Ok((object, _)) => tracing::debug!(%object, "reconciled"),
-            Err(e) => tracing::warn!(error = %e, "reconcile failed"),
-        }
-    });
+        .graceful_shutdown_on(shutdown.clone())
+        .run(dnsserver::reconcile, error_policy, ctx.clone())
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(%object, "reconciled"),
+                Err(e) => tracing::warn!(error = %e, "reconcile failed"),
+            }
+        });
     futures::join!(
         servers,
         config_status::run::<DNSZone>(ctx.clone(), shutdown.clone()),
