@@ -259,7 +259,10 @@ fn assert_admission_policy_limits_the_operator(ns: &str, other: &str) {
         );
         eprintln!(
             "refused, {what}: {}",
-            stderr.trim().lines().last().unwrap_or_default()
+            stderr
+                .lines()
+                .find(|l| l.contains(expect))
+                .unwrap_or_default()
         );
     };
     let policy = format!("ValidatingAdmissionPolicy '{OPERATOR}'");
@@ -519,6 +522,15 @@ impl Drop for ChartCleanup {
                 ]);
             }
         }
+        // Made only if the admission policy failed to refuse them.
+        let _ = kubectl(&[
+            "delete",
+            "clusterrolebinding",
+            "e2e-probe-admin",
+            "e2e-probe-unlabelled",
+            "e2e-probe-other",
+            "--ignore-not-found",
+        ]);
         let other = other_namespace(ns);
         let _ = kubectl(&[
             "patch",

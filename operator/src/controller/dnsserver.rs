@@ -317,9 +317,13 @@ async fn ensure_cluster_binding(ctx: &Context, desired: &ClusterRoleBinding) -> 
     Ok(())
 }
 
-/// Deletes the ClusterRoleBinding `name` if it exists.
+/// Deletes the ClusterRoleBinding `name` if it exists. Looks first, so a reconcile with
+/// nothing to remove sends no write.
 async fn delete_cluster_binding(ctx: &Context, name: &str) -> Result<()> {
     let api: Api<ClusterRoleBinding> = Api::all(ctx.client.clone());
+    if api.get_opt(name).await?.is_none() {
+        return Ok(());
+    }
     match api.delete(name, &DeleteParams::default()).await {
         Ok(_) => {
             ctx.metrics.wrote("ClusterRoleBinding");
