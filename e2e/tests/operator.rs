@@ -184,6 +184,80 @@ subjects: [{{kind: ServiceAccount, name: edge-dns, namespace: {ns}}}]\n"
     ]);
 }
 
+#[test]
+fn a_namespace_taken_off_the_allow_list_loses_its_cluster_access() {
+    install_crds();
+    let ns = "e2e-allow-list";
+    namespace(ns, "");
+    let server = "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata:\n  name: edge\nspec:\n  replicas: 1\n  autopath: true\n";
+    let bindings = || {
+        let roles = kubectl_ok(&[
+            "get",
+            "clusterrolebinding",
+            "-l",
+            &format!("nameplane.io/dnsserver={ns}.edge"),
+            "-o",
+            "jsonpath={.items[*].roleRef.name}",
+        ]);
+        let mut roles: Vec<&str> = roles.split_whitespace().collect();
+        roles.sort();
+        roles.join(" ")
+    };
+    let lease = ["--lease-name", "e2e-allow-list"];
+    let everywhere = Operator::start("operator-allow-all", &lease);
+    apply(ns, server);
+    wait_ready(ns, "edge");
+    assert_eq!(bindings(), "nameplane-dns nameplane-dns-clients");
+    drop(everywhere);
+
+    // The same operator, now serving nameplane-system only.
+    let mut args = lease.to_vec();
+    args.extend(["--dns-server-namespaces", "nameplane-system"]);
+    let _operator = Operator::start("operator-allow-one", &args);
+    let conditions = wait_for(
+        "DNSServer edge Stalled=True/NamespaceNotAllowed",
+        Duration::from_secs(60),
+        || {
+            let c = jsonpath(
+                ns,
+                "dnsserver/edge",
+                "{range .status.conditions[*]}{.type}={.status}/{.reason} {end}",
+            );
+            c.contains("Stalled=True/NamespaceNotAllowed").then_some(c)
+        },
+    );
+    eprintln!("after the allow-list shrank: {conditions}");
+    assert!(
+        conditions.contains("Ready=False/NamespaceNotAllowed"),
+        "{conditions}"
+    );
+    assert_eq!(bindings(), "", "its cluster-wide bindings are removed");
+    assert_eq!(
+        jsonpath(ns, "dnsserver/edge", "{.metadata.finalizers}"),
+        "",
+        "no finalizer left for an operator that no longer serves it"
+    );
+    // Deleting it needs nothing from the operator now.
+    kubectl_ok(&[
+        "delete",
+        "dnsserver",
+        "edge",
+        "-n",
+        ns,
+        "--wait=true",
+        "--timeout=30s",
+    ]);
+    kubectl(&[
+        "delete",
+        "pods",
+        "--all",
+        "-n",
+        ns,
+        "--force",
+        "--grace-period=0",
+    ]);
+}
+
 /// Starts an operator and a DNS server for DNSServer `live` in `ns`, with Service `web`.
 fn live_setup(ns: &str, operator_args: &[&str]) -> (Operator, DnsServer, String) {
     install_crds();
