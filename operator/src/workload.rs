@@ -464,6 +464,77 @@ mod tests {
         assert_eq!(labels[MANAGED_BY_LABEL], FIELD_MANAGER);
     }
 
+    /// The YAML documents of `config/rbac/<file>`.
+    fn shipped(file: &str) -> Vec<serde_json::Value> {
+        let path = format!("{}/../config/rbac/{file}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).expect("config/rbac file");
+        text.split("\n---\n")
+            .map(|doc| serde_saphyr::from_str(doc).expect("YAML"))
+            .collect()
+    }
+
+    #[test]
+    fn the_shipped_rbac_lets_the_operator_bind_exactly_the_roles_it_binds() {
+        let roles: Vec<String> = shipped("dns_server_cluster_roles.yaml")
+            .iter()
+            .map(|r| r["metadata"]["name"].as_str().expect("name").to_string())
+            .collect();
+        assert_eq!(roles, [DNS_CLUSTER_ROLE, DNS_CLIENTS_CLUSTER_ROLE]);
+        let operator = &shipped("cluster_role.yaml")[0];
+        let bind: Vec<&serde_json::Value> = operator["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .filter(|r| {
+                r["verbs"]
+                    .as_array()
+                    .is_some_and(|v| v.contains(&"bind".into()))
+            })
+            .collect();
+        assert_eq!(bind.len(), 1, "{bind:?}");
+        assert_eq!(bind[0]["resourceNames"], serde_json::json!(roles));
+        let policy = serde_json::to_string(&shipped("admission_policy.yaml")[0]).expect("json");
+        assert!(
+            policy.contains(&format!(
+                "['{DNS_CLUSTER_ROLE}', '{DNS_CLIENTS_CLUSTER_ROLE}']"
+            )),
+            "the admission policy admits bindings of other roles: {policy}"
+        );
+        assert!(policy.contains(&format!("'{MANAGED_BY_LABEL}'")));
+    }
+
+    #[test]
+    fn the_shipped_namespace_role_covers_every_namespaced_object_of_the_workload() {
+        let role = &shipped("namespace_role.yaml")[0];
+        let writable: Vec<String> = role["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .filter(|r| {
+                r["verbs"]
+                    .as_array()
+                    .is_some_and(|v| v.contains(&"patch".into()))
+            })
+            .flat_map(|r| r["resources"].as_array().cloned().unwrap_or_default())
+            .filter_map(|r| r.as_str().map(str::to_string))
+            .collect();
+        let kinds = [
+            ServiceAccount::plural(&()).to_string(),
+            Role::plural(&()).to_string(),
+            RoleBinding::plural(&()).to_string(),
+            Deployment::plural(&()).to_string(),
+            Service::plural(&()).to_string(),
+            PodDisruptionBudget::plural(&()).to_string(),
+            "configmaps".to_string(),
+        ];
+        for kind in kinds {
+            assert!(
+                writable.contains(&kind),
+                "{kind} not writable: {writable:?}"
+            );
+        }
+    }
+
     #[test]
     fn pods_are_readable_only_when_the_config_needs_them() {
         assert!(
