@@ -214,6 +214,11 @@ fn other_namespace(namespace: &str) -> String {
     format!("{namespace}-other")
 }
 
+/// A second namespace the chart's release allows to hold DNSServers.
+fn extra_namespace(namespace: &str) -> String {
+    format!("{namespace}-extra")
+}
+
 /// `kubectl --as=<user> <args>` with `manifest` on stdin: whether it succeeded, and stderr.
 fn kubectl_as(user: &str, args: &[&str], manifest: &str) -> (bool, String) {
     let mut all = vec![format!("--as={user}")];
@@ -427,9 +432,13 @@ fn can_i_list(user: &str, namespace: &str, names: &[(&str, &str)]) -> String {
 /// What the operator's and the DNS servers' ServiceAccounts may do, in an allowed namespace
 /// and in another one (where only their cluster-wide grants show), against the committed
 /// snapshots in e2e/snapshots/. `UPDATE_SNAPSHOTS=1` rewrites them.
-fn assert_can_i_snapshots(ns: &str, other: &str) {
-    // The longer name first: `other` starts with `ns`.
-    let names = [(other, "OTHER_NAMESPACE"), (ns, "NAMESPACE")];
+fn assert_can_i_snapshots(ns: &str, other: &str, extra: &str) {
+    // The longer names first: they start with `ns`.
+    let names = [
+        (other, "OTHER_NAMESPACE"),
+        (extra, "EXTRA_NAMESPACE"),
+        (ns, "NAMESPACE"),
+    ];
     let sa = |name: &str| format!("system:serviceaccount:{ns}:{name}");
     let cases = [
         ("operator-in-own-namespace", sa(OPERATOR), ns),
@@ -446,9 +455,10 @@ fn assert_can_i_snapshots(ns: &str, other: &str) {
         ),
         (
             "dns-server-with-clients-cluster-wide",
-            sa("second-dns"),
+            format!("system:serviceaccount:{extra}:second-dns"),
             other,
         ),
+        ("operator-in-extra-namespace", sa(OPERATOR), extra),
     ];
     let update = std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1");
     let dir = repo_root().join("e2e/snapshots");
@@ -492,7 +502,8 @@ impl Drop for ChartCleanup {
     fn drop(&mut self) {
         let ns = self.namespace.as_str();
         let _ = helm(&["uninstall", RELEASE, "-n", ns]);
-        for server in [FULLNAME, "second"] {
+        let extra = extra_namespace(ns);
+        for (ns, server) in [(ns, FULLNAME), (extra.as_str(), "second")] {
             // Without a running operator nobody removes the finalizer.
             let _ = kubectl(&[
                 "patch",
@@ -542,7 +553,7 @@ impl Drop for ChartCleanup {
             "-p",
             "{\"metadata\":{\"finalizers\":null}}",
         ]);
-        for namespace in [ns, other.as_str()] {
+        for namespace in [ns, other.as_str(), extra.as_str()] {
             let _ = kubectl(&["delete", "namespace", namespace, "--wait=false"]);
         }
     }
@@ -556,9 +567,11 @@ fn helm_chart_installs_under_podsecurity_restricted_and_its_rbac_runs_the_operat
     };
     create_restricted_namespace(&ns);
     assert_namespace_refuses_plain_pods(&ns);
-    // Not in the chart's dnsServerNamespaces (default: the release namespace only).
+    // dnsServerNamespaces: the release namespace and `extra`, not `other`.
     let other = other_namespace(&ns);
     create_restricted_namespace(&other);
+    let extra = extra_namespace(&ns);
+    create_restricted_namespace(&extra);
 
     let out = helm_ok(&[
         "install",
@@ -568,6 +581,8 @@ fn helm_chart_installs_under_podsecurity_restricted_and_its_rbac_runs_the_operat
         &ns,
         "--set",
         "dnsServer.enabled=true",
+        "--set",
+        &format!("dnsServerNamespaces={{{ns},{extra}}}"),
     ]);
     eprintln!("{out}");
     assert!(out.contains("STATUS: deployed"), "{out}");
@@ -597,6 +612,9 @@ fn helm_chart_installs_under_podsecurity_restricted_and_its_rbac_runs_the_operat
     ] {
         assert_exists(kind, name, namespaced.then_some(ns.as_str()));
     }
+    assert_exists("role", OPERATOR, Some(&extra));
+    assert_exists("rolebinding", OPERATOR, Some(&extra));
+    assert!(!exists("role", OPERATOR, Some(&other)));
     // Every dnsServer value, rendered by the chart, is a DNSServer the API server accepts
     // (OpenAPI schema and CEL rules of the CRD; server-side dry run).
     let full = helm_ok(&[
@@ -770,17 +788,19 @@ fn helm_chart_installs_under_podsecurity_restricted_and_its_rbac_runs_the_operat
     );
     drop(dns);
 
-    // A second DNSServer whose config needs Pods (autopath) also gets nameplane-dns-clients.
+    // A second DNSServer, in the other allowed namespace, whose config needs Pods
+    // (autopath): it also gets nameplane-dns-clients.
     let second = "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata:\n  name: second\nspec:\n  replicas: 1\n  autopath: true\n";
-    let out = apply_stdin(&["apply", "-n", &ns, "-f", "-"], second);
+    let out = apply_stdin(&["apply", "-n", &extra, "-f", "-"], second);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_ready(&ns, "second", &operator);
-    let second_rbac = format!("nameplane-dns:{ns}:second");
-    let second_clients = format!("nameplane-dns-clients:{ns}:second");
+    wait_ready(&extra, "second", &operator);
+    let second_rbac = format!("nameplane-dns:{extra}:second");
+    let second_clients = format!("nameplane-dns-clients:{extra}:second");
+    assert_pods_admitted(&extra, "second-dns");
     assert_eq!(
         kubectl_ok(&[
             "get",
@@ -862,11 +882,18 @@ fn helm_chart_installs_under_podsecurity_restricted_and_its_rbac_runs_the_operat
     );
 
     assert_admission_policy_limits_the_operator(&ns, &other);
-    assert_can_i_snapshots(&ns, &other);
+    assert_can_i_snapshots(&ns, &other, &extra);
 
     // Deleting a DNSServer: the operator's finalizer removes its cluster-scoped bindings.
-    kubectl_ok(&["delete", "dnsserver", "second", "-n", &ns, "--wait=false"]);
-    wait_gone("dnsserver", "second", Some(&ns));
+    kubectl_ok(&[
+        "delete",
+        "dnsserver",
+        "second",
+        "-n",
+        &extra,
+        "--wait=false",
+    ]);
+    wait_gone("dnsserver", "second", Some(&extra));
     wait_gone("clusterrolebinding", &second_rbac, None);
     wait_gone("clusterrolebinding", &second_clients, None);
     kubectl_ok(&[
