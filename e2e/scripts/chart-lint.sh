@@ -79,6 +79,16 @@ for bad in "${bad_values[@]}"; do
   fi
 done
 
+# The default DNSServer lives in the release namespace, so that namespace must be allowed.
+if out=$("$HELM" template nameplane "$CHART" --namespace nameplane-system --set dnsServer.enabled=true --set 'dnsServerNamespaces={dns}' 2>&1); then
+  fail "the chart renders a default DNSServer in a namespace dnsServerNamespaces leaves out"
+elif printf '%s\n' "$out" | grep -q "which dnsServerNamespaces leaves out"; then
+  say "ok: a default DNSServer outside dnsServerNamespaces is refused"
+else
+  printf '%s\n' "$out" >&2
+  fail "dnsServer.enabled with dnsServerNamespaces={dns} failed for another reason"
+fi
+
 for dir in config/default config/samples; do
   if out=$("$KUBECTL" kustomize "$dir" 2>&1); then
     say "ok: kubectl kustomize $dir: $(printf '%s\n' "$out" | grep -c '^kind: ') objects"
