@@ -328,6 +328,14 @@ fn assert_admission_policy_limits_the_operator(ns: &str, other: &str) {
         "forbidden",
         "a Deployment outside the allow-list",
     );
+    // Handing on its own namespaced permissions: a Role with more than ConfigMap reads.
+    refused(
+        &dry_run,
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: e2e-probe\n  labels: {app.kubernetes.io/managed-by: nameplane-operator}\nrules:\n- {apiGroups: [apps], resources: [deployments], verbs: [create]}\n",
+        ns,
+        &policy,
+        "a Role granting more than ConfigMap reads",
+    );
     // A ConfigMap someone else made: labelling it as the operator's is taking it over.
     kubectl_ok(&[
         "create",
@@ -625,6 +633,9 @@ fn helm_chart_installs_under_podsecurity_restricted_and_its_rbac_runs_the_operat
         &ns,
         "-f",
         "e2e/testdata/chart/full-values.yaml",
+        // The default DNSServer's namespace must be allowed.
+        "--set",
+        &format!("dnsServerNamespaces={{{ns}}}"),
         "--show-only",
         "templates/dnsserver.yaml",
     ]);
