@@ -202,6 +202,9 @@ pub fn apply(state: &State, config_map: &ConfigMap) -> Applied {
 /// Watches the ConfigMap `target` and applies every version, until `shutdown` fires.
 pub async fn run(client: Client, target: ConfigMapRef, state: Arc<State>, mut shutdown: Shutdown) {
     let api: Api<ConfigMap> = Api::namespaced(client, &target.namespace);
+    // Selected by name: the server's Role lets it read only its own ConfigMap (RBAC
+    // `resourceNames`), and the API server authorizes a list or watch against resourceNames
+    // only when it carries this field selector.
     let config = watcher::Config::default().fields(&format!("metadata.name={}", target.name));
     let mut events = watcher(api, config)
         .backoff(WatchBackoff::for_watch())

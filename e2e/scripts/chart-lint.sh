@@ -66,6 +66,7 @@ bad_values=(
   image.pullPolicy=Sometimes
   metrics.service.port=70000
   unknownTopLevelKey=1
+  'dnsServerNamespaces={Team_A}'
 )
 for bad in "${bad_values[@]}"; do
   if out=$("$HELM" template nameplane "$CHART" --set "$bad" 2>&1); then
@@ -77,6 +78,16 @@ for bad in "${bad_values[@]}"; do
     fail "--set $bad failed, but not because of the schema"
   fi
 done
+
+# The default DNSServer lives in the release namespace, so that namespace must be allowed.
+if out=$("$HELM" template nameplane "$CHART" --namespace nameplane-system --set dnsServer.enabled=true --set 'dnsServerNamespaces={dns}' 2>&1); then
+  fail "the chart renders a default DNSServer in a namespace dnsServerNamespaces leaves out"
+elif printf '%s\n' "$out" | grep -q "which dnsServerNamespaces leaves out"; then
+  say "ok: a default DNSServer outside dnsServerNamespaces is refused"
+else
+  printf '%s\n' "$out" >&2
+  fail "dnsServer.enabled with dnsServerNamespaces={dns} failed for another reason"
+fi
 
 for dir in config/default config/samples; do
   if out=$("$KUBECTL" kustomize "$dir" 2>&1); then

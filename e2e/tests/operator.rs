@@ -50,6 +50,18 @@ fn dns_server_workload_is_created_restricted_and_cleaned_up() {
     install_crds();
     let ns = "e2e-workload";
     namespace(ns, "pod-security.kubernetes.io/enforce: restricted");
+    // What earlier versions made: a ClusterRole per server and a binding of the same name to
+    // it. A binding's roleRef cannot change, so the operator must replace it.
+    let rbac = "nameplane-dns:e2e-workload:edge";
+    apply(
+        "default",
+        &format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {rbac}\n  labels: {{app.kubernetes.io/managed-by: nameplane-operator}}\nrules: []\n\
+---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: {rbac}\n  labels: {{app.kubernetes.io/managed-by: nameplane-operator}}\n\
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {rbac}}}\n\
+subjects: [{{kind: ServiceAccount, name: edge-dns, namespace: {ns}}}]\n"
+        ),
+    );
     let operator = Operator::start("operator-workload", &["--lease-name", "e2e-workload"]);
     apply(
         ns,
@@ -91,25 +103,27 @@ fn dns_server_workload_is_created_restricted_and_cleaned_up() {
     );
     assert_eq!(jsonpath(ns, "pdb/edge-dns", "{.spec.maxUnavailable}"), "1");
     assert_eq!(jsonpath(ns, "deployment/edge-dns", "{.spec.replicas}"), "2");
-    let rbac = "nameplane-dns:e2e-workload:edge";
-    let verbs = jsonpath(
-        "default",
-        &format!("clusterrole/{rbac}"),
-        "{.rules[*].verbs[*]}",
+    // Cluster-wide read access is a binding of the shipped ClusterRole nameplane-dns (the
+    // operator writes no ClusterRole); in its namespace the server reads only its ConfigMap.
+    assert_eq!(
+        jsonpath(
+            "default",
+            &format!("clusterrolebinding/{rbac}"),
+            "{.roleRef.kind}/{.roleRef.name} {.subjects[*].namespace}/{.subjects[*].name}",
+        ),
+        "ClusterRole/nameplane-dns e2e-workload/edge-dns"
     );
-    assert!(
-        !verbs.is_empty()
-            && verbs
-                .split_whitespace()
-                .all(|v| v == "list" || v == "watch"),
-        "DNS RBAC verbs: {verbs}"
+    // The old per-server ClusterRole is the admin's to delete (the operator may not); the
+    // README says how.
+    kubectl_ok(&["delete", "clusterrole", rbac]);
+    let role = jsonpath(
+        ns,
+        "role/edge-dns",
+        "{range .rules[*]}{.resources} {.resourceNames} {.verbs}{end}",
     );
-    let role_verbs = jsonpath(ns, "role/edge-dns", "{.rules[*].verbs[*]}");
-    assert!(
-        role_verbs
-            .split_whitespace()
-            .all(|v| ["get", "list", "watch"].contains(&v)),
-        "{role_verbs}"
+    assert_eq!(
+        role, "[\"configmaps\"] [\"edge-config\"] [\"get\",\"list\",\"watch\"]",
+        "the DNS server reads only its own ConfigMap"
     );
     let events = jsonpath(
         ns,
@@ -133,7 +147,8 @@ fn dns_server_workload_is_created_restricted_and_cleaned_up() {
         },
     );
 
-    // Deleting the DNSServer removes everything: cluster RBAC by finalizer, the rest by GC.
+    // Deleting the DNSServer removes everything: its cluster binding by finalizer, the rest
+    // by GC.
     kubectl_ok(&[
         "delete",
         "dnsserver",
@@ -144,13 +159,12 @@ fn dns_server_workload_is_created_restricted_and_cleaned_up() {
         "--timeout=30s",
     ]);
     wait_for(
-        "cluster RBAC and the Deployment to be gone",
+        "the cluster binding and the Deployment to be gone",
         Duration::from_secs(30),
         || {
-            let left = kubectl(&["get", "clusterrole", rbac]).status.success()
-                || kubectl(&["get", "clusterrolebinding", rbac])
-                    .status
-                    .success()
+            let left = kubectl(&["get", "clusterrolebinding", rbac])
+                .status
+                .success()
                 || kubectl(&["get", "deployment", "edge-dns", "-n", ns])
                     .status
                     .success();
@@ -159,6 +173,80 @@ fn dns_server_workload_is_created_restricted_and_cleaned_up() {
     );
     drop(operator);
     // Pods of the fake node never report termination; remove them so the namespace can go.
+    kubectl(&[
+        "delete",
+        "pods",
+        "--all",
+        "-n",
+        ns,
+        "--force",
+        "--grace-period=0",
+    ]);
+}
+
+#[test]
+fn a_namespace_taken_off_the_allow_list_loses_its_cluster_access() {
+    install_crds();
+    let ns = "e2e-allow-list";
+    namespace(ns, "");
+    let server = "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata:\n  name: edge\nspec:\n  replicas: 1\n  autopath: true\n";
+    let bindings = || {
+        let roles = kubectl_ok(&[
+            "get",
+            "clusterrolebinding",
+            "-l",
+            &format!("nameplane.io/dnsserver={ns}.edge"),
+            "-o",
+            "jsonpath={.items[*].roleRef.name}",
+        ]);
+        let mut roles: Vec<&str> = roles.split_whitespace().collect();
+        roles.sort();
+        roles.join(" ")
+    };
+    let lease = ["--lease-name", "e2e-allow-list"];
+    let everywhere = Operator::start("operator-allow-all", &lease);
+    apply(ns, server);
+    wait_ready(ns, "edge");
+    assert_eq!(bindings(), "nameplane-dns nameplane-dns-clients");
+    drop(everywhere);
+
+    // The same operator, now serving nameplane-system only.
+    let mut args = lease.to_vec();
+    args.extend(["--dns-server-namespaces", "nameplane-system"]);
+    let _operator = Operator::start("operator-allow-one", &args);
+    let conditions = wait_for(
+        "DNSServer edge Stalled=True/NamespaceNotAllowed",
+        Duration::from_secs(60),
+        || {
+            let c = jsonpath(
+                ns,
+                "dnsserver/edge",
+                "{range .status.conditions[*]}{.type}={.status}/{.reason} {end}",
+            );
+            c.contains("Stalled=True/NamespaceNotAllowed").then_some(c)
+        },
+    );
+    eprintln!("after the allow-list shrank: {conditions}");
+    assert!(
+        conditions.contains("Ready=False/NamespaceNotAllowed"),
+        "{conditions}"
+    );
+    assert_eq!(bindings(), "", "its cluster-wide bindings are removed");
+    assert_eq!(
+        jsonpath(ns, "dnsserver/edge", "{.metadata.finalizers}"),
+        "",
+        "no finalizer left for an operator that no longer serves it"
+    );
+    // Deleting it needs nothing from the operator now.
+    kubectl_ok(&[
+        "delete",
+        "dnsserver",
+        "edge",
+        "-n",
+        ns,
+        "--wait=true",
+        "--timeout=30s",
+    ]);
     kubectl(&[
         "delete",
         "pods",

@@ -9,15 +9,26 @@
 //! - the chart's RBAC is enough for the operator: the real `nameplane-operator` binary runs
 //!   as a local process with a token of the chart's ServiceAccount (so with exactly the
 //!   permissions the chart grants), takes the Lease, publishes the default DNSServer, creates
-//!   its workload (including the DNS server's ClusterRole: Kubernetes allows that only when
-//!   the operator holds every permission in it) and removes a deleted DNSServer's RBAC;
+//!   its workload (binding the shipped ClusterRoles `nameplane-dns` and, for a server that
+//!   needs Pods, `nameplane-dns-clients`, which it may bind but not hold) and removes a deleted
+//!   DNSServer's bindings;
+//! - that RBAC is enough for the DNS server too: the real `nameplane-dns` runs with a token of
+//!   the ServiceAccount the operator made, reads its config through a Role limited to its own
+//!   ConfigMap and answers;
+//! - the RBAC is least privilege: a DNSServer outside the allow-list (`dnsServerNamespaces`)
+//!   is `Stalled` with reason `NamespaceNotAllowed` and gets nothing; the shipped
+//!   ValidatingAdmissionPolicy refuses the operator's ServiceAccount what RBAC cannot
+//!   (unlabelled objects, bindings of other roles or for other namespaces); and what every
+//!   ServiceAccount may do (`kubectl auth can-i --list`) matches the snapshots in
+//!   `e2e/snapshots/` (`UPDATE_SNAPSHOTS=1` rewrites them after an intended change);
 //! - `helm uninstall` removes the release and keeps the CRDs and the default DNSServer.
 //!
 //! Needs `make cluster-up` and `cargo build --bins` first; `make e2e` does both.
 
 use nameplane_e2e::{
-    Process, free_port, helm, helm_ok, kubectl, kubectl_ok, kubectl_with_stdin,
-    service_account_kubeconfig, wait_for, workspace_binary, yaml_objects,
+    DnsServer, Process, Transport, free_port, helm, helm_ok, kubectl, kubectl_ok,
+    kubectl_with_stdin, repo_root, service_account_kubeconfig, wait_for, workspace_binary,
+    yaml_objects,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -198,6 +209,297 @@ fn wait_ready(namespace: &str, server: &str, operator: &Process) {
     );
 }
 
+/// A namespace the chart's release does not allow to hold DNSServers.
+fn other_namespace(namespace: &str) -> String {
+    format!("{namespace}-other")
+}
+
+/// A second namespace the chart's release allows to hold DNSServers.
+fn extra_namespace(namespace: &str) -> String {
+    format!("{namespace}-extra")
+}
+
+/// `kubectl --as=<user> <args>` with `manifest` on stdin: whether it succeeded, and stderr.
+fn kubectl_as(user: &str, args: &[&str], manifest: &str) -> (bool, String) {
+    let mut all = vec![format!("--as={user}")];
+    all.extend(args.iter().map(|a| a.to_string()));
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let out = kubectl_with_stdin(&all, Some(manifest));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A ClusterRoleBinding of `role` for ServiceAccount `sa_namespace/probe`, with the
+/// operator's managed-by label when `labelled`.
+fn binding(name: &str, role: &str, sa_namespace: &str, labelled: bool) -> String {
+    let labels = if labelled {
+        "\n  labels: {app.kubernetes.io/managed-by: nameplane-operator}"
+    } else {
+        ""
+    };
+    format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: {name}{labels}\n\
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}\n\
+subjects: [{{kind: ServiceAccount, name: probe, namespace: {sa_namespace}}}]\n"
+    )
+}
+
+/// The operator's ServiceAccount may do what it needs and not more: RBAC refuses a binding
+/// of `cluster-admin` and any write outside the allowed namespaces; the chart's
+/// ValidatingAdmissionPolicy refuses what RBAC alone would allow (an unlabelled object, a
+/// binding for a ServiceAccount of another namespace, taking over an object it did not make).
+fn assert_admission_policy_limits_the_operator(ns: &str, other: &str) {
+    let operator = format!("system:serviceaccount:{ns}:{OPERATOR}");
+    let create = ["create", "-f", "-"];
+    let dry_run = ["create", "--dry-run=server", "-f", "-"];
+    let refused = |args: &[&str], manifest: &str, namespace: &str, expect: &str, what: &str| {
+        let mut args = args.to_vec();
+        args.extend(["-n", namespace]);
+        let (ok, stderr) = kubectl_as(&operator, &args, manifest);
+        assert!(
+            !ok && stderr.contains(expect),
+            "{what}: expected a refusal containing {expect:?}, got ok={ok}: {stderr}"
+        );
+        eprintln!(
+            "refused, {what}: {}",
+            stderr
+                .lines()
+                .find(|l| l.contains(expect))
+                .unwrap_or_default()
+        );
+    };
+    let policy = format!("ValidatingAdmissionPolicy '{OPERATOR}'");
+
+    refused(
+        &create,
+        &binding("e2e-probe-admin", "cluster-admin", ns, true),
+        ns,
+        "forbidden",
+        "a binding of cluster-admin",
+    );
+    refused(
+        &create,
+        &binding("e2e-probe-unlabelled", "nameplane-dns", ns, false),
+        ns,
+        &policy,
+        "an unlabelled binding of nameplane-dns",
+    );
+    refused(
+        &create,
+        &binding("e2e-probe-other", "nameplane-dns-clients", other, true),
+        ns,
+        &policy,
+        "a binding for a ServiceAccount outside the allow-list",
+    );
+    // What the operator itself makes is admitted (a server-side dry run runs admission).
+    let (ok, stderr) = kubectl_as(
+        &operator,
+        &dry_run,
+        &binding("e2e-probe-ok", "nameplane-dns", ns, true),
+    );
+    assert!(
+        ok,
+        "the operator's own kind of binding is refused: {stderr}"
+    );
+
+    let deployment = |labelled: bool| {
+        let labels = if labelled {
+            "\n  labels: {app.kubernetes.io/managed-by: nameplane-operator}"
+        } else {
+            ""
+        };
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: e2e-probe{labels}\nspec:\n  selector: {{matchLabels: {{app: probe}}}}\n  template:\n    metadata: {{labels: {{app: probe}}}}\n    spec: {{containers: [{{name: c, image: example.invalid/probe:1}}]}}\n"
+        )
+    };
+    refused(
+        &dry_run,
+        &deployment(false),
+        ns,
+        &policy,
+        "an unlabelled Deployment in an allowed namespace",
+    );
+    refused(
+        &dry_run,
+        &deployment(true),
+        other,
+        "forbidden",
+        "a Deployment outside the allow-list",
+    );
+    // Handing on its own namespaced permissions: a Role with more than ConfigMap reads.
+    refused(
+        &dry_run,
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: e2e-probe\n  labels: {app.kubernetes.io/managed-by: nameplane-operator}\nrules:\n- {apiGroups: [apps], resources: [deployments], verbs: [create]}\n",
+        ns,
+        &policy,
+        "a Role granting more than ConfigMap reads",
+    );
+    // A ConfigMap someone else made: labelling it as the operator's is taking it over.
+    kubectl_ok(&[
+        "create",
+        "configmap",
+        "e2e-probe-foreign",
+        "-n",
+        ns,
+        "--from-literal=k=v",
+    ]);
+    let (ok, stderr) = kubectl_as(
+        &operator,
+        &[
+            "label",
+            "configmap",
+            "e2e-probe-foreign",
+            "-n",
+            ns,
+            "app.kubernetes.io/managed-by=nameplane-operator",
+        ],
+        "",
+    );
+    assert!(
+        !ok && stderr.contains(&policy),
+        "the operator took over a ConfigMap it did not make: ok={ok} {stderr}"
+    );
+    eprintln!(
+        "refused, taking over a foreign ConfigMap: {}",
+        stderr.trim()
+    );
+    kubectl_ok(&["delete", "configmap", "e2e-probe-foreign", "-n", ns]);
+}
+
+/// `kubectl auth can-i --list` for `user` in `namespace`, sorted, with the test's
+/// namespace names replaced by placeholders and the columns re-aligned (so the snapshot does
+/// not depend on the process id in the namespace names).
+fn can_i_list(user: &str, namespace: &str, names: &[(&str, &str)]) -> String {
+    let out = kubectl_ok(&[
+        "auth",
+        "can-i",
+        "--list",
+        &format!("--as={user}"),
+        "-n",
+        namespace,
+    ]);
+    // Columns start where their titles do (kubectl aligns them with a tabwriter); a cell
+    // may be empty (no resource on a non-resource URL row).
+    let mut lines = out.lines().filter(|l| !l.trim().is_empty());
+    let title = lines.next().unwrap_or_default();
+    let starts: Vec<usize> = ["Resources", "Non-Resource URLs", "Resource Names", "Verbs"]
+        .iter()
+        .map(|t| {
+            title
+                .find(t)
+                .unwrap_or_else(|| panic!("no column {t} in {title:?}"))
+        })
+        .collect();
+    let cell = |line: &str, c: usize| {
+        let end = starts
+            .get(c + 1)
+            .copied()
+            .unwrap_or(usize::MAX)
+            .min(line.len());
+        let mut text = line
+            .get(starts[c].min(end)..end)
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        for (name, placeholder) in names {
+            text = text.replace(name, placeholder);
+        }
+        text
+    };
+    let mut rows: Vec<Vec<String>> = std::iter::once(title)
+        .chain(lines)
+        .map(|line| (0..starts.len()).map(|c| cell(line, c)).collect())
+        .collect();
+    let header = rows.remove(0);
+    rows.sort();
+    rows.insert(0, header);
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(String::len)
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    rows.iter()
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .enumerate()
+                .map(|(c, text)| format!("{text:<width$}", width = widths[c]))
+                .collect();
+            format!("{}\n", cells.join("   ").trim_end())
+        })
+        .collect()
+}
+
+/// What the operator's and the DNS servers' ServiceAccounts may do, in an allowed namespace
+/// and in another one (where only their cluster-wide grants show), against the committed
+/// snapshots in e2e/snapshots/. `UPDATE_SNAPSHOTS=1` rewrites them.
+fn assert_can_i_snapshots(ns: &str, other: &str, extra: &str) {
+    // The longer names first: they start with `ns`.
+    let names = [
+        (other, "OTHER_NAMESPACE"),
+        (extra, "EXTRA_NAMESPACE"),
+        (ns, "NAMESPACE"),
+    ];
+    let sa = |name: &str| format!("system:serviceaccount:{ns}:{name}");
+    let cases = [
+        ("operator-in-own-namespace", sa(OPERATOR), ns),
+        ("operator-cluster-wide", sa(OPERATOR), other),
+        (
+            "dns-server-in-own-namespace",
+            sa(&format!("{FULLNAME}-dns")),
+            ns,
+        ),
+        (
+            "dns-server-cluster-wide",
+            sa(&format!("{FULLNAME}-dns")),
+            other,
+        ),
+        (
+            "dns-server-with-clients-cluster-wide",
+            format!("system:serviceaccount:{extra}:second-dns"),
+            other,
+        ),
+        ("operator-in-extra-namespace", sa(OPERATOR), extra),
+    ];
+    let update = std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1");
+    let dir = repo_root().join("e2e/snapshots");
+    let mut differing = Vec::new();
+    for (name, user, namespace) in cases {
+        let actual = can_i_list(&user, namespace, &names);
+        let path = dir.join(format!("can-i-{name}.txt"));
+        if update {
+            std::fs::create_dir_all(&dir).expect("snapshot directory");
+            std::fs::write(&path, &actual).expect("write snapshot");
+            eprintln!("wrote {}", path.display());
+            continue;
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_default();
+        if expected != actual {
+            differing.push(format!(
+                "{}:\n--- committed\n{expected}\n+++ now\n{actual}",
+                path.display()
+            ));
+        } else {
+            eprintln!(
+                "can-i snapshot {name}: {} rules, as committed",
+                actual.lines().count() - 1
+            );
+        }
+    }
+    assert!(
+        differing.is_empty(),
+        "RBAC differs from the committed snapshots (after an intended change: UPDATE_SNAPSHOTS=1, and review the diff):\n{}",
+        differing.join("\n")
+    );
+}
+
 /// Best-effort removal of everything the chart test may have left behind, also when it
 /// failed half-way.
 struct ChartCleanup {
@@ -208,7 +510,8 @@ impl Drop for ChartCleanup {
     fn drop(&mut self) {
         let ns = self.namespace.as_str();
         let _ = helm(&["uninstall", RELEASE, "-n", ns]);
-        for server in [FULLNAME, "second"] {
+        let extra = extra_namespace(ns);
+        for (ns, server) in [(ns, FULLNAME), (extra.as_str(), "second")] {
             // Without a running operator nobody removes the finalizer.
             let _ = kubectl(&[
                 "patch",
@@ -229,15 +532,38 @@ impl Drop for ChartCleanup {
                 "--ignore-not-found",
                 "--wait=false",
             ]);
-            let rbac = format!("nameplane-dns:{ns}:{server}");
-            let _ = kubectl(&[
-                "delete",
-                "clusterrolebinding,clusterrole",
-                &rbac,
-                "--ignore-not-found",
-            ]);
+            for role in ["nameplane-dns", "nameplane-dns-clients"] {
+                let _ = kubectl(&[
+                    "delete",
+                    "clusterrolebinding",
+                    &format!("{role}:{ns}:{server}"),
+                    "--ignore-not-found",
+                ]);
+            }
         }
-        let _ = kubectl(&["delete", "namespace", ns, "--wait=false"]);
+        // Made only if the admission policy failed to refuse them.
+        let _ = kubectl(&[
+            "delete",
+            "clusterrolebinding",
+            "e2e-probe-admin",
+            "e2e-probe-unlabelled",
+            "e2e-probe-other",
+            "--ignore-not-found",
+        ]);
+        let other = other_namespace(ns);
+        let _ = kubectl(&[
+            "patch",
+            "dnsserver",
+            "elsewhere",
+            "-n",
+            &other,
+            "--type=merge",
+            "-p",
+            "{\"metadata\":{\"finalizers\":null}}",
+        ]);
+        for namespace in [ns, other.as_str(), extra.as_str()] {
+            let _ = kubectl(&["delete", "namespace", namespace, "--wait=false"]);
+        }
     }
 }
 
@@ -249,6 +575,11 @@ fn helm_chart_installs_under_podsecurity_restricted_and_its_rbac_runs_the_operat
     };
     create_restricted_namespace(&ns);
     assert_namespace_refuses_plain_pods(&ns);
+    // dnsServerNamespaces: the release namespace and `extra`, not `other`.
+    let other = other_namespace(&ns);
+    create_restricted_namespace(&other);
+    let extra = extra_namespace(&ns);
+    create_restricted_namespace(&extra);
 
     let out = helm_ok(&[
         "install",
@@ -258,6 +589,8 @@ fn helm_chart_installs_under_podsecurity_restricted_and_its_rbac_runs_the_operat
         &ns,
         "--set",
         "dnsServer.enabled=true",
+        "--set",
+        &format!("dnsServerNamespaces={{{ns},{extra}}}"),
     ]);
     eprintln!("{out}");
     assert!(out.contains("STATUS: deployed"), "{out}");
@@ -278,9 +611,18 @@ fn helm_chart_installs_under_podsecurity_restricted_and_its_rbac_runs_the_operat
         ("poddisruptionbudget", OPERATOR, true),
         ("service", "np-e2e-nameplane-operator-metrics", true),
         ("dnsserver", FULLNAME, true),
+        ("clusterrole", "nameplane-dns", false),
+        ("clusterrole", "nameplane-dns-clients", false),
+        ("role", OPERATOR, true),
+        ("rolebinding", OPERATOR, true),
+        ("validatingadmissionpolicy", OPERATOR, false),
+        ("validatingadmissionpolicybinding", OPERATOR, false),
     ] {
         assert_exists(kind, name, namespaced.then_some(ns.as_str()));
     }
+    assert_exists("role", OPERATOR, Some(&extra));
+    assert_exists("rolebinding", OPERATOR, Some(&extra));
+    assert!(!exists("role", OPERATOR, Some(&other)));
     // Every dnsServer value, rendered by the chart, is a DNSServer the API server accepts
     // (OpenAPI schema and CEL rules of the CRD; server-side dry run).
     let full = helm_ok(&[
@@ -291,6 +633,9 @@ fn helm_chart_installs_under_podsecurity_restricted_and_its_rbac_runs_the_operat
         &ns,
         "-f",
         "e2e/testdata/chart/full-values.yaml",
+        // The default DNSServer's namespace must be allowed.
+        "--set",
+        &format!("dnsServerNamespaces={{{ns}}}"),
         "--show-only",
         "templates/dnsserver.yaml",
     ]);
@@ -373,9 +718,28 @@ fn helm_chart_installs_under_podsecurity_restricted_and_its_rbac_runs_the_operat
     ] {
         assert_exists(kind, &dns_service, Some(&ns));
     }
+    // The DNS server's cluster-wide access is a binding of the shipped ClusterRole, not a
+    // ClusterRole of its own; it needs no Pods, so nameplane-dns-clients is not bound.
     let rbac = format!("nameplane-dns:{ns}:{FULLNAME}");
-    assert_exists("clusterrole", &rbac, None);
-    assert_exists("clusterrolebinding", &rbac, None);
+    assert_eq!(
+        kubectl_ok(&[
+            "get",
+            "clusterrolebinding",
+            &rbac,
+            "-o",
+            "jsonpath={.roleRef.kind}/{.roleRef.name} {.subjects[0].namespace}/{.subjects[0].name}",
+        ]),
+        format!("ClusterRole/nameplane-dns {ns}/{dns_service}")
+    );
+    assert!(
+        !exists("clusterrole", &rbac, None),
+        "no per-server ClusterRole"
+    );
+    assert!(!exists(
+        "clusterrolebinding",
+        &format!("nameplane-dns-clients:{ns}:{FULLNAME}"),
+        None
+    ));
     assert_pods_admitted(&ns, &dns_service);
     let ports = kubectl_ok(&[
         "get",
@@ -407,22 +771,151 @@ fn helm_chart_installs_under_podsecurity_restricted_and_its_rbac_runs_the_operat
         },
     );
 
-    // Deleting a DNSServer: the operator's finalizer removes its cluster-scoped RBAC, which
-    // needs `delete` on ClusterRoles and ClusterRoleBindings.
-    let second = "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata:\n  name: second\nspec:\n  replicas: 1\n";
-    let out = apply_stdin(&["apply", "-n", &ns, "-f", "-"], second);
+    // The DNS server runs with exactly the RBAC the operator gave it: the shipped
+    // nameplane-dns ClusterRole and a Role that reads only its own ConfigMap (so its
+    // ConfigMap watch must select it by name).
+    let mut dns = DnsServer::start_as(
+        "dns-chart-rbac",
+        &service_account_kubeconfig(&ns, &dns_service),
+        &format!("{ns}/{FULLNAME}-config"),
+        &[],
+    );
+    let ready = dns.wait_ready(Duration::from_secs(30));
+    eprintln!(
+        "the DNS server under its own ServiceAccount: {}",
+        ready.trim()
+    );
+    let answer = dns.dig("kubernetes.default.svc.cluster.local.", "A", Transport::Udp);
+    assert_eq!(
+        (answer.status.as_str(), answer.data("A")),
+        ("NOERROR", vec!["10.96.0.1".to_string()]),
+        "{}",
+        answer.raw
+    );
+    assert!(
+        !dns.process.log().to_lowercase().contains("forbidden"),
+        "the DNS server was refused something:\n{}",
+        dns.process.log()
+    );
+    drop(dns);
+
+    // A second DNSServer, in the other allowed namespace, whose config needs Pods
+    // (autopath): it also gets nameplane-dns-clients.
+    let second = "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata:\n  name: second\nspec:\n  replicas: 1\n  autopath: true\n";
+    let out = apply_stdin(&["apply", "-n", &extra, "-f", "-"], second);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_ready(&ns, "second", &operator);
-    let second_rbac = format!("nameplane-dns:{ns}:second");
-    assert_exists("clusterrole", &second_rbac, None);
-    kubectl_ok(&["delete", "dnsserver", "second", "-n", &ns, "--wait=false"]);
-    wait_gone("dnsserver", "second", Some(&ns));
-    wait_gone("clusterrole", &second_rbac, None);
+    wait_ready(&extra, "second", &operator);
+    let second_rbac = format!("nameplane-dns:{extra}:second");
+    let second_clients = format!("nameplane-dns-clients:{extra}:second");
+    assert_pods_admitted(&extra, "second-dns");
+    assert_eq!(
+        kubectl_ok(&[
+            "get",
+            "clusterrolebinding",
+            &second_clients,
+            "-o",
+            "jsonpath={.roleRef.name}"
+        ]),
+        "nameplane-dns-clients"
+    );
+
+    // A DNSServer outside the allow-list: Stalled with a reason, and nothing made for it.
+    let elsewhere = "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata:\n  name: elsewhere\nspec:\n  replicas: 1\n  autopath: true\n";
+    let out = apply_stdin(&["apply", "-n", &other, "-f", "-"], elsewhere);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stalled = wait_for(
+        "DNSServer elsewhere Stalled=True",
+        Duration::from_secs(30),
+        || {
+            let conditions = kubectl_ok(&[
+                "get",
+                "dnsserver",
+                "elsewhere",
+                "-n",
+                &other,
+                "-o",
+                "jsonpath={range .status.conditions[*]}{.type}={.status}/{.reason} {end}",
+            ]);
+            conditions.contains("Stalled=True").then_some(conditions)
+        },
+    );
+    eprintln!("DNSServer {other}/elsewhere: {stalled}");
+    assert!(
+        stalled.contains("Ready=False/NamespaceNotAllowed")
+            && stalled.contains("Stalled=True/NamespaceNotAllowed"),
+        "{stalled}"
+    );
+    // Give a wrong operator time to make something, then look.
+    std::thread::sleep(Duration::from_secs(2));
+    let made = kubectl_ok(&[
+        "get",
+        "deployment,serviceaccount,role,rolebinding,configmap,service,poddisruptionbudget",
+        "-n",
+        &other,
+        "-l",
+        "app.kubernetes.io/managed-by=nameplane-operator",
+        "-o",
+        "name",
+    ]);
+    assert!(made.trim().is_empty(), "made for elsewhere: {made}");
+    let bindings = kubectl_ok(&[
+        "get",
+        "clusterrolebinding",
+        "-l",
+        &format!("nameplane.io/dnsserver={other}.elsewhere"),
+        "-o",
+        "name",
+    ]);
+    assert!(
+        bindings.trim().is_empty(),
+        "bound for elsewhere: {bindings}"
+    );
+    assert_eq!(
+        kubectl_ok(&[
+            "get",
+            "dnsserver",
+            "elsewhere",
+            "-n",
+            &other,
+            "-o",
+            "jsonpath={.metadata.finalizers}"
+        ]),
+        "",
+        "no finalizer: deleting it needs no operator"
+    );
+
+    assert_admission_policy_limits_the_operator(&ns, &other);
+    assert_can_i_snapshots(&ns, &other, &extra);
+
+    // Deleting a DNSServer: the operator's finalizer removes its cluster-scoped bindings.
+    kubectl_ok(&[
+        "delete",
+        "dnsserver",
+        "second",
+        "-n",
+        &extra,
+        "--wait=false",
+    ]);
+    wait_gone("dnsserver", "second", Some(&extra));
     wait_gone("clusterrolebinding", &second_rbac, None);
+    wait_gone("clusterrolebinding", &second_clients, None);
+    kubectl_ok(&[
+        "delete",
+        "dnsserver",
+        "elsewhere",
+        "-n",
+        &other,
+        "--wait=false",
+    ]);
+    wait_gone("dnsserver", "elsewhere", Some(&other));
 
     operator.assert_running();
     let log = operator.log();
@@ -453,6 +946,12 @@ fn helm_chart_installs_under_podsecurity_restricted_and_its_rbac_runs_the_operat
         ),
         ("poddisruptionbudget", OPERATOR, true),
         ("service", "np-e2e-nameplane-operator-metrics", true),
+        ("clusterrole", "nameplane-dns", false),
+        ("clusterrole", "nameplane-dns-clients", false),
+        ("role", OPERATOR, true),
+        ("rolebinding", OPERATOR, true),
+        ("validatingadmissionpolicy", OPERATOR, false),
+        ("validatingadmissionpolicybinding", OPERATOR, false),
     ] {
         wait_gone(kind, name, namespaced.then_some(ns.as_str()));
     }
@@ -622,6 +1121,16 @@ fn kubectl_apply_k_config_default_installs_under_podsecurity_restricted() {
         ("rolebinding", "nameplane-operator-leader-election", true),
         ("poddisruptionbudget", "nameplane-operator", true),
         ("service", "nameplane-operator-metrics", true),
+        ("clusterrole", "nameplane-dns", false),
+        ("clusterrole", "nameplane-dns-clients", false),
+        ("role", "nameplane-operator", true),
+        ("rolebinding", "nameplane-operator", true),
+        ("validatingadmissionpolicy", "nameplane-operator", false),
+        (
+            "validatingadmissionpolicybinding",
+            "nameplane-operator",
+            false,
+        ),
     ] {
         assert_exists(kind, name, namespaced.then_some(ns));
     }

@@ -5,10 +5,12 @@
 //! - [`api`]: the custom resource types, one file per kind (the only place they are defined).
 //! - [`crds`]: the CustomResourceDefinitions generated from those types (`crdgen` writes them
 //!   to `crds/`).
+//! - [`namespaces`]: the allow-list of namespaces that may hold `DNSServer`s.
 //! - [`render`]: the one pure function from custom resources to `ServerConfig`.
 //! - [`status`]: kstatus conditions (`Ready`, `Reconciling`, `Stalled`) and their bookkeeping.
-//! - [`workload`]: the Kubernetes objects that run one `DNSServer` (RBAC, Deployment,
-//!   Service, PodDisruptionBudget), built as pure functions.
+//! - [`workload`]: the Kubernetes objects that run one `DNSServer` (ServiceAccount, bindings
+//!   to the shipped read-only ClusterRoles, Role, Deployment, Service, PodDisruptionBudget),
+//!   built as pure functions.
 //! - [`controller`]: the reconcilers that publish rendered configs, apply the workload and
 //!   write status.
 
@@ -18,6 +20,7 @@ pub mod apply;
 pub mod controller;
 pub mod crds;
 pub mod metrics;
+pub mod namespaces;
 pub mod render;
 pub mod status;
 pub mod workload;

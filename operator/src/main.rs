@@ -3,6 +3,7 @@
 
 use clap::Parser;
 use kube_lease_manager::LeaseManagerBuilder;
+use nameplane_operator::namespaces::NamespaceAllowList;
 use nameplane_operator::{admin, controller, metrics::Metrics, workload::Settings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,6 +38,12 @@ struct Args {
     /// Container image of the DNS server Deployments the operator creates.
     #[arg(long, env = "NAMEPLANE_DNS_IMAGE", default_value = concat!("ghcr.io/nameplane/nameplane:", env!("CARGO_PKG_VERSION")))]
     dns_image: String,
+    /// Namespaces whose DNSServers are served, separated by commas, or `*` for all. A
+    /// DNSServer elsewhere is Stalled (reason NamespaceNotAllowed) and gets nothing. The
+    /// chart and config/default set it to the namespaces their RBAC lets the operator write
+    /// in; `*` suits a cluster-admin kubeconfig (make run, the e2e tests).
+    #[arg(long, env = "NAMEPLANE_DNS_SERVER_NAMESPACES", default_value = "*")]
+    dns_server_namespaces: NamespaceAllowList,
 }
 
 #[tokio::main]
@@ -69,8 +76,10 @@ async fn main() -> anyhow::Result<()> {
         .identity
         .clone()
         .unwrap_or_else(|| format!("nameplane-operator-{}", std::process::id()));
+    tracing::info!(namespaces = %args.dns_server_namespaces, "serving DNSServers in");
     let settings = Settings {
         image: args.dns_image.clone(),
+        dns_server_namespaces: args.dns_server_namespaces.clone(),
     };
 
     if !args.leader_elect {

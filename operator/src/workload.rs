@@ -1,20 +1,25 @@
 //! The Kubernetes objects that run one `DNSServer`, built as pure functions of the object and
-//! the operator's settings: ServiceAccount, RBAC (list/watch only), the DNS Deployment,
-//! Service and PodDisruptionBudget.
+//! the operator's settings: ServiceAccount, RBAC (read-only), the DNS Deployment, Service and
+//! PodDisruptionBudget.
 //!
 //! Choices that matter:
 //! - the container listens on 5353 and the Service maps port 53 to it, so the Pod needs no
 //!   capability and passes PodSecurity `restricted`;
 //! - the server reads its config through an API watch of its ConfigMap (not a volume), so
 //!   the Deployment never rolls for a config change; there is no config checksum annotation;
-//! - the server's RBAC is read-only: list/watch on what Kubernetes DNS needs cluster-wide
-//!   (Pods, and Nodes, only when its config needs to know which Pod or Node a client is,
-//!   [`ServerConfig::needs_pods`]), and get/list/watch on ConfigMaps in its own namespace only;
-//! - cluster-scoped RBAC objects cannot be owned by a namespaced `DNSServer`, so they carry
-//!   the [`SERVER_LABEL`] and are removed by the `DNSServer`'s finalizer.
+//! - the server's RBAC is read-only, and the operator never writes a ClusterRole: the
+//!   cluster-wide read access is two fixed ClusterRoles shipped with the operator
+//!   ([`DNS_CLUSTER_ROLE`]: Services, EndpointSlices, Namespaces; [`DNS_CLIENTS_CLUSTER_ROLE`]:
+//!   Pods and Nodes, bound only when the config needs to know which Pod a client is,
+//!   [`ServerConfig::needs_pods`]), which the operator may only *bind* (RBAC `bind` limited by
+//!   `resourceNames`); in its own namespace the server reads only its own ConfigMap (a Role
+//!   limited by `resourceNames`, which is why its watch selects `metadata.name`);
+//! - cluster-scoped bindings cannot be owned by a namespaced `DNSServer`, so they carry the
+//!   [`SERVER_LABEL`] and are removed by the `DNSServer`'s finalizer.
 
 use crate::api::dnsserver::DNSServer;
 use crate::controller::MANAGED_BY_LABEL;
+use crate::namespaces::NamespaceAllowList;
 use crate::{Error, FIELD_MANAGER, Result};
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
@@ -27,7 +32,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::rbac::v1::{
-    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+    ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -38,6 +43,14 @@ use std::collections::BTreeMap;
 
 /// Label on every object the operator makes for a `DNSServer`: `<namespace>.<name>`.
 pub const SERVER_LABEL: &str = "nameplane.io/dnsserver";
+
+/// The shipped ClusterRole every DNS server is bound to: list/watch Services, EndpointSlices
+/// and Namespaces (`config/rbac/dns_server_cluster_roles.yaml`, the chart's
+/// `dns-server-clusterroles.yaml`).
+pub const DNS_CLUSTER_ROLE: &str = "nameplane-dns";
+/// The shipped ClusterRole a DNS server is bound to only while its config needs to know
+/// which Pod a client is: list/watch Pods and Nodes.
+pub const DNS_CLIENTS_CLUSTER_ROLE: &str = "nameplane-dns-clients";
 
 /// Port the DNS container listens on (UDP and TCP); the Service exposes it as 53.
 pub const DNS_CONTAINER_PORT: i32 = 5353;
@@ -52,6 +65,8 @@ pub const LAMEDUCK_SECONDS: i64 = 5;
 pub struct Settings {
     /// Container image holding `nameplane-dns`.
     pub image: String,
+    /// The namespaces whose `DNSServer`s are served (`--dns-server-namespaces`).
+    pub dns_server_namespaces: NamespaceAllowList,
 }
 
 /// Every object that runs one `DNSServer`, in apply order.
@@ -59,11 +74,12 @@ pub struct Settings {
 pub struct Workload {
     /// Identity of the DNS Pods.
     pub service_account: ServiceAccount,
-    /// Cluster-wide read access for Kubernetes DNS (list/watch only).
-    pub cluster_role: ClusterRole,
-    /// Binds [`Workload::cluster_role`] to the ServiceAccount.
+    /// Binds [`DNS_CLUSTER_ROLE`] (Kubernetes DNS, list/watch only) to the ServiceAccount.
     pub cluster_role_binding: ClusterRoleBinding,
-    /// Read access to ConfigMaps of the server's namespace (its config).
+    /// Binds [`DNS_CLIENTS_CLUSTER_ROLE`] (Pods and Nodes) to the ServiceAccount, when the
+    /// config needs it; `None` means a binding of that name must not exist.
+    pub clients_binding: Option<ClusterRoleBinding>,
+    /// Read access to the server's own ConfigMap (its config), and to nothing else.
     pub role: Role,
     /// Binds [`Workload::role`] to the ServiceAccount.
     pub role_binding: RoleBinding,
@@ -80,9 +96,14 @@ pub fn dns_name(server: &str) -> String {
     format!("{server}-dns")
 }
 
-/// The name of the cluster-scoped RBAC objects, unique per namespace and server.
+/// The name of the binding to [`DNS_CLUSTER_ROLE`], unique per namespace and server.
 pub fn cluster_rbac_name(namespace: &str, server: &str) -> String {
-    format!("nameplane-dns:{namespace}:{server}")
+    format!("{DNS_CLUSTER_ROLE}:{namespace}:{server}")
+}
+
+/// The name of the binding to [`DNS_CLIENTS_CLUSTER_ROLE`], unique per namespace and server.
+pub fn clients_binding_name(namespace: &str, server: &str) -> String {
+    format!("{DNS_CLIENTS_CLUSTER_ROLE}:{namespace}:{server}")
 }
 
 /// The value of [`SERVER_LABEL`] for a server.
@@ -135,24 +156,25 @@ pub fn build(
         namespace: Some(namespace.clone()),
         ..Default::default()
     };
-    let read = |group: &str, resources: &[&str], verbs: &[&str]| PolicyRule {
-        api_groups: Some(vec![group.into()]),
-        resources: Some(resources.iter().map(|r| r.to_string()).collect()),
-        verbs: verbs.iter().map(|v| v.to_string()).collect(),
-        ..Default::default()
+    let cluster_binding = |object_name: &str, role: &str| ClusterRoleBinding {
+        metadata: cluster_scoped(object_name),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: role.into(),
+        },
+        subjects: Some(vec![subject.clone()]),
     };
-
-    let mut cluster_rules = vec![
-        read("", &["services", "namespaces"], &["list", "watch"]),
-        read("discovery.k8s.io", &["endpointslices"], &["list", "watch"]),
-    ];
     // Every Pod of the cluster is a lot to read and to hold; grant it only to a server whose
     // config uses it (policies, autopath, verified pod records, per-namespace rewrites,
-    // client classes). Nodes come with Pods: the node client class needs both, and a config
-    // that needs Nodes always needs Pods.
-    if config.needs_pods() {
-        cluster_rules.push(read("", &["pods", "nodes"], &["list", "watch"]));
-    }
+    // client classes). Nodes come with Pods in that role: the node client class needs both,
+    // and a config that needs Nodes always needs Pods.
+    let clients_binding = config.needs_pods().then(|| {
+        cluster_binding(
+            &clients_binding_name(&namespace, &name),
+            DNS_CLIENTS_CLUSTER_ROLE,
+        )
+    });
 
     Ok(Workload {
         service_account: ServiceAccount {
@@ -160,23 +182,19 @@ pub fn build(
             automount_service_account_token: Some(true),
             ..Default::default()
         },
-        cluster_role: ClusterRole {
-            metadata: cluster_scoped(&rbac),
-            rules: Some(cluster_rules),
-            ..Default::default()
-        },
-        cluster_role_binding: ClusterRoleBinding {
-            metadata: cluster_scoped(&rbac),
-            role_ref: RoleRef {
-                api_group: "rbac.authorization.k8s.io".into(),
-                kind: "ClusterRole".into(),
-                name: rbac.clone(),
-            },
-            subjects: Some(vec![subject.clone()]),
-        },
+        cluster_role_binding: cluster_binding(&rbac, DNS_CLUSTER_ROLE),
+        clients_binding,
+        // Only its own ConfigMap: a list or watch is then allowed only with the field
+        // selector `metadata.name=<config_map>`, which the server's watch uses.
         role: Role {
             metadata: namespaced(&dns),
-            rules: Some(vec![read("", &["configmaps"], &["get", "list", "watch"])]),
+            rules: Some(vec![PolicyRule {
+                api_groups: Some(vec![String::new()]),
+                resources: Some(vec!["configmaps".into()]),
+                resource_names: Some(vec![config_map.into()]),
+                verbs: ["get", "list", "watch"].map(String::from).to_vec(),
+                ..Default::default()
+            }]),
         },
         role_binding: RoleBinding {
             metadata: namespaced(&dns),
@@ -396,58 +414,143 @@ mod tests {
             "edge-config",
             &Settings {
                 image: "example/nameplane:1".into(),
+                dns_server_namespaces: Default::default(),
             },
         )
         .expect("builds")
     }
 
     #[test]
-    fn dns_server_rbac_is_read_only() {
+    fn dns_server_reads_only_its_own_config_map_in_its_namespace() {
         let w = sample();
-        let rules = w
-            .cluster_role
-            .rules
-            .iter()
-            .flatten()
-            .chain(w.role.rules.iter().flatten());
-        for rule in rules {
-            for verb in &rule.verbs {
-                assert!(
-                    ["get", "list", "watch"].contains(&verb.as_str()),
-                    "write verb {verb} in {rule:?}"
-                );
-            }
-        }
+        let rules = w.role.rules.clone().unwrap_or_default();
+        assert_eq!(rules.len(), 1, "{rules:?}");
         assert_eq!(
-            w.role.metadata.namespace.as_deref(),
-            Some("dns"),
-            "ConfigMap access stays in its namespace"
+            rules[0].resources.as_deref(),
+            Some(&["configmaps".to_string()][..])
         );
+        assert_eq!(
+            rules[0].resource_names.as_deref(),
+            Some(&["edge-config".to_string()][..]),
+            "not every ConfigMap of the namespace"
+        );
+        assert!(
+            rules[0]
+                .verbs
+                .iter()
+                .all(|v| ["get", "list", "watch"].contains(&v.as_str())),
+            "{rules:?}"
+        );
+        assert_eq!(w.role.metadata.namespace.as_deref(), Some("dns"));
     }
 
-    /// Whether the ClusterRole grants anything on Pods, and with which verbs.
-    fn pod_verbs(w: &Workload) -> Option<Vec<String>> {
-        w.cluster_role
-            .rules
+    #[test]
+    fn cluster_access_is_a_binding_to_the_shipped_cluster_role() {
+        let w = sample();
+        let b = &w.cluster_role_binding;
+        assert_eq!(b.role_ref.kind, "ClusterRole");
+        assert_eq!(b.role_ref.name, DNS_CLUSTER_ROLE);
+        assert_eq!(b.metadata.name.as_deref(), Some("nameplane-dns:dns:edge"));
+        let subjects = b.subjects.clone().unwrap_or_default();
+        assert_eq!(subjects.len(), 1);
+        assert_eq!(
+            (
+                subjects[0].kind.as_str(),
+                subjects[0].name.as_str(),
+                subjects[0].namespace.as_deref()
+            ),
+            ("ServiceAccount", "edge-dns", Some("dns"))
+        );
+        // The admission policy shipped with the operator admits only labelled bindings.
+        let labels = b.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(labels[MANAGED_BY_LABEL], FIELD_MANAGER);
+    }
+
+    /// The YAML documents of `config/rbac/<file>`.
+    fn shipped(file: &str) -> Vec<serde_json::Value> {
+        let path = format!("{}/../config/rbac/{file}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).expect("config/rbac file");
+        text.split("\n---\n")
+            .map(|doc| serde_saphyr::from_str(doc).expect("YAML"))
+            .collect()
+    }
+
+    #[test]
+    fn the_shipped_rbac_lets_the_operator_bind_exactly_the_roles_it_binds() {
+        let roles: Vec<String> = shipped("dns_server_cluster_roles.yaml")
             .iter()
-            .flatten()
-            .find(|r| r.resources.iter().flatten().any(|res| res == "pods"))
-            .map(|r| r.verbs.clone())
+            .map(|r| r["metadata"]["name"].as_str().expect("name").to_string())
+            .collect();
+        assert_eq!(roles, [DNS_CLUSTER_ROLE, DNS_CLIENTS_CLUSTER_ROLE]);
+        let operator = &shipped("cluster_role.yaml")[0];
+        let bind: Vec<&serde_json::Value> = operator["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .filter(|r| {
+                r["verbs"]
+                    .as_array()
+                    .is_some_and(|v| v.contains(&"bind".into()))
+            })
+            .collect();
+        assert_eq!(bind.len(), 1, "{bind:?}");
+        assert_eq!(bind[0]["resourceNames"], serde_json::json!(roles));
+        let policy = serde_json::to_string(&shipped("admission_policy.yaml")[0]).expect("json");
+        assert!(
+            policy.contains(&format!(
+                "['{DNS_CLUSTER_ROLE}', '{DNS_CLIENTS_CLUSTER_ROLE}']"
+            )),
+            "the admission policy admits bindings of other roles: {policy}"
+        );
+        assert!(policy.contains(&format!("'{MANAGED_BY_LABEL}'")));
+    }
+
+    #[test]
+    fn the_shipped_namespace_role_covers_every_namespaced_object_of_the_workload() {
+        let role = &shipped("namespace_role.yaml")[0];
+        let writable: Vec<String> = role["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .filter(|r| {
+                r["verbs"]
+                    .as_array()
+                    .is_some_and(|v| v.contains(&"patch".into()))
+            })
+            .flat_map(|r| r["resources"].as_array().cloned().unwrap_or_default())
+            .filter_map(|r| r.as_str().map(str::to_string))
+            .collect();
+        let kinds = [
+            ServiceAccount::plural(&()).to_string(),
+            Role::plural(&()).to_string(),
+            RoleBinding::plural(&()).to_string(),
+            Deployment::plural(&()).to_string(),
+            Service::plural(&()).to_string(),
+            PodDisruptionBudget::plural(&()).to_string(),
+            "configmaps".to_string(),
+        ];
+        for kind in kinds {
+            assert!(
+                writable.contains(&kind),
+                "{kind} not writable: {writable:?}"
+            );
+        }
     }
 
     #[test]
     fn pods_are_readable_only_when_the_config_needs_them() {
-        assert_eq!(
-            pod_verbs(&sample()),
-            None,
+        assert!(
+            sample().clients_binding.is_none(),
             "a config without policies, autopath or verified pods reads no Pods"
         );
         let mut config = ServerConfig::default();
         config.kubernetes.autopath = true;
         assert!(config.needs_pods());
+        let clients = build_with(&config).clients_binding.expect("bound");
+        assert_eq!(clients.role_ref.name, DNS_CLIENTS_CLUSTER_ROLE);
         assert_eq!(
-            pod_verbs(&build_with(&config)),
-            Some(vec!["list".to_string(), "watch".to_string()])
+            clients.metadata.name.as_deref(),
+            Some("nameplane-dns-clients:dns:edge")
         );
         // The node class reads the Nodes; the grant that carries Pods carries Nodes too.
         let mut config = ServerConfig::default();
@@ -457,15 +560,9 @@ mod tests {
             from_nodes: true,
         });
         assert!(config.needs_nodes() && config.needs_pods());
-        let w = build_with(&config);
-        let rule = w
-            .cluster_role
-            .rules
-            .iter()
-            .flatten()
-            .find(|r| r.resources.iter().flatten().any(|res| res == "nodes"))
-            .expect("nodes are readable");
-        assert_eq!(rule.verbs, ["list", "watch"]);
+        // (the shipped nameplane-dns-clients ClusterRole reads Pods and Nodes).
+        let clients = build_with(&config).clients_binding.expect("bound");
+        assert_eq!(clients.role_ref.name, DNS_CLIENTS_CLUSTER_ROLE);
     }
 
     #[test]
@@ -524,10 +621,10 @@ mod tests {
         let w = sample();
         assert!(w.deployment.metadata.owner_references.is_some());
         assert!(
-            w.cluster_role.metadata.owner_references.is_none(),
+            w.cluster_role_binding.metadata.owner_references.is_none(),
             "a namespaced owner is invalid here"
         );
-        let label = w.cluster_role.metadata.labels.expect("labels")[SERVER_LABEL].clone();
+        let label = w.cluster_role_binding.metadata.labels.expect("labels")[SERVER_LABEL].clone();
         assert_eq!(label, "dns.edge");
     }
 }

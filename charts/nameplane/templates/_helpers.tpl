@@ -74,3 +74,13 @@ app.kubernetes.io/component: operator
 {{- define "nameplane.dnsServiceName" -}}
 {{- default (printf "%s-dns" (include "nameplane.dnsServerName" .)) .Values.tests.dnsService }}
 {{- end }}
+
+{{/* The namespaces that may hold DNSServers, comma-separated: dnsServerNamespaces, or the
+release namespace. */}}
+{{- define "nameplane.dnsServerNamespaces" -}}
+{{- if .Values.dnsServerNamespaces }}
+{{- join "," .Values.dnsServerNamespaces }}
+{{- else }}
+{{- .Release.Namespace }}
+{{- end }}
+{{- end }}

@@ -5,17 +5,23 @@
 //! nothing to change makes zero writes.
 //!
 //! Deleting a `DNSServer` deletes its namespaced objects through owner references; its
-//! cluster-scoped RBAC is removed by the [`FINALIZER`].
+//! cluster-scoped bindings are removed by the [`FINALIZER`].
+//!
+//! A `DNSServer` in a namespace outside `--dns-server-namespaces`
+//! ([`crate::namespaces::NamespaceAllowList`]) gets nothing: no finalizer, no object, no
+//! binding (one left from when the namespace was allowed is removed), only `Stalled=True`
+//! with reason `NamespaceNotAllowed` in its status.
 
 use super::Context;
 use crate::api::dnsserver::{DNSServer, DNSServerStatus};
 use crate::apply::ensure;
+use crate::namespaces::NOT_ALLOWED_REASON;
 use crate::status::{self, Outcome};
 use crate::workload::{self, SERVER_LABEL, Workload};
 use crate::{Error, FIELD_MANAGER, Result, render};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -42,6 +48,16 @@ pub async fn reconcile(server: Arc<DNSServer>, ctx: Arc<Context>) -> Result<Acti
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let servers: Api<DNSServer> = Api::namespaced(ctx.client.clone(), &namespace);
+    if !ctx.settings.dns_server_namespaces.allows(&namespace) {
+        let result = refuse(&server, &ctx).await;
+        let label = match &result {
+            Ok(_) => "success",
+            Err(e) => e.metric_label(),
+        };
+        ctx.metrics
+            .reconciled("DNSServer", label, started.elapsed());
+        return result;
+    }
     let result = finalizer(&servers, FINALIZER, server, |event| async {
         match event {
             Finalizer::Apply(server) => apply(&server, &ctx).await,
@@ -93,12 +109,12 @@ async fn apply(server: &DNSServer, ctx: &Context) -> Result<Action> {
             // publishing a config that needs more, revoke only after publishing one that needs
             // less, so a server never holds a config it may not serve.
             let deployment = if config.needs_pods() {
-                let deployment = apply_workload(ctx, &namespace, &w).await?;
+                let deployment = apply_workload(ctx, &namespace, &name, &w).await?;
                 publish().await?;
                 deployment
             } else {
                 publish().await?;
-                apply_workload(ctx, &namespace, &w).await?
+                apply_workload(ctx, &namespace, &name, &w).await?
             };
             let deployment_status = deployment.status;
             next.replicas = Some(server.spec.replicas);
@@ -156,15 +172,30 @@ async fn apply(server: &DNSServer, ctx: &Context) -> Result<Action> {
             }
         }
     };
+    write_status(server, ctx, &previous, next, &outcome).await?;
+    Ok(Action::requeue(Duration::from_secs(600)))
+}
+
+/// Writes `next` (with the conditions of `outcome`) as the server's status when it differs
+/// from `previous`, and an Event when `Ready` changed.
+async fn write_status(
+    server: &DNSServer,
+    ctx: &Context,
+    previous: &DNSServerStatus,
+    mut next: DNSServerStatus,
+    outcome: &Outcome,
+) -> Result<()> {
+    let namespace = server
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
     next.object = status::desired(
         &previous.object,
         server.meta().generation,
-        &outcome,
+        outcome,
         k8s_openapi::jiff::Timestamp::now(),
     );
-
-    if next != previous {
-        let servers: Api<DNSServer> = Api::namespaced(client.clone(), &namespace);
+    if next != *previous {
+        let servers: Api<DNSServer> = Api::namespaced(ctx.client.clone(), &namespace);
         let patch = serde_json::json!({
             "apiVersion": "nameplane.io/v1alpha1",
             "kind": "DNSServer",
@@ -172,21 +203,71 @@ async fn apply(server: &DNSServer, ctx: &Context) -> Result<Action> {
         });
         servers
             .patch_status(
-                &name,
+                &server.name_any(),
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(&patch),
             )
             .await?;
         ctx.metrics.wrote("DNSServer");
-        if ready_status(&previous) != ready_status(&next) {
-            publish_event(server, &outcome, ctx).await;
+        // Events go to the server's namespace, where the operator may write only when the
+        // namespace is allowed.
+        if ready_status(previous) != ready_status(&next)
+            && ctx.settings.dns_server_namespaces.allows(&namespace)
+        {
+            publish_event(server, outcome, ctx).await;
         }
     }
-    Ok(Action::requeue(Duration::from_secs(600)))
+    Ok(())
+}
+
+/// A `DNSServer` outside the allow-list: remove what it may hold from when its namespace was
+/// allowed (cluster bindings, the finalizer) and say why in its status. Its namespaced
+/// objects, if any, are left to the garbage collector (they are owned by it) or the admin: the
+/// operator may no longer write in that namespace.
+async fn refuse(server: &DNSServer, ctx: &Context) -> Result<Action> {
+    let namespace = server
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = server.name_any();
+    delete_cluster_bindings(server, ctx).await?;
+    let finalizers = server.finalizers();
+    if let Some(index) = finalizers.iter().position(|f| f == FINALIZER) {
+        // Guarded by the resourceVersion: a list changed since it was read is a 409 Conflict,
+        // and the reconcile is retried on the newer object.
+        let mut remaining = finalizers.to_vec();
+        remaining.remove(index);
+        let patch = serde_json::json!({"metadata": {
+            "resourceVersion": server.resource_version(),
+            "finalizers": remaining,
+        }});
+        Api::<DNSServer>::namespaced(ctx.client.clone(), &namespace)
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        ctx.metrics.wrote("DNSServer");
+    }
+    if server.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let previous = server.status.clone().unwrap_or_default();
+    let outcome = Outcome::Stalled {
+        reason: NOT_ALLOWED_REASON,
+        message: format!(
+            "namespace {namespace} may not hold DNSServers (the operator serves {}); nothing is created for it. Ask the cluster admin to add the namespace to the operator's --dns-server-namespaces (chart value dnsServerNamespaces)",
+            ctx.settings.dns_server_namespaces
+        ),
+    };
+    tracing::warn!(server = %format!("{namespace}/{name}"), "namespace not allowed; not serving");
+    write_status(server, ctx, &previous, previous.clone(), &outcome).await?;
+    Ok(Action::await_change())
 }
 
 /// Applies every object that runs the server; returns its Deployment as stored.
-async fn apply_workload(ctx: &Context, namespace: &str, w: &Workload) -> Result<Deployment> {
+async fn apply_workload(
+    ctx: &Context,
+    namespace: &str,
+    server: &str,
+    w: &Workload,
+) -> Result<Deployment> {
     let client = || ctx.client.clone();
     let metrics = &ctx.metrics;
     ensure(
@@ -195,8 +276,13 @@ async fn apply_workload(ctx: &Context, namespace: &str, w: &Workload) -> Result<
         metrics,
     )
     .await?;
-    ensure(&Api::all(client()), &w.cluster_role, metrics).await?;
-    ensure(&Api::all(client()), &w.cluster_role_binding, metrics).await?;
+    ensure_cluster_binding(ctx, &w.cluster_role_binding).await?;
+    match &w.clients_binding {
+        Some(binding) => ensure_cluster_binding(ctx, binding).await?,
+        None => {
+            delete_cluster_binding(ctx, &workload::clients_binding_name(namespace, server)).await?;
+        }
+    }
     ensure(&Api::namespaced(client(), namespace), &w.role, metrics).await?;
     ensure(
         &Api::namespaced(client(), namespace),
@@ -215,30 +301,58 @@ async fn apply_workload(ctx: &Context, namespace: &str, w: &Workload) -> Result<
     Ok(deployment)
 }
 
-/// Removes what owner references cannot: the cluster-scoped RBAC.
-async fn cleanup(server: &DNSServer, ctx: &Context) -> Result<Action> {
+/// [`ensure`] for a ClusterRoleBinding, whose `roleRef` cannot change: a binding of that
+/// name to another role (e.g. the per-server ClusterRole of earlier versions) is deleted and
+/// made again.
+async fn ensure_cluster_binding(ctx: &Context, desired: &ClusterRoleBinding) -> Result<()> {
+    let api: Api<ClusterRoleBinding> = Api::all(ctx.client.clone());
+    let name = desired.name_any();
+    if let Some(current) = api.get_opt(&name).await?
+        && current.role_ref != desired.role_ref
+    {
+        tracing::info!(binding = %name, from = %current.role_ref.name, to = %desired.role_ref.name, "re-binding");
+        delete_cluster_binding(ctx, &name).await?;
+    }
+    ensure(&api, desired, &ctx.metrics).await?;
+    Ok(())
+}
+
+/// Deletes the ClusterRoleBinding `name` if it exists. Looks first, so a reconcile with
+/// nothing to remove sends no write.
+async fn delete_cluster_binding(ctx: &Context, name: &str) -> Result<()> {
+    let api: Api<ClusterRoleBinding> = Api::all(ctx.client.clone());
+    if api.get_opt(name).await?.is_none() {
+        return Ok(());
+    }
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => {
+            ctx.metrics.wrote("ClusterRoleBinding");
+            Ok(())
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes both cluster bindings a server may have.
+async fn delete_cluster_bindings(server: &DNSServer, ctx: &Context) -> Result<()> {
     let namespace = server
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
-    let name = workload::cluster_rbac_name(&namespace, &server.name_any());
-    let dp = DeleteParams::default();
-    for deleted in [
-        Api::<ClusterRoleBinding>::all(ctx.client.clone())
-            .delete(&name, &dp)
-            .await
-            .map(|_| ()),
-        Api::<ClusterRole>::all(ctx.client.clone())
-            .delete(&name, &dp)
-            .await
-            .map(|_| ()),
+    let name = server.name_any();
+    for binding in [
+        workload::cluster_rbac_name(&namespace, &name),
+        workload::clients_binding_name(&namespace, &name),
     ] {
-        match deleted {
-            Ok(()) => ctx.metrics.wrote("ClusterRBAC"),
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
+        delete_cluster_binding(ctx, &binding).await?;
     }
-    tracing::info!(server = %format!("{namespace}/{}", server.name_any()), "removed cluster RBAC");
+    Ok(())
+}
+
+/// Removes what owner references cannot: the cluster-scoped bindings.
+async fn cleanup(server: &DNSServer, ctx: &Context) -> Result<Action> {
+    delete_cluster_bindings(server, ctx).await?;
+    tracing::info!(server = %format!("{}/{}", server.namespace().unwrap_or_default(), server.name_any()), "removed cluster bindings");
     Ok(Action::await_change())
 }
 

@@ -2,7 +2,8 @@
 //!
 //! - [`dnsserver`] renders each `DNSServer` (with the config objects it selects) into its
 //!   ConfigMap, applies the objects that run it and writes its status. It owns every
-//!   namespaced object it writes, so one edited or deleted by hand is put back.
+//!   namespaced object it writes, so one edited or deleted by hand is put back; it watches
+//!   them only in the namespaces that may hold `DNSServer`s (`--dns-server-namespaces`).
 //! - [`config_status`] writes the status of every `DNSZone`, `StubDomain`, `RewriteRule` and
 //!   `DNSPolicy` from the same renderer's verdicts.
 //! - [`stores`] caches everything the renderer reads; any change re-renders every server.
@@ -16,6 +17,7 @@ use crate::api::{
     stubdomain::StubDomain,
 };
 use crate::metrics::Metrics;
+use crate::namespaces::NamespaceAllowList;
 use crate::workload::Settings;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -88,26 +90,33 @@ pub async fn run(
         stores,
     });
     tracing::info!("reconciling DNSServers and config objects");
-    let servers = Controller::new(
+    // The owned objects are watched only where the operator writes them: with an allow-list
+    // its RBAC lets it read them only in those namespaces.
+    let namespaces = ctx.settings.dns_server_namespaces.clone();
+    let mut servers = Controller::new(
         Api::<DNSServer>::all(client.clone()),
         watcher::Config::default(),
     )
-    .reconcile_all_on(ctx.stores.changes())
-    .owns(Api::<ConfigMap>::all(client.clone()), owned())
-    .owns(Api::<Deployment>::all(client.clone()), owned())
-    .owns(Api::<Service>::all(client.clone()), owned())
-    .owns(Api::<ServiceAccount>::all(client.clone()), owned())
-    .owns(Api::<Role>::all(client.clone()), owned())
-    .owns(Api::<RoleBinding>::all(client.clone()), owned())
-    .owns(Api::<PodDisruptionBudget>::all(client), owned())
-    .graceful_shutdown_on(shutdown.clone())
-    .run(dnsserver::reconcile, error_policy, ctx.clone())
-    .for_each(|result| async move {
-        match result {
-            Ok((object, _)) => tracing::debug!(%object, "reconciled"),
-            Err(e) => tracing::warn!(error = %e, "reconcile failed"),
-        }
-    });
+    .reconcile_all_on(ctx.stores.changes());
+    for scope in scopes(&namespaces) {
+        servers = servers
+            .owns(api::<ConfigMap>(&client, scope), owned())
+            .owns(api::<Deployment>(&client, scope), owned())
+            .owns(api::<Service>(&client, scope), owned())
+            .owns(api::<ServiceAccount>(&client, scope), owned())
+            .owns(api::<Role>(&client, scope), owned())
+            .owns(api::<RoleBinding>(&client, scope), owned())
+            .owns(api::<PodDisruptionBudget>(&client, scope), owned());
+    }
+    let servers = servers
+        .graceful_shutdown_on(shutdown.clone())
+        .run(dnsserver::reconcile, error_policy, ctx.clone())
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(%object, "reconciled"),
+                Err(e) => tracing::warn!(error = %e, "reconcile failed"),
+            }
+        });
     futures::join!(
         servers,
         config_status::run::<DNSZone>(ctx.clone(), shutdown.clone()),
@@ -116,6 +125,26 @@ pub async fn run(
         config_status::run::<DNSPolicy>(ctx, shutdown),
     );
     tracing::info!("controllers stopped");
+}
+
+/// The namespaces to watch owned objects in: `None` is all of them.
+fn scopes(namespaces: &NamespaceAllowList) -> Vec<Option<&str>> {
+    match namespaces {
+        NamespaceAllowList::All => vec![None],
+        NamespaceAllowList::Only(names) => names.iter().map(|n| Some(n.as_str())).collect(),
+    }
+}
+
+/// An API of `K` in one namespace, or in all (`None`).
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
 }
 
 /// Retries a failed reconcile after a short pause.
