@@ -48,6 +48,9 @@ pub struct ClientStages {
     autopath: Option<Autopath>,
     /// TTL of autopath's CNAME: the cluster names' TTL.
     ttl: u32,
+    /// Whether the config needs to know which Pod asks (policies, client classes, tenant
+    /// rewrites, autopath); a config with only the platform's rewrites does not.
+    needs_pods: bool,
 }
 
 impl ClientStages {
@@ -58,6 +61,7 @@ impl ClientStages {
             rewrites: RewriteSet::new(config),
             autopath: Autopath::new(config),
             ttl: config.ttl_seconds(),
+            needs_pods: config.needs_pods(),
         };
         (stages.policies.is_some() || stages.rewrites.is_some() || stages.autopath.is_some())
             .then_some(stages)
@@ -185,10 +189,11 @@ pub(super) fn answer(
         name: settings.query_log.then(|| request.name.clone()),
         refresh: None,
     };
-    // Who asks is known only from a listed Pod watch. A config is swapped in only once its
-    // Pod list is complete, except a process's first one: until then, SERVFAIL (as with no
-    // config at all) rather than a verdict about the wrong client.
-    if sources.cluster.sync_state().pods != Some(true) {
+    // Who asks is known only from a listed Pod watch. A config that needs it is swapped in
+    // only once its Pod list is complete, except a process's first one: until then, SERVFAIL
+    // (as with no config at all) rather than a verdict about the wrong client. A config with
+    // only the platform's rewrites never watches Pods and never waits.
+    if stages.needs_pods && sources.cluster.sync_state().pods != Some(true) {
         let answer = Answer::rcode(ResponseCode::ServFail, Origin::Server);
         response::encode(request, &answer, settings.max_udp_payload, out);
         return outcome(answer.rcode, Origin::Server, false);

@@ -335,6 +335,25 @@ fn rewritten_questions_are_answered_with_the_asked_name() {
 }
 
 #[test]
+fn the_platforms_rewrites_need_no_pod_list() {
+    // Rules of the server's own namespace apply to every client: no Pod watch is started for
+    // them, so nothing may wait for (or refuse while there is no) Pod list.
+    let mut c = Clients::new(|config| {
+        config.rewrites = vec![rewrite(
+            "mystore.com",
+            "web.default.svc.cluster.local",
+            MatchKind::Exact,
+            None,
+        )];
+    });
+    assert!(!c.pipeline.config().needs_pods());
+    c.cluster.set_pods_watched(false);
+    let m = c.ask_from("10.9.9.9", "mystore.com.", RecordType::A);
+    assert_eq!(rcode(&m), ResponseCode::NoError);
+    assert_eq!(lines(&m.answers), ["mystore.com. 30 A 10.96.0.10"]);
+}
+
+#[test]
 fn autopath_answers_the_first_search_domain_that_exists() {
     let c = Clients::new(|config| config.kubernetes.autopath = true);
     let web = "10.244.0.6";
