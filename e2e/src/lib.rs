@@ -1205,34 +1205,86 @@ pub fn wait_ready_condition(namespace: &str, what: &str, status: &str, reason: &
 
 impl NamespaceGuard {
     /// Like [`NamespaceGuard::create`], after deleting what an earlier (crashed) run left in
-    /// these namespaces and waiting until they are gone. The DNSServer finalizer is dropped
-    /// first: without the operator that put it there, nothing would ever remove it. Declare
-    /// the guard after the operator, so it is dropped first while the operator still runs.
+    /// these namespaces and waiting until they are gone ([`remove_namespace`]). Declare the
+    /// guard after the operator, so it is dropped first while the operator still runs.
     pub fn fresh(namespaces: &[(&str, &[(&str, &str)])]) -> Self {
         let kube = Kube::connect();
         for (namespace, _) in namespaces {
-            if !kubectl(&["get", "namespace", namespace]).status.success() {
-                continue;
-            }
-            let servers = kubectl(&["get", "dnsservers", "-n", namespace, "-o", "name"]);
-            for server in String::from_utf8_lossy(&servers.stdout).lines() {
-                let _ = kubectl(&[
-                    "patch",
-                    "-n",
-                    namespace,
-                    server,
-                    "--type=merge",
-                    "-p",
-                    r#"{"metadata":{"finalizers":null}}"#,
-                ]);
-            }
-            kube.delete_namespace(namespace);
-            wait_for(
-                &format!("namespace {namespace} of an earlier run to be deleted"),
-                Duration::from_secs(120),
-                || (!kubectl(&["get", "namespace", namespace]).status.success()).then_some(()),
-            );
+            remove_namespace(&kube, namespace, true);
         }
         Self::create(namespaces)
     }
+}
+
+/// Deletes `namespace` if it exists, with what is in it, and (with `wait`) waits until it is
+/// gone. The DNSServer finalizer is dropped first: without the operator that put it there (a
+/// crashed earlier run), nothing would ever remove it.
+pub fn remove_namespace(kube: &Kube, namespace: &str, wait: bool) {
+    if !kubectl(&["get", "namespace", namespace]).status.success() {
+        return;
+    }
+    let servers = kubectl(&["get", "dnsservers", "-n", namespace, "-o", "name"]);
+    for server in String::from_utf8_lossy(&servers.stdout).lines() {
+        let _ = kubectl(&[
+            "patch",
+            "-n",
+            namespace,
+            server,
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ]);
+    }
+    kube.delete_namespace(namespace);
+    if wait {
+        wait_for(
+            &format!("namespace {namespace} of an earlier run to be deleted"),
+            Duration::from_secs(120),
+            || (!kubectl(&["get", "namespace", namespace]).status.success()).then_some(()),
+        );
+    }
+}
+
+/// Starts `knotd` (Debian's `knot`, installed by `make deps`) as `name` with the
+/// configuration `conf`, written to `<dir>/knot.conf`.
+pub fn start_knotd(name: &str, dir: &Path, conf: &str) -> Process {
+    let conf_path = dir.join("knot.conf");
+    std::fs::write(&conf_path, conf).expect("knot.conf");
+    let knotd = ["/usr/sbin/knotd", "/usr/bin/knotd"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("knotd is installed (make deps: apt-get install knot)");
+    Process::start(
+        name,
+        &knotd,
+        &["-c".into(), conf_path.display().to_string()],
+    )
+}
+
+/// Creates (or keeps) Node `name` and sets its `status.addresses` to these (type, address)
+/// pairs, as a kubelet would. There is no kubelet: the Node stays as the test leaves it.
+pub fn set_node(name: &str, addresses: &[(&str, &str)]) {
+    let manifest = format!(
+        "{{\"apiVersion\": \"v1\", \"kind\": \"Node\", \"metadata\": {{\"name\": \"{name}\"}}}}"
+    );
+    let out = kubectl_with_stdin(&["apply", "-f", "-"], Some(&manifest));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Vec<String> = addresses
+        .iter()
+        .map(|(kind, address)| format!("{{\"type\": \"{kind}\", \"address\": \"{address}\"}}"))
+        .collect();
+    kubectl_ok(&[
+        "patch",
+        "node",
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &format!("{{\"status\": {{\"addresses\": [{}]}}}}", list.join(", ")),
+    ]);
 }

@@ -19,7 +19,7 @@ use nameplane_config::zone::{RecordConfig, RecordKind, ZoneConfig};
 use nameplane_e2e::{
     DigResult, DnsServer, FakePod, Kube, Operator, Transport, apply, dig_raw, dig_with,
     ensure_namespace, install_crds, jsonpath, kubectl, kubectl_ok, metric_sum, parse_dig,
-    poll_until, wait_for,
+    poll_until, remove_namespace, wait_for,
 };
 use std::time::Duration;
 
@@ -85,36 +85,6 @@ fn wait_published(namespace: &str, name: &str, contains: &[&str]) -> String {
         condition(namespace, &format!("dnsserver/{name}"))
     );
     last
-}
-
-/// Deletes what an earlier (crashed) run may have left in `namespace` and waits until the
-/// namespace is gone. The DNSServer finalizer is dropped first: without the operator
-/// that put it there, nothing would ever remove it.
-fn remove_namespace(kube: &Kube, namespace: &str, wait: bool) {
-    let exists = kubectl(&["get", "namespace", namespace]).status.success();
-    if !exists {
-        return;
-    }
-    let servers = kubectl(&["get", "dnsservers", "-n", namespace, "-o", "name"]);
-    for server in String::from_utf8_lossy(&servers.stdout).lines() {
-        let _ = kubectl(&[
-            "patch",
-            "-n",
-            namespace,
-            server,
-            "--type=merge",
-            "-p",
-            r#"{"metadata":{"finalizers":null}}"#,
-        ]);
-    }
-    kube.delete_namespace(namespace);
-    if wait {
-        wait_for(
-            &format!("namespace {namespace} of an earlier run to be deleted"),
-            Duration::from_secs(120),
-            || (!kubectl(&["get", "namespace", namespace]).status.success()).then_some(()),
-        );
-    }
 }
 
 /// This test's namespaces, created fresh, and removed again when dropped (also when the

@@ -8,7 +8,7 @@
 
 use nameplane_e2e::{
     DnsServer, NamespaceGuard, Operator, Transport, apply, install_crds, jsonpath, kubectl,
-    kubectl_ok, wait_for, wait_ready_condition,
+    wait_for, wait_ready_condition,
 };
 use std::time::{Duration, Instant};
 
@@ -29,17 +29,7 @@ impl Drop for NodeGuard {
 }
 
 fn set_node_address(address: &str) {
-    kubectl_ok(&[
-        "patch",
-        "node",
-        NODE,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        &format!(
-            "{{\"status\": {{\"addresses\": [{{\"type\": \"InternalIP\", \"address\": \"{address}\"}}]}}}}"
-        ),
-    ]);
+    nameplane_e2e::set_node(NODE, &[("InternalIP", address)]);
 }
 
 fn stub(namespace: &str, name: &str, server: &str) -> String {
@@ -55,13 +45,6 @@ fn an_oversized_tenant_is_left_out_and_the_fence_holds() {
     let _operator = Operator::start("operator-budget", &["--lease-name", "e2e-budget"]);
     let _namespaces =
         NamespaceGuard::fresh(&[(NS, &[]), (BIG, tenant), (SMALL, tenant), (FWD, tenant)]);
-    // Cluster-scoped: the namespace is ignored.
-    apply(
-        "default",
-        &format!(
-            "apiVersion: v1\nkind: Node\nmetadata:\n  name: {NODE}\n  labels: {{kubernetes.io/os: linux}}\n"
-        ),
-    );
     let _node = NodeGuard;
     set_node_address("192.0.2.77");
 

@@ -28,8 +28,7 @@
 use nameplane_e2e::FakePod;
 use nameplane_e2e::{
     DigResult, DnsServer, Kube, Operator, Transport, apply, dig_with, ensure_namespace,
-    install_crds, jsonpath, kubectl, kubectl_ok, kubectl_with_stdin, poll_until,
-    service_account_kubeconfig, wait_for,
+    install_crds, jsonpath, kubectl, kubectl_ok, poll_until, service_account_kubeconfig, wait_for,
 };
 use std::time::{Duration, Instant};
 
@@ -104,28 +103,7 @@ fn decisions(metrics: &str, policy: &str, decision: &str) -> f64 {
 
 /// Creates (or replaces) Node `NODE` with these `status.addresses` (type, address).
 fn set_node(addresses: &[(&str, &str)]) {
-    let manifest = format!(
-        "{{\"apiVersion\": \"v1\", \"kind\": \"Node\", \"metadata\": {{\"name\": \"{NODE}\"}}}}"
-    );
-    let out = kubectl_with_stdin(&["apply", "-f", "-"], Some(&manifest));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let list: Vec<String> = addresses
-        .iter()
-        .map(|(kind, address)| format!("{{\"type\": \"{kind}\", \"address\": \"{address}\"}}"))
-        .collect();
-    kubectl_ok(&[
-        "patch",
-        "node",
-        NODE,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        &format!("{{\"status\": {{\"addresses\": [{}]}}}}", list.join(", ")),
-    ]);
+    nameplane_e2e::set_node(NODE, addresses);
 }
 
 /// The DNSServer `SYSTEM/dns`, with `clients` as YAML flow (empty: left out).

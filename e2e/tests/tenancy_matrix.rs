@@ -18,9 +18,8 @@
 use nameplane_e2e::{
     DigResult, DnsServer, FakePod, Kube, NamespaceGuard, Operator, Process, Transport, apply,
     dig_raw, dig_with, e2e_dir, free_port, install_crds, jsonpath, kubectl_ok, poll_until,
-    reverse_name, wait_ready_condition,
+    reverse_name, start_knotd, wait_ready_condition,
 };
-use std::path::PathBuf;
 use std::time::Duration;
 
 const SERVER_NS: &str = "e2e-tm-dns";
@@ -82,18 +81,7 @@ impl KnotUpstream {
              template:\n  - id: default\n    storage: \"{d}\"\n\
              zone:\n  - domain: fwd.example\n    file: fwd.example.zone\n"
         );
-        let conf_path = dir.join("knot.conf");
-        std::fs::write(&conf_path, conf).expect("knot.conf");
-        let knotd = ["/usr/sbin/knotd", "/usr/bin/knotd"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-            .expect("knotd is installed (make deps: apt-get install knot)");
-        let process = Process::start(
-            "knotd-tm",
-            &knotd,
-            &["-c".into(), conf_path.display().to_string()],
-        );
+        let process = start_knotd("knotd-tm", &dir, &conf);
         let knot = Self {
             _process: process,
             port,

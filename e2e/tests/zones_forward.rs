@@ -13,7 +13,7 @@ use nameplane_config::ServerConfig;
 use nameplane_config::zone::{RecordConfig, RecordKind, ZoneConfig};
 use nameplane_e2e::{
     DigResult, DnsServer, Operator, Process, Transport, apply, dig, dig_raw, e2e_dir,
-    ensure_namespace, free_port, kubectl, kubectl_ok, metric_sum, wait_for,
+    ensure_namespace, free_port, kubectl, kubectl_ok, metric_sum, start_knotd, wait_for,
 };
 use std::net::UdpSocket;
 use std::path::PathBuf;
@@ -361,18 +361,7 @@ impl Knot {
              template:\n  - id: default\n    storage: \"{d}/zones\"\n\
              zone:\n  - domain: {zone}\n    master: primary\n"
         );
-        let conf_path = dir.join("knot.conf");
-        std::fs::write(&conf_path, conf).expect("knot.conf");
-        let knotd = ["/usr/sbin/knotd", "/usr/bin/knotd"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-            .expect("knotd is installed (make deps: apt-get install knot)");
-        let process = Process::start(
-            "knotd",
-            &knotd,
-            &["-c".into(), conf_path.display().to_string()],
-        );
+        let process = start_knotd("knotd", &dir, &conf);
         Self { process, port, dir }
     }
 

@@ -321,38 +321,11 @@ pub fn render(server: &DNSServer, inputs: &Inputs<'_>) -> Rendered {
     let picked_stubs = budget::admit(&budgets, selector.pick(inputs.stubs), &mut verdicts);
     let picked_rewrites = budget::admit(&budgets, selector.pick(inputs.rewrites), &mut verdicts);
     let picked_policies = budget::admit(&budgets, selector.pick(inputs.policies), &mut verdicts);
-    let mut tenant_objects: Vec<((i64, String, String), ObjectKey)> = Vec::new();
-    let mut note_tenants = |objects: Vec<(_, ObjectKey)>| {
-        tenant_objects.extend(
-            objects
-                .into_iter()
-                .filter(|(_, k)| k.namespace != namespace),
-        );
-    };
-    note_tenants(
-        picked_zones
-            .iter()
-            .map(|o| (select::age_order(o.as_ref()), ObjectKey::of(o.as_ref())))
-            .collect(),
-    );
-    note_tenants(
-        picked_stubs
-            .iter()
-            .map(|o| (select::age_order(o.as_ref()), ObjectKey::of(o.as_ref())))
-            .collect(),
-    );
-    note_tenants(
-        picked_rewrites
-            .iter()
-            .map(|o| (select::age_order(o.as_ref()), ObjectKey::of(o.as_ref())))
-            .collect(),
-    );
-    note_tenants(
-        picked_policies
-            .iter()
-            .map(|o| (select::age_order(o.as_ref()), ObjectKey::of(o.as_ref())))
-            .collect(),
-    );
+    let mut tenant_objects = Vec::new();
+    tenant_ages(&picked_zones, &namespace, &mut tenant_objects);
+    tenant_ages(&picked_stubs, &namespace, &mut tenant_objects);
+    tenant_ages(&picked_rewrites, &namespace, &mut tenant_objects);
+    tenant_ages(&picked_policies, &namespace, &mut tenant_objects);
     tenant_objects.sort_by(|a, b| b.cmp(a));
     let newest_first: Vec<ObjectKey> = tenant_objects.into_iter().map(|(_, k)| k).collect();
 
@@ -387,6 +360,21 @@ pub fn render(server: &DNSServer, inputs: &Inputs<'_>) -> Rendered {
         Err(e) => Err(e.into()),
     };
     Rendered { config, verdicts }
+}
+
+/// Adds the age and key of each of `objects` from another namespace than `server_namespace`
+/// (what the byte budget may leave out) to `out`.
+fn tenant_ages<K: kube::Resource<DynamicType = ()> + ResourceExt>(
+    objects: &[Arc<K>],
+    server_namespace: &str,
+    out: &mut Vec<((i64, String, String), ObjectKey)>,
+) {
+    out.extend(
+        objects
+            .iter()
+            .filter(|o| o.namespace().as_deref() != Some(server_namespace))
+            .map(|o| (select::age_order(o.as_ref()), ObjectKey::of(o.as_ref()))),
+    );
 }
 
 /// Renders a `DNSServer` with no config objects (its own settings only).
