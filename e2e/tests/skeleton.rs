@@ -153,7 +153,30 @@ fn operator_and_dns_server_answer_a_real_service() {
 
     // A reconcile with nothing to change makes no writes: touch an annotation (which triggers
     // a reconcile but changes no spec) and check the operator wrote nothing, by its own count
-    // and by the objects' resourceVersions.
+    // and by the objects' resourceVersions. This operator serves every namespace, so it also
+    // finishes what earlier test files left behind (a DNSServer in a namespace being deleted
+    // still needs its finalizer); its writes are counted only once those are gone.
+    wait_for(
+        "namespaces and DNSServers of earlier tests to be gone",
+        Duration::from_secs(90),
+        || {
+            let terminating = kubectl_ok(&[
+                "get",
+                "namespaces",
+                "-o",
+                "jsonpath={.items[?(@.status.phase==\"Terminating\")].metadata.name}",
+            ]);
+            let deleted = kubectl_ok(&[
+                "get",
+                "dnsservers",
+                "-A",
+                "-o",
+                "jsonpath={.items[?(@.metadata.deletionTimestamp)].metadata.name}",
+            ]);
+            (terminating.trim().is_empty() && deleted.trim().is_empty()).then_some(())
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
     let version = |kind: &str, name: &str| {
         kubectl_ok(&[
             "get",
