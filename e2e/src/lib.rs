@@ -1288,3 +1288,31 @@ pub fn set_node(name: &str, addresses: &[(&str, &str)]) {
         &format!("{{\"status\": {{\"addresses\": [{}]}}}}", list.join(", ")),
     ]);
 }
+
+/// The DNS servers' shipped ClusterRoles (`config/rbac/dns_server_cluster_roles.yaml`), which
+/// the chart or kustomize install and the operator only binds: applied for a test that runs
+/// a DNS server under the RBAC the operator made, deleted again when dropped (so a later
+/// `helm install` of the chart can own them).
+pub struct ShippedDnsServerRoles;
+
+impl ShippedDnsServerRoles {
+    /// Applies the shipped ClusterRoles.
+    pub fn install() -> Self {
+        let path = repo_root().join("config/rbac/dns_server_cluster_roles.yaml");
+        kubectl_ok(&["apply", "-f", &path.display().to_string()]);
+        Self
+    }
+}
+
+impl Drop for ShippedDnsServerRoles {
+    fn drop(&mut self) {
+        let path = repo_root().join("config/rbac/dns_server_cluster_roles.yaml");
+        let _ = kubectl(&[
+            "delete",
+            "--ignore-not-found",
+            "--wait=false",
+            "-f",
+            &path.display().to_string(),
+        ]);
+    }
+}

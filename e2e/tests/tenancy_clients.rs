@@ -206,6 +206,8 @@ impl Drop for Cleanup {
 fn unidentified_clients_are_the_platforms_choice_and_nodes_a_class() {
     install_crds();
     ensure_namespace("nameplane-system", &[]);
+    // The DNS server runs as the ServiceAccount the operator binds to the shipped roles.
+    let _roles = nameplane_e2e::ShippedDnsServerRoles::install();
     let _operator = Operator::start("e2e-tc", &["--lease-name", "e2e-tc"]);
     // Dropped before the operator: the DNSServer's finalizer comes off while it runs.
     let cleanup = Cleanup::fresh();
