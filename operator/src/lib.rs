@@ -28,6 +28,9 @@ pub mod workload;
 /// The one field manager the operator uses for every server-side apply.
 pub const FIELD_MANAGER: &str = "nameplane-operator";
 
+/// Label put on every object the operator writes.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+
 /// Errors of the operator.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

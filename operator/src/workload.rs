@@ -18,9 +18,8 @@
 //!   [`SERVER_LABEL`] and are removed by the `DNSServer`'s finalizer.
 
 use crate::api::dnsserver::DNSServer;
-use crate::controller::MANAGED_BY_LABEL;
 use crate::namespaces::NamespaceAllowList;
-use crate::{Error, FIELD_MANAGER, Result};
+use crate::{Error, FIELD_MANAGER, MANAGED_BY_LABEL, Result};
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };

@@ -16,12 +16,13 @@
 //!
 //! The SOA serial is the unix time of the last change to any table.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::maps::{NamespacedMap, ShardedMultiMap};
 pub use super::nodes::NodeAddresses;
+pub use super::objects::PodClient;
 use super::objects::{EndpointEntry, ServiceEntry, SliceEntry};
 
 /// A Service, as the reverse index names it.
@@ -336,25 +337,6 @@ impl Namespaces {
     }
 }
 
-/// A Pod as a DNS client: what DNS policies, autopath and tenant rewrites need to know
-/// about who is asking.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PodClient {
-    /// Namespace.
-    pub namespace: Arc<str>,
-    /// Name (for the audit log).
-    pub name: Arc<str>,
-    /// Labels (what a policy's pod selector matches).
-    pub labels: BTreeMap<String, String>,
-    /// Whether the Pod uses the node's network: its IP is the node's, shared with every
-    /// other such Pod and the node itself, so it never identifies this Pod.
-    pub host_network: bool,
-    /// Whether the Pod's phase is `Running`: when two live Pods claim one IP (a Pending
-    /// Pod that was given an address still held by one the API has not yet seen stop),
-    /// the Running one is the client.
-    pub running: bool,
-}
-
 /// How many Pod IPs more than one live Pod claims (host-network Pods aside: their shared
 /// IP is the node's), by how [`Pods::client`] decides them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -511,7 +493,7 @@ macro_rules! synced {
         }
     )*};
 }
-synced!(Services, Endpoints, Namespaces, Pods);
+synced!(Services, Endpoints, Namespaces, Pods, NodeAddresses);
 
 /// Which tables have completed their initial list (for `/ready` and the query path).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -657,6 +639,7 @@ impl Cluster {
 mod tests {
     use super::*;
     use crate::kubernetes::objects::{PortEntry, Protocol};
+    use std::collections::BTreeMap;
 
     fn ip(text: &str) -> IpAddr {
         text.parse().expect("ip")

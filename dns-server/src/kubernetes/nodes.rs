@@ -21,8 +21,6 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
 
-use super::index::Synced;
-
 /// The address types of `status.addresses` a query can come from.
 const ADDRESS_TYPES: [&str; 2] = ["InternalIP", "ExternalIP"];
 
@@ -30,7 +28,9 @@ const ADDRESS_TYPES: [&str; 2] = ["InternalIP", "ExternalIP"];
 #[derive(Clone, Debug, Default)]
 pub struct NodeAddresses {
     by_ip: Arc<HashMap<IpAddr, u32>>,
-    synced: bool,
+    /// Whether the initial list has completed (`index::Synced`, implemented there with the
+    /// other tables').
+    pub(super) synced: bool,
 }
 
 impl NodeAddresses {
@@ -73,15 +73,6 @@ impl NodeAddresses {
             }
         }
         changed
-    }
-}
-
-impl Synced for NodeAddresses {
-    fn synced(&self) -> bool {
-        self.synced
-    }
-    fn set_synced(&mut self, synced: bool) {
-        self.synced = synced;
     }
 }
 

@@ -26,8 +26,27 @@ use k8s_openapi::api::core::v1::{Pod, Service, ServicePort};
 use k8s_openapi::api::discovery::v1::{EndpointPort, EndpointSlice};
 use kube::ResourceExt;
 
-use super::index::PodClient;
 use crate::request::QName;
+use std::collections::BTreeMap;
+
+/// A Pod as a DNS client: what DNS policies, autopath and tenant rewrites need to know
+/// about who is asking.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodClient {
+    /// Namespace.
+    pub namespace: Arc<str>,
+    /// Name (for the audit log).
+    pub name: Arc<str>,
+    /// Labels (what a policy's pod selector matches).
+    pub labels: BTreeMap<String, String>,
+    /// Whether the Pod uses the node's network: its IP is the node's, shared with every
+    /// other such Pod and the node itself, so it never identifies this Pod.
+    pub host_network: bool,
+    /// Whether the Pod's phase is `Running`: when two live Pods claim one IP (a Pending
+    /// Pod that was given an address still held by one the API has not yet seen stop),
+    /// the Running one is the client.
+    pub running: bool,
+}
 pub use crate::response::DashedIp;
 
 /// The label that names an EndpointSlice's Service.

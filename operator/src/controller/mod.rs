@@ -30,8 +30,7 @@ use kube::{Api, Client};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Label put on every object the operator writes.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub use crate::MANAGED_BY_LABEL;
 
 /// Shared state of the reconcilers.
 pub struct Context {
