@@ -95,7 +95,7 @@ pub fn compact_node(node: &Node) -> (Box<str>, Box<[IpAddr]>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{NodeAddress, NodeStatus};
     use kube::api::ObjectMeta;
@@ -104,7 +104,8 @@ mod tests {
         text.parse().expect("ip")
     }
 
-    fn node(name: &str, addresses: &[(&str, &str)]) -> Node {
+    /// A Node with these `status.addresses` (type, address); also the writer's fixture.
+    pub(crate) fn node(name: &str, addresses: &[(&str, &str)]) -> Node {
         Node {
             metadata: ObjectMeta {
                 name: Some(name.into()),

@@ -547,26 +547,9 @@ mod tests {
     }
 
     fn node(name: &str, internal_ips: &[&str]) -> Node {
-        use k8s_openapi::api::core::v1::{NodeAddress, NodeStatus};
-        Node {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                ..ObjectMeta::default()
-            },
-            status: Some(NodeStatus {
-                addresses: Some(
-                    internal_ips
-                        .iter()
-                        .map(|ip| NodeAddress {
-                            type_: "InternalIP".into(),
-                            address: (*ip).into(),
-                        })
-                        .collect(),
-                ),
-                ..NodeStatus::default()
-            }),
-            ..Node::default()
-        }
+        let addresses: Vec<(&str, &str)> =
+            internal_ips.iter().map(|ip| ("InternalIP", *ip)).collect();
+        crate::kubernetes::nodes::tests::node(name, &addresses)
     }
 
     #[test]
