@@ -37,6 +37,10 @@ struct Running {
 }
 
 async fn start() -> Running {
+    start_with(server::tcp::Limits::default()).await
+}
+
+async fn start_with(limits: server::tcp::Limits) -> Running {
     let silent = UdpSocket::bind("127.0.0.1:0").await.expect("binds");
     let listeners = Listeners::bind("127.0.0.1:0".parse().expect("addr"), 1).expect("binds");
     let addr = listeners.local_addr().expect("addr");
@@ -93,7 +97,12 @@ async fn start() -> Running {
     cluster.set_synced(true);
     state.publish_cluster(Arc::new(cluster));
     let (trigger, shutdown) = shutdown::channel();
-    let task = tokio::spawn(server::serve(listeners, Arc::clone(&state), shutdown));
+    let task = tokio::spawn(server::serve_with(
+        listeners,
+        Arc::clone(&state),
+        limits,
+        shutdown,
+    ));
     Running {
         addr,
         state,
@@ -301,5 +310,92 @@ async fn one_address_gets_only_its_share_and_its_idle_connections_give_way() {
             "{reason}: {metrics}"
         );
     }
+    stop(running).await;
+}
+
+#[tokio::test]
+async fn a_full_server_closes_the_longest_idle_connection_of_any_address() {
+    let running = start_with(server::tcp::Limits {
+        max_connections: 4,
+        ..server::tcp::Limits::default()
+    })
+    .await;
+    let mut held = Vec::new();
+    for i in 0..4_u8 {
+        let mut stream = connect_from(Ipv4Addr::new(127, 0, 0, 10 + i), running.addr).await;
+        ask(&mut stream, u16::from(i), "web.default.svc.cluster.local.").await;
+        held.push(stream);
+    }
+    // Connection 1 is busy (its upstream is silent); 0 has waited on its client the longest.
+    held[1]
+        .write_all(&query(100, "slow.example.org."))
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut newcomer = connect_from(Ipv4Addr::new(127, 0, 0, 20), running.addr).await;
+    ask(&mut newcomer, 200, "db.internal.test.").await;
+    assert!(read_answer(&mut held[0]).await.is_none(), "0 gave way");
+    // Then 2, then 3; 1 stays busy and is never chosen.
+    for expected in [2, 3] {
+        let mut another = connect_from(Ipv4Addr::new(127, 0, 0, 21), running.addr).await;
+        ask(&mut another, 300, "db.internal.test.").await;
+        assert!(
+            read_answer(&mut held[expected]).await.is_none(),
+            "{expected} gave way"
+        );
+        held.push(another);
+    }
+    let answer = read_answer(&mut held[1])
+        .await
+        .expect("the busy one is answered");
+    assert_eq!(answer.metadata.id, 100);
+    stop(running).await;
+}
+
+#[tokio::test]
+async fn idle_and_trickling_connections_are_closed_after_the_idle_timeout() {
+    let idle_timeout = Duration::from_millis(300);
+    let running = start_with(server::tcp::Limits {
+        idle_timeout,
+        ..server::tcp::Limits::default()
+    })
+    .await;
+    // Silent after one answer.
+    let mut idle = TcpStream::connect(running.addr).await.expect("connect");
+    ask(&mut idle, 1, "web.default.svc.cluster.local.").await;
+    let since = Instant::now();
+    assert!(read_answer(&mut idle).await.is_none(), "closed");
+    let took = since.elapsed();
+    assert!(
+        took >= idle_timeout - Duration::from_millis(20) && took < idle_timeout * 10,
+        "{took:?}"
+    );
+
+    // One byte every 100 ms: bytes keep coming, but no query completes in time.
+    let mut trickle = TcpStream::connect(running.addr).await.expect("connect");
+    let packet = query(2, "web.default.svc.cluster.local.");
+    let since = Instant::now();
+    let mut closed = false;
+    for byte in &packet {
+        if trickle.write_all(&[*byte]).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !closed {
+        closed = read_answer(&mut trickle).await.is_none();
+    }
+    assert!(closed, "a trickled query is not waited for");
+    assert!(
+        since.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        since.elapsed()
+    );
+    let metrics = running.state.metrics().encode();
+    assert!(
+        metrics.contains(r#"nameplane_tcp_connections_closed_total{reason="idle"} 2"#),
+        "{metrics}"
+    );
     stop(running).await;
 }

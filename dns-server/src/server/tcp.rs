@@ -61,8 +61,8 @@ pub const MAX_PER_SOURCE: usize = 64;
 /// Default of [`Limits::in_flight_per_connection`].
 pub const IN_FLIGHT_PER_CONNECTION: usize = 32;
 
-/// Capacity kept by a connection's read buffer between messages; a larger one (after a
-/// large message) is given back.
+/// Capacity kept by a connection's read buffer between messages (and by its write buffer,
+/// once it grew past four times this); a larger one (after a large message) is given back.
 const KEPT_BUFFER: usize = 4096;
 
 /// How the TCP transport bounds its connections (flags `--tcp-*`).
@@ -337,8 +337,13 @@ impl Connection {
                     }
                 }
             }
+            // Buffers grown by a large message (up to 64 KiB each) are given back.
             if input.is_empty() && input.capacity() > KEPT_BUFFER {
                 input.shrink_to(KEPT_BUFFER);
+            }
+            if out.capacity() > 4 * KEPT_BUFFER {
+                out.clear();
+                out.shrink_to(KEPT_BUFFER);
             }
             if (client_done || stopping) && waiting.is_empty() {
                 return Ok(if stopping { "shutdown" } else { "client" });
