@@ -11,6 +11,10 @@
 //! tasks stop; open TCP queries finish first, within a grace period. A second signal skips
 //! the rest of the lameduck period.
 //!
+//! The tasks run under a [`Supervisor`]: one that stops before the stop signal (a panic)
+//! fails `/health`. The TCP transport's limits are flags (`--tcp-*`, see
+//! [`nameplane_dns::server::tcp`]).
+//!
 //! Process settings are flags (they do not change while the process runs): what to answer
 //! comes from the ConfigMap.
 

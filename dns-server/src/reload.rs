@@ -209,7 +209,7 @@ const RESTART_DELAY: Duration = Duration::from_secs(1);
 
 /// Watches the ConfigMap `target` and applies every version, until `shutdown` fires. A watch
 /// stream that ends (it should not: the watcher retries errors itself) is started again
-/// after [`RESTART_DELAY`], with a fresh list, so the config never freezes while the Pod
+/// after `RESTART_DELAY` (1 s), with a fresh list, so the config never freezes while the Pod
 /// stays ready.
 pub async fn run(client: Client, target: ConfigMapRef, state: Arc<State>, shutdown: Shutdown) {
     let api: Api<ConfigMap> = Api::namespaced(client, &target.namespace);
