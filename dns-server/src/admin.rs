@@ -1,7 +1,10 @@
 //! The admin HTTP endpoint: `/health`, `/ready` and `/metrics`.
 //!
 //! - `GET /health`: 200 while the process runs (liveness), also during lameduck (as
-//!   CoreDNS's *health* plugin);
+//!   CoreDNS's *health* plugin); 503 `failed: <task> <why>` once a task that must run
+//!   until shutdown has stopped (a panicked UDP or TCP loop, the config or cluster watch:
+//!   see [`crate::shutdown::Supervisor`]), so the kubelet restarts a process that would
+//!   otherwise look alive and answer nothing or serve a frozen config;
 //! - `GET /ready`: 200 once a valid config is loaded and every watch it needs has completed
 //!   its initial list, and not during lameduck; 503 with the missing conditions otherwise
 //!   (readiness: a pod that would answer SERVFAIL, or is about to stop, gets no traffic).
@@ -98,7 +101,16 @@ pub fn route(request: &[u8], state: &State) -> Vec<u8> {
         );
     }
     match path {
-        "/health" => response(200, "OK", TEXT, "ok\n", head_only),
+        "/health" => match state.health_failure() {
+            None => response(200, "OK", TEXT, "ok\n", head_only),
+            Some(failed) => response(
+                503,
+                "Service Unavailable",
+                TEXT,
+                &format!("failed: {failed}\n"),
+                head_only,
+            ),
+        },
         "/ready" => {
             let readiness = state.readiness();
             let mut config = String::new();
@@ -184,6 +196,20 @@ mod tests {
         let reply = get("/health", &state);
         assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
         assert!(reply.ends_with("\r\n\r\nok\n"), "{reply}");
+    }
+
+    #[test]
+    fn health_fails_once_a_task_stopped() {
+        let state = state();
+        state.fail_health("udp", "panicked: boom".into());
+        let reply = get("/health", &state);
+        assert!(reply.starts_with("HTTP/1.1 503 "), "{reply}");
+        assert!(reply.ends_with("failed: udp panicked: boom\n"), "{reply}");
+        let metrics = get("/metrics", &state);
+        assert!(
+            metrics.contains(r#"nameplane_task_failures_total{task="udp"} 1"#),
+            "{metrics}"
+        );
     }
 
     #[test]

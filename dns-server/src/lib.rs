@@ -29,7 +29,8 @@
 //!   semantics), [`pipeline::zones`] (authoritative zones, AXFR) and [`pipeline::forward`]
 //!   (stub domains and upstreams), in that fixed order, with policy and rewrite to come in
 //!   front. A name no stage owns is REFUSED. Local answers never wait on the network; a
-//!   forwarded query is finished off the UDP receive loop ([`state::Reply::Later`]).
+//!   forwarded query is finished off the UDP receive loop, and off the TCP connection's
+//!   order: later queries pipelined behind it are answered first ([`state::Reply::Later`]).
 //! - [`response`] encodes the answer a stage produced: name compression, EDNS, truncation.
 //! - [`kubernetes`] watches Services, EndpointSlices, Namespaces (and Pods, and Nodes, when
 //!   the config needs to know who a client is: verified pod records, policies, autopath,
@@ -38,15 +39,18 @@
 //!   immutable snapshots through [`state::State`], which the query path reads with
 //!   `ArcSwap::load` (no lock, no copy). A pipeline that needs the Pod list is swapped in
 //!   only once the snapshot has it.
-//! - [`server`] runs the UDP sockets and the TCP listener; [`admin`] serves `/health`,
-//!   `/ready` and `/metrics`; [`metrics`] holds the CoreDNS-compatible metrics.
+//! - [`server`] runs the UDP sockets and the TCP listener (deadlines and per-address
+//!   connection caps: [`server::tcp`]); [`admin`] serves `/health`, `/ready` and
+//!   `/metrics`; [`metrics`] holds the CoreDNS-compatible metrics.
 //!
 //! Failure rules (after Knot Resolver's and NSD's): a startup error is fatal; a bad config
 //! at run time (or one whose content does not match its hash annotation) is logged and
 //! counted and the last good one keeps serving; a lost API server does not stop answering
 //! from the last known cluster; before the first complete list, cluster names are SERVFAIL
 //! (never a false NXDOMAIN) and `/ready` fails; a watch a newer config starts (the Pod
-//! watch) does not make a serving replica unready.
+//! watch) does not make a serving replica unready; a task that must run until shutdown
+//! and stops (a panic) fails `/health` ([`shutdown::Supervisor`]), so the kubelet restarts
+//! the process rather than leave a dead socket or a frozen config behind a live one.
 
 pub mod admin;
 pub mod kubernetes;

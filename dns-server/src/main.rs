@@ -11,6 +11,10 @@
 //! tasks stop; open TCP queries finish first, within a grace period. A second signal skips
 //! the rest of the lameduck period.
 //!
+//! The tasks run under a [`Supervisor`]: one that stops before the stop signal (a panic)
+//! fails `/health`. The TCP transport's limits are flags (`--tcp-*`, see
+//! [`nameplane_dns::server::tcp`]).
+//!
 //! Process settings are flags (they do not change while the process runs): what to answer
 //! comes from the ConfigMap.
 
@@ -29,11 +33,10 @@ use nameplane_dns::metrics::Metrics;
 use nameplane_dns::pipeline::Settings;
 use nameplane_dns::reload::{self, ConfigMapRef};
 use nameplane_dns::request::{DEFAULT_MAX_UDP_PAYLOAD, MIN_UDP_PAYLOAD};
-use nameplane_dns::server::{self, Listeners};
-use nameplane_dns::shutdown;
+use nameplane_dns::server::{self, Listeners, tcp};
+use nameplane_dns::shutdown::{self, Supervisor};
 use nameplane_dns::state::State;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -80,6 +83,28 @@ struct Cli {
     /// Default: the listen address, when it is not a wildcard.
     #[arg(long, env = "NAMEPLANE_POD_IPS", value_delimiter = ',')]
     pod_ips: Vec<IpAddr>,
+
+    /// Most TCP connections served at once; at the limit a new one takes the slot of the
+    /// connection idle the longest, or is closed when none is idle.
+    #[arg(long, env = "NAMEPLANE_TCP_MAX_CONNECTIONS", default_value_t = tcp::MAX_CONNECTIONS as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    tcp_max_connections: u32,
+
+    /// Most TCP connections served at once from one client address (one Pod, or one node
+    /// behind SNAT); as above, the address's longest idle connection gives way.
+    #[arg(long, env = "NAMEPLANE_TCP_MAX_CONNECTIONS_PER_SOURCE", default_value_t = tcp::MAX_PER_SOURCE as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    tcp_max_connections_per_source: u32,
+
+    /// Seconds a TCP connection with no query in flight may wait for its next query.
+    #[arg(long, env = "NAMEPLANE_TCP_IDLE_TIMEOUT_SECONDS", default_value_t = tcp::IDLE_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    tcp_idle_timeout_seconds: u64,
+
+    /// Seconds writing one TCP response may take; a client that does not read is closed.
+    #[arg(long, env = "NAMEPLANE_TCP_WRITE_TIMEOUT_SECONDS", default_value_t = tcp::WRITE_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    tcp_write_timeout_seconds: u64,
 
     /// Log every query (client, protocol, name, type, rcode, size, duration) at info level.
     #[arg(long, env = "NAMEPLANE_QUERY_LOG")]
@@ -166,25 +191,49 @@ async fn main() -> anyhow::Result<()> {
     };
     let state = Arc::new(State::new(Metrics::new(cli.listen), settings));
     let (trigger, shutdown) = shutdown::channel();
-    let mut tasks = JoinSet::new();
-    tasks.spawn(reload::run(
-        client.clone(),
-        cli.config_map.clone(),
-        Arc::clone(&state),
-        shutdown.clone(),
-    ));
-    tasks.spawn(watch::run(
-        client,
-        Arc::clone(&state),
-        state.watch_specs(),
-        shutdown.clone(),
-    ));
-    tasks.spawn(server::serve(
-        listeners,
-        Arc::clone(&state),
-        shutdown.clone(),
-    ));
-    tasks.spawn(admin::serve(admin_listener, Arc::clone(&state), shutdown));
+    let tcp_limits = tcp::Limits {
+        max_connections: cli.tcp_max_connections as usize,
+        max_per_source: cli.tcp_max_connections_per_source as usize,
+        idle_timeout: Duration::from_secs(cli.tcp_idle_timeout_seconds),
+        write_timeout: Duration::from_secs(cli.tcp_write_timeout_seconds),
+        ..tcp::Limits::default()
+    };
+    // Each task runs until shutdown; one that stops earlier fails /health (see shutdown.rs).
+    let mut tasks = Supervisor::default();
+    tasks.spawn(
+        "config",
+        reload::run(
+            client.clone(),
+            cli.config_map.clone(),
+            Arc::clone(&state),
+            shutdown.clone(),
+        ),
+    );
+    tasks.spawn(
+        "watch",
+        watch::run(
+            client,
+            Arc::clone(&state),
+            state.watch_specs(),
+            shutdown.clone(),
+        ),
+    );
+    tasks.spawn(
+        "dns",
+        server::serve_with(listeners, Arc::clone(&state), tcp_limits, shutdown.clone()),
+    );
+    tasks.spawn(
+        "admin",
+        admin::serve(admin_listener, Arc::clone(&state), shutdown.clone()),
+    );
+    let supervised = tokio::spawn({
+        let state = Arc::clone(&state);
+        async move {
+            tasks
+                .wait(&shutdown, |task, why| state.fail_health(task, why))
+                .await;
+        }
+    });
     info!(
         listen = %cli.listen,
         health = %cli.health_listen,
@@ -192,6 +241,7 @@ async fn main() -> anyhow::Result<()> {
         max_udp_payload = cli.max_udp_payload,
         lameduck_seconds = cli.lameduck_seconds,
         query_log = cli.query_log,
+        ?tcp_limits,
         "nameplane-dns started"
     );
 
@@ -212,10 +262,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     trigger.fire();
-    let drained = tokio::time::timeout(GRACE_PERIOD, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    let drained = tokio::time::timeout(GRACE_PERIOD, supervised).await;
     if drained.is_err() {
         warn!("tasks did not stop within {GRACE_PERIOD:?}, exiting anyway");
     }

@@ -20,6 +20,8 @@
 //! | `nameplane_kubernetes_synced`                       | `resource`: 1 once its initial list completed |
 //! | `nameplane_kubernetes_watch_errors_total`           | `resource`                                   |
 //! | `nameplane_kubernetes_shared_pod_ips`               | `outcome`: IPs several live Pods claim, `running_wins` (the Running one is the client) or `ambiguous` (nobody is) |
+//! | `nameplane_task_failures_total`                     | `task` (`udp`, `tcp`, `dns`, `config`, `watch`, `admin`): stopped while serving; `/health` fails |
+//! | `nameplane_tcp_connections_closed_total`            | `reason`: see [`crate::server::tcp`]         |
 //!
 //! `server` is `dns://<listen address>`; `zone` is `.` (one server block serves every zone);
 //! `view` is empty; `family` is `1` (IPv4) or `2` (IPv6); `type` is one of CoreDNS's
@@ -262,6 +264,11 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TaskLabels {
+    task: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
 }
@@ -345,6 +352,8 @@ pub struct Metrics {
     reloads: Family<ReloadLabels, Counter>,
     reload_failures: Family<ReasonLabels, Counter>,
     reload_failed: Counter,
+    task_failures: Family<TaskLabels, Counter>,
+    tcp_closed: Family<ReasonLabels, Counter>,
     config_info: Family<ConfigLabels, Gauge>,
     version_info: Family<VersionLabels, Gauge>,
     objects: Family<ResourceLabels, Gauge>,
@@ -414,6 +423,18 @@ impl Metrics {
         let reloads = Family::<ReloadLabels, Counter>::default();
         let reload_failures = Family::<ReasonLabels, Counter>::default();
         let reload_failed = Counter::default();
+        let task_failures = Family::<TaskLabels, Counter>::default();
+        let tcp_closed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "nameplane_task_failures",
+            "Counter of tasks that stopped while the server runs (a panic); /health fails after one",
+            task_failures.clone(),
+        );
+        registry.register(
+            "nameplane_tcp_connections_closed",
+            "Counter of closed TCP connections by reason (client, idle, write_timeout, evicted, per_source_limit, limit, unanswerable, shutdown, error)",
+            tcp_closed.clone(),
+        );
         let config_info = Family::<ConfigLabels, Gauge>::default();
         let version_info = Family::<VersionLabels, Gauge>::default();
         let build_info = Family::<BuildLabels, Gauge>::default();
@@ -532,6 +553,8 @@ impl Metrics {
             reloads,
             reload_failures,
             reload_failed,
+            task_failures,
+            tcp_closed,
             config_info,
             version_info,
             objects,
@@ -646,6 +669,18 @@ impl Metrics {
     pub fn reload_failure(&self, reason: &'static str) {
         self.reload(false);
         self.reload_failures
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// Counts a task that stopped while the server runs.
+    pub fn task_failure(&self, task: &'static str) {
+        self.task_failures.get_or_create(&TaskLabels { task }).inc();
+    }
+
+    /// Counts one closed TCP connection and why it closed.
+    pub fn tcp_closed(&self, reason: &'static str) {
+        self.tcp_closed
             .get_or_create(&ReasonLabels { reason })
             .inc();
     }

@@ -21,12 +21,17 @@
 //! pipeline takes over what must survive the swap from the old one when it is swapped in
 //! ([`Pipeline::adopt`]: zone serials, upstream health, the cache); one that needs the Pod
 //! list may wait for it first ([`State::set_pipeline`]).
+//!
+//! The watch runs until shutdown: a watch stream that ends is started again ([`run`]), and
+//! `main` runs this task under a [`crate::shutdown::Supervisor`], so a panic here fails
+//! `/health` instead of leaving the config frozen behind a ready Pod.
 
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
@@ -199,51 +204,79 @@ pub fn apply(state: &State, config_map: &ConfigMap) -> Applied {
     }
 }
 
-/// Watches the ConfigMap `target` and applies every version, until `shutdown` fires.
-pub async fn run(client: Client, target: ConfigMapRef, state: Arc<State>, mut shutdown: Shutdown) {
+/// Pause before a config watch that ended is started again.
+const RESTART_DELAY: Duration = Duration::from_secs(1);
+
+/// Watches the ConfigMap `target` and applies every version, until `shutdown` fires. A watch
+/// stream that ends (it should not: the watcher retries errors itself) is started again
+/// after `RESTART_DELAY` (1 s), with a fresh list, so the config never freezes while the Pod
+/// stays ready.
+pub async fn run(client: Client, target: ConfigMapRef, state: Arc<State>, shutdown: Shutdown) {
     let api: Api<ConfigMap> = Api::namespaced(client, &target.namespace);
     // Selected by name: the server's Role lets it read only its own ConfigMap (RBAC
     // `resourceNames`), and the API server authorizes a list or watch against resourceNames
     // only when it carries this field selector.
     let config = watcher::Config::default().fields(&format!("metadata.name={}", target.name));
-    let mut events = watcher(api, config)
-        .backoff(WatchBackoff::for_watch())
-        .boxed();
-    let mut seen_in_list = false;
+    let events = || {
+        watcher(api.clone(), config.clone())
+            .backoff(WatchBackoff::for_watch())
+            .boxed()
+    };
+    follow(events, &target, &state, shutdown).await;
+}
+
+/// Applies every event of the streams `events` makes, one after the other, until
+/// `shutdown` fires.
+pub(crate) async fn follow<S>(
+    mut events: impl FnMut() -> S,
+    target: &ConfigMapRef,
+    state: &Arc<State>,
+    mut shutdown: Shutdown,
+) where
+    S: Stream<Item = Result<watcher::Event<ConfigMap>, watcher::Error>> + Unpin,
+{
     loop {
-        let event = tokio::select! {
-            event = events.next() => event,
+        let mut stream = events();
+        let mut seen_in_list = false;
+        loop {
+            let event = tokio::select! {
+                event = stream.next() => event,
+                () = shutdown.wait() => return,
+            };
+            match event {
+                None => break,
+                Some(Err(error)) => {
+                    warn!(configmap = %target, %error, "config watch failed, retrying with backoff");
+                }
+                Some(Ok(
+                    watcher::Event::Apply(config_map) | watcher::Event::InitApply(config_map),
+                )) => {
+                    seen_in_list = true;
+                    // Parsing, validating and building (regex compilation, zone indexes) is
+                    // CPU work that grows with the config: run it on the blocking pool, off
+                    // the runtime's workers that serve TCP, health and the watches.
+                    let state = Arc::clone(state);
+                    if let Err(error) =
+                        tokio::task::spawn_blocking(move || apply(&state, &config_map)).await
+                    {
+                        error!(configmap = %target, %error, "config load did not finish");
+                    }
+                }
+                Some(Ok(watcher::Event::Delete(_))) => {
+                    warn!(configmap = %target, "ConfigMap deleted, keeping the last good config");
+                }
+                Some(Ok(watcher::Event::Init)) => seen_in_list = false,
+                Some(Ok(watcher::Event::InitDone)) => {
+                    if !seen_in_list {
+                        warn!(configmap = %target, "ConfigMap not found, waiting for it");
+                    }
+                }
+            }
+        }
+        warn!(configmap = %target, delay = ?RESTART_DELAY, "config watch ended, starting it again");
+        tokio::select! {
+            () = tokio::time::sleep(RESTART_DELAY) => {}
             () = shutdown.wait() => return,
-        };
-        match event {
-            None => {
-                warn!(configmap = %target, "config watch ended");
-                return;
-            }
-            Some(Err(error)) => {
-                warn!(configmap = %target, %error, "config watch failed, retrying with backoff");
-            }
-            Some(Ok(watcher::Event::Apply(config_map) | watcher::Event::InitApply(config_map))) => {
-                seen_in_list = true;
-                // Parsing, validating and building (regex compilation, zone indexes) is CPU
-                // work that grows with the config: run it on the blocking pool, off the
-                // runtime's workers that serve TCP, health and the watches.
-                let state = Arc::clone(&state);
-                if let Err(error) =
-                    tokio::task::spawn_blocking(move || apply(&state, &config_map)).await
-                {
-                    error!(configmap = %target, %error, "config load did not finish");
-                }
-            }
-            Some(Ok(watcher::Event::Delete(_))) => {
-                warn!(configmap = %target, "ConfigMap deleted, keeping the last good config");
-            }
-            Some(Ok(watcher::Event::Init)) => seen_in_list = false,
-            Some(Ok(watcher::Event::InitDone)) => {
-                if !seen_in_list {
-                    warn!(configmap = %target, "ConfigMap not found, waiting for it");
-                }
-            }
         }
     }
 }
@@ -455,6 +488,46 @@ mod tests {
             text.contains(r#"nameplane_config_reloads_total{result="failure"} 1"#),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_watch_that_ends_is_started_again() {
+        let state = Arc::new(state());
+        let target: ConfigMapRef = "kube-system/cluster-dns".parse().expect("ref");
+        let versions = [server_config(5), server_config(10)];
+        let mut started = 0;
+        let events = move || {
+            // Each stream lists one version and ends; the third never ends.
+            let version = versions
+                .get(started)
+                .map(|cfg| config_map(Some(cfg.to_json()), None));
+            started += 1;
+            match version {
+                Some(config_map) => futures::stream::iter(vec![
+                    Ok(watcher::Event::Init),
+                    Ok(watcher::Event::InitApply(config_map)),
+                    Ok(watcher::Event::InitDone),
+                ])
+                .boxed(),
+                None => futures::stream::pending().boxed(),
+            }
+        };
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let following = tokio::spawn({
+            let state = Arc::clone(&state);
+            async move { follow(events, &target, &state, shutdown).await }
+        });
+        let ttl = || state.pipeline().map(|p| p.config().ttl_seconds());
+        let deadline = tokio::time::Instant::now() + 3 * RESTART_DELAY;
+        while ttl() != Some(10) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(ttl(), Some(10), "the second watch's version serves");
+        trigger.fire();
+        tokio::time::timeout(Duration::from_secs(1), following)
+            .await
+            .expect("stops on the signal")
+            .expect("task");
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub struct State {
     settings: Settings,
     metrics: Arc<Metrics>,
     lameduck: AtomicBool,
+    /// Why the process is unhealthy: a task that must run until shutdown stopped.
+    failed: ArcSwapOption<String>,
     watch_spec: watch::Sender<Option<WatchSpec>>,
 }
 
@@ -134,6 +136,7 @@ impl State {
             settings,
             metrics: Arc::new(metrics),
             lameduck: AtomicBool::new(false),
+            failed: ArcSwapOption::empty(),
             watch_spec: watch::Sender::new(None),
         }
     }
@@ -265,6 +268,24 @@ impl State {
     /// Enters lameduck: `/ready` fails from now on; DNS keeps answering.
     pub fn enter_lameduck(&self) {
         self.lameduck.store(true, Ordering::Relaxed);
+    }
+
+    /// Records that the task `task` stopped before shutdown (`why`): logged, counted
+    /// (`nameplane_task_failures_total{task}`), and `/health` fails from now on, so the
+    /// kubelet restarts the process.
+    pub fn fail_health(&self, task: &'static str, why: String) {
+        tracing::error!(
+            task,
+            why,
+            "a task stopped while the server runs; /health now fails"
+        );
+        self.metrics.task_failure(task);
+        self.failed.store(Some(Arc::new(format!("{task} {why}"))));
+    }
+
+    /// Why the process is unhealthy (`None`: healthy).
+    pub fn health_failure(&self) -> Option<Arc<String>> {
+        self.failed.load_full()
     }
 
     /// Whether the server can answer cluster names correctly and should get traffic.

@@ -1,5 +1,11 @@
 //! `nameplane-operator`: runs the nameplane controllers against a Kubernetes API server, with
 //! Lease-based leader election so several replicas can run and one reconciles.
+//!
+//! Shutdown: the first SIGTERM or SIGINT stops the controllers (in-flight reconciles finish)
+//! and releases the Lease, so a standby takes over at once. Each of those steps talks to the
+//! API server; when it is unreachable they would retry for ever, so the whole stop is bounded
+//! by `--shutdown-grace-seconds` (default 10, under the Pod's 30 s termination grace
+//! period): past it the process exits anyway, and the Lease expires on its own.
 
 use clap::Parser;
 use kube_lease_manager::LeaseManagerBuilder;
@@ -8,6 +14,10 @@ use nameplane_operator::{admin, controller, metrics::Metrics, workload::Settings
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long releasing the Lease may take at shutdown; after it the Lease expires by itself.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// nameplane operator: reconciles DNSServer, DNSZone, StubDomain, RewriteRule and DNSPolicy
 /// objects into one validated server config per DNSServer, and runs the DNS servers.
@@ -44,6 +54,11 @@ struct Args {
     /// in; `*` suits a cluster-admin kubeconfig (make run, the e2e tests).
     #[arg(long, env = "NAMEPLANE_DNS_SERVER_NAMESPACES", default_value = "*")]
     dns_server_namespaces: NamespaceAllowList,
+    /// Seconds the operator may take to stop after SIGTERM/SIGINT; past them it exits
+    /// without finishing reconciles or releasing the Lease (the API server is unreachable).
+    #[arg(long, env = "NAMEPLANE_SHUTDOWN_GRACE_SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    shutdown_grace_seconds: u64,
 }
 
 #[tokio::main]
@@ -55,6 +70,35 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    let grace = Duration::from_secs(args.shutdown_grace_seconds);
+    // One signal listener for the whole process; `stop.wait_for` is the stop signal.
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("stop signal received, stopping");
+        let _ = stop_tx.send(true);
+    });
+    let mut stopped = stop.clone();
+    tokio::select! {
+        result = run(args, stop) => result,
+        () = async {
+            let _ = stopped.wait_for(|stop| *stop).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(?grace, "not stopped within the grace period (is the API server reachable?), exiting");
+            // Returning would drop the runtime, which waits for every task.
+            std::process::exit(0);
+        }
+    }
+}
+
+/// Resolves once the stop signal has been received.
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+async fn run(args: Args, stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
+    let shutdown_signal = move || stopped(stop.clone());
     let client = match &args.kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
@@ -125,10 +169,22 @@ async fn main() -> anyhow::Result<()> {
     let still_leading = *leading.borrow();
     // Closing the channel stops the lease task; releasing hands over without waiting for expiry.
     drop(leading);
-    if let Ok(Ok(manager)) = lease_task.await
-        && let Err(e) = manager.release().await
-    {
-        tracing::warn!(error = %e, "could not release the lease; a standby takes over when it expires");
+    let released = tokio::time::timeout(RELEASE_TIMEOUT, async {
+        match lease_task.await {
+            Ok(Ok(manager)) => manager.release().await.map_err(anyhow::Error::from),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await;
+    match released {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not release the lease; a standby takes over when it expires")
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?RELEASE_TIMEOUT, "releasing the lease timed out; a standby takes over when it expires")
+        }
     }
     if !still_leading {
         anyhow::bail!("lost the leader lease; exiting so a fresh process can campaign again");

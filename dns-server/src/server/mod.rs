@@ -2,8 +2,11 @@
 //!
 //! [`Listeners::bind`] opens every socket up front, so a port conflict is a startup error,
 //! not a task dying later. [`serve`] runs one task per UDP socket ([`udp`]) and one accept
-//! loop for TCP ([`tcp`]) in a `JoinSet`, and returns when all have stopped after the
-//! shutdown signal.
+//! loop for TCP ([`tcp`]) under a [`Supervisor`], and returns when all have stopped after the
+//! shutdown signal. A transport task that stops before the signal (a panic) would leave a
+//! socket that answers nothing behind a healthy-looking process: it is logged, counted
+//! (`nameplane_task_failures_total{task}`) and fails `/health` ([`State::fail_health`]),
+//! so the kubelet restarts the container.
 //!
 //! UDP uses several sockets bound to the same address with `SO_REUSEPORT`: the kernel
 //! spreads datagrams across them by flow hash, so each core can run its own receive loop
@@ -19,10 +22,9 @@ use std::sync::Arc;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::task::JoinSet;
 use tracing::info;
 
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Shutdown, Supervisor};
 use crate::state::State;
 
 /// Pending TCP connections the kernel queues before `accept`.
@@ -95,19 +97,38 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// Serves DNS on every listener until `shutdown` fires; returns when every transport task
-/// has stopped (TCP connections finish the query they are answering).
+/// Serves DNS on every listener until `shutdown` fires, with the default TCP limits; see
+/// [`serve_with`].
 pub async fn serve(listeners: Listeners, state: Arc<State>, shutdown: Shutdown) {
+    serve_with(listeners, state, tcp::Limits::default(), shutdown).await;
+}
+
+/// Serves DNS on every listener until `shutdown` fires; returns when every transport task
+/// has stopped (TCP connections answer the queries they have in flight first).
+pub async fn serve_with(
+    listeners: Listeners,
+    state: Arc<State>,
+    tcp_limits: tcp::Limits,
+    shutdown: Shutdown,
+) {
     let Listeners { udp, tcp } = listeners;
-    let mut tasks = JoinSet::new();
+    let mut tasks = Supervisor::default();
     if let Ok(addr) = tcp.local_addr() {
         info!(%addr, udp_sockets = udp.len(), "serving DNS over UDP and TCP");
     }
     for socket in udp {
-        tasks.spawn(udp::serve(socket, Arc::clone(&state), shutdown.clone()));
+        tasks.spawn(
+            "udp",
+            udp::serve(socket, Arc::clone(&state), shutdown.clone()),
+        );
     }
-    tasks.spawn(tcp::serve(tcp, state, shutdown));
-    while tasks.join_next().await.is_some() {}
+    tasks.spawn(
+        "tcp",
+        tcp::serve(tcp, Arc::clone(&state), tcp_limits, shutdown.clone()),
+    );
+    tasks
+        .wait(&shutdown, |task, why| state.fail_health(task, why))
+        .await;
 }
 
 #[cfg(test)]

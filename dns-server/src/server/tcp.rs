@@ -1,120 +1,500 @@
 //! DNS over TCP (RFC 1035 §4.2.2, RFC 7766): length-prefixed messages, several per connection.
 //!
-//! A connection may carry any number of queries, answered in order. It is closed when the
-//! client closes it, when it stays idle (or stalls mid-message) for [`IDLE_TIMEOUT`], when a
-//! message is not worth an answer, or on shutdown (after the query being answered). At most
-//! [`MAX_CONNECTIONS`] connections are served at once; extra ones are closed at accept.
+//! **Pipelining** (RFC 7766 §6.2.1.1). A connection may carry any number of queries, and the
+//! client may send them without waiting for answers. A query answered from memory (cluster
+//! names, zones, the cache) is answered inline, in the order it arrived. A query that waits
+//! on an upstream ([`Reply::Later`]) gets a task of its own and its answer is written when
+//! it is ready, so later queries are not stuck behind it: answers come back out of order,
+//! matched by their message ID. At most [`Limits::in_flight_per_connection`] such queries
+//! wait per connection; above that the connection stops reading until one finishes.
+//!
+//! **Deadlines.** Every response is written within [`Limits::write_timeout`], or the
+//! connection is closed: a client that sends queries and never reads its answers holds its
+//! slot only until the kernel buffers fill plus that time. A connection with nothing in
+//! flight is closed when no complete query arrives for [`Limits::idle_timeout`] (a query
+//! trickled in byte by byte does not reset it).
+//!
+//! **Connection limits** (RFC 7766 §6.2.3). At most [`Limits::max_connections`] in all and
+//! [`Limits::max_per_source`] per client address. A connection that would exceed a limit
+//! takes the slot of the connection idle the longest within that limit (the same address
+//! for the per-source limit, any for the global one), which is closed; "idle" means waiting
+//! on the client: no query being answered and no response being written. When every
+//! connection within the limit is busy, the new one is closed at once. So one Pod can fill
+//! only its own share, and a full server still takes new clients while others sit idle.
+//! Closures are counted in `nameplane_tcp_connections_closed_total{reason}`.
+//!
+//! A connection is also closed when the client closes it (after the answers still owed
+//! are written), when a message is not worth an answer, or on shutdown (after the queries in
+//! flight are answered).
 
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::WriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
-use tokio::time::timeout;
+use tokio::sync::Notify;
+use tokio::task::{self, JoinSet};
+use tokio::time::{Instant, sleep_until, timeout};
 use tracing::debug;
 
 use crate::request::Transport;
 use crate::shutdown::Shutdown;
 use crate::state::{Reply, State};
 
-/// How long a connection may wait for (the rest of) a query.
+/// Default of [`Limits::idle_timeout`].
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Most TCP connections served at once.
+/// Default of [`Limits::write_timeout`].
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default of [`Limits::max_connections`].
 pub const MAX_CONNECTIONS: usize = 1024;
 
+/// Default of [`Limits::max_per_source`].
+pub const MAX_PER_SOURCE: usize = 64;
+
+/// Default of [`Limits::in_flight_per_connection`].
+pub const IN_FLIGHT_PER_CONNECTION: usize = 32;
+
+/// Capacity kept by a connection's read buffer between messages (and by its write buffer,
+/// once it grew past four times this); a larger one (after a large message) is given back.
+const KEPT_BUFFER: usize = 4096;
+
+/// How the TCP transport bounds its connections (flags `--tcp-*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most connections served at once.
+    pub max_connections: usize,
+    /// Most connections served at once from one client address.
+    pub max_per_source: usize,
+    /// How long a connection with nothing in flight may wait for its next complete query.
+    pub idle_timeout: Duration,
+    /// How long writing one response may take.
+    pub write_timeout: Duration,
+    /// Most queries of one connection waiting on upstreams at once.
+    pub in_flight_per_connection: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: MAX_CONNECTIONS,
+            max_per_source: MAX_PER_SOURCE,
+            idle_timeout: IDLE_TIMEOUT,
+            write_timeout: WRITE_TIMEOUT,
+            in_flight_per_connection: IN_FLIGHT_PER_CONNECTION,
+        }
+    }
+}
+
+/// What the accept loop and one connection share: whether the connection waits on its
+/// client (and since when), and the request to close it.
+#[derive(Debug)]
+struct Activity {
+    /// Microseconds since the accept loop started at which the connection began waiting
+    /// on its client; [`BUSY`] while it answers or writes.
+    idle_since: AtomicU64,
+    /// Notified when the connection's slot is given to a newer one.
+    close: Notify,
+}
+
+/// [`Activity::idle_since`] of a connection that is answering or writing.
+const BUSY: u64 = u64::MAX;
+
+/// The clock of [`Activity::idle_since`].
+#[derive(Clone, Copy, Debug)]
+struct Clock(Instant);
+
+impl Clock {
+    fn now(self) -> u64 {
+        u64::try_from(self.0.elapsed().as_micros()).unwrap_or(BUSY - 1)
+    }
+}
+
+/// One open connection, as the accept loop tracks it.
+#[derive(Debug)]
+struct Tracked {
+    /// Accept order: between connections idle since the same instant, the older gives way.
+    seq: u64,
+    source: IpAddr,
+    activity: Arc<Activity>,
+}
+
+/// The open connections, by key (their task's id), and how many each address has. A
+/// connection told to close leaves at once, its task may take a moment to end.
+#[derive(Debug)]
+struct Connections<K> {
+    open: HashMap<K, Tracked>,
+    per_source: HashMap<IpAddr, usize>,
+}
+
+impl<K> Default for Connections<K> {
+    fn default() -> Self {
+        Self {
+            open: HashMap::new(),
+            per_source: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Copy + Eq + std::hash::Hash> Connections<K> {
+    fn insert(&mut self, id: K, tracked: Tracked) {
+        *self.per_source.entry(tracked.source).or_default() += 1;
+        self.open.insert(id, tracked);
+    }
+
+    fn remove(&mut self, id: K) {
+        let Some(tracked) = self.open.remove(&id) else {
+            return;
+        };
+        if let Some(count) = self.per_source.get_mut(&tracked.source) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_source.remove(&tracked.source);
+            }
+        }
+    }
+
+    fn count(&self, source: IpAddr) -> usize {
+        self.per_source.get(&source).copied().unwrap_or(0)
+    }
+
+    /// The connection idle the longest (of `source`, or of any address), if one is idle.
+    fn longest_idle(&self, source: Option<IpAddr>) -> Option<K> {
+        self.open
+            .iter()
+            .filter(|(_, t)| source.is_none_or(|s| s == t.source))
+            .map(|(id, t)| (*id, t.activity.idle_since.load(Ordering::Relaxed), t.seq))
+            .filter(|(_, since, _)| *since != BUSY)
+            .min_by_key(|(_, since, seq)| (*since, *seq))
+            .map(|(id, _, _)| id)
+    }
+
+    /// Makes room for a connection from `source`: `Ok` when there is room (after closing
+    /// the longest idle connection within a full limit), `Err(reason)` when the limit is
+    /// full of busy connections.
+    fn make_room(&mut self, source: IpAddr, limits: &Limits) -> Result<(), &'static str> {
+        for (full, within, reason) in [
+            (
+                self.count(source) >= limits.max_per_source,
+                Some(source),
+                "per_source_limit",
+            ),
+            (self.open.len() >= limits.max_connections, None, "limit"),
+        ] {
+            if !full {
+                continue;
+            }
+            let victim = self.longest_idle(within).ok_or(reason)?;
+            if let Some(tracked) = self.open.get(&victim) {
+                tracked.activity.close.notify_one();
+            }
+            // The slot is free from now on; the closed connection's task ends by itself.
+            self.remove(victim);
+        }
+        Ok(())
+    }
+}
+
 /// Accepts and serves connections on `listener` until `shutdown` fires, then waits for the
-/// open connections to finish their current query.
-pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: Shutdown) {
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut connections = JoinSet::new();
+/// open connections to answer the queries they have in flight.
+pub async fn serve(listener: TcpListener, state: Arc<State>, limits: Limits, shutdown: Shutdown) {
+    let mut stop = shutdown.clone();
+    let clock = Clock(Instant::now());
+    let mut tasks = JoinSet::new();
+    let mut connections = Connections::<task::Id>::default();
+    let mut accepted_count = 0_u64;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-                        debug!(%peer, "too many TCP connections, closing");
+                    let source = peer.ip();
+                    if let Err(reason) = connections.make_room(source, &limits) {
+                        debug!(%peer, reason, "TCP connection limit reached, closing");
+                        state.metrics().tcp_closed(reason);
                         continue;
+                    }
+                    let activity = Arc::new(Activity {
+                        idle_since: AtomicU64::new(clock.now()),
+                        close: Notify::new(),
+                    });
+                    accepted_count += 1;
+                    let tracked = Tracked {
+                        seq: accepted_count,
+                        source,
+                        activity: Arc::clone(&activity),
                     };
                     let state = Arc::clone(&state);
                     let shutdown = shutdown.clone();
-                    connections.spawn(async move {
-                        if let Err(error) = connection(stream, peer, &state, shutdown).await {
-                            debug!(%error, %peer, "TCP connection failed");
+                    let handle = tasks.spawn(async move {
+                        let conn = Connection { peer, state, limits, activity, clock };
+                        let result = conn.run(stream, shutdown).await;
+                        match result {
+                            Ok(reason) => conn.state.metrics().tcp_closed(reason),
+                            Err(error) => {
+                                debug!(%error, %peer, "TCP connection failed");
+                                conn.state.metrics().tcp_closed("error");
+                            }
                         }
-                        drop(permit);
                     });
+                    connections.insert(handle.id(), tracked);
                 }
                 Err(error) => {
                     debug!(%error, "TCP accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            () = shutdown.wait() => break,
+            Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => match done {
+                Ok((id, ())) => connections.remove(id),
+                Err(error) => {
+                    if error.is_panic() {
+                        tracing::error!(%error, "a TCP connection task panicked");
+                    }
+                    connections.remove(error.id());
+                }
+            },
+            () = stop.wait() => break,
         }
     }
-    while connections.join_next().await.is_some() {}
+    drop(listener);
+    while tasks.join_next().await.is_some() {}
 }
 
-async fn connection(
-    mut stream: TcpStream,
+/// One connection being served.
+struct Connection {
     peer: SocketAddr,
-    state: &State,
-    mut shutdown: Shutdown,
-) -> io::Result<()> {
-    stream.set_nodelay(true)?;
-    let (reader, mut writer) = stream.split();
-    let mut reader = BufReader::new(reader);
-    let mut message = Vec::with_capacity(512);
-    let mut out = Vec::with_capacity(512);
-    loop {
-        let mut prefix = [0; 2];
-        let read = tokio::select! {
-            read = timeout(IDLE_TIMEOUT, reader.read_exact(&mut prefix)) => read,
-            () = shutdown.wait() => return Ok(()),
-        };
-        match read {
-            Err(_idle) => return Ok(()),
-            Ok(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
-            Ok(Err(error)) => return Err(error),
-            Ok(Ok(_)) => {}
-        }
-        message.resize(usize::from(u16::from_be_bytes(prefix)), 0);
-        timeout(IDLE_TIMEOUT, reader.read_exact(&mut message))
-            .await
-            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+    state: Arc<State>,
+    limits: Limits,
+    activity: Arc<Activity>,
+    clock: Clock,
+}
 
-        // The response goes after a two-byte length prefix, filled in once it is known.
-        out.clear();
-        out.extend_from_slice(&[0, 0]);
-        let more = match state.handle(&message, Transport::Tcp, peer, &mut out) {
-            Reply::Now(false) => return Ok(()),
-            Reply::Now(true) => Vec::new(),
-            Reply::Stream(more) => more,
-            // A forwarded query is awaited before the next one is read.
-            Reply::Later(later) => {
-                let response = state.finish(later).await;
-                out.truncate(2);
-                out.extend_from_slice(&response);
-                Vec::new()
+impl Connection {
+    fn busy(&self) {
+        self.activity.idle_since.store(BUSY, Ordering::Relaxed);
+    }
+
+    fn waiting_on_client(&self) {
+        self.activity
+            .idle_since
+            .store(self.clock.now(), Ordering::Relaxed);
+    }
+
+    /// Serves the connection until it closes; returns why it closed (a metric label).
+    async fn run(&self, mut stream: TcpStream, mut shutdown: Shutdown) -> io::Result<&'static str> {
+        stream.set_nodelay(true)?;
+        let (mut reader, mut writer) = stream.split();
+        // Bytes read and not yet answered: complete messages first, then at most one partial.
+        let mut input: Vec<u8> = Vec::with_capacity(512);
+        // The response being written, after its two-byte length prefix.
+        let mut out: Vec<u8> = Vec::with_capacity(512);
+        // Queries waiting on upstreams; each yields its response.
+        let mut waiting: JoinSet<Vec<u8>> = JoinSet::new();
+        let mut deadline = Instant::now() + self.limits.idle_timeout;
+        let mut client_done = false;
+        let mut stopping = false;
+        loop {
+            // Answer every complete query read so far (unless too many wait already).
+            while waiting.len() < self.limits.in_flight_per_connection {
+                let Some(len) = complete_message(&input) else {
+                    break;
+                };
+                self.busy();
+                out.clear();
+                out.extend_from_slice(&[0, 0]);
+                let reply =
+                    self.state
+                        .handle(&input[2..2 + len], Transport::Tcp, self.peer, &mut out);
+                input.drain(..2 + len);
+                deadline = Instant::now() + self.limits.idle_timeout;
+                match reply {
+                    Reply::Now(false) => return Ok("unanswerable"),
+                    Reply::Now(true) => {
+                        if !self.write(&mut writer, &mut out).await? {
+                            return Ok("write_timeout");
+                        }
+                    }
+                    Reply::Stream(more) => {
+                        if !self.write(&mut writer, &mut out).await? {
+                            return Ok("write_timeout");
+                        }
+                        for message in more {
+                            out.truncate(2);
+                            out.extend_from_slice(&message);
+                            if !self.write(&mut writer, &mut out).await? {
+                                return Ok("write_timeout");
+                            }
+                        }
+                    }
+                    Reply::Later(later) => {
+                        let state = Arc::clone(&self.state);
+                        waiting.spawn(async move { state.finish(later).await });
+                    }
+                }
             }
-        };
+            // Buffers grown by a large message (up to 64 KiB each) are given back.
+            if input.is_empty() && input.capacity() > KEPT_BUFFER {
+                input.shrink_to(KEPT_BUFFER);
+            }
+            if out.capacity() > 4 * KEPT_BUFFER {
+                out.clear();
+                out.shrink_to(KEPT_BUFFER);
+            }
+            if (client_done || stopping) && waiting.is_empty() {
+                return Ok(if stopping { "shutdown" } else { "client" });
+            }
+            if waiting.is_empty() {
+                self.waiting_on_client();
+            }
+            let can_read =
+                !client_done && !stopping && waiting.len() < self.limits.in_flight_per_connection;
+            if can_read {
+                // Room for the rest of the partial message (or a new one's prefix).
+                let wanted =
+                    complete_len(&input).map_or(512, |len| len.saturating_sub(input.len()));
+                input.reserve(wanted.max(512));
+            }
+            tokio::select! {
+                biased;
+                () = self.activity.close.notified() => return Ok("evicted"),
+                () = shutdown.wait(), if !stopping => stopping = true,
+                Some(done) = waiting.join_next(), if !waiting.is_empty() => {
+                    self.busy();
+                    // A task that failed (panicked) has no answer; the client times out.
+                    let Ok(response) = done else { continue };
+                    out.clear();
+                    out.extend_from_slice(&[0, 0]);
+                    out.extend_from_slice(&response);
+                    if !self.write(&mut writer, &mut out).await? {
+                        return Ok("write_timeout");
+                    }
+                    deadline = Instant::now() + self.limits.idle_timeout;
+                }
+                read = reader.read_buf(&mut input), if can_read => match read {
+                    Ok(0) => client_done = true,
+                    Ok(_) => {}
+                    Err(error) if error.kind() == io::ErrorKind::ConnectionReset => return Ok("client"),
+                    Err(error) => return Err(error),
+                },
+                () = sleep_until(deadline), if waiting.is_empty() => return Ok("idle"),
+            }
+        }
+    }
+
+    /// Writes the framed message in `out` (its first two bytes are filled in with the
+    /// length here) within the write timeout: `Ok(false)` when the time ran out or the
+    /// message is too long to frame.
+    async fn write(&self, writer: &mut WriteHalf<'_>, out: &mut [u8]) -> io::Result<bool> {
         let Ok(len) = u16::try_from(out.len() - 2) else {
-            return Ok(());
+            return Ok(false);
         };
         out[..2].copy_from_slice(&len.to_be_bytes());
-        writer.write_all(&out).await?;
-        for message in more {
-            let Ok(len) = u16::try_from(message.len()) else {
-                return Ok(());
-            };
-            writer.write_all(&len.to_be_bytes()).await?;
-            writer.write_all(&message).await?;
+        match timeout(self.limits.write_timeout, writer.write_all(out)).await {
+            Ok(written) => written.map(|()| true),
+            Err(_elapsed) => {
+                debug!(peer = %self.peer, "TCP client does not read its answers, closing");
+                Ok(false)
+            }
         }
+    }
+}
+
+/// The length of the message at the start of `input`, once its prefix is there.
+fn complete_len(input: &[u8]) -> Option<usize> {
+    let prefix = input.get(..2)?;
+    Some(2 + usize::from(u16::from_be_bytes([prefix[0], prefix[1]])))
+}
+
+/// The length of the message at the start of `input`, if it is all there.
+fn complete_message(input: &[u8]) -> Option<usize> {
+    let framed = complete_len(input)?;
+    (input.len() >= framed).then_some(framed - 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_messages() {
+        assert_eq!(complete_message(&[]), None);
+        assert_eq!(complete_message(&[0]), None);
+        assert_eq!(complete_message(&[0, 0]), Some(0));
+        assert_eq!(complete_message(&[0, 2, 1]), None);
+        assert_eq!(complete_message(&[0, 2, 1, 2, 0]), Some(2));
+        assert_eq!(complete_len(&[1, 0]), Some(258));
+    }
+
+    fn tracked(source: &str, idle_since: u64) -> Tracked {
+        Tracked {
+            seq: 0,
+            source: source.parse().expect("ip"),
+            activity: Arc::new(Activity {
+                idle_since: AtomicU64::new(idle_since),
+                close: Notify::new(),
+            }),
+        }
+    }
+
+    fn limits(max_connections: usize, max_per_source: usize) -> Limits {
+        Limits {
+            max_connections,
+            max_per_source,
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn a_full_source_gives_its_longest_idle_slot_or_is_refused() {
+        let mut open = Connections::<u32>::default();
+        let a: IpAddr = "192.0.2.1".parse().expect("ip");
+        open.insert(1, tracked("192.0.2.1", 30));
+        open.insert(2, tracked("192.0.2.1", 10));
+        open.insert(3, tracked("192.0.2.1", BUSY));
+        open.insert(4, tracked("192.0.2.2", 0));
+        let limits = limits(100, 3);
+        assert_eq!(open.make_room(a, &limits), Ok(()));
+        // Connection 2 waited the longest on its client; 4 (idle longer) is another address.
+        assert!(!open.open.contains_key(&2));
+        assert!(open.open.contains_key(&4));
+        assert_eq!(open.count(a), 2);
+        open.insert(5, tracked("192.0.2.1", BUSY));
+        open.make_room(a, &limits).expect("connection 1 is idle");
+        assert!(!open.open.contains_key(&1));
+        open.insert(6, tracked("192.0.2.1", BUSY));
+        assert_eq!(open.make_room(a, &limits), Err("per_source_limit"));
+        assert_eq!(open.count(a), 3);
+        // Another address still gets in.
+        assert_eq!(
+            open.make_room("192.0.2.2".parse().expect("ip"), &limits),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_full_server_gives_the_longest_idle_slot_of_any_address() {
+        let mut open = Connections::<u32>::default();
+        open.insert(1, tracked("192.0.2.1", BUSY));
+        open.insert(2, tracked("192.0.2.2", 50));
+        open.insert(3, tracked("192.0.2.3", 20));
+        let limits = limits(3, 3);
+        let new: IpAddr = "192.0.2.9".parse().expect("ip");
+        assert_eq!(open.make_room(new, &limits), Ok(()));
+        assert_eq!(open.open.len(), 2);
+        assert!(!open.open.contains_key(&3));
+        assert_eq!(open.count("192.0.2.3".parse().expect("ip")), 0);
+        open.insert(4, tracked("192.0.2.9", BUSY));
+        open.make_room(new, &limits).expect("connection 2 is idle");
+        open.insert(5, tracked("192.0.2.9", BUSY));
+        assert_eq!(open.make_room(new, &limits), Err("limit"));
+        // Removing twice (closed, then its task ends) counts once.
+        open.remove(4);
+        open.remove(4);
+        assert_eq!(open.count(new), 1);
     }
 }
