@@ -233,6 +233,14 @@ impl Pipeline {
         }
     }
 
+    /// The cache of forwarded answers, when the config has one.
+    pub(crate) fn cache(&self) -> Option<Arc<cache::Cache>> {
+        self.stages.iter().find_map(|stage| match stage {
+            Stage::Cache(stage) => Some(stage.shared()),
+            _ => None,
+        })
+    }
+
     /// The Kubernetes stage (every pipeline has one).
     pub fn kubernetes(&self) -> Option<&kubernetes::KubernetesStage> {
         self.stages.iter().find_map(|stage| match stage {
