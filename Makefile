@@ -92,6 +92,16 @@ bench: ## nameplane vs CoreDNS (+ Knot ceiling) on the local control plane -> ta
 bench-smoke: ## Pipeline check of make bench: tiny set, one 1 s run per point, no performance threshold (~2 min)
 	BENCH_SMOKE=1 NAMEPLANE_PROFILE=debug bench/scripts/bench.sh
 
+##@ Adversarial suite
+
+.PHONY: fuzz
+fuzz: ## Each fuzz target (answer, upstream_reply, config) for FUZZ_SECONDS (default 60); installs cargo-fuzz; crashes -> fuzz/artifacts/
+	fuzz/run.sh
+
+.PHONY: fuzz-smoke
+fuzz-smoke: ## Each fuzz target for 20 s (not part of `make test`: see CONTRIBUTING.md, "Fuzzing")
+	FUZZ_SECONDS=20 fuzz/run.sh
+
 ##@ Help
 
 .PHONY: help

@@ -42,6 +42,8 @@
 //! - [`server`] runs the UDP sockets and the TCP listener (deadlines and per-address
 //!   connection caps: [`server::tcp`]); [`admin`] serves `/health`, `/ready` and
 //!   `/metrics`; [`metrics`] holds the CoreDNS-compatible metrics.
+//! - [`test_support`] is not part of the server: the fixture and the properties the fuzz
+//!   targets (`fuzz/`) and the corpus replay tests check.
 //!
 //! Failure rules (after Knot Resolver's and NSD's): a startup error is fatal; a bad config
 //! at run time (or one whose content does not match its hash annotation) is logged and
@@ -62,3 +64,4 @@ pub mod response;
 pub mod server;
 pub mod shutdown;
 pub mod state;
+pub mod test_support;

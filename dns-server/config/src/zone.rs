@@ -161,6 +161,11 @@ pub fn check_value(kind: RecordKind, value: &str) -> Result<(), String> {
         let Some(bare) = name.strip_suffix('.') else {
             return Err(format!("{name:?} must be an absolute name ending with '.'"));
         };
+        // `normalize_owner` accepts one trailing dot of its own: a second one here would be
+        // an empty label that no DNS name has.
+        if bare.ends_with('.') {
+            return Err(format!("{name:?} has an empty label (two dots at the end)"));
+        }
         names::normalize_owner(bare).map(|_| ())
     };
     let number = |text: &str, what: &str| {
@@ -329,6 +334,29 @@ mod tests {
             (RecordKind::CAA, "0 issue \"x"),
         ] {
             assert!(check_value(kind, bad).is_err(), "{kind:?} {bad}");
+        }
+    }
+
+    /// Found by the `config` fuzz target: one trailing dot was stripped twice, so a target
+    /// ending in two dots validated and the DNS server then failed to build the zone (the
+    /// operator would have published a config the server refuses).
+    #[test]
+    fn target_names_ending_in_two_dots_are_refused() {
+        for (kind, bad) in [
+            (RecordKind::CNAME, "example.internal.."),
+            (RecordKind::NS, "ns1.example.org.."),
+            (RecordKind::PTR, "host.example.org.."),
+            (RecordKind::MX, "10 mail.example.org.."),
+            (RecordKind::SRV, "10 5 443 x.example.org.."),
+            (RecordKind::CNAME, ".."),
+        ] {
+            let refused = check_value(kind, bad);
+            assert!(
+                refused
+                    .as_ref()
+                    .is_err_and(|why| why.contains("empty label")),
+                "{kind:?} {bad}: {refused:?}"
+            );
         }
     }
 

@@ -12,8 +12,11 @@
 //!    [`Flow::Skip`] decides;
 //! 5. no stage owns the name: REFUSED;
 //! 6. [`response::encode`] into the caller's buffer (a cached answer with
-//!    [`forward::encode::reply`], a zone transfer with [`zones::transfer::encode`]; a
-//!    forwarded query returns [`Outcome::pending`] for the transport to finish).
+//!    [`forward::encode::reply`], a zone transfer with [`zones::transfer::encode`], over
+//!    TCP only: a transfer decided for a UDP query, whichever path it took, is REFUSED; a
+//!    forwarded query returns [`Outcome::pending`] for the transport to finish). Every UDP
+//!    response fits [`Request::max_response_len`]: the client's EDNS size (512 without
+//!    EDNS) capped at the server's `--max-udp-payload`.
 //!
 //! A [`Pipeline`] is built from one [`ValidatedConfig`] (parse → validate → build: three
 //! types) and replaced whole on reload. Its stage order is fixed here, never by the config
@@ -228,6 +231,14 @@ impl Pipeline {
             pods: self.config.needs_pods(),
             nodes: self.config.needs_nodes(),
         }
+    }
+
+    /// The cache of forwarded answers, when the config has one.
+    pub(crate) fn cache(&self) -> Option<Arc<cache::Cache>> {
+        self.stages.iter().find_map(|stage| match stage {
+            Stage::Cache(stage) => Some(stage.shared()),
+            _ => None,
+        })
     }
 
     /// The Kubernetes stage (every pipeline has one).
@@ -501,6 +512,13 @@ fn finish(
             let reply = hit.reply_for();
             let truncated = forward::encode::reply(request, &reply, Origin::Cache, max_udp, out);
             done(reply.rcode, Origin::Cache, truncated, Vec::new())
+        }
+        Flow::Transfer(_) if transport == Transport::Udp => {
+            // The zones stage refuses transfers over UDP; this holds whatever path the
+            // query took: a whole zone never goes into one datagram.
+            let answer = Answer::rcode(ResponseCode::Refused, Origin::Zones);
+            let encoded = response::encode(request, &answer, max_udp, out);
+            done(answer.rcode, answer.origin, encoded.truncated, Vec::new())
         }
         Flow::Transfer(transfer) => {
             let mut messages = zones::transfer::encode(request, transfer).into_iter();

@@ -674,4 +674,138 @@ mod tests {
         );
         assert_eq!(r.check_records(&[srv]), Ok(()));
     }
+
+    /// Properties over generated policies and names: every decision matches a reference
+    /// model of the documented rules, whatever the order, overlap and spelling.
+    mod properties {
+        use super::*;
+        use hickory_proto::rr::rdata::CNAME;
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+        use proptest::sample::select;
+
+        /// Few labels, so that rule domains and names overlap often.
+        const LABELS: [&str; 5] = ["a", "b", "svc", "example", "x-1"];
+
+        type Rules = Vec<(PolicyAction, Vec<Vec<&'static str>>)>;
+
+        fn labels() -> impl Strategy<Value = Vec<&'static str>> {
+            vec(select(&LABELS[..]), 1..5)
+        }
+
+        fn action() -> impl Strategy<Value = PolicyAction> {
+            prop_oneof![Just(Allow), Just(Deny)]
+        }
+
+        /// Policies of namespace `a` selecting every Pod: (rules, default).
+        fn policies() -> impl Strategy<Value = Vec<(Rules, PolicyAction)>> {
+            vec((vec((action(), vec(labels(), 1..3)), 0..4), action()), 1..4)
+        }
+
+        fn build(policies: &[(Rules, PolicyAction)]) -> Arc<PolicySet> {
+            let configs = policies
+                .iter()
+                .enumerate()
+                .map(|(i, (rules, default))| {
+                    let domains: Vec<Vec<String>> = rules
+                        .iter()
+                        .map(|(_, ds)| ds.iter().map(|d| d.join(".")).collect())
+                        .collect();
+                    let rules: Vec<(PolicyAction, Vec<&str>)> = rules
+                        .iter()
+                        .zip(&domains)
+                        .map(|((action, _), ds)| (*action, ds.iter().map(String::as_str).collect()))
+                        .collect();
+                    let rules: Vec<(PolicyAction, &[&str])> =
+                        rules.iter().map(|(a, ds)| (*a, ds.as_slice())).collect();
+                    policy(&format!("p{i}"), "a", &[], &rules, *default)
+                })
+                .collect();
+            set(configs, Deny)
+        }
+
+        /// The documented combination: each policy's first covering rule, else its
+        /// default; any rule that denies wins, then any rule that allows, then the
+        /// defaults must all allow.
+        fn model(policies: &[(Rules, PolicyAction)], name: &[&str]) -> bool {
+            let under = |domain: &Vec<&str>| {
+                name.len() >= domain.len() && name[name.len() - domain.len()..] == domain[..]
+            };
+            let verdicts: Vec<(bool, PolicyAction)> = policies
+                .iter()
+                .map(|(rules, default)| {
+                    rules
+                        .iter()
+                        .find(|(_, domains)| domains.iter().any(under))
+                        .map_or((false, *default), |(action, _)| (true, *action))
+                })
+                .collect();
+            if verdicts.contains(&(true, Deny)) {
+                return false;
+            }
+            verdicts.contains(&(true, Allow)) || verdicts.iter().all(|(_, a)| *a == Allow)
+        }
+
+        fn spelled(labels: &[&str], upper: bool) -> String {
+            let text = labels.join(".");
+            if upper { text.to_uppercase() } else { text }
+        }
+
+        proptest! {
+            #[test]
+            fn decisions_follow_the_documented_rules(
+                policies in policies(),
+                asked in labels(),
+                upper in any::<bool>(),
+            ) {
+                let set = build(&policies);
+                let r = restrict(&set, Some(&pod("a", &[]))).expect("every Pod of a is selected");
+                let verdict = r.check(&name(&spelled(&asked, upper)));
+                prop_assert_eq!(verdict.is_ok(), model(&policies, &asked));
+                if let Err(denial) = verdict {
+                    prop_assert_eq!(denial.response, DeniedResponse::Nxdomain);
+                }
+            }
+
+            #[test]
+            fn no_policy_reaches_another_namespace_and_denied_classes_refuse_all(
+                policies in policies(),
+                asked in labels(),
+            ) {
+                let set = build(&policies);
+                prop_assert!(restrict(&set, Some(&pod("b", &[]))).is_none());
+                let unidentified = restrict(&set, None).expect("unidentified clients are denied");
+                prop_assert_eq!(
+                    unidentified.check(&name(&asked.join("."))),
+                    Err(unidentified.refusal())
+                );
+            }
+
+            #[test]
+            fn an_answer_passes_only_if_every_name_in_it_does(
+                policies in policies(),
+                chain in vec(labels(), 1..5),
+            ) {
+                let set = build(&policies);
+                let r = restrict(&set, Some(&pod("a", &[]))).expect("selected");
+                let absolute = |labels: &[&str]| {
+                    Name::from_ascii(format!("{}.", labels.join("."))).expect("name")
+                };
+                // A CNAME chain through the generated names.
+                let records: Vec<Record> = chain
+                    .windows(2)
+                    .map(|w| {
+                        Record::from_rdata(absolute(&w[0]), 5, RData::CNAME(CNAME(absolute(&w[1]))))
+                    })
+                    .chain(std::iter::once(Record::from_rdata(
+                        absolute(&chain[chain.len() - 1]),
+                        5,
+                        RData::A(hickory_proto::rr::rdata::A::new(192, 0, 2, 1)),
+                    )))
+                    .collect();
+                let every_name_allowed = chain.iter().all(|labels| model(&policies, labels));
+                prop_assert_eq!(r.check_records(&records).is_ok(), every_name_allowed);
+            }
+        }
+    }
 }

@@ -418,4 +418,117 @@ mod tests {
         assert_eq!(records[2].name, n("alias.mystore.com."));
         assert!(records.iter().all(|r| r.ttl == 30));
     }
+
+    /// Properties over generated rules and names.
+    mod properties {
+        use super::*;
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+        use proptest::sample::select;
+
+        const LABELS: [&str; 5] = ["a", "b", "web", "svc", "x-1"];
+
+        fn labels() -> impl Strategy<Value = Vec<&'static str>> {
+            vec(select(&LABELS[..]), 1..4)
+        }
+
+        /// A rule of `kind` (0 exact, 1 prefix, 2 suffix) built from label lists, and a
+        /// name it matches: `(from, to, name, what the name becomes)`.
+        fn case(
+            kind: u8,
+            from: &[&str],
+            to: &[&str],
+            rest: &[&str],
+        ) -> (MatchKind, String, String, String, String) {
+            let (from, to, rest) = (from.join("."), to.join("."), rest.join("."));
+            match kind {
+                0 => (MatchKind::Exact, from.clone(), to.clone(), from, to),
+                1 => (
+                    MatchKind::Prefix,
+                    format!("{from}."),
+                    format!("{to}."),
+                    format!("{from}.{rest}"),
+                    format!("{to}.{rest}"),
+                ),
+                _ => (
+                    MatchKind::Suffix,
+                    format!(".{from}"),
+                    format!(".{to}"),
+                    format!("{rest}.{from}"),
+                    format!("{rest}.{to}"),
+                ),
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn exact_prefix_and_suffix_rules_rewrite_and_turn_back(
+                kind in 0u8..3,
+                from in labels(),
+                to in labels(),
+                rest in labels(),
+                upper in any::<bool>(),
+            ) {
+                let (match_kind, from, to, name, expected) = case(kind, &from, &to, &rest);
+                prop_assume!(from != to);
+                let s = set(&[(match_kind, &from, &to, None)]);
+                let asked = if upper { name.to_uppercase() } else { name.clone() };
+                let rewritten = s.apply(&q(&asked), None).expect("the rule matches its own form");
+                prop_assert_eq!(rewritten.name.to_string(), format!("{expected}."));
+                // The way back gives the asked name, for the question and for any target.
+                prop_assert_eq!(rewritten.rule.backward(&expected), Some(name.clone()));
+                let n = |t: &str| Name::from_ascii(format!("{t}.")).expect("name");
+                let inner = n(&expected);
+                let asked_name = n(&asked);
+                let mut records = vec![
+                    Record::from_rdata(inner.clone(), 99, RData::CNAME(hickory_proto::rr::rdata::CNAME(inner.clone()))),
+                ];
+                rewritten.rule.back(&mut records, &inner, &asked_name);
+                prop_assert_eq!(&records[0].name, &asked_name);
+                prop_assert_eq!(records[0].ttl, 30);
+                match &records[0].data {
+                    RData::CNAME(target) => prop_assert_eq!(&target.0, &asked_name),
+                    other => prop_assert!(false, "{other:?}"),
+                }
+            }
+
+            #[test]
+            fn the_first_matching_rule_decides_once(
+                first in labels(),
+                second in labels(),
+                name in labels(),
+            ) {
+                let (first, second, name) = (first.join("."), second.join("."), name.join("."));
+                prop_assume!(first != name && second != name && first != second);
+                // name -> first -> second: the question is rewritten once, to `first`.
+                let s = set(&[
+                    (MatchKind::Exact, &name, &first, None),
+                    (MatchKind::Exact, &first, &second, None),
+                ]);
+                prop_assert_eq!(applied(&s, &name, None), Some(format!("{first}.")));
+                prop_assert_eq!(applied(&s, &first, None), Some(format!("{second}.")));
+            }
+
+            #[test]
+            fn a_tenant_rule_only_ever_leads_into_its_own_namespace(
+                rule_ns in select(&["team-a", "team-b"][..]),
+                target_ns in select(&["team-a", "team-b"][..]),
+                client_ns in proptest::option::of(select(&["team-a", "team-b"][..])),
+                from in labels(),
+                service in labels(),
+            ) {
+                let from = from.join(".");
+                let to = format!("{}.{target_ns}.svc.cluster.local", service.join("."));
+                let s = set(&[(MatchKind::Exact, &from, &to, Some(rule_ns))]);
+                let own = q(&format!("{rule_ns}.svc.cluster.local"));
+                match s.apply(&q(&from), client_ns) {
+                    Some(rewritten) => {
+                        prop_assert_eq!(client_ns, Some(rule_ns));
+                        prop_assert!(rewritten.name.is_in(own.wire()), "{}", rewritten.name);
+                    }
+                    None => prop_assert!(client_ns != Some(rule_ns) || target_ns != rule_ns),
+                }
+            }
+        }
+    }
 }

@@ -16,6 +16,11 @@
 //!    autopath CNAME is put in front, the rewrite is turned back, and the response is
 //!    written for the question the client sent.
 //!
+//! The stages of step 4 see the client's own transport (so a zone transfer is refused over
+//! UDP here as on the plain path), but their answer is encoded whole: the client's size
+//! limit (its EDNS size, capped at the server's) applies once, in step 5, to the response
+//! written for its own question.
+//!
 //! Steps 3–5 cost a copy of the answer (parsed and re-encoded); a client no policy
 //! restricts, whose question no rule rewrites and autopath does not touch, takes the plain
 //! path without it.
@@ -264,10 +269,17 @@ pub(super) fn answer(
             continue;
         }
         let inner_packet = splice(packet, request, name);
-        let Ok(inner) = request::parse(&inner_packet, Transport::Tcp) else {
+        // The stages see the client's transport (a zone transfer is refused over UDP)…
+        let Ok(inner) = request::parse(&inner_packet, transport) else {
             continue;
         };
         let flow = pipeline.resolve(&inner, sources, settings);
+        // …but the inner answer is encoded whole: the client's size limit applies once, to
+        // the shaped response written for its own question.
+        let unbounded = Request {
+            transport: Transport::Tcp,
+            ..inner.clone()
+        };
         // Autopath goes on past a name that does not exist, and past a later step no stage
         // owns (the bare name without a forwarder).
         let not_found = matches!(&flow, Flow::Answer(a) if a.rcode == ResponseCode::NXDomain
@@ -277,8 +289,8 @@ pub(super) fn answer(
                 let mut first_answer = Vec::new();
                 super::finish(
                     &inner_packet,
-                    Transport::Tcp,
-                    &inner,
+                    transport,
+                    &unbounded,
                     flow,
                     settings,
                     u16::MAX,
@@ -303,15 +315,16 @@ pub(super) fn answer(
         let mut inner_out = Vec::new();
         let done = super::finish(
             &inner_packet,
-            Transport::Tcp,
-            &inner,
+            transport,
+            &unbounded,
             flow,
             settings,
             u16::MAX,
             &mut inner_out,
         );
         if !done.more.is_empty() {
-            // A zone transfer: every message is checked; any denied name refuses it all.
+            // A zone transfer (over TCP only: `finish` refuses one on UDP): every message is
+            // checked; any denied name refuses it all.
             let allowed = restriction.as_ref().is_none_or(|r| {
                 std::iter::once(&inner_out)
                     .chain(done.more.iter())

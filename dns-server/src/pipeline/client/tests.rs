@@ -484,3 +484,80 @@ fn never_panics_on_mutated_input_from_restricted_clients() {
         }
     }
 }
+
+/// A zone of 80 A records (about 2 KB: more than any UDP reply may hold), which Pods of
+/// 10.244.0.0/16 may transfer, and a policy that lets `default`'s Pods resolve it.
+fn transferable() -> Clients {
+    use nameplane_config::zone::{RecordConfig, RecordKind, ZoneConfig};
+    Clients::new(|config| {
+        config.zones = vec![ZoneConfig {
+            name: "big.internal".into(),
+            source: "default/big".into(),
+            ttl_seconds: 60,
+            records: (0..80)
+                .map(|i| RecordConfig {
+                    name: format!("host-{i}.big.internal"),
+                    record_type: RecordKind::A,
+                    ttl_seconds: 60,
+                    values: vec![format!("192.0.2.{i}")],
+                })
+                .collect(),
+            allow_transfer: vec!["10.244.0.0/16".into()],
+        }];
+        config.policies = vec![policy(
+            "default",
+            None,
+            &[(PolicyAction::Allow, &["big.internal"])],
+        )];
+    })
+}
+
+impl Clients {
+    /// Asks `name`/`qtype` from `from` over `transport`: the outcome and the first message.
+    fn ask_over(
+        &self,
+        transport: Transport,
+        from: &str,
+        name: &str,
+        qtype: RecordType,
+        edns: Option<u16>,
+    ) -> (crate::pipeline::Outcome, Vec<u8>) {
+        let mut out = Vec::new();
+        let outcome = answer(
+            &query_bytes(name, qtype, edns),
+            transport,
+            Some(&self.pipeline),
+            &Sources {
+                cluster: &self.cluster,
+                client: SocketAddr::new(ip(from), 40000),
+                metrics: &self.metrics,
+            },
+            &Settings::default(),
+            &mut out,
+        );
+        (outcome, out)
+    }
+}
+
+#[test]
+fn a_restricted_clients_transfer_never_goes_over_udp() {
+    let c = transferable();
+    let web = "10.244.0.6";
+    // Over TCP the allowed Pod gets the zone: SOA first, every record checked by its policy.
+    let (tcp, first) = c.ask_over(Transport::Tcp, web, "big.internal.", RecordType::AXFR, None);
+    assert_eq!(tcp.rcode, ResponseCode::NoError);
+    let first = Message::from_vec(&first).expect("decodes");
+    assert_eq!(first.answers[0].record_type(), RecordType::SOA);
+    // Over UDP, whether it used EDNS or not: REFUSED, one small message, no zone.
+    for edns in [None, Some(1232), Some(4096)] {
+        let (udp, out) = c.ask_over(Transport::Udp, web, "big.internal.", RecordType::AXFR, edns);
+        assert_eq!(udp.rcode, ResponseCode::Refused, "EDNS {edns:?}");
+        assert!(udp.more.is_empty(), "EDNS {edns:?}: no further messages");
+        assert!(out.len() <= 512, "EDNS {edns:?}: {} bytes", out.len());
+        let message = Message::from_vec(&out).expect("decodes");
+        assert_eq!(message.metadata.response_code, ResponseCode::Refused);
+        assert!(message.answers.is_empty(), "EDNS {edns:?}");
+        let (ixfr, _) = c.ask_over(Transport::Udp, web, "big.internal.", RecordType::IXFR, edns);
+        assert_eq!(ixfr.rcode, ResponseCode::Refused, "IXFR, EDNS {edns:?}");
+    }
+}

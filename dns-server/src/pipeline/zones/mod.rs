@@ -7,7 +7,8 @@
 //! | the name…                                   | answer                                            |
 //! |---------------------------------------------|---------------------------------------------------|
 //! | is at or below a delegation (NS below apex) | referral: NOERROR, AA clear, NS in authority, glue in additional |
-//! | has records of the type (or `ANY`)          | those records, AA                                 |
+//! | has records of the type                     | those records, AA                                 |
+//! | is asked `ANY`                              | one record set of the name, AA (RFC 8482 §4.1: the SOA at the apex, else the first type listed) |
 //! | has a CNAME (type not CNAME)                | the CNAME, then the target's answer while the target is in the zone (at most [`MAX_CNAME_CHAIN`] hops, loops stop) |
 //! | exists with other types only, or is an empty non-terminal | NODATA: NOERROR, SOA in authority |
 //! | does not exist, `*.<closest encloser>` does | the wildcard's records, owned by the query name (RFC 4592) |
@@ -268,7 +269,10 @@ impl Zone {
                 },
             };
             if qtype == RecordType::ANY {
-                let sets: Vec<&RRset> = node.rrsets.iter().collect();
+                // RFC 8482 §4.1: one set, not all of them (an ANY query is no longer a
+                // way to get a large answer for a small question). The first set of the
+                // node: the SOA at the apex, else the first type the config lists.
+                let sets: Vec<&RRset> = node.rrsets.iter().take(1).collect();
                 for set in &sets {
                     set.rrs(owner, &mut answers);
                 }
