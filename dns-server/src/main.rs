@@ -168,6 +168,24 @@ async fn main() -> anyhow::Result<()> {
             .init(),
     }
 
+    // Every TCP connection, upstream socket, watch and admin request is a file descriptor,
+    // and container runtimes often start a process with a soft limit of 1024: below what the
+    // TCP connection cap alone may hold. Raise the soft limit to the hard one.
+    let open_files = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(error) => {
+            warn!(%error, "could not raise the open file limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| soft)
+        }
+    };
+    if open_files < u64::from(cli.tcp_max_connections) + 256 {
+        warn!(
+            open_files,
+            tcp_max_connections = cli.tcp_max_connections,
+            "the open file limit is close to the TCP connection cap; raise the hard limit or lower --tcp-max-connections"
+        );
+    }
+
     let udp_sockets = cli.udp_sockets.map_or_else(
         || std::thread::available_parallelism().map_or(1, usize::from),
         usize::from,
@@ -242,6 +260,7 @@ async fn main() -> anyhow::Result<()> {
         lameduck_seconds = cli.lameduck_seconds,
         query_log = cli.query_log,
         ?tcp_limits,
+        open_files,
         "nameplane-dns started"
     );
 

@@ -1,0 +1,94 @@
+//! The `nameplane-dns` process itself: started as a container runtime often starts it (a soft
+//! open-file limit of 256 here, 1024 in many runtimes), it raises its soft limit to the hard
+//! one before it accepts connections, so the TCP connection cap is not cut short by file
+//! descriptors. The API server it is pointed at does not exist (127.0.0.1:1): the process
+//! keeps running and retrying, which is all this test needs.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Kills the process when dropped, also when the test panics.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `(soft, hard)` of "Max open files" in `/proc/<pid>/limits`.
+fn open_file_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("Max open files");
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    (
+        fields.next().expect("soft").to_owned(),
+        fields.next().expect("hard").to_owned(),
+    )
+}
+
+fn health(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    if stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    reply.starts_with("HTTP/1.1 200")
+}
+
+#[test]
+fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
+    let dir = std::env::temp_dir().join(format!("nameplane-dns-process-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: none\n  cluster: {server: \"https://127.0.0.1:1\"}\nusers:\n- name: none\n  user: {token: none}\ncontexts:\n- name: none\n  context: {cluster: none, user: none}\ncurrent-context: none\n",
+    )
+    .expect("kubeconfig");
+    let (dns, admin) = (free_port(), free_port());
+    // The shell lowers its soft limit, then becomes the server (exec), which inherits it.
+    let script = format!(
+        "ulimit -Sn 256 && exec \"$0\" --kubeconfig {} --listen 127.0.0.1:{dns} --health-listen 127.0.0.1:{admin} --config-map ns/none --tcp-max-connections 64",
+        kubeconfig.display()
+    );
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .arg(env!("CARGO_BIN_EXE_nameplane-dns"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sh runs");
+    let running = Running(child);
+    let pid = running.0.id();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !health(admin) {
+        assert!(Instant::now() < deadline, "the server's /health answers");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (soft, hard) = open_file_limits(pid);
+    eprintln!("open files: soft {soft}, hard {hard} (started with soft 256)");
+    assert_eq!(soft, hard, "the soft limit is raised to the hard one");
+    let _ = std::fs::remove_dir_all(&dir);
+}
