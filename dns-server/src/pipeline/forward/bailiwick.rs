@@ -98,7 +98,10 @@ pub fn sanitize(message: Message, key: &Key, domain: &Name, metrics: &ForwardMet
         }
     }
 
-    let targets: Vec<&Name> = kept
+    // A set, not a list: a hostile reply of thousands of MX records and thousands of
+    // additionals would otherwise cost their product in comparisons (`Name` hashes and
+    // compares without case).
+    let targets: std::collections::HashSet<&Name> = kept
         .iter()
         .chain(&kept_authorities)
         .filter_map(|record| match &record.data {
@@ -111,7 +114,7 @@ pub fn sanitize(message: Message, key: &Key, domain: &Name, metrics: &ForwardMet
     let mut kept_additionals = Vec::new();
     for record in additionals {
         let address = matches!(record.record_type(), RecordType::A | RecordType::AAAA);
-        if !address || !targets.contains(&&record.name) {
+        if !address || !targets.contains(&record.name) {
             out_of_chain += 1;
         } else if !domain.zone_of(&record.name) {
             out_of_bailiwick += 1;
