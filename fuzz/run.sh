@@ -9,7 +9,7 @@
 #
 # Installs cargo-fuzz from crates.io when missing. cargo-fuzz passes nightly-only rustc
 # flags: on a stable toolchain they are allowed with RUSTC_BOOTSTRAP=1 (set here).
-# libFuzzer adds what it finds to fuzz/work/<target>/ (ignored by git); the committed seeds
+# libFuzzer adds what it finds to fuzz/learned/<target>/ (ignored by git); the committed seeds
 # in fuzz/corpus/<target>/ are only read. A crash is written to fuzz/artifacts/<target>/:
 # turn it into a regression (CONTRIBUTING.md, "Fuzzing").
 set -euo pipefail
@@ -32,13 +32,13 @@ cargo fuzz build -s "$sanitizer"
 
 status=0
 for target in $targets; do
-  mkdir -p "work/$target" "artifacts/$target"
+  mkdir -p "learned/$target" "artifacts/$target"
   max_len=4096
   [ "$target" = config ] && max_len=65536
-  log="work/$target.log"
+  log="learned/$target.log"
   before=$(find "artifacts/$target" -type f | wc -l)
   set +e
-  cargo fuzz run -s "$sanitizer" "$target" "work/$target" "corpus/$target" -- \
+  cargo fuzz run -s "$sanitizer" "$target" "learned/$target" "corpus/$target" -- \
     -max_total_time="$seconds" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 >"$log" 2>&1
   rc=$?
