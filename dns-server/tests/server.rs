@@ -1,7 +1,9 @@
 //! The server over real sockets: binds 127.0.0.1:0, fills the state with a config and a
 //! cluster snapshot built here (no Kubernetes), and queries it over UDP and TCP.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +11,6 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::{Name, RData, RecordType};
 use nameplane_config::ValidatedConfig;
 use nameplane_dns::admin;
-use nameplane_dns::kubernetes::{Cluster, ServiceEntry};
 use nameplane_dns::metrics::Metrics;
 use nameplane_dns::pipeline::{Pipeline, Settings};
 use nameplane_dns::server::{self, Listeners};
@@ -40,26 +41,7 @@ async fn start(udp_sockets: usize) -> Running {
     )
     .expect("valid config");
     state.set_pipeline(Pipeline::build(config, "test".into()).expect("builds"));
-    let mut cluster = Cluster::new(1);
-    cluster.namespaces.add("default");
-    cluster.services.upsert(
-        "default",
-        "web",
-        ServiceEntry::cluster_ip(
-            ["10.96.0.10", "fd00::10"].map(|ip| ip.parse().expect("ip")),
-            Vec::new(),
-        ),
-    );
-    cluster.services.upsert(
-        "default",
-        "wide",
-        ServiceEntry::cluster_ip(
-            (0..40).map(|i| IpAddr::V4(Ipv4Addr::new(10, 97, 0, i))),
-            Vec::new(),
-        ),
-    );
-    cluster.set_synced(true);
-    state.publish_cluster(Arc::new(cluster));
+    state.publish_cluster(Arc::new(common::cluster()));
 
     let (trigger, shutdown) = shutdown::channel();
     let task = tokio::spawn(server::serve(listeners, Arc::clone(&state), shutdown));

@@ -3,7 +3,9 @@
 //! limits. Client addresses other than 127.0.0.1 are other loopback addresses (127.0.0.x),
 //! which Linux routes to `lo` without configuration.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +14,6 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use nameplane_config::forward::{ForwardConfig, ForwardPolicy};
 use nameplane_config::zone::{RecordConfig, RecordKind, ZoneConfig};
 use nameplane_config::{KubernetesConfig, ServerConfig};
-use nameplane_dns::kubernetes::{Cluster, ServiceEntry};
 use nameplane_dns::metrics::Metrics;
 use nameplane_dns::pipeline::{Pipeline, Settings};
 use nameplane_dns::server::{self, Listeners};
@@ -79,23 +80,7 @@ async fn start_with(limits: server::tcp::Limits) -> Running {
     .validate()
     .expect("valid config");
     state.set_pipeline(Pipeline::build(config, "test".into()).expect("builds"));
-    let mut cluster = Cluster::new(1);
-    cluster.namespaces.add("default");
-    cluster.services.upsert(
-        "default",
-        "web",
-        ServiceEntry::cluster_ip(["10.96.0.10".parse().expect("ip")], Vec::new()),
-    );
-    cluster.services.upsert(
-        "default",
-        "wide",
-        ServiceEntry::cluster_ip(
-            (0..40).map(|i| IpAddr::V4(Ipv4Addr::new(10, 97, 0, i))),
-            Vec::new(),
-        ),
-    );
-    cluster.set_synced(true);
-    state.publish_cluster(Arc::new(cluster));
+    state.publish_cluster(Arc::new(common::cluster()));
     let (trigger, shutdown) = shutdown::channel();
     let task = tokio::spawn(server::serve_with(
         listeners,

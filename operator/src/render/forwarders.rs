@@ -11,7 +11,7 @@
 
 use super::Verdict;
 use crate::api::dnsserver::DNSServer;
-use ipnet::IpNet;
+use nameplane_config::zone::{parse_prefix, prefix_contains};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
@@ -32,7 +32,8 @@ pub static NO_CLUSTER_ADDRESSES: std::sync::LazyLock<ClusterAddresses> =
 /// The deny-list for tenant forwarders of one DNSServer.
 #[derive(Clone, Debug)]
 pub struct ForwarderFence {
-    denied: Vec<IpNet>,
+    /// Each denied network as written, and parsed.
+    denied: Vec<(String, (IpAddr, u8))>,
     server: String,
 }
 
@@ -46,7 +47,7 @@ impl ForwarderFence {
                 .tenant_forwarders
                 .denied_cidrs
                 .iter()
-                .filter_map(|c| c.0.parse().ok())
+                .filter_map(|c| Some((c.0.clone(), parse_prefix(&c.0).ok()?)))
                 .collect(),
             server: format!(
                 "{}/{}",
@@ -63,12 +64,14 @@ impl ForwarderFence {
         cluster: &ClusterAddresses,
         at: &str,
     ) -> Result<(), Verdict> {
-        // An IPv4-mapped IPv6 address reaches the IPv4 address.
-        let ip = match addr.ip() {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-            v4 => v4,
-        };
-        let why = if let Some(net) = self.denied.iter().find(|net| net.contains(&ip)) {
+        // An IPv4-mapped IPv6 address reaches the IPv4 address (`prefix_contains` and the
+        // lookups below compare the canonical form).
+        let ip = addr.ip().to_canonical();
+        let why = if let Some((net, _)) = self
+            .denied
+            .iter()
+            .find(|(_, prefix)| prefix_contains(*prefix, ip))
+        {
             format!(
                 "is in {net}, which DNSServer {} denies to other namespaces' forwarders (spec.tenantForwarders.deniedCIDRs)",
                 self.server
