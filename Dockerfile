@@ -1,7 +1,9 @@
 # One small image holding both binaries:
 #   /nameplane-operator  run by the Helm chart's (and config/'s) operator Deployment
 #   /nameplane-dns       run by the operator for every DNSServer
-# Build:  docker build -t ghcr.io/nameplane/nameplane:0.1.0 .
+# Build:  docker build --build-arg NAMEPLANE_REVISION=$(git rev-parse HEAD) \
+#           -t ghcr.io/nameplane/nameplane:0.1.0 .
+# (NAMEPLANE_REVISION becomes the `revision` label of nameplane_build_info/coredns_build_info.)
 # The final stage is distroless (glibc, CA certificates, no shell) and runs as the numeric
 # non-root user 65532, so its Pods pass PodSecurity `restricted`.
 
@@ -9,6 +11,8 @@ ARG RUST_VERSION=1.95
 
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
+ARG NAMEPLANE_REVISION=unknown
+ENV NAMEPLANE_REVISION=${NAMEPLANE_REVISION}
 COPY . .
 RUN cargo build --release --locked --bin nameplane-operator --bin nameplane-dns \
  && mkdir /out \

@@ -44,8 +44,8 @@ unit: ## Unit and integration tests that need no cluster (includes the stale-CRD
 	$(CARGO) test --workspace --exclude nameplane-e2e
 
 .PHONY: crds
-crds: ## Regenerate crds/ from the Rust types in operator/src/api/
-	$(CARGO) run -q -p nameplane-operator --bin crdgen -- crds
+crds: ## Regenerate crds/ and the dnsServer part of the chart values schema from the Rust types in operator/src/api/
+	$(CARGO) run -q -p nameplane-operator --bin crdgen -- crds charts/nameplane/values.schema.json
 
 .PHONY: golden
 golden: ## Rewrite the renderer's golden files after an intended change
@@ -77,6 +77,10 @@ helm: ## Build helm from its Go module (cached by version); prints its path
 .PHONY: chart-crds
 chart-crds: ## Copy the generated crds/ into charts/nameplane/crds/ and config/crd/bases/
 	for d in charts/nameplane/crds config/crd/bases; do rm -f $$d/*.yaml && cp crds/*.yaml $$d/; done
+
+.PHONY: monitoring
+monitoring: ## Derive config/monitoring/prometheusrule.yaml and the chart's copies from rules.yaml and the dashboard
+	e2e/scripts/monitoring.sh sync
 
 .PHONY: chart-lint
 chart-lint: ## Chart and kustomize checks: CRD copies fresh, helm lint --strict, schema rejects bad values

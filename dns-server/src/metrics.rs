@@ -15,7 +15,8 @@
 //! | `nameplane_config_info`                             | `server`, `hash`: the config being served    |
 //! | `nameplane_config_reloads_total`                    | `result` (`success`, `failure`)              |
 //! | `nameplane_config_reload_failures_total`            | `reason` (`missing_key`, `invalid`, `build`, `hash_mismatch`) |
-//! | `nameplane_build_info`                              | `version`                                    |
+//! | `nameplane_build_info`                              | `version`, `revision`                        |
+//! | `coredns_build_info`                                | `version`, `revision`, `goversion` (`rust`): CoreDNS's shape, so build panels and alerts written for CoreDNS see nameplane replicas |
 //! | `nameplane_kubernetes_objects`                      | `resource`                                   |
 //! | `nameplane_kubernetes_synced`                       | `resource`: 1 once its initial list completed |
 //! | `nameplane_kubernetes_watch_errors_total`           | `resource`                                   |
@@ -288,7 +289,22 @@ struct VersionLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
+    revision: &'static str,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CorednsBuildLabels {
+    version: &'static str,
+    revision: &'static str,
+    goversion: &'static str,
+}
+
+/// The source revision of this build: `NAMEPLANE_REVISION` at compile time (the Dockerfile
+/// passes the git commit), `unknown` otherwise.
+const REVISION: &str = match option_env!("NAMEPLANE_REVISION") {
+    Some(revision) => revision,
+    None => "unknown",
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResourceLabels {
@@ -445,6 +461,15 @@ impl Metrics {
         build_info
             .get_or_create(&BuildLabels {
                 version: env!("CARGO_PKG_VERSION"),
+                revision: REVISION,
+            })
+            .set(1);
+        let coredns_build_info = Family::<CorednsBuildLabels, Gauge>::default();
+        coredns_build_info
+            .get_or_create(&CorednsBuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                revision: REVISION,
+                goversion: "rust",
             })
             .set(1);
 
@@ -512,6 +537,11 @@ impl Metrics {
             "nameplane_build_info",
             "Constant 1, labelled with the version of this build",
             build_info,
+        );
+        registry.register(
+            "coredns_build_info",
+            "A metric with a constant '1' value labeled by version, revision, and goversion from which CoreDNS was built",
+            coredns_build_info,
         );
         registry.register(
             "nameplane_kubernetes_objects",
@@ -860,7 +890,14 @@ mod tests {
             r#"nameplane_kubernetes_watch_errors_total{resource="pods"} 1"#.into(),
             r#"coredns_kubernetes_dns_programming_duration_seconds_bucket{le="2.048",service_kind="cluster_ip"} 1"#.into(),
             r#"coredns_kubernetes_dns_programming_duration_seconds_bucket{le="1.024",service_kind="cluster_ip"} 0"#.into(),
-            format!(r#"nameplane_build_info{{version="{}"}} 1"#, env!("CARGO_PKG_VERSION")),
+            format!(
+                r#"nameplane_build_info{{version="{}",revision="{REVISION}"}} 1"#,
+                env!("CARGO_PKG_VERSION")
+            ),
+            format!(
+                r#"coredns_build_info{{version="{}",revision="{REVISION}",goversion="rust"}} 1"#,
+                env!("CARGO_PKG_VERSION")
+            ),
         ] {
             assert!(text.contains(&line), "missing {line}\n{text}");
         }

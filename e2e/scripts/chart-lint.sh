@@ -6,7 +6,9 @@
 #     dnsServer.enabled=true and with every value set (e2e/testdata/chart/full-values.yaml);
 #   - `helm template` renders those, and the default DNSServer only when it is enabled;
 #   - values.schema.json rejects bad values (a string for a number, an unknown key, ...);
-#   - `kubectl kustomize` builds config/default and config/samples.
+#   - `kubectl kustomize` builds config/default, config/samples and config/monitoring;
+#   - the monitoring bundle: copies fresh, `promtool check rules`, the dashboard's queries
+#     parse (e2e/scripts/monitoring.sh check).
 # helm comes from build-helm.sh, kubectl from build-control-plane.sh (both cached).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -64,6 +66,7 @@ bad_values=(
   dnsServer.tenantDomainSuffix=under_score
   dnsServer.cache.unknown=1
   image.pullPolicy=Sometimes
+  image.digest=latest
   metrics.service.port=70000
   unknownTopLevelKey=1
   'dnsServerNamespaces={Team_A}'
@@ -89,7 +92,7 @@ else
   fail "dnsServer.enabled with dnsServerNamespaces={dns} failed for another reason"
 fi
 
-for dir in config/default config/samples; do
+for dir in config/default config/samples config/monitoring; do
   if out=$("$KUBECTL" kustomize "$dir" 2>&1); then
     say "ok: kubectl kustomize $dir: $(printf '%s\n' "$out" | grep -c '^kind: ') objects"
   else
@@ -97,6 +100,21 @@ for dir in config/default config/samples; do
     fail "kubectl kustomize $dir"
   fi
 done
+
+# The monitoring bundle renders with every part on, with the rules and dashboard inside.
+if out=$("$HELM" template nameplane "$CHART" --namespace nameplane-system -f e2e/testdata/chart/full-values.yaml 2>&1) \
+  && [ "$(printf '%s\n' "$out" | grep -c '^kind: ServiceMonitor$')" = 2 ] \
+  && printf '%s\n' "$out" | grep -q 'alert: NameplaneDNSServfailRatioHigh' \
+  && printf '%s\n' "$out" | grep -q '"uid": "nameplane-dns"'; then
+  say "ok: the chart's monitoring bundle renders (2 ServiceMonitors, rules, dashboard)"
+else
+  fail "the chart's monitoring bundle does not render as expected"
+fi
+if e2e/scripts/monitoring.sh check; then
+  say "ok: monitoring bundle"
+else
+  fail "monitoring bundle (e2e/scripts/monitoring.sh check)"
+fi
 
 if [ "$failures" != 0 ]; then
   say "$failures check(s) failed"

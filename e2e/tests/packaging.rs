@@ -27,8 +27,8 @@
 
 use nameplane_e2e::{
     DnsServer, Process, Transport, free_port, helm, helm_ok, kubectl, kubectl_ok,
-    kubectl_with_stdin, repo_root, service_account_kubeconfig, wait_for, workspace_binary,
-    yaml_objects,
+    kubectl_with_stdin, poll_until, repo_root, service_account_kubeconfig, wait_for,
+    workspace_binary, yaml_objects,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -229,6 +229,64 @@ fn kubectl_as(user: &str, args: &[&str], manifest: &str) -> (bool, String) {
         out.status.success(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The chart's aggregated ClusterRoles reach Kubernetes's default roles: a RoleBinding to
+/// `edit` in a tenant namespace manages its config kinds and reads DNSServers, but never
+/// writes a DNSServer (the clusterrole-aggregation controller of the real
+/// kube-controller-manager merges the rules, so this waits for it).
+fn assert_default_roles_manage_config_kinds(namespace: &str) {
+    let user = "e2e-tenant-owner";
+    kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "e2e-tenant-edit",
+        "--clusterrole=edit",
+        &format!("--user={user}"),
+        "-n",
+        namespace,
+    ]);
+    let can = |verb: &str, resource: &str| {
+        let out = kubectl(&[
+            "auth",
+            "can-i",
+            verb,
+            resource,
+            "-n",
+            namespace,
+            &format!("--as={user}"),
+        ]);
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    };
+    assert!(
+        poll_until(Duration::from_secs(30), || can(
+            "create",
+            "dnszones.nameplane.io"
+        )),
+        "`edit` never got DNSZones: {FULLNAME}-edit did not aggregate"
+    );
+    for resource in ["stubdomains", "rewriterules", "dnspolicies"] {
+        for verb in ["create", "update", "delete"] {
+            assert!(
+                can(verb, &format!("{resource}.nameplane.io")),
+                "`edit` cannot {verb} {resource}"
+            );
+        }
+    }
+    assert!(
+        can("list", "dnsservers.nameplane.io"),
+        "`edit` reads DNSServers"
+    );
+    for verb in ["create", "update", "patch", "delete"] {
+        assert!(
+            !can(verb, "dnsservers.nameplane.io"),
+            "`edit` must not {verb} DNSServers: they are the platform's"
+        );
+    }
+    assert!(
+        !can("patch", "dnszones.nameplane.io/status"),
+        "status belongs to the operator"
+    );
 }
 
 /// A ClusterRoleBinding of `role` for ServiceAccount `sa_namespace/probe`, with the
@@ -623,6 +681,7 @@ fn helm_chart_installs_under_podsecurity_restricted_and_its_rbac_runs_the_operat
     assert_exists("role", OPERATOR, Some(&extra));
     assert_exists("rolebinding", OPERATOR, Some(&extra));
     assert!(!exists("role", OPERATOR, Some(&other)));
+    assert_default_roles_manage_config_kinds(&other);
     // Every dnsServer value, rendered by the chart, is a DNSServer the API server accepts
     // (OpenAPI schema and CEL rules of the CRD; server-side dry run).
     let full = helm_ok(&[

@@ -10,13 +10,48 @@ use kube::CustomResourceExt;
 
 /// Every nameplane CRD, in a stable order.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![
+    [
         DNSServer::crd(),
         DNSZone::crd(),
         StubDomain::crd(),
         RewriteRule::crd(),
         DNSPolicy::crd(),
     ]
+    .into_iter()
+    .map(standard_integer_formats)
+    .collect()
+}
+
+/// schemars writes Rust's unsigned types as `format: uint8/uint16/uint32/uint64`, which
+/// OpenAPI and Kubernetes do not define (validators ignore them, generated clients choke on
+/// them). They become the standard `int32`/`int64`, with the type's range as `minimum` and
+/// `maximum` where the field sets none, so the API server still refuses what the operator
+/// could not read.
+fn standard_integer_formats(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn walk(schema: &mut serde_json::Value) {
+        match schema {
+            serde_json::Value::Object(map) => {
+                let range = match map.get("format").and_then(|f| f.as_str()) {
+                    Some("uint8") => Some(("int32", u64::from(u8::MAX))),
+                    Some("uint16") => Some(("int32", u64::from(u16::MAX))),
+                    Some("uint32") => Some(("int64", u64::from(u32::MAX))),
+                    Some("uint64") => Some(("int64", i64::MAX as u64)),
+                    _ => None,
+                };
+                if let Some((format, max)) = range {
+                    map.insert("format".into(), format.into());
+                    map.entry("minimum").or_insert_with(|| 0.into());
+                    map.entry("maximum").or_insert_with(|| max.into());
+                }
+                map.values_mut().for_each(walk);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(&crd).unwrap_or_else(|e| panic!("CRD serialises: {e}"));
+    walk(&mut value);
+    serde_json::from_value(value).unwrap_or_else(|e| panic!("CRD deserialises: {e}"))
 }
 
 /// The file name a CRD is written to under `crds/` (Kubebuilder's `<group>_<plural>.yaml`).
@@ -72,6 +107,25 @@ mod tests {
                 "{columns:?}"
             );
         }
+    }
+
+    #[test]
+    fn no_schema_uses_a_format_openapi_does_not_define() {
+        for crd in all() {
+            let yaml = to_yaml(&crd);
+            for bad in ["uint8", "uint16", "uint32", "uint64"] {
+                assert!(
+                    !yaml.contains(&format!("format: {bad}")),
+                    "{} has format {bad}",
+                    crd.spec.names.kind
+                );
+            }
+        }
+        let server = serde_json::to_value(&all()[0].spec.versions[0].schema).expect("json");
+        let capacity = &server["openAPIV3Schema"]["properties"]["spec"]["properties"]["cache"]["properties"]
+            ["capacity"];
+        assert_eq!(capacity["format"], "int64");
+        assert_eq!(capacity["minimum"], 1.0, "a minimum of the field is kept");
     }
 
     #[test]

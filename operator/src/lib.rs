@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod namespaces;
 pub mod render;
 pub mod status;
+pub mod values_schema;
 pub mod workload;
 
 /// The one field manager the operator uses for every server-side apply.

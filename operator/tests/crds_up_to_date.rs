@@ -27,3 +27,15 @@ fn committed_crds_match_the_rust_types() {
         );
     }
 }
+
+#[test]
+fn the_chart_values_schema_matches_the_dnsserver_crd() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/nameplane/values.schema.json");
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("values.schema.json"))
+            .expect("values.schema.json is JSON");
+    assert!(
+        committed == nameplane_operator::values_schema::with_dns_server_values(committed.clone()),
+        "the dnsServer part of charts/nameplane/values.schema.json is stale: run `make crds` and commit the result"
+    );
+}

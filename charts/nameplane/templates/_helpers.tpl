@@ -55,9 +55,14 @@ app.kubernetes.io/component: operator
 {{- end }}
 {{- end }}
 
-{{/* The image holding both binaries. */}}
+{{/* The image holding both binaries: pinned by digest when image.digest is set (the tag,
+if any, is then only for people reading it). */}}
 {{- define "nameplane.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s:%s@%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
 {{- end }}
 
 {{/* Name of the leader-election Lease (and of the Role that grants access to it). */}}

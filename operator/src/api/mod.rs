@@ -104,14 +104,18 @@ impl KubernetesName {
 }
 
 /// An upstream DNS server: an IPv4 or IPv6 address with an optional port (default 53), as in
-/// `10.0.0.10`, `10.0.0.10:5353`, `fd00::10` or `[fd00::10]:5353`.
+/// `192.0.2.53`, `192.0.2.53:5353`, `2001:db8::53` or `[2001:db8::53]:5353`.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
 #[serde(transparent)]
 #[schemars(extend("x-kubernetes-validations" = [{
     "rule": "isIP(self) || (self.matches('^[0-9.]+:[0-9]{1,5}$') && isIP(self.split(':')[0]) && int(self.split(':')[1]) >= 1 && int(self.split(':')[1]) <= 65535) || (self.matches('^\\\\[[0-9A-Fa-f:.]+\\\\]:[0-9]{1,5}$') && isIP(self.substring(1, self.indexOf(']'))) && int(self.substring(self.indexOf(']') + 2)) >= 1 && int(self.substring(self.indexOf(']') + 2)) <= 65535)",
-    "message": "must be an IP address with an optional port, like 10.0.0.10, 10.0.0.10:53, fd00::10 or [fd00::10]:53"
+    "message": "must be an IP address with an optional port, like 192.0.2.53, 192.0.2.53:53, 2001:db8::53 or [2001:db8::53]:53"
 }]))]
-pub struct UpstreamAddress(#[schemars(length(min = 1, max = 64))] pub String);
+pub struct UpstreamAddress(
+    // The pattern is the coarse shape (hex digits, dots, colons, brackets), which Helm's
+    // values schema can check too; the CEL rule above is the exact one.
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[0-9A-Fa-f:.\[\]]+$"))] pub String,
+);
 
 impl UpstreamAddress {
     /// Parses the address, adding port 53 when none is given.
