@@ -1217,3 +1217,85 @@ async fn tcp_connections_to_an_upstream_are_reused() {
     );
     upstream.stop().await;
 }
+
+/// Descriptors this process has open.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
+}
+
+/// Sockets in TIME_WAIT to or from `port` on 127.0.0.1 (from /proc/net/tcp).
+fn time_wait(port: u16) -> usize {
+    let hex = format!(":{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(3) == Some(&"06")
+                && (fields.get(1).is_some_and(|f| f.ends_with(&hex))
+                    || fields.get(2).is_some_and(|f| f.ends_with(&hex)))
+        })
+        .count()
+}
+
+/// Not a check: prints descriptors and connections under a forwarded TCP load
+/// (`cargo test -p nameplane-dns --test forward -- --ignored --nocapture measure`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn measure_fds_under_a_forwarded_tcp_load() {
+    const QUERIES: usize = 4000;
+    for concurrency in [16, 50] {
+        let upstream = Server::start(vec![example_org("192.0.2.1", 60)]).await;
+        let state = tcp_only_state(upstream.addr);
+        let before = open_fds();
+        let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let sampler = tokio::spawn({
+            let peak = Arc::clone(&peak);
+            async move {
+                loop {
+                    peak.fetch_max(open_fds(), std::sync::atomic::Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+        });
+        let started = Instant::now();
+        let mut workers = Vec::new();
+        for w in 0..concurrency {
+            let state = Arc::clone(&state);
+            workers.push(tokio::spawn(async move {
+                for i in (w..QUERIES).step_by(concurrency) {
+                    ask(
+                        &state,
+                        &format!("n{i}.example.org."),
+                        RecordType::A,
+                        Transport::Tcp,
+                    )
+                    .await;
+                }
+            }));
+        }
+        for worker in workers {
+            worker.await.expect("worker");
+        }
+        let took = started.elapsed();
+        sampler.abort();
+        let text = state.metrics().encode();
+        println!(
+            "concurrency {concurrency}: {QUERIES} TCP-forwarded queries in {took:?}; fds before {before}, peak {}; upstream connections new {} reused {}; TIME_WAIT on the upstream port {}",
+            peak.load(std::sync::atomic::Ordering::Relaxed),
+            metric(
+                &text,
+                "nameplane_forward_tcp_connections_total",
+                "connection=\"new\""
+            ),
+            metric(
+                &text,
+                "nameplane_forward_tcp_connections_total",
+                "connection=\"reused\""
+            ),
+            time_wait(upstream.addr.port()),
+        );
+        upstream.stop().await;
+    }
+}
