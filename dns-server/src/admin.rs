@@ -16,14 +16,25 @@
 //! - `GET /metrics`: every metric in the Prometheus text format.
 //!
 //! Three fixed routes do not need an HTTP framework: this is a small HTTP/1.1 responder
-//! (one request per connection, `Connection: close`, request head capped at 8 KiB, 5 s per
-//! connection). [`route`] is pure and tested without sockets.
+//! (one request per connection, `Connection: close`, request head capped at 8 KiB and due
+//! within [`REQUEST_TIMEOUT`], 5 s per connection in all). [`route`] is pure and tested
+//! without sockets.
+//!
+//! **Connection cap.** At most `--admin-max-connections` ([`MAX_CONNECTIONS`]) are open at
+//! once; a new connection at the cap closes the oldest one instead of being refused, so a
+//! flood of idle connections (each of which would otherwise hold a descriptor and a task
+//! for 5 s) can neither exhaust the process's file descriptors nor keep the kubelet's
+//! probes out: a probe is always the newest connection, and the flood's connections are
+//! the ones closed. Connections closed this way count in
+//! `nameplane_admin_connections_evicted_total`.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::task::AbortHandle;
 use tracing::debug;
 
 use crate::shutdown::Shutdown;
@@ -35,28 +46,66 @@ const MAX_REQUEST: usize = 8 * 1024;
 /// Time allowed for one connection, request and response.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Time allowed for the request head to arrive (a kubelet probe sends it at once).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Default of `--admin-max-connections`: a kubelet, a Prometheus scraper and an operator
+/// need a handful; the rest is headroom.
+pub const MAX_CONNECTIONS: usize = 64;
+
 /// Content type of `/metrics` (what prometheus-client renders).
 const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
-/// Serves admin requests on `listener` until `shutdown` fires.
-pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: Shutdown) {
+/// Serves admin requests on `listener` until `shutdown` fires, at most [`MAX_CONNECTIONS`]
+/// at once.
+pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: Shutdown) {
+    serve_with(listener, state, MAX_CONNECTIONS, shutdown).await;
+}
+
+/// Serves admin requests on `listener` until `shutdown` fires, at most `max_connections`
+/// at once (the oldest closed for a new one).
+pub async fn serve_with(
+    listener: TcpListener,
+    state: Arc<State>,
+    max_connections: usize,
+    mut shutdown: Shutdown,
+) {
+    let max_connections = max_connections.max(1);
+    // Oldest first. Owned by this loop alone: no lock.
+    let mut open: VecDeque<AbortHandle> = VecDeque::with_capacity(max_connections);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            () = shutdown.wait() => return,
+            () = shutdown.wait() => {
+                for connection in open {
+                    connection.abort();
+                }
+                return;
+            }
         };
         match accepted {
             Ok((stream, _)) => {
+                if open.len() >= max_connections {
+                    open.retain(|connection| !connection.is_finished());
+                }
+                while open.len() >= max_connections {
+                    if let Some(oldest) = open.pop_front() {
+                        // Aborting drops the task's stream: the connection closes.
+                        oldest.abort();
+                        state.metrics().admin_connection_evicted();
+                    }
+                }
                 let state = Arc::clone(&state);
-                tokio::spawn(async move {
+                let task = tokio::spawn(async move {
                     if let Ok(Err(error)) =
                         tokio::time::timeout(CONNECTION_TIMEOUT, handle(stream, &state)).await
                     {
                         debug!(%error, "admin connection failed");
                     }
                 });
+                open.push_back(task.abort_handle());
             }
             Err(error) => {
                 debug!(%error, "admin accept failed");
@@ -69,16 +118,22 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: Shutd
 async fn handle(mut stream: TcpStream, state: &State) -> std::io::Result<()> {
     let mut buf = vec![0; MAX_REQUEST];
     let mut len = 0;
-    while len < buf.len() {
-        let n = stream.read(&mut buf[len..]).await?;
-        if n == 0 {
-            break;
+    let head = async {
+        while len < buf.len() {
+            let n = stream.read(&mut buf[len..]).await?;
+            if n == 0 {
+                break;
+            }
+            len += n;
+            if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
         }
-        len += n;
-        if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-            break;
-        }
-    }
+        Ok::<(), std::io::Error>(())
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, head)
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     stream.write_all(&route(&buf[..len], state)).await?;
     stream.shutdown().await
 }
@@ -309,5 +364,75 @@ mod tests {
         );
         assert!(route(b"", &state).starts_with(b"HTTP/1.1 405 "));
         assert!(route(&[0xff, 0xfe, b'\n'], &state).starts_with(b"HTTP/1.1 405 "));
+    }
+
+    /// Whether the server closed `stream` (EOF or reset) within `wait`.
+    async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(
+            tokio::time::timeout(wait, stream.read(&mut byte)).await,
+            Ok(Ok(0) | Err(_))
+        )
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_idle_connections_closes_the_oldest_and_probes_get_through() {
+        const CAP: usize = 8;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let addr = listener.local_addr().expect("addr");
+        let state = Arc::new(state());
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let server = tokio::spawn(serve_with(listener, Arc::clone(&state), CAP, shutdown));
+        // Idle connections that never send a byte, twice the cap; each accepted before the
+        // next opens, so the order of age is the order here.
+        let mut idle = Vec::new();
+        for _ in 0..2 * CAP {
+            idle.push(TcpStream::connect(addr).await.expect("connects"));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let started = tokio::time::Instant::now();
+        let mut probe = TcpStream::connect(addr).await.expect("connects");
+        probe
+            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("writes");
+        let mut reply = String::new();
+        tokio::time::timeout(Duration::from_secs(1), probe.read_to_string(&mut reply))
+            .await
+            .expect("answered within a probe's timeout")
+            .expect("reads");
+        assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        // The oldest CAP + 1 made room (for the last CAP - 1 idle ones and the probe).
+        let (oldest, newest) = idle.split_at_mut(CAP + 1);
+        for stream in oldest {
+            assert!(
+                closed_within(stream, Duration::from_secs(1)).await,
+                "an old one closed"
+            );
+        }
+        for stream in newest {
+            assert!(
+                !closed_within(stream, Duration::from_millis(100)).await,
+                "a newer one still open"
+            );
+        }
+        let text = state.metrics().encode();
+        assert!(
+            text.contains(&format!(
+                "nameplane_admin_connections_evicted_total {}",
+                CAP + 1
+            )),
+            "{text}"
+        );
+        // Idle connections are closed after the request deadline.
+        for stream in idle.iter_mut().skip(CAP + 1) {
+            assert!(closed_within(stream, REQUEST_TIMEOUT + Duration::from_secs(1)).await);
+        }
+        trigger.fire();
+        tokio::time::timeout(Duration::from_secs(1), server)
+            .await
+            .expect("stops")
+            .expect("admin task");
     }
 }

@@ -13,7 +13,9 @@
 //!
 //! The tasks run under a [`Supervisor`]: one that stops before the stop signal (a panic)
 //! fails `/health`. The TCP transport's limits are flags (`--tcp-*`, see
-//! [`nameplane_dns::server::tcp`]).
+//! [`nameplane_dns::server::tcp`]), and so are the other resource bounds: forwarded queries
+//! in flight (`--forward-max-in-flight`), the answer cache's bytes (`--cache-max-bytes`,
+//! `--cache-max-entry-bytes`) and admin connections (`--admin-max-connections`).
 //!
 //! Process settings are flags (they do not change while the process runs): what to answer
 //! comes from the ConfigMap.
@@ -30,7 +32,7 @@ use kube::{Client, Config};
 use nameplane_dns::admin;
 use nameplane_dns::kubernetes::watch;
 use nameplane_dns::metrics::Metrics;
-use nameplane_dns::pipeline::Settings;
+use nameplane_dns::pipeline::{Settings, cache, forward};
 use nameplane_dns::reload::{self, ConfigMapRef};
 use nameplane_dns::request::{DEFAULT_MAX_UDP_PAYLOAD, MIN_UDP_PAYLOAD};
 use nameplane_dns::server::{self, Listeners, tcp};
@@ -106,6 +108,28 @@ struct Cli {
           value_parser = clap::value_parser!(u64).range(1..))]
     tcp_write_timeout_seconds: u64,
 
+    /// Most queries in flight to upstreams at once, over every forwarder; above it a
+    /// forwarded query is REFUSED at once (each holds an upstream socket and memory).
+    #[arg(long, env = "NAMEPLANE_FORWARD_MAX_IN_FLIGHT", default_value_t = forward::DEFAULT_MAX_IN_FLIGHT as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    forward_max_in_flight: u32,
+
+    /// Bytes the answer cache may take in all (success and denial caches together).
+    #[arg(long, env = "NAMEPLANE_CACHE_MAX_BYTES", default_value_t = cache::DEFAULT_MAX_BYTES as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    cache_max_bytes: u64,
+
+    /// Largest stored size of one cached answer in bytes; larger answers are not cached.
+    #[arg(long, env = "NAMEPLANE_CACHE_MAX_ENTRY_BYTES", default_value_t = cache::DEFAULT_MAX_ENTRY_BYTES as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    cache_max_entry_bytes: u64,
+
+    /// Most admin (/health, /ready, /metrics) connections open at once; at the limit a new
+    /// one closes the oldest, so a flood of idle connections cannot lock the kubelet out.
+    #[arg(long, env = "NAMEPLANE_ADMIN_MAX_CONNECTIONS", default_value_t = admin::MAX_CONNECTIONS as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    admin_max_connections: u32,
+
     /// Log every query (client, protocol, name, type, rcode, size, duration) at info level.
     #[arg(long, env = "NAMEPLANE_QUERY_LOG")]
     query_log: bool,
@@ -178,11 +202,19 @@ async fn main() -> anyhow::Result<()> {
             rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| soft)
         }
     };
-    if open_files < u64::from(cli.tcp_max_connections) + 256 {
+    // Each capped thing holds at most one descriptor: TCP clients, forwarded queries
+    // (one upstream socket each), admin connections; 256 for the rest.
+    let needed = u64::from(cli.tcp_max_connections)
+        + u64::from(cli.forward_max_in_flight)
+        + u64::from(cli.admin_max_connections)
+        + 256;
+    if open_files < needed {
         warn!(
             open_files,
+            needed,
             tcp_max_connections = cli.tcp_max_connections,
-            "the open file limit is close to the TCP connection cap; raise the hard limit or lower --tcp-max-connections"
+            forward_max_in_flight = cli.forward_max_in_flight,
+            "the open file limit is below what the connection caps may hold; raise the hard limit or lower --tcp-max-connections / --forward-max-in-flight"
         );
     }
 
@@ -206,6 +238,11 @@ async fn main() -> anyhow::Result<()> {
         max_udp_payload: cli.max_udp_payload,
         dns_ips,
         query_log: cli.query_log,
+        forward_limit: forward::GlobalLimit::new(cli.forward_max_in_flight as usize),
+        cache_limits: cache::ByteLimits {
+            max_bytes: usize::try_from(cli.cache_max_bytes).unwrap_or(usize::MAX),
+            max_entry_bytes: usize::try_from(cli.cache_max_entry_bytes).unwrap_or(usize::MAX),
+        },
     };
     let state = Arc::new(State::new(Metrics::new(cli.listen), settings));
     let (trigger, shutdown) = shutdown::channel();
@@ -242,7 +279,12 @@ async fn main() -> anyhow::Result<()> {
     );
     tasks.spawn(
         "admin",
-        admin::serve(admin_listener, Arc::clone(&state), shutdown.clone()),
+        admin::serve_with(
+            admin_listener,
+            Arc::clone(&state),
+            cli.admin_max_connections as usize,
+            shutdown.clone(),
+        ),
     );
     let supervised = tokio::spawn({
         let state = Arc::clone(&state);
@@ -260,6 +302,10 @@ async fn main() -> anyhow::Result<()> {
         lameduck_seconds = cli.lameduck_seconds,
         query_log = cli.query_log,
         ?tcp_limits,
+        forward_max_in_flight = cli.forward_max_in_flight,
+        cache_max_bytes = cli.cache_max_bytes,
+        cache_max_entry_bytes = cli.cache_max_entry_bytes,
+        admin_max_connections = cli.admin_max_connections,
         open_files,
         "nameplane-dns started"
     );

@@ -23,6 +23,7 @@
 //! | `nameplane_kubernetes_shared_pod_ips`               | `outcome`: IPs several live Pods claim, `running_wins` (the Running one is the client) or `ambiguous` (nobody is) |
 //! | `nameplane_task_failures_total`                     | `task` (`udp`, `tcp`, `dns`, `config`, `watch`, `admin`): stopped while serving; `/health` fails |
 //! | `nameplane_tcp_connections_closed_total`            | `reason`: see [`crate::server::tcp`]         |
+//! | `nameplane_admin_connections_evicted_total`         | admin connections closed for a newer one at `--admin-max-connections` |
 //!
 //! `server` is `dns://<listen address>`; `zone` is `.` (one server block serves every zone);
 //! `view` is empty; `family` is `1` (IPv4) or `2` (IPv6); `type` is one of CoreDNS's
@@ -370,6 +371,7 @@ pub struct Metrics {
     reload_failed: Counter,
     task_failures: Family<TaskLabels, Counter>,
     tcp_closed: Family<ReasonLabels, Counter>,
+    admin_evicted: Counter,
     config_info: Family<ConfigLabels, Gauge>,
     version_info: Family<VersionLabels, Gauge>,
     objects: Family<ResourceLabels, Gauge>,
@@ -441,6 +443,12 @@ impl Metrics {
         let reload_failed = Counter::default();
         let task_failures = Family::<TaskLabels, Counter>::default();
         let tcp_closed = Family::<ReasonLabels, Counter>::default();
+        let admin_evicted = Counter::default();
+        registry.register(
+            "nameplane_admin_connections_evicted",
+            "Counter of admin connections closed to make room for a newer one (--admin-max-connections)",
+            admin_evicted.clone(),
+        );
         registry.register(
             "nameplane_task_failures",
             "Counter of tasks that stopped while the server runs (a panic); /health fails after one",
@@ -585,6 +593,7 @@ impl Metrics {
             reload_failed,
             task_failures,
             tcp_closed,
+            admin_evicted,
             config_info,
             version_info,
             objects,
@@ -706,6 +715,11 @@ impl Metrics {
     /// Counts a task that stopped while the server runs.
     pub fn task_failure(&self, task: &'static str) {
         self.task_failures.get_or_create(&TaskLabels { task }).inc();
+    }
+
+    /// Counts an admin connection closed for a newer one.
+    pub fn admin_connection_evicted(&self) {
+        self.admin_evicted.inc();
     }
 
     /// Counts one closed TCP connection and why it closed.

@@ -117,6 +117,14 @@ impl ReloadError {
 /// The pipeline's hash is the config's content hash, which must equal the
 /// [`HASH_ANNOTATION`] when the ConfigMap has one.
 pub fn load(config_map: &ConfigMap) -> Result<Pipeline, ReloadError> {
+    load_with(config_map, crate::pipeline::cache::ByteLimits::default())
+}
+
+/// [`load`] with the process's cache byte limits.
+pub fn load_with(
+    config_map: &ConfigMap,
+    cache_limits: crate::pipeline::cache::ByteLimits,
+) -> Result<Pipeline, ReloadError> {
     let json = config_map
         .data
         .as_ref()
@@ -132,7 +140,7 @@ pub fn load(config_map: &ConfigMap) -> Result<Pipeline, ReloadError> {
             computed,
         });
     }
-    Ok(Pipeline::build(config, computed)?)
+    Ok(Pipeline::build_with(config, computed, cache_limits)?)
 }
 
 /// What [`apply`] did.
@@ -156,7 +164,7 @@ pub fn apply(state: &State, config_map: &ConfigMap) -> Applied {
         config_map.namespace().unwrap_or_default(),
         config_map.name_any()
     );
-    match load(config_map) {
+    match load_with(config_map, state.settings().cache_limits) {
         Ok(pipeline) => {
             let serving = state
                 .pipeline()

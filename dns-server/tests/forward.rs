@@ -868,3 +868,434 @@ async fn popular_answers_are_refreshed_before_they_expire() {
     );
     upstream.stop().await;
 }
+
+#[tokio::test]
+async fn the_process_wide_in_flight_limit_refuses_above_it_across_forwarders() {
+    let silent_one = UdpSocket::bind("127.0.0.1:0").await.expect("binds");
+    let silent_two = UdpSocket::bind("127.0.0.1:0").await.expect("binds");
+    let mut org = forward(
+        "example.org",
+        &[silent_one.local_addr().expect("addr")],
+        ForwardPolicy::Random,
+    );
+    org.max_concurrent = Some(2);
+    let mut net = forward(
+        "example.net",
+        &[silent_two.local_addr().expect("addr")],
+        ForwardPolicy::Random,
+    );
+    net.max_concurrent = Some(2);
+    let settings = Settings {
+        forward_limit: nameplane_dns::pipeline::forward::GlobalLimit::new(3),
+        ..Settings::default()
+    };
+    let state = Arc::new(State::new(
+        Metrics::new("127.0.0.1:53".parse().expect("addr")),
+        settings,
+    ));
+    state.set_pipeline(
+        Pipeline::build(config(vec![], vec![org, net], None), "test".into()).expect("builds"),
+    );
+    let mut cluster = Cluster::new(1);
+    cluster.set_synced(true);
+    state.publish_cluster(Arc::new(cluster));
+    let client: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+    let mut held = Vec::new();
+    let mut refused = 0;
+    // Each forwarder alone would take 2: together 4, but the process takes 3.
+    for name in [
+        "a.example.org.",
+        "a.example.net.",
+        "b.example.org.",
+        "b.example.net.",
+    ] {
+        let mut out = Vec::new();
+        match state.handle(
+            &query(name, RecordType::A, 1),
+            Transport::Udp,
+            client,
+            &mut out,
+        ) {
+            Reply::Later(later) => held.push(later),
+            Reply::Now(true) => {
+                let message = Message::from_vec(&out).expect("decodes");
+                assert_eq!(message.metadata.response_code, ResponseCode::Refused);
+                refused += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((held.len(), refused), (3, 1));
+    assert_eq!(state.settings().forward_limit.in_flight(), 3);
+    let text = state.metrics().encode();
+    assert_eq!(
+        metric(&text, "nameplane_forward_global_limit_rejects_total", ""),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, "coredns_forward_max_concurrent_rejects_total", ""),
+        0.0
+    );
+    drop(held);
+    assert_eq!(state.settings().forward_limit.in_flight(), 0);
+    assert!(
+        matches!(
+            state.handle(
+                &query("c.example.net.", RecordType::A, 1),
+                Transport::Udp,
+                client,
+                &mut Vec::new()
+            ),
+            Reply::Later(_)
+        ),
+        "slots come back when queries finish"
+    );
+}
+
+/// Reads one length-prefixed DNS message from `stream`.
+async fn read_framed(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt as _;
+    let mut prefix = [0; 2];
+    stream.read_exact(&mut prefix).await.ok()?;
+    let mut message = vec![0; usize::from(u16::from_be_bytes(prefix))];
+    stream.read_exact(&mut message).await.ok()?;
+    Some(message)
+}
+
+/// A TCP upstream that answers every query with `answers` A records and `additionals`
+/// A records in the additional section, all for the asked name: well-formed, just big.
+async fn bloated_tcp_upstream(answers: usize, additionals: usize) -> SocketAddr {
+    use tokio::io::AsyncWriteExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                while let Some(query) = read_framed(&mut stream).await {
+                    let query = Message::from_vec(&query).expect("a query");
+                    let mut reply =
+                        Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
+                    reply.add_query(query.queries[0].clone());
+                    let owner = query.queries[0].name().clone();
+                    let record = |i: usize| {
+                        Record::from_rdata(
+                            owner.clone(),
+                            60,
+                            RData::A(A::new(198, 51, (i / 256) as u8, (i % 256) as u8)),
+                        )
+                    };
+                    reply.answers = (0..answers).map(record).collect();
+                    reply.additionals = (0..additionals).map(record).collect();
+                    let bytes = reply.to_vec().expect("encodes");
+                    let mut framed = u16::try_from(bytes.len())
+                        .expect("fits")
+                        .to_be_bytes()
+                        .to_vec();
+                    framed.extend_from_slice(&bytes);
+                    if stream.write_all(&framed).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn tcp_only_state(upstream: SocketAddr) -> Arc<State> {
+    let mut tcp_only = forward(".", &[upstream], ForwardPolicy::Random);
+    tcp_only.force_tcp = true;
+    state_with(config(vec![], vec![tcp_only], None), upstream)
+}
+
+#[tokio::test]
+async fn upstream_replies_with_too_many_records_are_dropped() {
+    let sane = bloated_tcp_upstream(512, 10).await;
+    let state = tcp_only_state(sane);
+    let reply = ask(&state, "many.example.org.", RecordType::A, Transport::Tcp).await;
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(reply.answers.len(), 512, "at the cap is accepted");
+
+    for (answers, additionals) in [(600, 0), (1, 100)] {
+        let bloated = bloated_tcp_upstream(answers, additionals).await;
+        let state = tcp_only_state(bloated);
+        let reply = ask(&state, "many.example.org.", RecordType::A, Transport::Tcp).await;
+        assert_eq!(
+            reply.metadata.response_code,
+            ResponseCode::ServFail,
+            "{answers} answers, {additionals} additionals"
+        );
+        let text = state.metrics().encode();
+        assert_eq!(
+            metric(
+                &text,
+                "nameplane_forward_rejected_replies_total",
+                "reason=\"too_many_records\""
+            ),
+            1.0,
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_endless_or_trickling_tcp_upstream_is_cut_off() {
+    use tokio::io::AsyncWriteExt as _;
+    // Endless: answers every query with full-size messages that are never the answer
+    // (wrong id), as fast as the socket takes them.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let endless = listener.local_addr().expect("addr");
+    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    tokio::spawn({
+        let sent = Arc::clone(&sent);
+        async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let sent = Arc::clone(&sent);
+                tokio::spawn(async move {
+                    let Some(query) = read_framed(&mut stream).await else {
+                        return;
+                    };
+                    let mut junk = vec![0u8; 2 + usize::from(u16::MAX)];
+                    junk[..2].copy_from_slice(&u16::MAX.to_be_bytes());
+                    // Never the query's id; QR set.
+                    junk[2] = !query[0];
+                    junk[4] = 0x80;
+                    while stream.write_all(&junk).await.is_ok() {
+                        sent.fetch_add(junk.len(), std::sync::atomic::Ordering::Relaxed);
+                    }
+                });
+            }
+        }
+    });
+    let state = tcp_only_state(endless);
+    let started = Instant::now();
+    let reply = ask(
+        &state,
+        "endless.example.org.",
+        RecordType::A,
+        Transport::Tcp,
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
+    let text = state.metrics().encode();
+    assert_eq!(
+        metric(
+            &text,
+            "nameplane_forward_failures_total",
+            "reason=\"too_much_data\""
+        ),
+        1.0,
+        "{text}"
+    );
+    assert!(
+        took < Duration::from_millis(500),
+        "cut off at the byte cap, not at the 1 s attempt deadline: {took:?}"
+    );
+
+    // Trickling: one byte of a length prefix every 300 ms.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let trickle = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if read_framed(&mut stream).await.is_none() {
+                    return;
+                }
+                for byte in [0u8, 40].into_iter().chain(std::iter::repeat(0)) {
+                    if stream.write_all(&[byte]).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            });
+        }
+    });
+    let state = tcp_only_state(trickle);
+    let started = Instant::now();
+    let reply = ask(
+        &state,
+        "trickle.example.org.",
+        RecordType::A,
+        Transport::Tcp,
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
+    assert!(
+        took < Duration::from_millis(1500),
+        "cut off at the attempt deadline: {took:?}"
+    );
+    let text = state.metrics().encode();
+    assert_eq!(
+        metric(
+            &text,
+            "nameplane_forward_failures_total",
+            "reason=\"timeout\""
+        ),
+        1.0,
+        "{text}"
+    );
+}
+
+/// Relays TCP connections to `upstream`, counting the connections it accepted.
+async fn counting_tcp_relay(
+    upstream: SocketAddr,
+) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    tokio::spawn({
+        let accepted = Arc::clone(&accepted);
+        async move {
+            while let Ok((mut front, _)) = listener.accept().await {
+                accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::spawn(async move {
+                    if let Ok(mut back) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut front, &mut back).await;
+                    }
+                });
+            }
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn tcp_connections_to_an_upstream_are_reused() {
+    let upstream = Server::start(vec![example_org("192.0.2.1", 60)]).await;
+    let (relay, accepted) = counting_tcp_relay(upstream.addr).await;
+    let state = tcp_only_state(relay);
+    for i in 0..20 {
+        let reply = ask(
+            &state,
+            &format!("n{i}.example.org."),
+            RecordType::A,
+            Transport::Tcp,
+        )
+        .await;
+        assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);
+    }
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "20 queries one after the other over one connection"
+    );
+    let text = state.metrics().encode();
+    assert_eq!(
+        metric(
+            &text,
+            "nameplane_forward_tcp_connections_total",
+            "connection=\"reused\""
+        ),
+        19.0,
+        "{text}"
+    );
+    // The upstream closes its side (its idle timeout, a restart): the next query notices
+    // on the kept connection and asks again on a new one.
+    let addr = upstream.addr;
+    upstream.stop().await;
+    let upstream = Server::start_on(addr, vec![example_org("192.0.2.1", 60)]).await;
+    // Give the relay a moment to pass the close on.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let reply = ask(&state, "www.example.org.", RecordType::A, Transport::Tcp).await;
+    assert_eq!(addresses(&reply), ["192.0.2.1"]);
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::Relaxed), 2);
+    let text = state.metrics().encode();
+    assert_eq!(
+        metric(&text, "nameplane_forward_failures_total", ""),
+        0.0,
+        "a closed kept connection is no failure: {text}"
+    );
+    upstream.stop().await;
+}
+
+/// Descriptors this process has open.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
+}
+
+/// Sockets in TIME_WAIT to or from `port` on 127.0.0.1 (from /proc/net/tcp).
+fn time_wait(port: u16) -> usize {
+    let hex = format!(":{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(3) == Some(&"06")
+                && (fields.get(1).is_some_and(|f| f.ends_with(&hex))
+                    || fields.get(2).is_some_and(|f| f.ends_with(&hex)))
+        })
+        .count()
+}
+
+/// Not a check: prints descriptors and connections under a forwarded TCP load
+/// (`cargo test -p nameplane-dns --test forward -- --ignored --nocapture measure`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn measure_fds_under_a_forwarded_tcp_load() {
+    const QUERIES: usize = 4000;
+    for concurrency in [16, 50] {
+        let upstream = Server::start(vec![example_org("192.0.2.1", 60)]).await;
+        let state = tcp_only_state(upstream.addr);
+        let before = open_fds();
+        let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let sampler = tokio::spawn({
+            let peak = Arc::clone(&peak);
+            async move {
+                loop {
+                    peak.fetch_max(open_fds(), std::sync::atomic::Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+        });
+        let started = Instant::now();
+        let mut workers = Vec::new();
+        for w in 0..concurrency {
+            let state = Arc::clone(&state);
+            workers.push(tokio::spawn(async move {
+                for i in (w..QUERIES).step_by(concurrency) {
+                    ask(
+                        &state,
+                        &format!("n{i}.example.org."),
+                        RecordType::A,
+                        Transport::Tcp,
+                    )
+                    .await;
+                }
+            }));
+        }
+        for worker in workers {
+            worker.await.expect("worker");
+        }
+        let took = started.elapsed();
+        sampler.abort();
+        let text = state.metrics().encode();
+        println!(
+            "concurrency {concurrency}: {QUERIES} TCP-forwarded queries in {took:?}; fds before {before}, peak {}; upstream connections new {} reused {}; TIME_WAIT on the upstream port {}",
+            peak.load(std::sync::atomic::Ordering::Relaxed),
+            metric(
+                &text,
+                "nameplane_forward_tcp_connections_total",
+                "connection=\"new\""
+            ),
+            metric(
+                &text,
+                "nameplane_forward_tcp_connections_total",
+                "connection=\"reused\""
+            ),
+            time_wait(upstream.addr.port()),
+        );
+        upstream.stop().await;
+    }
+}

@@ -2,7 +2,7 @@
 //! open-file limit of 256 here, 1024 in many runtimes), it raises its soft limit to the hard
 //! one before it accepts connections, so the TCP connection cap is not cut short by file
 //! descriptors. The API server it is pointed at does not exist (127.0.0.1:1): the process
-//! keeps running and retrying, which is all this test needs.
+//! keeps running and retrying, which is all these tests need.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -40,25 +40,33 @@ fn open_file_limits(pid: u32) -> (String, String) {
     )
 }
 
-fn health(port: u16) -> bool {
+/// The admin endpoint's reply to `GET path` (empty when it does not answer within 1 s).
+fn get(port: u16, path: &str) -> String {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
+        return String::new();
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
     if stream
-        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
         .is_err()
     {
-        return false;
+        return String::new();
     }
     let mut reply = String::new();
     let _ = stream.read_to_string(&mut reply);
-    reply.starts_with("HTTP/1.1 200")
+    reply
 }
 
-#[test]
-fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
-    let dir = std::env::temp_dir().join(format!("nameplane-dns-process-{}", std::process::id()));
+fn health(port: u16) -> bool {
+    get(port, "/health").starts_with("HTTP/1.1 200")
+}
+
+/// A kubeconfig pointing at an API server that does not exist, in a fresh directory.
+fn unreachable_kubeconfig(test: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!(
+        "nameplane-dns-process-{test}-{}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).expect("dir");
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(
@@ -66,6 +74,12 @@ fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
         "apiVersion: v1\nkind: Config\nclusters:\n- name: none\n  cluster: {server: \"https://127.0.0.1:1\"}\nusers:\n- name: none\n  user: {token: none}\ncontexts:\n- name: none\n  context: {cluster: none, user: none}\ncurrent-context: none\n",
     )
     .expect("kubeconfig");
+    (dir, kubeconfig)
+}
+
+#[test]
+fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
+    let (dir, kubeconfig) = unreachable_kubeconfig("rlimit");
     let (dns, admin) = (free_port(), free_port());
     // The shell lowers its soft limit, then becomes the server (exec), which inherits it.
     let script = format!(
@@ -90,5 +104,48 @@ fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
     let (soft, hard) = open_file_limits(pid);
     eprintln!("open files: soft {soft}, hard {hard} (started with soft 256)");
     assert_eq!(soft, hard, "the soft limit is raised to the hard one");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_limit_flags_parse_and_idle_admin_connections_cannot_lock_out_health() {
+    let (dir, kubeconfig) = unreachable_kubeconfig("limits");
+    let (dns, admin) = (free_port(), free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_nameplane-dns"))
+        .args(["--kubeconfig", &kubeconfig.display().to_string()])
+        .args(["--listen", &format!("127.0.0.1:{dns}")])
+        .args(["--health-listen", &format!("127.0.0.1:{admin}")])
+        .args(["--config-map", "ns/none"])
+        .args(["--forward-max-in-flight", "100"])
+        .args(["--cache-max-bytes", "1048576"])
+        .args(["--cache-max-entry-bytes", "8192"])
+        .args(["--admin-max-connections", "4"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("runs");
+    let _running = Running(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !health(admin) {
+        assert!(Instant::now() < deadline, "the server's /health answers");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // 40 connections that never send a byte: ten times the cap.
+    let idle: Vec<TcpStream> = (0..40)
+        .map(|_| TcpStream::connect(("127.0.0.1", admin)).expect("connects"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    assert!(health(admin), "/health answers behind 40 idle connections");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let metrics = get(admin, "/metrics");
+    let evicted: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("nameplane_admin_connections_evicted_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the eviction counter");
+    // 40 idle connections through 4 slots: at least 36 made room.
+    assert!(evicted >= 36.0, "{evicted}");
+    drop(idle);
     let _ = std::fs::remove_dir_all(&dir);
 }

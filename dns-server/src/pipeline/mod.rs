@@ -115,13 +115,22 @@ impl Pipeline {
     /// Builds the stages for `config`. `hash` identifies the config in logs, metrics and
     /// `/ready` (the operator's content hash).
     pub fn build(config: ValidatedConfig, hash: String) -> Result<Self, BuildError> {
+        Self::build_with(config, hash, cache::ByteLimits::default())
+    }
+
+    /// [`Pipeline::build`] with the process's cache byte limits ([`Settings::cache_limits`]).
+    pub fn build_with(
+        config: ValidatedConfig,
+        hash: String,
+        cache_limits: cache::ByteLimits,
+    ) -> Result<Self, BuildError> {
         let routes = Arc::new(forward::Routes::new(&config)?);
         let cache = config
             .raw()
             .cache
             .as_ref()
             .filter(|_| !config.raw().forward.is_empty())
-            .map(|settings| Arc::new(cache::Cache::new(settings)));
+            .map(|settings| Arc::new(cache::Cache::with_limits(settings, cache_limits)));
         let mut stages = Vec::with_capacity(4);
         if let Some(cache) = &cache {
             stages.push(Stage::Cache(cache::CacheStage::new(
@@ -170,6 +179,7 @@ impl Pipeline {
             (Some(old_cache), Some(old_routes), Some(new_routes)) => {
                 old_routes == new_routes
                     && self.config.raw().cache.as_ref() == Some(old_cache.settings())
+                    && self.cache().map(|cache| cache.limits()) == Some(old_cache.limits())
             }
             _ => false,
         };
@@ -256,9 +266,10 @@ impl Pipeline {
         hit: cache::Hit,
         request: &Request<'_>,
         sources: &Sources<'a>,
+        settings: &Settings,
     ) -> Flow<'a> {
         let forwarded = self.stages.iter().find_map(|stage| match stage {
-            Stage::Forward(stage) => Some(stage.handle(request, sources)),
+            Stage::Forward(stage) => Some(stage.handle(request, sources, &settings.forward_limit)),
             _ => None,
         });
         match forwarded {
@@ -277,7 +288,9 @@ impl Pipeline {
         for stage in &self.stages {
             match stage.handle(request, sources, settings) {
                 Flow::Skip => {}
-                Flow::Cached(hit) if hit.refresh => return self.prefetch(hit, request, sources),
+                Flow::Cached(hit) if hit.refresh => {
+                    return self.prefetch(hit, request, sources, settings);
+                }
                 decided => return decided,
             }
         }
@@ -311,7 +324,7 @@ impl Stage {
             Self::Cache(stage) => stage.handle(request, sources),
             Self::Kubernetes(stage) => stage.handle(request, sources.cluster, &settings.dns_ips),
             Self::Zones(stage) => stage.handle(request, sources),
-            Self::Forward(stage) => stage.handle(request, sources),
+            Self::Forward(stage) => stage.handle(request, sources, &settings.forward_limit),
         }
     }
 }
@@ -355,6 +368,11 @@ pub struct Settings {
     pub dns_ips: Vec<IpAddr>,
     /// Whether each query is logged.
     pub query_log: bool,
+    /// Queries in flight to upstreams across every forwarder (`--forward-max-in-flight`).
+    pub forward_limit: forward::GlobalLimit,
+    /// The answer cache's byte budget and per-answer cap (`--cache-max-bytes`,
+    /// `--cache-max-entry-bytes`).
+    pub cache_limits: cache::ByteLimits,
 }
 
 impl Default for Settings {
@@ -363,6 +381,8 @@ impl Default for Settings {
             max_udp_payload: DEFAULT_MAX_UDP_PAYLOAD,
             dns_ips: Vec::new(),
             query_log: false,
+            forward_limit: forward::GlobalLimit::default(),
+            cache_limits: cache::ByteLimits::default(),
         }
     }
 }

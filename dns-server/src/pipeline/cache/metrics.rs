@@ -10,6 +10,12 @@
 //! | `coredns_cache_served_stale_total`  | `server`, `zones`, `view`         |
 //! | `coredns_cache_prefetch_total`      | `server`, `zones`, `view`         |
 //! | `coredns_cache_evictions_total`     | `server`, `type`, `zones`, `view` |
+//! | `nameplane_cache_bytes`             | `server`, `type`, `zones`, `view` |
+//! | `nameplane_cache_too_large_total`   | `server`, `type`, `zones`, `view` |
+//!
+//! `nameplane_cache_bytes` is the stored size of the entries (what the byte budget
+//! counts); `nameplane_cache_too_large_total` counts answers not cached because they were
+//! larger than the per-entry cap (or than a shard's whole budget).
 //!
 //! `type` is `success` or `denial`; `zones` is `.` (one cache serves every forwarded name);
 //! `view` is empty (no views yet). Handles are created once, so counting takes no lock.
@@ -62,6 +68,8 @@ pub struct CacheMetrics {
     entries: [Gauge; 2],
     hits: [Counter; 2],
     evictions: [Counter; 2],
+    bytes: [Gauge; 2],
+    too_large: [Counter; 2],
     requests: Counter,
     misses: Counter,
     served_stale: Counter,
@@ -85,6 +93,8 @@ impl CacheMetrics {
         let entries = Family::<TypedLabels, Gauge>::default();
         let hits = Family::<TypedLabels, Counter>::default();
         let evictions = Family::<TypedLabels, Counter>::default();
+        let bytes = Family::<TypedLabels, Gauge>::default();
+        let too_large = Family::<TypedLabels, Counter>::default();
         let requests = Family::<Labels, Counter>::default();
         let misses = Family::<Labels, Counter>::default();
         let served_stale = Family::<Labels, Counter>::default();
@@ -124,6 +134,16 @@ impl CacheMetrics {
             "The count of cache evictions",
             evictions.clone(),
         );
+        registry.register(
+            "nameplane_cache_bytes",
+            "Bytes the cached answers take (what --cache-max-bytes bounds)",
+            bytes.clone(),
+        );
+        registry.register(
+            "nameplane_cache_too_large",
+            "Answers not cached because they were larger than --cache-max-entry-bytes",
+            too_large.clone(),
+        );
         let both = |family: &Family<TypedLabels, Counter>| {
             [Kind::Success, Kind::Denial].map(|kind| family.get_or_create(&typed(kind)).clone())
         };
@@ -132,6 +152,9 @@ impl CacheMetrics {
                 .map(|kind| entries.get_or_create(&typed(kind)).clone()),
             hits: both(&hits),
             evictions: both(&evictions),
+            bytes: [Kind::Success, Kind::Denial]
+                .map(|kind| bytes.get_or_create(&typed(kind)).clone()),
+            too_large: both(&too_large),
             requests: requests.get_or_create(&plain).clone(),
             misses: misses.get_or_create(&plain).clone(),
             served_stale: served_stale.get_or_create(&plain).clone(),
@@ -171,9 +194,21 @@ impl CacheMetrics {
         self.prefetches.inc();
     }
 
-    /// An entry pushed out to make room.
-    pub fn eviction(&self, kind: Kind) {
-        self.evictions[Self::index(kind)].inc();
+    /// `count` entries pushed out to make room.
+    pub fn evictions(&self, kind: Kind, count: usize) {
+        if count > 0 {
+            self.evictions[Self::index(kind)].inc_by(u64::try_from(count).unwrap_or(u64::MAX));
+        }
+    }
+
+    /// An answer not cached because it was too large.
+    pub fn too_large(&self, kind: Kind) {
+        self.too_large[Self::index(kind)].inc();
+    }
+
+    /// The current stored size of the entries of one kind.
+    pub fn set_bytes(&self, kind: Kind, bytes: usize) {
+        self.bytes[Self::index(kind)].set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     /// The current number of entries of one kind.

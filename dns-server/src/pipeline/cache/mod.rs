@@ -44,7 +44,18 @@
 //! known down, the forward stage answers it with TTL [`STALE_TTL`] instead of SERVFAIL.
 //! Past the window the entry is gone and failures are SERVFAIL again.
 //!
-//! Metrics: [`metrics`] (CoreDNS names).
+//! **Bounded in bytes** ([`ByteLimits`]). Besides its entry capacities the cache has a
+//! byte budget for the process (`--cache-max-bytes`, default [`DEFAULT_MAX_BYTES`]), split
+//! between the success and the denial cache in proportion to their capacities, and an
+//! answer whose stored size is above `--cache-max-entry-bytes` (default
+//! [`DEFAULT_MAX_ENTRY_BYTES`]) is not cached at all (it is still answered). The stored
+//! size ([`stored_size`]) counts the entry's structs, its records' structs, its key, and
+//! its records' names and data as they are encoded (the template a hit is written from,
+//! [`wire`]); an answer that cannot be encoded as one message is never cached. A store
+//! over its budget evicts as it does when over its capacity ([`store`]).
+//!
+//! Metrics: [`metrics`] (CoreDNS names, and `nameplane_cache_bytes`,
+//! `nameplane_cache_too_large_total`).
 
 pub mod metrics;
 mod store;
@@ -70,6 +81,52 @@ use store::{Entry, Store};
 
 /// TTL of records answered from a stale entry (RFC 8767 §4 suggests 30 s).
 pub const STALE_TTL: u32 = 30;
+
+/// Default byte budget of the answer cache (success and denial together).
+pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// Default largest stored size of one cached answer; larger answers are not cached. A
+/// decoded record takes about 270 bytes besides its data, so this is an answer of about
+/// 200 records (a headless Service of 100 endpoints from a stub domain fits twice).
+pub const DEFAULT_MAX_ENTRY_BYTES: usize = 64 * 1024;
+
+/// The cache's memory bounds, process flags (`--cache-max-bytes`,
+/// `--cache-max-entry-bytes`): the same for every config, so a reload never changes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteLimits {
+    /// Bytes all entries may take, success and denial cache together.
+    pub max_bytes: usize,
+    /// Largest stored size of one entry.
+    pub max_entry_bytes: usize,
+}
+
+impl Default for ByteLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: DEFAULT_MAX_BYTES,
+            max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
+        }
+    }
+}
+
+/// Bytes an entry for `key` holding `reply`, encoded as `wire`, takes in a store: the
+/// structs (exact sizes) plus the encoded records (the template itself, and as an estimate
+/// of what the decoded records own on the heap: their names and data).
+pub(crate) fn stored_size(key: &Key, reply: &Reply, wire: &wire::WireReply) -> usize {
+    use std::mem::size_of;
+    let records = reply.answers.len() + reply.authorities.len() + reply.additionals.len();
+    // The map's slot (key and entry side by side, plus its control byte), the shared
+    // reply and template behind their Arcs (two counters each), the prefetch counters.
+    size_of::<(Key, store::Entry)>()
+        + 1
+        + key.name.len()
+        + size_of::<Reply>()
+        + records * size_of::<Record>()
+        + size_of::<wire::WireReply>()
+        + 2 * wire.encoded_len()
+        + size_of::<Popularity>()
+        + 3 * 2 * size_of::<usize>()
+}
 
 /// What a cached answer depends on besides the cache's own routing.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -189,6 +246,7 @@ pub struct Cache {
     stale: Duration,
     /// Where prefetch windows are counted from.
     epoch: Instant,
+    limits: ByteLimits,
 }
 
 fn seconds(value: u32) -> Duration {
@@ -196,16 +254,42 @@ fn seconds(value: u32) -> Duration {
 }
 
 impl Cache {
-    /// An empty cache with these settings.
+    /// An empty cache with these settings and the default [`ByteLimits`].
     pub fn new(settings: &CacheConfig) -> Self {
-        let capacity = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
+        Self::with_limits(settings, ByteLimits::default())
+    }
+
+    /// An empty cache with these settings within `limits`: the byte budget is split between
+    /// the success and the denial cache in proportion to their capacities.
+    pub fn with_limits(settings: &CacheConfig, limits: ByteLimits) -> Self {
+        let capacity = |n: u32| usize::try_from(n).unwrap_or(usize::MAX).max(1);
+        let (success, denial) = (
+            capacity(settings.capacity),
+            capacity(settings.denial_capacity()),
+        );
+        // In u128: capacities up to u32::MAX times budgets up to usize::MAX.
+        let share = u128::try_from(limits.max_bytes).unwrap_or(u128::MAX)
+            * u128::try_from(success).unwrap_or(u128::MAX)
+            / (u128::try_from(success).unwrap_or(u128::MAX)
+                + u128::try_from(denial).unwrap_or(u128::MAX));
+        let success_bytes = usize::try_from(share).unwrap_or(limits.max_bytes);
         Self {
-            success: Store::new(capacity(settings.capacity)),
-            denial: Store::new(capacity(settings.denial_capacity())),
+            success: Store::new(success, success_bytes, limits.max_entry_bytes),
+            denial: Store::new(
+                denial,
+                limits.max_bytes - success_bytes,
+                limits.max_entry_bytes,
+            ),
             stale: seconds(settings.serve_stale_seconds),
             epoch: Instant::now(),
             settings: settings.clone(),
+            limits,
         }
+    }
+
+    /// The byte limits the cache was built with.
+    pub fn limits(&self) -> ByteLimits {
+        self.limits
     }
 
     /// The settings the cache was built with.
@@ -233,6 +317,16 @@ impl Cache {
     /// Largest number of entries one cache holds.
     pub fn capacity(&self, kind: Kind) -> usize {
         self.store(kind).capacity()
+    }
+
+    /// Bytes the entries of one cache take ([`stored_size`] summed).
+    pub fn bytes(&self, kind: Kind) -> usize {
+        self.store(kind).bytes()
+    }
+
+    /// Largest number of bytes one cache holds.
+    pub fn max_bytes(&self, kind: Kind) -> usize {
+        self.store(kind).max_bytes()
     }
 
     fn find(&self, key: &Key, now: Instant) -> Option<(Kind, Entry)> {
@@ -309,7 +403,8 @@ impl Cache {
         (ttl > 0).then(|| (kind, seconds(ttl)))
     }
 
-    /// Stores `reply` for `key` if it may be cached; counts evictions and entries.
+    /// Stores `reply` for `key` if it may be cached and is not larger than the per-entry
+    /// cap (else counts it as too large); counts evictions, entries and bytes.
     pub fn insert(&self, key: Key, reply: Arc<Reply>, now: Instant, metrics: &CacheMetrics) {
         let Some((kind, ttl)) = self.classify(&reply) else {
             return;
@@ -320,20 +415,33 @@ impl Cache {
             Kind::Denial => Kind::Success,
         };
         let store = self.store(kind);
-        // Encoded here, once per stored reply, outside the shard's lock.
-        let wire = wire::WireReply::build(&key, &reply).map(Arc::new);
+        // Encoded here, once per stored reply, outside the shard's lock. An answer that
+        // does not encode as one message is larger than any entry may be.
+        let Some(wire) = wire::WireReply::build(&key, &reply) else {
+            metrics.too_large(kind);
+            return;
+        };
+        let size = stored_size(&key, &reply, &wire);
+        if size > self.limits.max_entry_bytes {
+            metrics.too_large(kind);
+            return;
+        }
         let entry = Entry {
             reply,
-            wire,
+            wire: Some(Arc::new(wire)),
             popularity: Arc::default(),
             stored: now,
             ttl,
+            size,
         };
-        if store.insert(key, entry, self.stale) {
-            metrics.eviction(kind);
+        match store.insert(key, entry, self.stale) {
+            Some(evicted) => metrics.evictions(kind, evicted),
+            None => metrics.too_large(kind),
         }
-        metrics.set_entries(kind, store.len());
-        metrics.set_entries(other, self.store(other).len());
+        for kind in [kind, other] {
+            metrics.set_entries(kind, self.store(kind).len());
+            metrics.set_bytes(kind, self.store(kind).bytes());
+        }
     }
 
     #[cfg(test)]
@@ -392,9 +500,10 @@ impl CacheStage {
         let metrics = sources.metrics.cache();
         metrics.request();
         let found = self.cache.fresh(&key, Instant::now());
-        // A lookup may have dropped a dead entry: keep the gauges true (two atomic stores).
+        // A lookup may have dropped a dead entry: keep the gauges true (atomic stores).
         for kind in [Kind::Success, Kind::Denial] {
             metrics.set_entries(kind, self.cache.len(kind));
+            metrics.set_bytes(kind, self.cache.bytes(kind));
         }
         match found {
             Some(hit) => {

@@ -1,7 +1,14 @@
-//! A bounded map from [`Key`] to cached replies, split into shards so that concurrent
-//! queries for different names rarely meet on one lock. A full shard evicts an entry past
-//! its stale window if it finds one among a few, else a random one (CoreDNS also evicts at
-//! random: no per-hit bookkeeping).
+//! A map from [`Key`] to cached replies bounded in entries and in bytes, split into shards
+//! so that concurrent queries for different names rarely meet on one lock. A full shard
+//! (too many entries, or the new entry would take it past its share of the byte budget)
+//! evicts an entry past its stale window if it finds one among a few, else a random one
+//! (CoreDNS also evicts at random: no per-hit bookkeeping), until the new entry fits.
+//!
+//! Every entry carries its stored size ([`Entry::size`], computed once when it is made);
+//! each shard keeps the sum of its entries' sizes, so checking the budget is an addition.
+//! An entry is at most the per-entry cap (larger ones are never offered: see
+//! [`super::Cache::insert`]) and a shard's budget is at least [`MIN_ENTRIES_PER_SHARD_BUDGET`]
+//! such entries, so one insert evicts a bounded number of entries.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -21,6 +28,10 @@ const MAX_SHARDS: usize = 4096;
 /// Fewest entries per shard: a small cache is one shard, so it holds exactly its capacity.
 const MIN_PER_SHARD: usize = 64;
 
+/// A shard's byte budget holds at least this many entries of the largest cacheable size:
+/// the budget is split into fewer shards rather than into shards too small for one answer.
+pub(super) const MIN_ENTRIES_PER_SHARD_BUDGET: usize = 4;
+
 /// Entries looked at for an expired one before evicting at random.
 const EVICTION_PROBES: usize = 8;
 
@@ -35,6 +46,8 @@ pub(super) struct Entry {
     pub(super) stored: Instant,
     /// How long the entry is fresh, after min/max clamping.
     pub(super) ttl: Duration,
+    /// Bytes the entry (with its key) takes in the store: [`super::stored_size`].
+    pub(super) size: usize,
 }
 
 impl Entry {
@@ -44,13 +57,22 @@ impl Entry {
     }
 }
 
-/// A sharded, bounded map.
+/// One shard: its entries and the sum of their sizes.
+#[derive(Debug, Default)]
+struct Shard {
+    map: HashMap<Key, Entry>,
+    bytes: usize,
+}
+
+/// A sharded map bounded in entries and bytes.
 #[derive(Debug)]
 pub(super) struct Store {
-    shards: Box<[Mutex<HashMap<Key, Entry>>]>,
+    shards: Box<[Mutex<Shard>]>,
     per_shard: usize,
+    per_shard_bytes: usize,
     hasher: RandomState,
     len: AtomicUsize,
+    bytes: AtomicUsize,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -60,19 +82,25 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Store {
-    /// A store for at most about `capacity` entries (rounded up to a whole number per shard).
-    pub(super) fn new(capacity: usize) -> Self {
+    /// A store for at most about `capacity` entries (rounded up to a whole number per
+    /// shard) and at most `max_bytes` bytes, of entries of at most `max_entry_bytes`.
+    pub(super) fn new(capacity: usize, max_bytes: usize, max_entry_bytes: usize) -> Self {
         let capacity = capacity.max(1);
-        let shards = (capacity / MIN_PER_SHARD).clamp(1, MAX_SHARDS);
+        let by_bytes = max_bytes / (max_entry_bytes.max(1) * MIN_ENTRIES_PER_SHARD_BUDGET);
+        let shards = (capacity / MIN_PER_SHARD)
+            .min(by_bytes)
+            .clamp(1, MAX_SHARDS);
         Self {
-            shards: (0..shards).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..shards).map(|_| Mutex::new(Shard::default())).collect(),
             per_shard: capacity.div_ceil(shards),
+            per_shard_bytes: max_bytes / shards,
             hasher: RandomState::new(),
             len: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
         }
     }
 
-    fn shard(&self, key: &Key) -> &Mutex<HashMap<Key, Entry>> {
+    fn shard(&self, key: &Key) -> &Mutex<Shard> {
         let hash = self.hasher.hash_one(key);
         // The modulo keeps the index in range; truncating the hash first is harmless.
         #[allow(clippy::cast_possible_truncation)]
@@ -85,49 +113,78 @@ impl Store {
         self.len.load(Ordering::Relaxed)
     }
 
+    /// Bytes the entries take ([`Entry::size`] summed).
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
     /// Largest number of entries.
     pub(super) fn capacity(&self) -> usize {
         self.per_shard * self.shards.len()
     }
 
+    /// Largest number of bytes.
+    pub(super) fn max_bytes(&self) -> usize {
+        self.per_shard_bytes * self.shards.len()
+    }
+
+    fn remove(&self, shard: &mut Shard, key: &Key) -> Option<Entry> {
+        let entry = shard.map.remove(key)?;
+        shard.bytes -= entry.size;
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        self.bytes.fetch_sub(entry.size, Ordering::Relaxed);
+        Some(entry)
+    }
+
     /// The entry for `key`, unless it is dead (then it is removed).
     pub(super) fn get(&self, key: &Key, now: Instant, stale: Duration) -> Option<Entry> {
         let mut shard = lock(self.shard(key));
-        let entry = shard.get(key)?;
+        let entry = shard.map.get(key)?;
         if entry.dead(now, stale) {
-            shard.remove(key);
-            self.len.fetch_sub(1, Ordering::Relaxed);
+            self.remove(&mut shard, key);
             return None;
         }
         Some(entry.clone())
     }
 
-    /// Stores `entry`; returns whether another entry was evicted to make room.
-    pub(super) fn insert(&self, key: Key, entry: Entry, stale: Duration) -> bool {
+    /// Stores `entry`; returns how many live entries were evicted to make room (`None`:
+    /// the entry is larger than a shard's whole budget and was not stored).
+    pub(super) fn insert(&self, key: Key, entry: Entry, stale: Duration) -> Option<usize> {
+        if entry.size > self.per_shard_bytes {
+            return None;
+        }
         let now = entry.stored;
         let mut shard = lock(self.shard(&key));
-        let mut evicted = false;
-        if !shard.contains_key(&key) && shard.len() >= self.per_shard {
-            let len = shard.len();
+        self.remove(&mut shard, &key);
+        let mut evicted = 0;
+        while !shard.map.is_empty()
+            && (shard.map.len() >= self.per_shard
+                || shard.bytes + entry.size > self.per_shard_bytes)
+        {
+            let len = shard.map.len();
             let start = rand::rng().random_range(0..len);
-            let victim = shard
+            let expired = shard
+                .map
                 .iter()
                 .skip(start)
                 .take(EVICTION_PROBES)
                 .find(|(_, entry)| entry.dead(now, stale))
                 .map(|(key, _)| key.clone());
-            let expired = victim.is_some();
-            let victim = victim.or_else(|| shard.keys().nth(start).cloned());
-            if let Some(victim) = victim {
-                shard.remove(&victim);
-                self.len.fetch_sub(1, Ordering::Relaxed);
-                evicted = !expired;
+            let live = expired.is_none();
+            let victim = expired.or_else(|| shard.map.keys().nth(start).cloned());
+            match victim {
+                Some(victim) => {
+                    self.remove(&mut shard, &victim);
+                    evicted += usize::from(live);
+                }
+                None => break,
             }
         }
-        if shard.insert(key, entry).is_none() {
-            self.len.fetch_add(1, Ordering::Relaxed);
-        }
-        evicted
+        shard.bytes += entry.size;
+        self.len.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(entry.size, Ordering::Relaxed);
+        shard.map.insert(key, entry);
+        Some(evicted)
     }
 
     /// Removes every entry.
@@ -135,8 +192,10 @@ impl Store {
     pub(super) fn clear(&self) {
         for shard in &self.shards {
             let mut shard = lock(shard);
-            self.len.fetch_sub(shard.len(), Ordering::Relaxed);
-            shard.clear();
+            self.len.fetch_sub(shard.map.len(), Ordering::Relaxed);
+            self.bytes.fetch_sub(shard.bytes, Ordering::Relaxed);
+            shard.map.clear();
+            shard.bytes = 0;
         }
     }
 }

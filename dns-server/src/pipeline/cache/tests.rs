@@ -480,3 +480,120 @@ fn a_reload_keeps_the_cache_unless_routing_or_settings_change() {
     resized.adopt(&old);
     assert!(!Arc::ptr_eq(&cache_of(&old), &cache_of(&resized)));
 }
+
+fn many_addresses(owner: &str, count: usize) -> Arc<Reply> {
+    positive(
+        (0..count)
+            .map(|i| {
+                Record::from_rdata(
+                    name(owner),
+                    60,
+                    RData::A(A(Ipv4Addr::new(
+                        198,
+                        51,
+                        u8::try_from(i / 256).expect("small"),
+                        u8::try_from(i % 256).expect("small"),
+                    ))),
+                )
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn answers_larger_than_the_entry_cap_are_not_cached() {
+    // Default limits: 64 KiB per entry. 2000 addresses take over 500 KiB as records.
+    let cache = Cache::new(&settings());
+    let metrics = test_metrics();
+    let now = Instant::now();
+    cache.insert(
+        key("huge.example.org."),
+        many_addresses("huge.example.org.", 2000),
+        now,
+        metrics.cache(),
+    );
+    cache.insert(
+        key("small.example.org."),
+        many_addresses("small.example.org.", 3),
+        now,
+        metrics.cache(),
+    );
+    assert!(
+        cache.fresh(&key("huge.example.org."), now).is_none(),
+        "too large to cache"
+    );
+    assert!(cache.fresh(&key("small.example.org."), now).is_some());
+    assert_eq!(cache.len(Kind::Success), 1);
+    let text = metrics.encode();
+    assert!(
+        text.contains(r#"nameplane_cache_too_large_total{server="dns://127.0.0.1:53",type="success",zones=".",view=""} 1"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_byte_budget_bounds_what_is_stored_whatever_the_capacity() {
+    let mut s = settings();
+    s.capacity = 100_000;
+    let limits = ByteLimits {
+        max_bytes: 256 * 1024,
+        max_entry_bytes: 8 * 1024,
+    };
+    let cache = Cache::with_limits(&s, limits);
+    let metrics = test_metrics();
+    let now = Instant::now();
+    let one = stored_size(
+        &key("n0.example.org."),
+        &many_addresses("n0.example.org.", 20),
+        &wire::WireReply::build(
+            &key("n0.example.org."),
+            &many_addresses("n0.example.org.", 20),
+        )
+        .expect("encodes"),
+    );
+    assert!(one > 20 * 16, "at least the records' wire bytes: {one}");
+    assert!(one <= limits.max_entry_bytes, "{one}");
+    for i in 0..2000 {
+        let owner = format!("n{i}.example.org.");
+        cache.insert(
+            key(&owner),
+            many_addresses(&owner, 20),
+            now,
+            metrics.cache(),
+        );
+        assert!(
+            cache.bytes(Kind::Success) <= cache.max_bytes(Kind::Success),
+            "over budget after {i}: {} > {}",
+            cache.bytes(Kind::Success),
+            cache.max_bytes(Kind::Success)
+        );
+    }
+    // Success and denial share the budget by capacity (equal here).
+    assert_eq!(cache.max_bytes(Kind::Success), limits.max_bytes / 2);
+    let len = cache.len(Kind::Success);
+    assert!(
+        len < 2000 && len >= cache.max_bytes(Kind::Success) / one / 2,
+        "kept {len} entries of {one} bytes"
+    );
+    // The stored size is what the budget counts, entry by entry (names n0 … n1999 differ
+    // in length by up to 3 bytes).
+    let bytes = cache.bytes(Kind::Success);
+    assert!(len * one <= bytes && bytes <= len * (one + 3), "{bytes}");
+    let text = metrics.encode();
+    assert!(
+        text.contains(&format!(
+            r#"nameplane_cache_bytes{{server="dns://127.0.0.1:53",type="success",zones=".",view=""}} {bytes}"#,
+        )),
+        "{text}"
+    );
+    assert!(metric_value(&text, "coredns_cache_evictions_total") >= (2000 - len) as f64);
+    cache.clear();
+    assert_eq!(cache.bytes(Kind::Success), 0);
+}
+
+fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

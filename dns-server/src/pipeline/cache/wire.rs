@@ -66,6 +66,11 @@ impl WireReply {
         })
     }
 
+    /// Bytes of the encoded records and of their TTL table.
+    pub fn encoded_len(&self) -> usize {
+        self.body.len() + self.ttls.len() * std::mem::size_of::<(usize, u32)>()
+    }
+
     /// Writes the response to `request` at the end of `out`, each TTL at most `ttl`
     /// (exactly `ttl` when `stale`); `false` (and nothing written) when it does not fit
     /// what the client may receive or the question does not match the template.

@@ -6,10 +6,12 @@
 //! |-------------------------------------------------|-------------------------------|
 //! | `coredns_forward_healthcheck_broken_total`      |                               |
 //! | `coredns_forward_max_concurrent_rejects_total`  |                               |
+//! | `nameplane_forward_global_limit_rejects_total`  |                               |
 //! | `coredns_proxy_request_duration_seconds`        | `proxy_name`, `to`, `rcode`   |
 //! | `coredns_proxy_healthcheck_failures_total`      | `proxy_name`, `to`            |
-//! | `nameplane_forward_rejected_replies_total`      | `to`, `reason` (`source`, `id`, `question`, `malformed`, `not_response`) |
-//! | `nameplane_forward_failures_total`              | `to`, `reason` (`timeout`, `network`) |
+//! | `nameplane_forward_rejected_replies_total`      | `to`, `reason` (`source`, `id`, `question`, `malformed`, `not_response`, `too_many_records`) |
+//! | `nameplane_forward_failures_total`              | `to`, `reason` (`timeout`, `network`, `too_much_data`) |
+//! | `nameplane_forward_tcp_connections_total`       | `to`, `connection` (`new`, `reused`): TCP exchanges by the connection they used |
 //! | `nameplane_forward_coalesced_total`             |                               |
 //! | `nameplane_forward_dropped_records_total`       | `reason` (`out_of_chain`, `out_of_bailiwick`) |
 //!
@@ -45,6 +47,12 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectionLabels {
+    to: String,
+    connection: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DroppedLabels {
     reason: &'static str,
 }
@@ -74,12 +82,14 @@ fn duration_histogram() -> Histogram {
 pub struct ForwardMetrics {
     healthcheck_broken: Counter,
     max_concurrent_rejects: Counter,
+    global_limit_rejects: Counter,
     coalesced: Counter,
     durations: HistogramFamily<DurationLabels>,
     healthcheck_failures: Family<ProxyLabels, Counter>,
     rejected_replies: Family<ReasonLabels, Counter>,
     failures: Family<ReasonLabels, Counter>,
     dropped_records: Family<DroppedLabels, Counter>,
+    tcp_connections: Family<ConnectionLabels, Counter>,
 }
 
 /// Why a reply was not accepted as the answer to a query.
@@ -95,6 +105,8 @@ pub enum RejectReason {
     Malformed,
     /// It was not a response (QR clear) or not a QUERY.
     NotResponse,
+    /// A section held more records than its cap.
+    TooManyRecords,
 }
 
 impl RejectReason {
@@ -106,6 +118,7 @@ impl RejectReason {
             Self::Question => "question",
             Self::Malformed => "malformed",
             Self::NotResponse => "not_response",
+            Self::TooManyRecords => "too_many_records",
         }
     }
 }
@@ -115,6 +128,7 @@ impl ForwardMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let healthcheck_broken = Counter::default();
         let max_concurrent_rejects = Counter::default();
+        let global_limit_rejects = Counter::default();
         let coalesced = Counter::default();
         let durations: HistogramFamily<DurationLabels> =
             Family::new_with_constructor(duration_histogram);
@@ -122,6 +136,12 @@ impl ForwardMetrics {
         let rejected_replies = Family::<ReasonLabels, Counter>::default();
         let failures = Family::<ReasonLabels, Counter>::default();
         let dropped_records = Family::<DroppedLabels, Counter>::default();
+        let tcp_connections = Family::<ConnectionLabels, Counter>::default();
+        registry.register(
+            "nameplane_forward_tcp_connections",
+            "TCP exchanges with upstreams by the connection they used: new, or reused from an earlier exchange",
+            tcp_connections.clone(),
+        );
         registry.register(
             "coredns_forward_healthcheck_broken",
             "Counter of the number of complete failures of the healthchecks",
@@ -131,6 +151,11 @@ impl ForwardMetrics {
             "coredns_forward_max_concurrent_rejects",
             "Counter of the number of queries rejected because the concurrent queries were at maximum",
             max_concurrent_rejects.clone(),
+        );
+        registry.register(
+            "nameplane_forward_global_limit_rejects",
+            "Queries refused because the process had --forward-max-in-flight queries in flight to upstreams",
+            global_limit_rejects.clone(),
         );
         registry.register(
             "coredns_proxy_request_duration_seconds",
@@ -165,12 +190,14 @@ impl ForwardMetrics {
         Self {
             healthcheck_broken,
             max_concurrent_rejects,
+            global_limit_rejects,
             coalesced,
             durations,
             healthcheck_failures,
             rejected_replies,
             failures,
             dropped_records,
+            tcp_connections,
         }
     }
 
@@ -182,6 +209,11 @@ impl ForwardMetrics {
     /// A query refused because its forwarder was at its in-flight limit.
     pub fn max_concurrent_reject(&self) {
         self.max_concurrent_rejects.inc();
+    }
+
+    /// A query refused because the process was at its in-flight limit over all forwarders.
+    pub fn global_limit_reject(&self) {
+        self.global_limit_rejects.inc();
     }
 
     /// A query joined one in flight.
@@ -226,6 +258,16 @@ impl ForwardMetrics {
             .get_or_create(&ReasonLabels {
                 to: to.to_owned(),
                 reason,
+            })
+            .inc();
+    }
+
+    /// A TCP exchange with `to` on a new or a `reused` connection.
+    pub fn tcp_connection(&self, to: &str, reused: bool) {
+        self.tcp_connections
+            .get_or_create(&ConnectionLabels {
+                to: to.to_owned(),
+                connection: if reused { "reused" } else { "new" },
             })
             .inc();
     }

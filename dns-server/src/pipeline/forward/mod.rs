@@ -8,8 +8,10 @@
 //! by accident).
 //!
 //! **Off the receive loop.** The stage itself only decides: it takes a slot of the
-//! forwarder's in-flight limit (`maxConcurrent`, REFUSED at once above it, as CoreDNS's
-//! `max_concurrent`: memory stays bounded whatever the upstreams do) and returns
+//! process's in-flight limit over every forwarder ([`GlobalLimit`],
+//! `--forward-max-in-flight`, default [`DEFAULT_MAX_IN_FLIGHT`]) and one of the
+//! forwarder's own (`maxConcurrent`), REFUSED at once above either, as CoreDNS's
+//! `max_concurrent`: memory and upstream sockets stay bounded whatever the upstreams do; and returns
 //! [`Flow::Forward`]. The transport then runs [`Deferred::resolve`] on its own task, so a
 //! slow upstream never holds up local answers.
 //!
@@ -203,13 +205,74 @@ pub fn name_of(request: &Request<'_>) -> Option<Name> {
     Name::read(&mut BinDecoder::new(request.name.wire())).ok()
 }
 
-/// A query the forward stage accepted: which forwarder, the cache to fill, and the slot
-/// it holds in the forwarder's in-flight limit (released when this is dropped).
+/// Default of [`GlobalLimit`]: queries in flight to upstreams across every forwarder.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
+
+/// One in-flight limit over every forwarder of the process, whatever the config: each
+/// forwarded query holds a slot (and at most one upstream socket) until it is answered, so
+/// this bounds the sockets and the memory that forwarding can take even when a config has
+/// many forwarders each with its own `maxConcurrent`. Above it a query is REFUSED at once,
+/// as above a forwarder's own limit (CoreDNS's `max_concurrent` answers REFUSED too).
+/// Made once per process (`--forward-max-in-flight`) and shared by every pipeline, so a
+/// reload neither resets nor doubles it.
+#[derive(Clone, Debug)]
+pub struct GlobalLimit {
+    slots: Arc<tokio::sync::Semaphore>,
+    max: usize,
+}
+
+impl GlobalLimit {
+    /// A limit of `max` queries in flight.
+    pub fn new(max: usize) -> Self {
+        Self {
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                max.min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
+            max,
+        }
+    }
+
+    /// The limit.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Queries currently holding a slot.
+    pub fn in_flight(&self) -> usize {
+        self.max
+            .min(tokio::sync::Semaphore::MAX_PERMITS)
+            .saturating_sub(self.slots.available_permits())
+    }
+
+    fn admit(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.slots).try_acquire_owned().ok()
+    }
+}
+
+impl Default for GlobalLimit {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_IN_FLIGHT)
+    }
+}
+
+/// Two handles on one limit are equal; two limits of the same size are not the same limit.
+impl PartialEq for GlobalLimit {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.slots, &other.slots)
+    }
+}
+
+impl Eq for GlobalLimit {}
+
+/// A query the forward stage accepted: which forwarder, the cache to fill, and the slots
+/// it holds in the forwarder's and the process's in-flight limits (released when this is
+/// dropped).
 #[derive(Debug)]
 pub struct Pending {
     forwarder: Arc<Forwarder>,
     cache: Option<Arc<Cache>>,
     _permit: OwnedSemaphorePermit,
+    _global: OwnedSemaphorePermit,
 }
 
 impl PartialEq for Pending {
@@ -573,8 +636,14 @@ impl ForwardStage {
         }
     }
 
-    /// Takes the query if a forwarder owns its name.
-    pub fn handle<'a>(&self, request: &Request<'_>, sources: &Sources<'_>) -> Flow<'a> {
+    /// Takes the query if a forwarder owns its name, within the forwarder's and the
+    /// process's (`global`) in-flight limits.
+    pub fn handle<'a>(
+        &self,
+        request: &Request<'_>,
+        sources: &Sources<'_>,
+        global: &GlobalLimit,
+    ) -> Flow<'a> {
         let Route::Forward(index) = self.routes.route(&request.name) else {
             return Flow::Skip;
         };
@@ -585,6 +654,10 @@ impl ForwardStage {
         if matches!(request.qtype(), RecordType::AXFR | RecordType::IXFR) {
             return Flow::Answer(Answer::rcode(ResponseCode::Refused, Origin::Forward));
         }
+        let Some(global) = global.admit() else {
+            sources.metrics.forward().global_limit_reject();
+            return Flow::Answer(Answer::rcode(ResponseCode::Refused, Origin::Forward));
+        };
         let Some(permit) = forwarder.admit() else {
             sources.metrics.forward().max_concurrent_reject();
             return Flow::Answer(Answer::rcode(ResponseCode::Refused, Origin::Forward));
@@ -593,6 +666,7 @@ impl ForwardStage {
             forwarder: Arc::clone(forwarder),
             cache: self.cache.clone(),
             _permit: permit,
+            _global: global,
         })
     }
 }

@@ -5,11 +5,30 @@
 //! connected to the upstream (the kernel then drops datagrams from any other address or
 //! port) and every datagram is checked again ([`check_reply`]). A reply that fails a check
 //! is counted and ignored; the exchange keeps waiting for the real one until its deadline.
+//!
+//! **Bounded replies.** A reply with more than [`MAX_ANSWER_RECORDS`] answer,
+//! [`MAX_AUTHORITY_RECORDS`] authority or [`MAX_ADDITIONAL_RECORDS`] additional records
+//! (by its header counts, before it is decoded) is dropped like a malformed one (reason
+//! `too_many_records`): no real answer a forwarder relays needs more, and each decoded
+//! record costs memory for as long as the query is in flight and the answer cached. Over
+//! TCP every read waits at most until the attempt's deadline (a server that trickles its
+//! reply byte by byte is cut off there, reason `timeout`) and one exchange reads at most
+//! [`MAX_TCP_READ_BYTES`] (a server that streams message after message that is not the
+//! answer is cut off at once, reason `too_much_data`).
+//!
+//! **TCP connections are reused** (CoreDNS forward's connection cache): a connection that
+//! delivered its answer goes back to its upstream's idle list and the next TCP exchange
+//! takes it instead of connecting, one exchange at a time per connection; idle
+//! connections older than [`IDLE_CONNECTION_EXPIRY`] are closed, at most
+//! [`MAX_IDLE_CONNECTIONS`] are kept per upstream, and an exchange on a kept connection
+//! that the upstream has closed meanwhile is asked again on a new one. A connection cut
+//! off by a deadline or a bad read is never kept. UDP never reuses a socket: every query
+//! gets a new source port from the CSPRNG, the defence against cache poisoning.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
@@ -43,6 +62,26 @@ const PORT_ATTEMPTS: usize = 16;
 /// reply. Small on purpose: this buffer exists once per query in flight.
 const MAX_UDP_REPLY: usize = 4096;
 
+/// Most answer records accepted in one upstream reply.
+pub const MAX_ANSWER_RECORDS: u16 = 512;
+
+/// Most authority records accepted in one upstream reply.
+pub const MAX_AUTHORITY_RECORDS: u16 = 64;
+
+/// Most additional records (the OPT record included) accepted in one upstream reply.
+pub const MAX_ADDITIONAL_RECORDS: u16 = 64;
+
+/// Most bytes one TCP exchange reads: two messages of the largest size, so a server
+/// that sends something else before the answer still gets its answer through.
+pub const MAX_TCP_READ_BYTES: usize = 2 * (2 + u16::MAX as usize);
+
+/// How long an idle TCP connection to an upstream is kept for the next exchange
+/// (CoreDNS forward's `expire` default).
+pub const IDLE_CONNECTION_EXPIRY: Duration = Duration::from_secs(10);
+
+/// Most idle TCP connections kept per upstream.
+pub const MAX_IDLE_CONNECTIONS: usize = 16;
+
 /// The transport of one exchange.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -59,6 +98,8 @@ pub enum ExchangeError {
     Timeout,
     /// The network said no (connection refused, unreachable, reset).
     Network(io::Error),
+    /// A TCP upstream sent more than [`MAX_TCP_READ_BYTES`] without the answer.
+    TooMuchData,
 }
 
 impl ExchangeError {
@@ -67,6 +108,7 @@ impl ExchangeError {
         match self {
             Self::Timeout => "timeout",
             Self::Network(_) => "network",
+            Self::TooMuchData => "too_much_data",
         }
     }
 }
@@ -85,6 +127,14 @@ pub struct Upstream {
     force_tcp: bool,
     fails: AtomicU32,
     probing: AtomicBool,
+    /// Idle TCP connections for the next exchange, with when each became idle; newest
+    /// last. Only the forward path (which waits on the network anyway) takes this lock.
+    idle: Mutex<Vec<(TcpStream, Instant)>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A list of idle sockets is valid whatever a panic interrupted.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Upstream {
@@ -97,6 +147,7 @@ impl Upstream {
             force_tcp,
             fails: AtomicU32::new(0),
             probing: AtomicBool::new(false),
+            idle: Mutex::new(Vec::new()),
         }
     }
 
@@ -220,16 +271,69 @@ impl Upstream {
         }
     }
 
+    /// The newest idle connection that has not expired (older ones are closed).
+    fn take_idle(&self) -> Option<TcpStream> {
+        let mut idle = lock(&self.idle);
+        let (stream, since) = idle.pop()?;
+        if since.elapsed() < IDLE_CONNECTION_EXPIRY {
+            return Some(stream);
+        }
+        // Newest last: when the newest has expired, so has every other.
+        idle.clear();
+        None
+    }
+
+    /// Keeps `stream` for the next exchange, if there is room.
+    fn put_idle(&self, stream: TcpStream) {
+        let mut idle = lock(&self.idle);
+        idle.retain(|(_, since)| since.elapsed() < IDLE_CONNECTION_EXPIRY);
+        if idle.len() < MAX_IDLE_CONNECTIONS {
+            idle.push((stream, Instant::now()));
+        }
+    }
+
+    /// Idle TCP connections kept for the next exchange.
+    pub fn idle_connections(&self) -> usize {
+        lock(&self.idle).len()
+    }
+
     async fn tcp_exchange(
         &self,
         key: &Key,
         deadline: Instant,
         metrics: &ForwardMetrics,
     ) -> Result<Message, ExchangeError> {
+        if let Some(mut stream) = self.take_idle() {
+            metrics.tcp_connection(&self.label, true);
+            match self.tcp_query(&mut stream, key, deadline, metrics).await {
+                Ok(message) => {
+                    self.put_idle(stream);
+                    return Ok(message);
+                }
+                // The upstream closed the kept connection meanwhile: ask on a new one.
+                Err(ExchangeError::Network(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
         let mut stream = timeout_at(deadline, TcpStream::connect(self.addr))
             .await
             .map_err(|_| ExchangeError::Timeout)??;
         stream.set_nodelay(true)?;
+        metrics.tcp_connection(&self.label, false);
+        let message = self.tcp_query(&mut stream, key, deadline, metrics).await?;
+        self.put_idle(stream);
+        Ok(message)
+    }
+
+    /// One query and its answer on `stream`, which is left at a message boundary when this
+    /// succeeds (and must be dropped otherwise).
+    async fn tcp_query(
+        &self,
+        stream: &mut TcpStream,
+        key: &Key,
+        deadline: Instant,
+        metrics: &ForwardMetrics,
+    ) -> Result<Message, ExchangeError> {
         let id = rand::random::<u16>();
         let query = encode_query(id, key);
         let len = u16::try_from(query.len()).map_err(|_| io::Error::other("query too long"))?;
@@ -240,12 +344,18 @@ impl Upstream {
             .await
             .map_err(|_| ExchangeError::Timeout)??;
         let mut buf = Vec::new();
+        let mut read = 0;
         loop {
             let mut prefix = [0; 2];
             timeout_at(deadline, stream.read_exact(&mut prefix))
                 .await
                 .map_err(|_| ExchangeError::Timeout)??;
-            buf.resize(usize::from(u16::from_be_bytes(prefix)), 0);
+            let len = usize::from(u16::from_be_bytes(prefix));
+            read += 2 + len;
+            if read > MAX_TCP_READ_BYTES {
+                return Err(ExchangeError::TooMuchData);
+            }
+            buf.resize(len, 0);
             timeout_at(deadline, stream.read_exact(&mut buf))
                 .await
                 .map_err(|_| ExchangeError::Timeout)??;
@@ -277,9 +387,26 @@ pub fn encode_query(id: u16, key: &Key) -> Vec<u8> {
 
 /// Accepts `bytes` as the reply to the query `id` for `key`, or says why not: the id, the
 /// QR bit and opcode, and the question (name case-insensitively, type and class) must all
-/// match, and the whole message must decode.
+/// match, no section may hold more records than its cap (checked on the header, before
+/// decoding), and the whole message must decode.
 pub fn check_reply(bytes: &[u8], id: u16, key: &Key) -> Result<Message, RejectReason> {
-    let Some(&[id_hi, id_lo, flags, ..]) = bytes.get(..HEADER_LEN) else {
+    let Some(
+        &[
+            id_hi,
+            id_lo,
+            flags,
+            _,
+            _,
+            _,
+            an_hi,
+            an_lo,
+            ns_hi,
+            ns_lo,
+            ar_hi,
+            ar_lo,
+        ],
+    ) = bytes.get(..HEADER_LEN)
+    else {
         return Err(RejectReason::Malformed);
     };
     if u16::from_be_bytes([id_hi, id_lo]) != id {
@@ -287,6 +414,12 @@ pub fn check_reply(bytes: &[u8], id: u16, key: &Key) -> Result<Message, RejectRe
     }
     if flags & 0x80 == 0 || (flags >> 3) & 0x0f != 0 {
         return Err(RejectReason::NotResponse);
+    }
+    if u16::from_be_bytes([an_hi, an_lo]) > MAX_ANSWER_RECORDS
+        || u16::from_be_bytes([ns_hi, ns_lo]) > MAX_AUTHORITY_RECORDS
+        || u16::from_be_bytes([ar_hi, ar_lo]) > MAX_ADDITIONAL_RECORDS
+    {
+        return Err(RejectReason::TooManyRecords);
     }
     let message = Message::from_vec(bytes).map_err(|_| RejectReason::Malformed)?;
     match message.queries.as_slice() {
