@@ -358,7 +358,7 @@ fn pod_spec(
             ports: Some(vec![
                 port("dns", "UDP", DNS_CONTAINER_PORT),
                 port("dns-tcp", "TCP", DNS_CONTAINER_PORT),
-                port("http-metrics", "TCP", ADMIN_PORT),
+                port(crate::serving::ADMIN_PORT_NAME, "TCP", ADMIN_PORT),
             ]),
             liveness_probe: Some(http_probe("/health", 10, 5)),
             readiness_probe: Some(http_probe("/ready", 2, 1)),
