@@ -6,7 +6,13 @@
 //! | [`Outcome::Ready`] | True | False | False | Current |
 //! | [`Outcome::Reconciling`] | False | True | False | InProgress |
 //! | [`Outcome::Stalled`] | False | False | True | Failed |
-//! | [`Outcome::Waiting`] | False | False | False | Current (nothing for the operator to do) |
+//! | [`Outcome::Waiting`] | False | True | False | InProgress |
+//!
+//! Waiting for something outside the object (a Service it refers to) is `Reconciling`, as
+//! Flux's own controllers report a dependency that is not ready yet: a GitOps tool then keeps
+//! waiting instead of calling a half-served object healthy (kstatus reads only
+//! `Reconciling`, `Stalled` and `observedGeneration`). `config/argocd/health.lua` maps the
+//! same conditions for Argo CD.
 //!
 //! Conditions are computed, compared with what is stored, and only written when something a
 //! reader can see changed: a reconcile with nothing to change makes no write, and a condition
@@ -42,8 +48,8 @@ pub enum Outcome {
         message: String,
     },
     /// Not (wholly) in effect until something outside the object changes, e.g. a Service it
-    /// refers to appears; the operator watches for that. `Ready` is False, but not `Stalled`:
-    /// the spec itself needs no change.
+    /// refers to appears; the operator watches for that. `Ready` is False and `Reconciling`
+    /// True, but not `Stalled`: the spec itself needs no change.
     Waiting {
         /// CamelCase reason, e.g. `ServiceNotFound`.
         reason: &'static str,
@@ -69,7 +75,7 @@ pub fn desired(
             ("False", "False", "True", *reason, message.as_str())
         }
         Outcome::Waiting { reason, message } => {
-            ("False", "False", "False", *reason, message.as_str())
+            ("False", "True", "False", *reason, message.as_str())
         }
     };
     let make = |type_: &str, status: &str| {
@@ -172,5 +178,24 @@ mod tests {
                 .iter()
                 .all(|c| c.observed_generation == Some(3))
         );
+    }
+
+    #[test]
+    fn waiting_for_a_service_is_reconciling_not_stalled() {
+        let waiting = Outcome::Waiting {
+            reason: "ServiceNotFound",
+            message: "Service dns/upstream not found".into(),
+        };
+        let status = desired(&ObjectStatus::default(), Some(1), &waiting, at(100));
+        let get = |t: &str| {
+            status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == t)
+                .map(|c| c.status.clone())
+        };
+        assert_eq!(get("Ready").as_deref(), Some("False"));
+        assert_eq!(get("Reconciling").as_deref(), Some("True"));
+        assert_eq!(get("Stalled").as_deref(), Some("False"));
     }
 }
