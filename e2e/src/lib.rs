@@ -1413,10 +1413,21 @@ impl Kube {
 
     /// Runs `count` unscheduled Pods of `DNSServer` `namespace/server`'s Deployment (made by
     /// the real ReplicaSet controller) as [`DnsPod`]s: bound, started with the Pod's own
-    /// arguments on a Pod IP of their own, Ready once `/ready` answers 200.
+    /// arguments on a Pod IP of their own, Ready once `/ready` answers 200. Pods of that
+    /// server bound earlier (by an earlier run, whose processes are gone) are deleted first.
     pub fn run_dns_pods(&self, namespace: &str, server: &str, count: usize) -> Vec<DnsPod> {
         let labels =
             format!("app.kubernetes.io/name=nameplane-dns,app.kubernetes.io/instance={server}");
+        // Pods bound by an earlier run have no process behind them any more: gone, as after
+        // a node loss; the ReplicaSet makes new ones.
+        let stale: Vec<String> = self
+            .pods_matching(namespace, &labels)
+            .into_iter()
+            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some())
+            .filter_map(|p| p.metadata.name)
+            .collect();
+        let stale: Vec<&str> = stale.iter().map(String::as_str).collect();
+        self.force_delete_pods(namespace, &stale);
         let pods = wait_for(
             &format!("{count} unscheduled Pods of DNSServer {namespace}/{server}"),
             Duration::from_secs(30),
@@ -1577,39 +1588,4 @@ fn run_with_stdin(program: &Path, args: &[&str], stdin: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Waits (30 s) until `DNSServer` `namespace/name` reports the config its ConfigMap holds as
-/// published (`status.configHash` is the ConfigMap's hash annotation, `observedGeneration`
-/// is current); returns its `Ready` message. For tests that serve the config with DNS
-/// processes of their own rather than the Deployment's Pods, so `Ready` stays False
-/// (`Reconciling`: no Pod of the Deployment serves it).
-pub fn wait_config_published(namespace: &str, name: &str) -> String {
-    wait_for(
-        &format!("DNSServer {namespace}/{name} to publish its config"),
-        Duration::from_secs(30),
-        || {
-            let server = kubectl(&["get", "dnsserver", name, "-n", namespace, "-o", "json"]);
-            let server: serde_json::Value = serde_json::from_slice(&server.stdout).ok()?;
-            let config_map = server["status"]["configMap"].as_str()?;
-            let hash = server["status"]["configHash"].as_str()?;
-            let published = jsonpath(
-                namespace,
-                &format!("configmap/{config_map}"),
-                "{.metadata.annotations.nameplane\\.io/config-hash}",
-            );
-            (published == hash
-                && server["status"]["observedGeneration"] == server["metadata"]["generation"])
-                .then(|| {
-                    server["status"]["conditions"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .find(|c| c["type"] == "Ready")
-                        .and_then(|c| c["message"].as_str())
-                        .unwrap_or_default()
-                        .to_string()
-                })
-        },
-    )
 }

@@ -6,7 +6,8 @@
 //!
 //! `Ready=True` (reason `ConfigPublished`) only once every wanted Pod is ready and serves the
 //! published config hash ([`crate::serving`] asks each Pod's `/ready`); until then
-//! `Reconciling=True` (`PodsRollingOut`, `ConfigRollingOut`) and a requeue every 2 s, and
+//! `Reconciling=True` (`PodsRollingOut`, followed through the Deployment's status;
+//! `ConfigRollingOut`, asked again every 2 s), and
 //! `Stalled=True` when the Pods cannot get there (`ImagePullFailed`, `CrashLoopBackOff`,
 //! `Unschedulable`, `ConfigRejected`, `ForwardingLoop`) or the spec renders no valid config
 //! (`InvalidSpec`, naming the field: `spec.clusterDomain`).
@@ -46,9 +47,12 @@ pub const FINALIZER: &str = "nameplane.io/cleanup";
 
 /// Next look at a server whose Pods all serve its config (changes trigger one sooner).
 const SETTLED_REQUEUE: Duration = Duration::from_secs(600);
-/// Next look while a config or Pod template rolls out: the Pods' `/ready` is not watched,
-/// so the operator asks again this soon until they all serve the config.
-const ROLLOUT_REQUEUE: Duration = Duration::from_secs(2);
+/// Next look while ready Pods have not loaded the new config yet: the Pods' `/ready` is not
+/// watched, so the operator asks again this soon until they all serve it.
+const CONFIG_ROLLOUT_REQUEUE: Duration = Duration::from_secs(2);
+/// Next look while Pods of a new template come up: the Deployment's status changes (watched)
+/// trigger a reconcile as they do; this is only the fallback.
+const PODS_ROLLOUT_REQUEUE: Duration = Duration::from_secs(10);
 /// Next look at a server whose Pods cannot progress (image, scheduling, rejected config).
 const STALLED_REQUEUE: Duration = Duration::from_secs(15);
 
@@ -189,7 +193,12 @@ async fn apply(server: &DNSServer, ctx: &Context) -> Result<Action> {
                     .await?;
                     requeue = match verdict {
                         serving::Verdict::Serving { .. } => requeue,
-                        serving::Verdict::RollingOut { .. } => ROLLOUT_REQUEUE,
+                        serving::Verdict::RollingOut { reason, .. }
+                            if reason == serving::PODS_ROLLING_OUT =>
+                        {
+                            PODS_ROLLOUT_REQUEUE
+                        }
+                        serving::Verdict::RollingOut { .. } => CONFIG_ROLLOUT_REQUEUE,
                         serving::Verdict::Stalled { .. } => STALLED_REQUEUE,
                     };
                     verdict.outcome(message)
