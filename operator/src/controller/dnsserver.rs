@@ -137,7 +137,13 @@ async fn apply(server: &DNSServer, ctx: &Context) -> Result<Action> {
                 publish().await?;
                 apply_workload(ctx, &namespace, &name, &w).await?
             };
-            next.replicas = Some(server.spec.replicas);
+            // What the Deployment wants as stored (whoever scaled it), not only the spec.
+            let wanted = deployment
+                .spec
+                .as_ref()
+                .and_then(|s| s.replicas)
+                .unwrap_or(server.spec.replicas);
+            next.replicas = Some(wanted);
             next.ready_replicas = Some(
                 deployment
                     .status
@@ -187,7 +193,7 @@ async fn apply(server: &DNSServer, ctx: &Context) -> Result<Action> {
                         &ctx.serving,
                         (&namespace, &name),
                         &hash,
-                        server.spec.replicas,
+                        wanted,
                         &deployment,
                     )
                     .await?;
