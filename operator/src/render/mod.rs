@@ -162,7 +162,7 @@ impl Verdict {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RenderError {
     /// The rendered config fails the server's validation; the error's field path is the
-    /// custom resource field ([`field_paths`]).
+    /// custom resource field (`spec.clusterDomain`, not `kubernetes.clusterDomain`).
     #[error("invalid: {0}")]
     Invalid(#[from] nameplane_config::ConfigError),
     /// The config is over `spec.limits.configBytes` even without any other namespace's
