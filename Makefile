@@ -17,11 +17,11 @@ test: deps fmt-check lint unit chart-lint e2e bench-smoke ## Everything CI check
 ##@ Development
 
 .PHONY: deps
-deps: ## Install what the tests need (dig; Knot as a zone-transfer secondary) when missing
-	@command -v dig >/dev/null && { command -v knotd || test -x /usr/sbin/knotd; } >/dev/null || { \
-	  echo "[deps] installing dig (bind9-dnsutils) and Knot (knot)"; \
-	  (apt-get update -qq && apt-get install -y -qq bind9-dnsutils knot >/dev/null) || \
-	  { echo "[deps] could not install bind9-dnsutils and knot; install them yourself"; exit 1; }; }
+deps: ## Install what the tests need (dig; Knot as a zone-transfer secondary; lua5.4 for the Argo CD health check) when missing
+	@command -v dig >/dev/null && { command -v knotd || test -x /usr/sbin/knotd; } >/dev/null && command -v lua5.4 >/dev/null || { \
+	  echo "[deps] installing dig (bind9-dnsutils), Knot (knot) and Lua (lua5.4)"; \
+	  (apt-get update -qq && apt-get install -y -qq bind9-dnsutils knot lua5.4 >/dev/null) || \
+	  { echo "[deps] could not install bind9-dnsutils, knot and lua5.4; install them yourself"; exit 1; }; }
 
 .PHONY: build
 build: ## Build every binary (debug)
@@ -73,6 +73,10 @@ e2e: deps build ## End-to-end tests: fresh control plane, real binaries, dig ove
 .PHONY: helm
 helm: ## Build helm from its Go module (cached by version); prints its path
 	@e2e/scripts/build-helm.sh
+
+.PHONY: kstatus
+kstatus: ## Build e2e/kstatus (cli-utils kstatus, as Flux computes it) from its Go module (cached); prints its path
+	@e2e/scripts/build-kstatus.sh
 
 .PHONY: chart-crds
 chart-crds: ## Copy the generated crds/ into charts/nameplane/crds/ and config/crd/bases/

@@ -1316,3 +1316,276 @@ impl Drop for ShippedDnsServerRoles {
         ]);
     }
 }
+
+/// One Pod of a `DNSServer`'s Deployment, run as a kubelet would run it: bound to
+/// `fake-node`, its container's command (`nameplane-dns` with the Pod's own arguments) as a
+/// process on a loopback address of its own (the Pod IP), and marked Ready only once that
+/// process's `/ready` answers 200 (the Pod's readiness probe).
+pub struct DnsPod {
+    /// The Pod's name.
+    pub name: String,
+    /// Its Pod IP (127.x.y.z), where it listens for DNS (5353) and admin requests.
+    pub ip: String,
+    /// The container port named `admin` (`/health`, `/ready`, `/metrics`).
+    pub admin_port: u16,
+    /// The container's process.
+    pub process: Process,
+}
+
+impl DnsPod {
+    /// `GET /ready`: (status code, body), whatever the status.
+    pub fn ready(&self) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let addr = format!("{}:{}", self.ip, self.admin_port);
+        let mut stream = std::net::TcpStream::connect(&addr).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(stream, "GET /ready HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).ok()?;
+        let status = text.split_whitespace().nth(1)?.parse().ok()?;
+        Some((status, text.split_once("\r\n\r\n")?.1.to_string()))
+    }
+
+    /// Stops (`SIGSTOP`) or resumes (`SIGCONT`) the process: a Pod that answers nothing.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.process.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} {}", self.process.pid());
+    }
+}
+
+/// A loopback address (127.x.y.z, from a range chosen by this process's id) where `port`
+/// is free for TCP and 5353 for UDP and TCP.
+fn free_pod_ip(port: u16) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 100 + std::process::id() % 100;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let ip = format!("127.{base}.{}.{}", (n / 250) % 250, n % 250 + 1);
+        let free = TcpListener::bind((ip.as_str(), port)).is_ok()
+            && TcpListener::bind((ip.as_str(), 5353)).is_ok()
+            && UdpSocket::bind((ip.as_str(), 5353)).is_ok();
+        if free {
+            return ip;
+        }
+    }
+}
+
+impl Kube {
+    /// The Pods of `namespace` matching the label selector `labels`.
+    pub fn pods_matching(
+        &self,
+        namespace: &str,
+        labels: &str,
+    ) -> Vec<k8s_openapi::api::core::v1::Pod> {
+        self.runtime
+            .block_on(
+                self.pods(namespace)
+                    .list(&kube::api::ListParams::default().labels(labels)),
+            )
+            .expect("pods listed")
+            .items
+    }
+
+    /// Binds a Pod to `fake-node`, as the scheduler would (the `binding` subresource).
+    pub fn bind_pod(&self, namespace: &str, name: &str) {
+        let binding = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": name},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": "fake-node"},
+        });
+        self.runtime
+            .block_on(
+                self.pods(namespace)
+                    .create_subresource::<_, serde_json::Value>(
+                        "binding",
+                        name,
+                        &kube::api::PostParams::default(),
+                        &binding,
+                    ),
+            )
+            .unwrap_or_else(|e| panic!("binding {namespace}/{name}: {e}"));
+    }
+
+    /// Runs `count` unscheduled Pods of `DNSServer` `namespace/server`'s Deployment (made by
+    /// the real ReplicaSet controller) as [`DnsPod`]s: bound, started with the Pod's own
+    /// arguments on a Pod IP of their own, Ready once `/ready` answers 200. Pods of that
+    /// server bound earlier (by an earlier run, whose processes are gone) are deleted first.
+    pub fn run_dns_pods(&self, namespace: &str, server: &str, count: usize) -> Vec<DnsPod> {
+        let labels =
+            format!("app.kubernetes.io/name=nameplane-dns,app.kubernetes.io/instance={server}");
+        // Pods bound by an earlier run have no process behind them any more: gone, as after
+        // a node loss; the ReplicaSet makes new ones.
+        let stale: Vec<String> = self
+            .pods_matching(namespace, &labels)
+            .into_iter()
+            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some())
+            .filter_map(|p| p.metadata.name)
+            .collect();
+        let stale: Vec<&str> = stale.iter().map(String::as_str).collect();
+        self.force_delete_pods(namespace, &stale);
+        let pods = wait_for(
+            &format!("{count} unscheduled Pods of DNSServer {namespace}/{server}"),
+            Duration::from_secs(30),
+            || {
+                let waiting: Vec<_> = self
+                    .pods_matching(namespace, &labels)
+                    .into_iter()
+                    .filter(|p| {
+                        p.metadata.deletion_timestamp.is_none()
+                            && p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_none()
+                    })
+                    .collect();
+                (waiting.len() >= count).then_some(waiting)
+            },
+        );
+        pods.into_iter()
+            .take(count)
+            .map(|pod| {
+                let name = pod.metadata.name.clone().expect("name");
+                let container = pod.spec.as_ref().expect("spec").containers[0].clone();
+                let admin_port = container
+                    .ports
+                    .iter()
+                    .flatten()
+                    .find(|p| p.name.as_deref() == Some("admin"))
+                    .map(|p| p.container_port as u16)
+                    .expect("a container port named admin");
+                let ip = free_pod_ip(admin_port);
+                self.bind_pod(namespace, &name);
+                let mut args = vec![
+                    "--kubeconfig".to_string(),
+                    kubeconfig().display().to_string(),
+                ];
+                args.extend(
+                    container
+                        .args
+                        .iter()
+                        .flatten()
+                        .map(|a| a.replace("0.0.0.0", &ip)),
+                );
+                let process = Process::start(
+                    &format!("pod-{name}"),
+                    &workspace_binary("nameplane-dns"),
+                    &args,
+                );
+                let pod = DnsPod {
+                    name: name.clone(),
+                    ip: ip.clone(),
+                    admin_port,
+                    process,
+                };
+                wait_for(
+                    &format!("Pod {name}'s /ready at {ip}:{admin_port}"),
+                    Duration::from_secs(30),
+                    || pod.ready().filter(|(status, _)| *status == 200),
+                );
+                self.set_pod_status(namespace, &name, &[&ip], true);
+                pod
+            })
+            .collect()
+    }
+}
+
+/// kstatus (`sigs.k8s.io/cli-utils`, what Flux's `wait: true` uses) of `object`, computed
+/// by `e2e/kstatus` (built by `e2e/scripts/build-kstatus.sh`, cached): (status, message).
+pub fn kstatus(object: &serde_json::Value) -> (String, String) {
+    static KSTATUS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let binary = KSTATUS.get_or_init(|| {
+        let script = repo_root().join("e2e/scripts/build-kstatus.sh");
+        let out = Command::new(&script)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        assert!(out.status.success(), "{} failed", script.display());
+        PathBuf::from(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .last()
+                .expect("path")
+                .trim(),
+        )
+    });
+    let out = run_with_stdin(binary, &[], &object.to_string());
+    // "<Kind> <namespace>/<name> <status> <message>"
+    let mut fields = out.trim_end().splitn(4, ' ').skip(2);
+    (
+        fields.next().unwrap_or_default().to_string(),
+        fields.next().unwrap_or_default().to_string(),
+    )
+}
+
+/// Argo CD's health of `object` by `config/argocd/health.lua`, run by `lua5.4` as Argo CD
+/// runs a custom health check (the object as the global `obj`): (status, message).
+pub fn argocd_health(object: &serde_json::Value) -> (String, String) {
+    fn lua(value: &serde_json::Value) -> String {
+        match value {
+            serde_json::Value::Null => "nil".into(),
+            serde_json::Value::Bool(b) => b.to_string(),
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::String(s) => format!("{s:?}"),
+            serde_json::Value::Array(items) => {
+                format!(
+                    "{{{}}}",
+                    items.iter().map(lua).collect::<Vec<_>>().join(", ")
+                )
+            }
+            serde_json::Value::Object(fields) => format!(
+                "{{{}}}",
+                fields
+                    .iter()
+                    .map(|(k, v)| format!("[{k:?}] = {}", lua(v)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+    let script = repo_root().join("config/argocd/health.lua");
+    let runner = format!(
+        "obj = {}\nlocal hs = dofile({:?})\nio.write(hs.status, \"\\n\", hs.message or \"\")\n",
+        lua(object),
+        script.display().to_string()
+    );
+    let out = Command::new("lua5.4")
+        .args(["-e", &runner])
+        .output()
+        .expect("lua5.4 runs (make deps)");
+    assert!(
+        out.status.success(),
+        "lua5.4: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (status, message) = text.split_once('\n').unwrap_or((&text, ""));
+    (status.to_string(), message.to_string())
+}
+
+fn run_with_stdin(program: &Path, args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{} failed: {}",
+        program.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -76,7 +76,9 @@ fn config_objects_report_status_and_bad_ones_never_reach_the_server() {
         NS,
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports:\n  - {port: 80}\n",
     );
-    wait_ready("dnsserver/dns", "True", "ConfigPublished");
+    // Published: its Deployment's Pods never run in this test (the test runs its own DNS
+    // server), so Ready stays False with PodsRollingOut (e2e/tests/status.rs runs them).
+    wait_ready("dnsserver/dns", "False", "PodsRollingOut");
     let mut dns = DnsServer::start("dns-config", &format!("{NS}/dns-config"), &[]);
     dns.wait_ready(Duration::from_secs(30));
     let cluster_name = format!("web.{NS}.svc.cluster.local.");

@@ -30,16 +30,19 @@ fn namespace(name: &str, labels: &str) {
     );
 }
 
+/// Waits until the DNSServer's config is published and its workload applied: `Ready=False`
+/// with `PodsRollingOut`, as no kubelet runs its Deployment's Pods here (these tests run
+/// their own DNS servers; e2e/tests/status.rs runs the Pods and sees `Ready=True`).
 fn wait_ready(namespace: &str, server: &str) {
     wait_for(
-        &format!("DNSServer {namespace}/{server} Ready=True"),
+        &format!("DNSServer {namespace}/{server} published (PodsRollingOut)"),
         Duration::from_secs(30),
         || {
             (jsonpath(
                 namespace,
                 &format!("dnsserver/{server}"),
-                "{.status.conditions[?(@.type==\"Ready\")].status}",
-            ) == "True")
+                "{.status.conditions[?(@.type==\"Ready\")].status}/{.status.conditions[?(@.type==\"Ready\")].reason}",
+            ) == "False/PodsRollingOut")
                 .then_some(())
         },
     );
@@ -131,7 +134,8 @@ subjects: [{{kind: ServiceAccount, name: edge-dns, namespace: {ns}}}]\n"
         "{.items[?(@.involvedObject.kind==\"DNSServer\")].reason}",
     );
     assert!(
-        events.contains("ConfigPublished"),
+        // Published, its Pods not running (no kubelet): Reconciling, PodsRollingOut.
+        events.contains("PodsRollingOut"),
         "an Event on the DNSServer: {events:?}"
     );
 

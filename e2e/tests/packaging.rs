@@ -181,16 +181,17 @@ fn ready_status(namespace: &str, server: &str) -> String {
         "-n",
         namespace,
         "-o",
-        "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}/{.status.conditions[?(@.type==\"Ready\")].reason}",
     ]);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Waits for the DNSServer's `Ready=True`; fails at once when the operator logs an RBAC
-/// refusal.
+/// Waits until the operator has published the DNSServer's config and looked at its Pods
+/// (`Ready=False`, `PodsRollingOut`: no kubelet runs them here, and listing them needs the
+/// chart's RBAC too); fails at once when the operator logs an RBAC refusal.
 fn wait_ready(namespace: &str, server: &str, operator: &Process) {
     wait_for(
-        &format!("DNSServer {namespace}/{server} Ready=True"),
+        &format!("DNSServer {namespace}/{server} published (PodsRollingOut)"),
         Duration::from_secs(60),
         || {
             let forbidden: Vec<String> = operator
@@ -204,7 +205,7 @@ fn wait_ready(namespace: &str, server: &str, operator: &Process) {
                 "the chart's RBAC refused the operator something:\n{}",
                 forbidden.join("\n")
             );
-            (ready_status(namespace, server) == "True").then_some(())
+            (ready_status(namespace, server) == "False/PodsRollingOut").then_some(())
         },
     );
 }
@@ -815,7 +816,7 @@ fn helm_chart_installs_under_podsecurity_restricted_and_its_rbac_runs_the_operat
     );
     // Events (events.k8s.io) are allowed too.
     wait_for(
-        "the ConfigPublished Event of the default DNSServer",
+        "the PodsRollingOut Event of the default DNSServer (published; no kubelet runs its Pods)",
         Duration::from_secs(20),
         || {
             let reasons = kubectl_ok(&[
@@ -826,7 +827,7 @@ fn helm_chart_installs_under_podsecurity_restricted_and_its_rbac_runs_the_operat
                 "-o",
                 "jsonpath={range .items[?(@.regarding.kind==\"DNSServer\")]}{.reason} {end}",
             ]);
-            reasons.contains("ConfigPublished").then_some(())
+            reasons.contains("PodsRollingOut").then_some(())
         },
     );
 

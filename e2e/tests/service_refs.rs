@@ -89,7 +89,9 @@ fn service_references_follow_their_services() {
         ),
     );
 
-    let message = wait_ready(NS, "dnsserver/dns", "True", "ConfigPublished");
+    // Published: its Deployment's Pods never run in this test (the test runs its own DNS
+    // server), so Ready stays False with PodsRollingOut (e2e/tests/status.rs runs them).
+    let message = wait_ready(NS, "dnsserver/dns", "False", "PodsRollingOut");
     eprintln!("DNSServer: {message}");
     wait_ready(NS, "dnszone/apps", "True", "Accepted");
     wait_ready(NS, "stubdomain/corp", "True", "Accepted");
@@ -190,7 +192,7 @@ fn service_references_follow_their_services() {
     apply(NS, RESOLVER);
     let resolver_ip = cluster_ip("resolver");
     wait_ready(NS, "stubdomain/corp", "True", "Accepted");
-    wait_ready(NS, "dnsserver/dns", "True", "ConfigPublished");
+    wait_ready(NS, "dnsserver/dns", "False", "PodsRollingOut");
     wait_for(
         "the corp forwarder to come back",
         Duration::from_secs(30),

@@ -85,7 +85,11 @@ fn operator_and_dns_server_answer_a_real_service() {
 
     let mut operator = Operator::start("operator", &[]);
 
-    // The operator publishes the config and reports Ready=True.
+    // The operator publishes the config and reports Ready=True once the Deployment's two
+    // Pods (made by the ReplicaSet controller, run here as nameplane-dns processes on Pod IPs
+    // of their own) serve it.
+    let pod_kube = Kube::connect();
+    let _pods = pod_kube.run_dns_pods(SYSTEM_NS, "cluster-dns", 2);
     let ready = || {
         let out = kubectl(&[
             "get",

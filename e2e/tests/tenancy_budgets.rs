@@ -57,7 +57,9 @@ fn an_oversized_tenant_is_left_out_and_the_fence_holds() {
         "apiVersion: nameplane.io/v1alpha1\nkind: DNSZone\nmetadata:\n  name: small\nspec:\n  zone: e2e-budget-small.tenants.budget.example\n  ttlSeconds: 1\n  records:\n  - {name: www, type: A, values: [\"192.0.2.10\"]}\n",
     );
     wait_ready_condition(SMALL, "dnszone/small", "True", "Accepted");
-    wait_ready_condition(NS, "dnsserver/dns", "True", "ConfigPublished");
+    // Published: its Deployment's Pods never run in this test (the test runs its own DNS
+    // server), so Ready stays False with PodsRollingOut (e2e/tests/status.rs runs them).
+    wait_ready_condition(NS, "dnsserver/dns", "False", "PodsRollingOut");
 
     let mut dns = DnsServer::start("dns-budget", &format!("{NS}/dns-config"), &[]);
     dns.wait_ready(Duration::from_secs(30));
@@ -100,7 +102,7 @@ fn an_oversized_tenant_is_left_out_and_the_fence_holds() {
         unserved.raw
     );
     // The DNSServer keeps publishing and says how many objects were left out.
-    let server = wait_ready_condition(NS, "dnsserver/dns", "True", "ConfigPublished");
+    let server = wait_ready_condition(NS, "dnsserver/dns", "False", "PodsRollingOut");
     assert!(server.contains("1 selected objects rejected"), "{server}");
 
     // Another tenant's change still goes live, within a second of the API server storing it

@@ -7,6 +7,8 @@
 //!   to `crds/`).
 //! - [`namespaces`]: the allow-list of namespaces that may hold `DNSServer`s.
 //! - [`render`]: the one pure function from custom resources to `ServerConfig`.
+//! - [`serving`]: whether a `DNSServer`'s Pods serve its published config (their `/ready`),
+//!   the evidence behind its `Ready`.
 //! - [`status`]: kstatus conditions (`Ready`, `Reconciling`, `Stalled`) and their bookkeeping.
 //! - [`workload`]: the Kubernetes objects that run one `DNSServer` (ServiceAccount, bindings
 //!   to the shipped read-only ClusterRoles, Role, Deployment, Service, PodDisruptionBudget),
@@ -22,6 +24,7 @@ pub mod crds;
 pub mod metrics;
 pub mod namespaces;
 pub mod render;
+pub mod serving;
 pub mod status;
 pub mod values_schema;
 pub mod workload;

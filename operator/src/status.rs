@@ -1,6 +1,19 @@
 //! kstatus conditions for every nameplane object: `Ready`, plus the abnormal-true
 //! `Reconciling` and `Stalled`, with `observedGeneration`.
 //!
+//! | outcome | `Ready` | `Reconciling` | `Stalled` | kstatus |
+//! |---|---|---|---|---|
+//! | [`Outcome::Ready`] | True | False | False | Current |
+//! | [`Outcome::Reconciling`] | False | True | False | InProgress |
+//! | [`Outcome::Stalled`] | False | False | True | Failed |
+//! | [`Outcome::Waiting`] | False | True | False | InProgress |
+//!
+//! Waiting for something outside the object (a Service it refers to) is `Reconciling`, as
+//! Flux's own controllers report a dependency that is not ready yet: a GitOps tool then keeps
+//! waiting instead of calling a half-served object healthy (kstatus reads only
+//! `Reconciling`, `Stalled` and `observedGeneration`). `config/argocd/health.lua` maps the
+//! same conditions for Argo CD.
+//!
 //! Conditions are computed, compared with what is stored, and only written when something a
 //! reader can see changed: a reconcile with nothing to change makes no write, and a condition
 //! keeps its `lastTransitionTime` until its status flips.
@@ -26,9 +39,17 @@ pub enum Outcome {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// On its way: the operator (or the Pods it runs) is still making it so, e.g. a new
+    /// config or Pod template is rolling out. `Ready` is False until it is done.
+    Reconciling {
+        /// CamelCase reason, e.g. `ConfigRollingOut`.
+        reason: &'static str,
+        /// What is still under way.
+        message: String,
+    },
     /// Not (wholly) in effect until something outside the object changes, e.g. a Service it
-    /// refers to appears; the operator watches for that. `Ready` is False, but not `Stalled`:
-    /// the spec itself needs no change.
+    /// refers to appears; the operator watches for that. `Ready` is False and `Reconciling`
+    /// True, but not `Stalled`: the spec itself needs no change.
     Waiting {
         /// CamelCase reason, e.g. `ServiceNotFound`.
         reason: &'static str,
@@ -45,10 +66,17 @@ pub fn desired(
     outcome: &Outcome,
     now: Timestamp,
 ) -> ObjectStatus {
-    let (ready, stalled, reason, message) = match outcome {
-        Outcome::Ready { reason, message } => ("True", "False", *reason, message.as_str()),
-        Outcome::Stalled { reason, message } => ("False", "True", *reason, message.as_str()),
-        Outcome::Waiting { reason, message } => ("False", "False", *reason, message.as_str()),
+    let (ready, reconciling, stalled, reason, message) = match outcome {
+        Outcome::Ready { reason, message } => ("True", "False", "False", *reason, message.as_str()),
+        Outcome::Reconciling { reason, message } => {
+            ("False", "True", "False", *reason, message.as_str())
+        }
+        Outcome::Stalled { reason, message } => {
+            ("False", "False", "True", *reason, message.as_str())
+        }
+        Outcome::Waiting { reason, message } => {
+            ("False", "True", "False", *reason, message.as_str())
+        }
     };
     let make = |type_: &str, status: &str| {
         let since = previous
@@ -70,7 +98,7 @@ pub fn desired(
         observed_generation: generation,
         conditions: vec![
             make(condition::READY, ready),
-            make(condition::RECONCILING, "False"),
+            make(condition::RECONCILING, reconciling),
             make(condition::STALLED, stalled),
         ],
     }
@@ -122,5 +150,52 @@ mod tests {
             "Reconciling stayed False"
         );
         assert_eq!(second.observed_generation, Some(2));
+    }
+
+    #[test]
+    fn reconciling_sets_only_reconciling_true() {
+        let rolling = Outcome::Reconciling {
+            reason: "ConfigRollingOut",
+            message: "1 of 2 Pods serve it".into(),
+        };
+        let status = desired(&ObjectStatus::default(), Some(3), &rolling, at(100));
+        let by_type: Vec<(&str, &str, &str)> = status
+            .conditions
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str()))
+            .collect();
+        assert_eq!(
+            by_type,
+            [
+                ("Ready", "False", "ConfigRollingOut"),
+                ("Reconciling", "True", "ConfigRollingOut"),
+                ("Stalled", "False", "ConfigRollingOut"),
+            ]
+        );
+        assert!(
+            status
+                .conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(3))
+        );
+    }
+
+    #[test]
+    fn waiting_for_a_service_is_reconciling_not_stalled() {
+        let waiting = Outcome::Waiting {
+            reason: "ServiceNotFound",
+            message: "Service dns/upstream not found".into(),
+        };
+        let status = desired(&ObjectStatus::default(), Some(1), &waiting, at(100));
+        let get = |t: &str| {
+            status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == t)
+                .map(|c| c.status.clone())
+        };
+        assert_eq!(get("Ready").as_deref(), Some("False"));
+        assert_eq!(get("Reconciling").as_deref(), Some("True"));
+        assert_eq!(get("Stalled").as_deref(), Some("False"));
     }
 }

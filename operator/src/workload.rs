@@ -53,7 +53,8 @@ pub const DNS_CLIENTS_CLUSTER_ROLE: &str = "nameplane-dns-clients";
 
 /// Port the DNS container listens on (UDP and TCP); the Service exposes it as 53.
 pub const DNS_CONTAINER_PORT: i32 = 5353;
-/// Port of `/health`, `/ready` and `/metrics` in the DNS container.
+/// Port of `/health`, `/ready` and `/metrics` in the DNS container: its container port named
+/// [`crate::serving::ADMIN_PORT_NAME`], where the operator asks each Pod which config it serves.
 pub const ADMIN_PORT: i32 = 8080;
 /// Seconds a stopping DNS Pod keeps answering while `/ready` fails (lameduck), so clients and
 /// kube-proxy move away before it exits.
@@ -358,7 +359,7 @@ fn pod_spec(
             ports: Some(vec![
                 port("dns", "UDP", DNS_CONTAINER_PORT),
                 port("dns-tcp", "TCP", DNS_CONTAINER_PORT),
-                port("http-metrics", "TCP", ADMIN_PORT),
+                port(crate::serving::ADMIN_PORT_NAME, "TCP", ADMIN_PORT),
             ]),
             liveness_probe: Some(http_probe("/health", 10, 5)),
             readiness_probe: Some(http_probe("/ready", 2, 1)),

@@ -4,15 +4,21 @@
 //! `Ready=True` when every selecting server serves it whole, else `Ready=False` with the first
 //! server's reason (`Stalled` too, unless the object only waits for a Service it refers to). Every kind re-checks on any change, because a conflict is decided by other
 //! objects (the older zone is deleted: the newer one becomes Ready).
+//!
+//! Each change of the `Ready` verdict (status or reason: accepted, conflict lost, reference
+//! missing, over budget…) is also an Event on the object (`kubectl describe`, `kubectl
+//! events --for dnszone/apps`): once per change, written with the status, never on a
+//! reconcile that changes nothing.
 
 use super::Context;
-use crate::api::ObjectStatus;
+use crate::api::{ObjectStatus, condition};
 use crate::render::{self, ObjectKey, Verdict, select::ServerSelector, services};
 use crate::status::{self, Outcome};
 use crate::{Error, FIELD_MANAGER, Result};
 use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
@@ -137,14 +143,19 @@ async fn reconcile<K: ConfigObject>(object: Arc<K>, ctx: Arc<Context>) -> Result
             "kind": kind,
             "status": next,
         });
-        api.patch_status(
-            &key.name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map(|_| ctx.metrics.wrote(&kind))
-        .map_err(Error::from)
+        let written = api
+            .patch_status(
+                &key.name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map(|_| ctx.metrics.wrote(&kind))
+            .map_err(Error::from);
+        if written.is_ok() && verdict_changed(&previous, &next) {
+            publish_event(object.as_ref(), &outcome, &ctx).await;
+        }
+        written
     } else {
         Ok(())
     };
@@ -154,4 +165,83 @@ async fn reconcile<K: ConfigObject>(object: Arc<K>, ctx: Arc<Context>) -> Result
         started.elapsed(),
     );
     result.map(|()| Action::requeue(Duration::from_secs(600)))
+}
+
+/// Whether the `Ready` condition's status or reason differs: what an Event reports.
+fn verdict_changed(previous: &ObjectStatus, next: &ObjectStatus) -> bool {
+    let ready = |s: &ObjectStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == condition::READY)
+            .map(|c| (c.status.clone(), c.reason.clone()))
+    };
+    ready(previous) != ready(next)
+}
+
+/// An Event on `object` saying its new verdict; failing to record one does not fail the
+/// reconcile (the status says the same).
+async fn publish_event<K: ConfigObject>(object: &K, outcome: &Outcome, ctx: &Context) {
+    let (type_, reason, note) = match outcome {
+        Outcome::Ready { reason, message } => (EventType::Normal, *reason, message),
+        Outcome::Reconciling { reason, message } => (EventType::Normal, *reason, message),
+        Outcome::Stalled { reason, message } | Outcome::Waiting { reason, message } => {
+            (EventType::Warning, *reason, message)
+        }
+    };
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        // The Events API caps a note at 1 KiB.
+        note: Some(note.chars().take(1000).collect()),
+        action: "Render".into(),
+        secondary: None,
+    };
+    match ctx.recorder.publish(&event, &object.object_ref(&())).await {
+        Ok(()) => ctx.metrics.wrote("Event"),
+        Err(e) => tracing::debug!(error = %e, "could not publish event"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn status(outcome: &Outcome, previous: &ObjectStatus) -> ObjectStatus {
+        status::desired(
+            previous,
+            Some(1),
+            outcome,
+            Timestamp::from_second(100).expect("time"),
+        )
+    }
+
+    #[test]
+    fn an_event_only_when_the_verdict_changes() {
+        let accepted = Outcome::Ready {
+            reason: "Accepted",
+            message: "served by DNSServer dns/edge".into(),
+        };
+        let lost = Outcome::Stalled {
+            reason: "Conflict",
+            message: "zone apps.example is also defined by DNSZone team-b/apps".into(),
+        };
+        let first = status(&accepted, &ObjectStatus::default());
+        assert!(
+            verdict_changed(&ObjectStatus::default(), &first),
+            "first verdict"
+        );
+        let again = status(&accepted, &first);
+        assert!(!verdict_changed(&first, &again), "same verdict: no Event");
+        let conflict = status(&lost, &again);
+        assert!(verdict_changed(&again, &conflict), "conflict lost");
+        let other_message = Outcome::Stalled {
+            reason: "Conflict",
+            message: "zone apps.example is also defined by DNSZone team-c/apps".into(),
+        };
+        assert!(
+            !verdict_changed(&conflict, &status(&other_message, &conflict)),
+            "the same verdict with other words is not news"
+        );
+    }
 }

@@ -4,6 +4,14 @@
 //! its content differs from what is stored ([`crate::apply::ensure`]), so a reconcile with
 //! nothing to change makes zero writes.
 //!
+//! `Ready=True` (reason `ConfigPublished`) only once every wanted Pod is ready and serves the
+//! published config hash ([`crate::serving`] asks each Pod's `/ready`); until then
+//! `Reconciling=True` (`PodsRollingOut`, followed through the Deployment's status;
+//! `ConfigRollingOut`, asked again every 2 s), and
+//! `Stalled=True` when the Pods cannot get there (`ImagePullFailed`, `CrashLoopBackOff`,
+//! `Unschedulable`, `ConfigRejected`, `ForwardingLoop`) or the spec renders no valid config
+//! (`InvalidSpec`, naming the field: `spec.clusterDomain`).
+//!
 //! Deleting a `DNSServer` deletes its namespaced objects through owner references; its
 //! cluster-scoped bindings are removed by the [`FINALIZER`].
 //!
@@ -16,6 +24,7 @@ use super::Context;
 use crate::api::dnsserver::{DNSServer, DNSServerStatus};
 use crate::apply::ensure;
 use crate::namespaces::NOT_ALLOWED_REASON;
+use crate::serving;
 use crate::status::{self, Outcome};
 use crate::workload::{self, SERVER_LABEL, Workload};
 use crate::{Error, FIELD_MANAGER, Result, render};
@@ -35,6 +44,17 @@ use std::time::{Duration, Instant};
 
 /// Finalizer that removes the cluster-scoped RBAC of a deleted `DNSServer`.
 pub const FINALIZER: &str = "nameplane.io/cleanup";
+
+/// Next look at a server whose Pods all serve its config (changes trigger one sooner).
+const SETTLED_REQUEUE: Duration = Duration::from_secs(600);
+/// Next look while ready Pods have not loaded the new config yet: the Pods' `/ready` is not
+/// watched, so the operator asks again this soon until they all serve it.
+const CONFIG_ROLLOUT_REQUEUE: Duration = Duration::from_secs(2);
+/// Next look while Pods of a new template come up: the Deployment's status changes (watched)
+/// trigger a reconcile as they do; this is only the fallback.
+const PODS_ROLLOUT_REQUEUE: Duration = Duration::from_secs(10);
+/// Next look at a server whose Pods cannot progress (image, scheduling, rejected config).
+const STALLED_REQUEUE: Duration = Duration::from_secs(15);
 
 /// The name of the ConfigMap that carries a server's config.
 pub fn config_map_name(server: &str) -> String {
@@ -83,6 +103,7 @@ async fn apply(server: &DNSServer, ctx: &Context) -> Result<Action> {
     let client = &ctx.client;
     let previous = server.status.clone().unwrap_or_default();
     let mut next = previous.clone();
+    let mut requeue = SETTLED_REQUEUE;
 
     let snapshot = ctx.stores.snapshot();
     let rendered = render::render(server, &snapshot.inputs());
@@ -116,10 +137,17 @@ async fn apply(server: &DNSServer, ctx: &Context) -> Result<Action> {
                 publish().await?;
                 apply_workload(ctx, &namespace, &name, &w).await?
             };
-            let deployment_status = deployment.status;
-            next.replicas = Some(server.spec.replicas);
+            // What the Deployment wants as stored (whoever scaled it), not only the spec.
+            let wanted = deployment
+                .spec
+                .as_ref()
+                .and_then(|s| s.replicas)
+                .unwrap_or(server.spec.replicas);
+            next.replicas = Some(wanted);
             next.ready_replicas = Some(
-                deployment_status
+                deployment
+                    .status
+                    .as_ref()
                     .and_then(|s| s.ready_replicas)
                     .unwrap_or(0),
             );
@@ -158,10 +186,29 @@ async fn apply(server: &DNSServer, ctx: &Context) -> Result<Action> {
                         Outcome::Stalled { reason, message }
                     }
                 }
-                _ => Outcome::Ready {
-                    reason: "ConfigPublished",
-                    message,
-                },
+                // Published: Ready once every wanted Pod serves it.
+                _ => {
+                    let verdict = serving::observe(
+                        client,
+                        &ctx.serving,
+                        (&namespace, &name),
+                        &hash,
+                        wanted,
+                        &deployment,
+                    )
+                    .await?;
+                    requeue = match verdict {
+                        serving::Verdict::Serving { .. } => requeue,
+                        serving::Verdict::RollingOut { reason, .. }
+                            if reason == serving::PODS_ROLLING_OUT =>
+                        {
+                            PODS_ROLLOUT_REQUEUE
+                        }
+                        serving::Verdict::RollingOut { .. } => CONFIG_ROLLOUT_REQUEUE,
+                        serving::Verdict::Stalled { .. } => STALLED_REQUEUE,
+                    };
+                    verdict.outcome(message)
+                }
             }
         }
         Err(e) => {
@@ -173,7 +220,7 @@ async fn apply(server: &DNSServer, ctx: &Context) -> Result<Action> {
         }
     };
     write_status(server, ctx, &previous, next, &outcome).await?;
-    Ok(Action::requeue(Duration::from_secs(600)))
+    Ok(Action::requeue(requeue))
 }
 
 /// Writes `next` (with the conditions of `outcome`) as the server's status when it differs
@@ -352,6 +399,11 @@ async fn delete_cluster_bindings(server: &DNSServer, ctx: &Context) -> Result<()
 /// Removes what owner references cannot: the cluster-scoped bindings.
 async fn cleanup(server: &DNSServer, ctx: &Context) -> Result<Action> {
     delete_cluster_bindings(server, ctx).await?;
+    serving::forget(
+        &ctx.serving,
+        &server.namespace().unwrap_or_default(),
+        &server.name_any(),
+    );
     tracing::info!(server = %format!("{}/{}", server.namespace().unwrap_or_default(), server.name_any()), "removed cluster bindings");
     Ok(Action::await_change())
 }
@@ -368,6 +420,7 @@ fn ready_status(status: &DNSServerStatus) -> Option<&str> {
 async fn publish_event(server: &DNSServer, outcome: &Outcome, ctx: &Context) {
     let (type_, reason, note) = match outcome {
         Outcome::Ready { reason, message } => (EventType::Normal, *reason, message.clone()),
+        Outcome::Reconciling { reason, message } => (EventType::Normal, *reason, message.clone()),
         Outcome::Stalled { reason, message } | Outcome::Waiting { reason, message } => {
             (EventType::Warning, *reason, message.clone())
         }

@@ -44,6 +44,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Caches of everything the renderer reads.
     pub stores: stores::Stores,
+    /// Which servers' Pods were last seen all serving their config ([`crate::serving`]).
+    pub serving: crate::serving::ServingCache,
 }
 
 /// Checks the CRDs are installed (so a missing install fails fast with a hint).
@@ -87,6 +89,7 @@ pub async fn run(
         settings,
         recorder,
         stores,
+        serving: Default::default(),
     });
     tracing::info!("reconciling DNSServers and config objects");
     // The owned objects are watched only where the operator writes them: with an allow-list

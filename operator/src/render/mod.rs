@@ -29,6 +29,7 @@
 //!    nothing is published and the `DNSServer` says why.
 
 pub mod budget;
+pub(crate) mod field_paths;
 pub mod forwarders;
 pub mod kinds;
 pub mod select;
@@ -160,8 +161,9 @@ impl Verdict {
 /// Why a `DNSServer` could not be rendered; shown in its `Ready` condition.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RenderError {
-    /// The rendered config fails the server's validation.
-    #[error("the rendered server config is invalid: {0}")]
+    /// The rendered config fails the server's validation; the error's field path is the
+    /// custom resource field (`spec.clusterDomain`, not `kubernetes.clusterDomain`).
+    #[error("invalid: {0}")]
     Invalid(#[from] nameplane_config::ConfigError),
     /// The config is over `spec.limits.configBytes` even without any other namespace's
     /// objects.
@@ -251,8 +253,7 @@ pub fn render(server: &DNSServer, inputs: &Inputs<'_>) -> Rendered {
     let cluster_domain = match names::normalize_domain(server.spec.cluster_domain.as_str()) {
         Ok(domain) => domain,
         Err(reason) => {
-            let error =
-                nameplane_config::ConfigError::invalid("kubernetes.clusterDomain".into(), reason);
+            let error = nameplane_config::ConfigError::invalid("spec.clusterDomain".into(), reason);
             return Rendered {
                 config: Err(error.into()),
                 verdicts,
@@ -357,7 +358,7 @@ pub fn render(server: &DNSServer, inputs: &Inputs<'_>) -> Rendered {
 
     let config = match config.clone().validate() {
         Ok(_) => Ok(config),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(field_paths::to_crd(e, &config).into()),
     };
     Rendered { config, verdicts }
 }
