@@ -6,6 +6,10 @@
 //! - [`crds`]: the CustomResourceDefinitions generated from those types (`crdgen` writes them
 //!   to `crds/`).
 //! - [`namespaces`]: the allow-list of namespaces that may hold `DNSServer`s.
+//! - [`pods`]: DNS Pods shaped like cluster DNS: kubeadm's CoreDNS defaults, the dedicated
+//!   `DNSServer` fields that replace them, and the `podTemplate` override merged last.
+//! - [`scaling`]: the replica count: `spec.replicas` (the `/scale` subresource's), or the
+//!   proportional count computed from the Nodes.
 //! - [`render`]: the one pure function from custom resources to `ServerConfig`.
 //! - [`status`]: kstatus conditions (`Ready`, `Reconciling`, `Stalled`) and their bookkeeping.
 //! - [`workload`]: the Kubernetes objects that run one `DNSServer` (ServiceAccount, bindings
@@ -21,7 +25,9 @@ pub mod controller;
 pub mod crds;
 pub mod metrics;
 pub mod namespaces;
+pub mod pods;
 pub mod render;
+pub mod scaling;
 pub mod status;
 pub mod workload;
 

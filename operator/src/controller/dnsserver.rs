@@ -4,6 +4,11 @@
 //! its content differs from what is stored ([`crate::apply::ensure`]), so a reconcile with
 //! nothing to change makes zero writes.
 //!
+//! The Deployment's replica count is [`crate::scaling::replicas`] (written to `status.replicas`,
+//! with the Pods' selector in `status.selector`, for the `/scale` subresource); a
+//! `podTemplate` that is not a Pod spec leaves the config and workload alone with `Stalled=True`,
+//! reason `InvalidPodTemplate`.
+//!
 //! Deleting a `DNSServer` deletes its namespaced objects through owner references; its
 //! cluster-scoped bindings are removed by the [`FINALIZER`].
 //!
@@ -16,6 +21,7 @@ use super::Context;
 use crate::api::dnsserver::{DNSServer, DNSServerStatus};
 use crate::apply::ensure;
 use crate::namespaces::NOT_ALLOWED_REASON;
+use crate::pods::{self, Shape};
 use crate::status::{self, Outcome};
 use crate::workload::{self, SERVER_LABEL, Workload};
 use crate::{Error, FIELD_MANAGER, Result, render};
@@ -104,7 +110,22 @@ async fn apply(server: &DNSServer, ctx: &Context) -> Result<Action> {
                 }
                 Ok::<_, Error>(())
             };
-            let w = workload::build(server, &config, &cm_name, &ctx.settings)?;
+            let shape = match Shape::of(server, &ctx.stores.node_capacity()) {
+                Ok(shape) => shape,
+                Err(why) => {
+                    // Nothing is applied: the published config and the running Pods stay
+                    // as they are until the podTemplate is fixed.
+                    let outcome = Outcome::Stalled {
+                        reason: pods::INVALID_POD_TEMPLATE,
+                        message: format!(
+                            "spec.{why}; nothing is applied, the last published config and the DNS Deployment stay as they are"
+                        ),
+                    };
+                    write_status(server, ctx, &previous, next, &outcome).await?;
+                    return Ok(Action::requeue(Duration::from_secs(600)));
+                }
+            };
+            let w = workload::build(server, &config, &cm_name, &ctx.settings, &shape)?;
             // The RBAC follows the config (Pods only when it needs them): grant before
             // publishing a config that needs more, revoke only after publishing one that needs
             // less, so a server never holds a config it may not serve.
@@ -117,7 +138,19 @@ async fn apply(server: &DNSServer, ctx: &Context) -> Result<Action> {
                 apply_workload(ctx, &namespace, &name, &w).await?
             };
             let deployment_status = deployment.status;
-            next.replicas = Some(server.spec.replicas);
+            next.replicas = Some(shape.replicas);
+            next.selector = w
+                .deployment
+                .spec
+                .as_ref()
+                .and_then(|d| d.selector.match_labels.as_ref())
+                .map(|labels| {
+                    labels
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                });
             next.ready_replicas = Some(
                 deployment_status
                     .and_then(|s| s.ready_replicas)
