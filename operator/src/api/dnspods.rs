@@ -19,9 +19,9 @@ use std::collections::BTreeMap;
 #[serde(rename_all = "camelCase")]
 pub struct DNSPodsSpec {
     /// PriorityClass of the DNS Pods. Left out: `system-cluster-critical`, as kubeadm's
-    /// CoreDNS (outside `kube-system` Kubernetes admits that class only in a namespace with a
-    /// ResourceQuota for it; the chart ships one, `dnsServer.criticalPriorityQuota`). `""`
-    /// sets none.
+    /// CoreDNS. Some clusters (GKE, for one) admit that class outside `kube-system` only in a
+    /// namespace with a ResourceQuota for it; the chart can ship one
+    /// (`dnsServer.criticalPriorityQuota`). `""` sets none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
     pub priority_class_name: Option<String>,
