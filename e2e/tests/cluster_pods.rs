@@ -10,7 +10,7 @@
 
 use nameplane_e2e::{
     NamespaceGuard, Operator, apply, install_crds, jsonpath, kubectl, kubectl_ok,
-    kubectl_with_stdin, set_node, wait_for,
+    kubectl_with_stdin, metric_sum, set_node, wait_for,
 };
 use std::time::Duration;
 
@@ -74,7 +74,7 @@ fn delete_pods(namespace: &str) {
 fn deployment_has_cluster_dns_defaults_and_overrides_merge() {
     install_crds();
     let ns = "e2e-pods-shape";
-    let _operator = Operator::start("operator-pods-shape", &["--lease-name", "e2e-pods-shape"]);
+    let operator = Operator::start("operator-pods-shape", &["--lease-name", "e2e-pods-shape"]);
     let _guard =
         NamespaceGuard::fresh(&[(ns, &[("pod-security.kubernetes.io/enforce", "restricted")])]);
     apply(ns, &format!("{SERVER}spec:\n  replicas: 2\n"));
@@ -186,6 +186,27 @@ fn deployment_has_cluster_dns_defaults_and_overrides_merge() {
         "the Service selects by the operator's labels only"
     );
     wait_ready(ns);
+
+    // The merged Deployment is stable: a reconcile with nothing to change writes nothing
+    // (no field the API server defaults or canonicalises differently from what is sent).
+    std::thread::sleep(Duration::from_secs(2));
+    let reconciles = || metric_sum(&operator.metrics(), "nameplane_operator_reconciles_total");
+    let (writes, reconciled) = (operator.writes(), reconciles());
+    kubectl_ok(&[
+        "annotate",
+        "--overwrite",
+        "dnsserver",
+        "edge",
+        "-n",
+        ns,
+        "e2e/touched=1",
+    ]);
+    wait_for(
+        "a reconcile after the annotation",
+        Duration::from_secs(10),
+        || (reconciles() > reconciled).then_some(()),
+    );
+    assert_eq!(operator.writes(), writes, "writes although nothing changed");
 
     // A podTemplate that is no Pod spec: Stalled, and the Deployment is left alone.
     let generation = jsonpath(ns, deployment, "{.metadata.generation}");
