@@ -74,9 +74,10 @@ pub fn proportional(autoscaling: &AutoscalingSpec, capacity: &NodeCapacity) -> i
     } else {
         (capacity.schedulable_nodes, capacity.schedulable_millicores)
     };
-    let per_core = u64::from(autoscaling.cores_per_replica.max(1)) * 1000;
-    let from_cores = millicores.div_ceil(per_core);
-    let from_nodes = u64::from(nodes).div_ceil(u64::from(autoscaling.nodes_per_replica.max(1)));
+    // The CRD keeps both at 1 or more; the clamp keeps a hand-made object from dividing by 0.
+    let per_replica = |n: i32| u64::try_from(n.max(1)).unwrap_or(1);
+    let from_cores = millicores.div_ceil(per_replica(autoscaling.cores_per_replica) * 1000);
+    let from_nodes = u64::from(nodes).div_ceil(per_replica(autoscaling.nodes_per_replica));
     let mut replicas = from_cores.max(from_nodes);
     if autoscaling.prevent_single_point_failure && nodes > 1 {
         replicas = replicas.max(2);
@@ -102,7 +103,7 @@ mod tests {
     use super::*;
     use crate::api::dnspods::AutoscalingMode;
 
-    fn linear(cores: u32, nodes: u32, min: i32, max: Option<i32>) -> AutoscalingSpec {
+    fn linear(cores: i32, nodes: i32, min: i32, max: Option<i32>) -> AutoscalingSpec {
         AutoscalingSpec {
             mode: AutoscalingMode::Proportional,
             cores_per_replica: cores,

@@ -231,11 +231,11 @@ pub struct AutoscalingSpec {
     /// Allocatable CPU cores per DNS replica.
     #[serde(default = "default_cores_per_replica")]
     #[schemars(range(min = 1, max = 100_000))]
-    pub cores_per_replica: u32,
+    pub cores_per_replica: i32,
     /// Nodes per DNS replica.
     #[serde(default = "default_nodes_per_replica")]
     #[schemars(range(min = 1, max = 100_000))]
-    pub nodes_per_replica: u32,
+    pub nodes_per_replica: i32,
     /// Fewest replicas.
     #[serde(default = "default_min")]
     #[schemars(range(min = 1, max = 1000))]
@@ -259,10 +259,10 @@ pub enum AutoscalingMode {
     Proportional,
 }
 
-fn default_cores_per_replica() -> u32 {
+fn default_cores_per_replica() -> i32 {
     256
 }
-fn default_nodes_per_replica() -> u32 {
+fn default_nodes_per_replica() -> i32 {
     16
 }
 fn default_min() -> i32 {
