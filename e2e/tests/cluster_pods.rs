@@ -250,6 +250,37 @@ fn deployment_has_cluster_dns_defaults_and_overrides_merge() {
     assert_eq!(pod("nodeSelector"), "");
     assert_eq!(pod("topologySpreadConstraints"), "");
     wait_ready(ns);
+
+    // A Pod spec the API server refuses (a sidecar without an image): Stalled with its
+    // message, not Ready from before; fixing the spec makes it Ready again.
+    apply(
+        ns,
+        &format!("{SERVER}spec:\n  podTemplate: {{spec: {{containers: [{{name: sidecar}}]}}}}\n"),
+    );
+    let message = wait_for(
+        "Stalled=True/WorkloadRefused",
+        Duration::from_secs(30),
+        || {
+            let reason = jsonpath(
+                ns,
+                "dnsserver/edge",
+                "{.status.conditions[?(@.type==\"Ready\")].reason}",
+            );
+            (reason == "WorkloadRefused").then(|| {
+                jsonpath(
+                    ns,
+                    "dnsserver/edge",
+                    "{.status.conditions[?(@.type==\"Stalled\")].status} {.status.conditions[?(@.type==\"Stalled\")].message}",
+                )
+            })
+        },
+    );
+    assert!(
+        message.starts_with("True ") && message.contains("image"),
+        "{message}"
+    );
+    apply(ns, &format!("{SERVER}spec:\n  replicas: 2\n"));
+    wait_ready(ns);
     delete_pods(ns);
 }
 

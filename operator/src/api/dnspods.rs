@@ -85,7 +85,8 @@ pub struct DNSPodsSpec {
     /// appended, every other list and every scalar replaced. A field can be set or replaced
     /// but not removed. A `spec` that is not a valid Pod spec (an unknown field, a wrong type)
     /// makes the DNSServer `Stalled` with reason `InvalidPodTemplate` and the running Pods
-    /// stay as they are.
+    /// stay as they are; a merged Pod the API server refuses (e.g. a sidecar without an
+    /// image) makes it `Stalled` with reason `WorkloadRefused`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_template: Option<PodTemplateOverride>,
 

@@ -7,7 +7,9 @@
 //! The Deployment's replica count is [`crate::scaling::replicas`] (written to `status.replicas`,
 //! with the Pods' selector in `status.selector`, for the `/scale` subresource); a
 //! `podTemplate` that is not a Pod spec leaves the config and workload alone with `Stalled=True`,
-//! reason `InvalidPodTemplate`.
+//! reason `InvalidPodTemplate`; an object the API server refuses as invalid (422, e.g. a
+//! `podTemplate` sidecar without an image, a taken cluster IP) makes it `Stalled` with reason
+//! `WorkloadRefused` and the API server's message.
 //!
 //! Deleting a `DNSServer` deletes its namespaced objects through owner references; its
 //! cluster-scoped bindings are removed by the [`FINALIZER`].
@@ -41,6 +43,9 @@ use std::time::{Duration, Instant};
 
 /// Finalizer that removes the cluster-scoped RBAC of a deleted `DNSServer`.
 pub const FINALIZER: &str = "nameplane.io/cleanup";
+
+/// Reason of `Stalled=True` when the API server refuses (422) an object built from the spec.
+pub const WORKLOAD_REFUSED: &str = "WorkloadRefused";
 
 /// The name of the ConfigMap that carries a server's config.
 pub fn config_map_name(server: &str) -> String {
@@ -129,13 +134,35 @@ async fn apply(server: &DNSServer, ctx: &Context) -> Result<Action> {
             // The RBAC follows the config (Pods only when it needs them): grant before
             // publishing a config that needs more, revoke only after publishing one that needs
             // less, so a server never holds a config it may not serve.
-            let deployment = if config.needs_pods() {
-                let deployment = apply_workload(ctx, &namespace, &name, &w).await?;
-                publish().await?;
-                deployment
-            } else {
-                publish().await?;
-                apply_workload(ctx, &namespace, &name, &w).await?
+            let applied = async {
+                if config.needs_pods() {
+                    let deployment = apply_workload(ctx, &namespace, &name, &w).await?;
+                    publish().await?;
+                    Ok(deployment)
+                } else {
+                    publish().await?;
+                    apply_workload(ctx, &namespace, &name, &w).await
+                }
+            }
+            .await;
+            let deployment = match applied {
+                Ok(deployment) => deployment,
+                // The API server refused an object built from the spec (a podTemplate
+                // sidecar without an image, a cluster IP outside the Service range or
+                // taken): retrying cannot help until the spec changes.
+                Err(Error::Kube(kube::Error::Api(refused))) if refused.code == 422 => {
+                    tracing::warn!(server = %format!("{namespace}/{name}"), error = %refused.message, "workload refused");
+                    let outcome = Outcome::Stalled {
+                        reason: WORKLOAD_REFUSED,
+                        message: format!(
+                            "the API server refused an object this DNSServer's spec makes: {}",
+                            refused.message
+                        ),
+                    };
+                    write_status(server, ctx, &previous, next, &outcome).await?;
+                    return Ok(Action::requeue(Duration::from_secs(600)));
+                }
+                Err(e) => return Err(e),
             };
             let deployment_status = deployment.status;
             next.replicas = Some(shape.replicas);
