@@ -393,3 +393,53 @@ where
     });
     reader
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(address: &str, cpu: &str, cordoned: bool) -> Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "n1", "labels": {"a": "b"}},
+            "spec": {"unschedulable": cordoned, "podCIDR": "10.244.0.0/24"},
+            "status": {
+                "addresses": [{"type": "InternalIP", "address": address}],
+                "allocatable": {"cpu": cpu, "memory": "8Gi", "pods": "110"},
+                "conditions": [{"type": "Ready", "status": "True"}],
+            },
+        }))
+        .expect("node")
+    }
+
+    #[test]
+    fn node_signal_fires_on_what_the_operator_reads_and_on_coming_and_going() {
+        let changed = node_facts_changed();
+        assert!(changed(&node("192.0.2.1", "4", false), false), "new Node");
+        assert!(
+            !changed(&node("192.0.2.1", "4", false), false),
+            "a heartbeat changes nothing read"
+        );
+        assert!(changed(&node("192.0.2.2", "4", false), false), "address");
+        assert!(changed(&node("192.0.2.2", "8", false), false), "CPU");
+        assert!(changed(&node("192.0.2.2", "8", true), false), "cordoned");
+        assert!(changed(&node("192.0.2.2", "8", true), true), "deleted");
+        assert!(
+            changed(&node("192.0.2.2", "8", true), false),
+            "the same Node made again counts again"
+        );
+    }
+
+    #[test]
+    fn a_trimmed_node_keeps_what_the_operator_reads() {
+        let full = node("192.0.2.1", "3500m", true);
+        let mut trimmed = full.clone();
+        keep_only_node_facts(&mut trimmed);
+        assert_eq!(node_facts(&trimmed), node_facts(&full));
+        assert_eq!(node_facts(&trimmed).1, 3500);
+        let status = trimmed.status.expect("status");
+        assert_eq!(status.allocatable.map(|a| a.len()), Some(1), "cpu only");
+        assert!(status.conditions.is_none());
+        assert!(trimmed.metadata.labels.is_none());
+        assert_eq!(trimmed.spec.and_then(|s| s.pod_cidr), None);
+    }
+}
