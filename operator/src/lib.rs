@@ -6,6 +6,10 @@
 //! - [`crds`]: the CustomResourceDefinitions generated from those types (`crdgen` writes them
 //!   to `crds/`).
 //! - [`namespaces`]: the allow-list of namespaces that may hold `DNSServer`s.
+//! - [`pods`]: DNS Pods shaped like cluster DNS: kubeadm's CoreDNS defaults, the dedicated
+//!   `DNSServer` fields that replace them, and the `podTemplate` override merged last.
+//! - [`scaling`]: the replica count: `spec.replicas` (the `/scale` subresource's), or the
+//!   proportional count computed from the Nodes.
 //! - [`render`]: the one pure function from custom resources to `ServerConfig`.
 //! - [`serving`]: whether a `DNSServer`'s Pods serve its published config (their `/ready`),
 //!   the evidence behind its `Ready`.
@@ -23,7 +27,9 @@ pub mod controller;
 pub mod crds;
 pub mod metrics;
 pub mod namespaces;
+pub mod pods;
 pub mod render;
+pub mod scaling;
 pub mod serving;
 pub mod status;
 pub mod values_schema;

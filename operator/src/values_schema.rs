@@ -10,12 +10,17 @@
 //! `helm install` already refuses a malformed domain; `nullable` becomes a `null` type,
 //! int-or-string becomes `anyOf`, and every object without free-form content gets
 //! `additionalProperties: false`, so a misspelt value fails `helm install` instead of
-//! vanishing. The chart's own keys (`enabled`, `name`, `preventArgoCDPrune`) are added.
+//! vanishing. The chart's own keys ([`CHART_KEYS`]) are added.
 
 use serde_json::{Map, Value, json};
 
 /// Keys of `dnsServer` that are the chart's, not the DNSServer spec's.
-pub const CHART_KEYS: [&str; 3] = ["enabled", "name", "preventArgoCDPrune"];
+pub const CHART_KEYS: [&str; 4] = [
+    "enabled",
+    "name",
+    "preventArgoCDPrune",
+    "criticalPriorityQuota",
+];
 
 /// The JSON Schema of the chart's `dnsServer` values.
 pub fn dns_server_values() -> Value {
@@ -48,13 +53,20 @@ pub fn dns_server_values() -> Value {
             "description": "Annotate the DNSServer argocd.argoproj.io/sync-options: Prune=false, so Argo CD never prunes the cluster's DNS."
         }),
     );
+    properties.insert(
+        "criticalPriorityQuota".into(),
+        json!({
+            "type": "boolean",
+            "description": "A ResourceQuota in the release namespace admitting system-cluster-critical Pods (for clusters that admit that class only under a quota)."
+        }),
+    );
     let object = spec
         .as_object_mut()
         .unwrap_or_else(|| panic!("the spec schema is an object"));
     object.remove("required");
     object.insert(
         "description".into(),
-        "The default DNSServer: `enabled`, `name` and `preventArgoCDPrune` are the chart's; every other key is a field of the DNSServer spec (see the CRD)."
+        "The default DNSServer: `enabled`, `name`, `preventArgoCDPrune` and `criticalPriorityQuota` are the chart's; every other key is a field of the DNSServer spec (see the CRD)."
             .into(),
     );
     spec

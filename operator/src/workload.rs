@@ -14,26 +14,30 @@
 //!   [`ServerConfig::needs_pods`]), which the operator may only *bind* (RBAC `bind` limited by
 //!   `resourceNames`); in its own namespace the server reads only its own ConfigMap (a Role
 //!   limited by `resourceNames`, which is why its watch selects `metadata.name`);
+//! - the Pods are shaped like cluster DNS (priority, tolerations, node selector, spread,
+//!   resources, labels, `podTemplate`) by [`crate::pods`], and run as the image's non-root
+//!   user without a fixed `runAsUser`, so OpenShift's restricted SCC can assign its own UID;
+//! - the replica count comes from [`crate::scaling`] (`spec.replicas` or the proportional
+//!   count), passed in a [`Shape`];
 //! - cluster-scoped bindings cannot be owned by a namespaced `DNSServer`, so they carry the
 //!   [`SERVER_LABEL`] and are removed by the `DNSServer`'s finalizer.
 
 use crate::api::dnsserver::DNSServer;
 use crate::namespaces::NamespaceAllowList;
+use crate::pods::{self, Shape};
 use crate::{Error, FIELD_MANAGER, MANAGED_BY_LABEL, Result};
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-    ObjectFieldSelector, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Service,
-    ServiceAccount, ServicePort, ServiceSpec, WeightedPodAffinityTerm,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
+    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::rbac::v1::{
     ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
@@ -111,12 +115,14 @@ pub fn server_label_value(namespace: &str, server: &str) -> String {
     format!("{namespace}.{server}")
 }
 
-/// Builds the workload of `server` serving `config`, published in ConfigMap `config_map`.
+/// Builds the workload of `server` serving `config`, published in ConfigMap `config_map`,
+/// with the replica count and parsed `podTemplate` of `shape`.
 pub fn build(
     server: &DNSServer,
     config: &ServerConfig,
     config_map: &str,
     settings: &Settings,
+    shape: &Shape,
 ) -> Result<Workload> {
     let namespace = server
         .namespace()
@@ -137,6 +143,16 @@ pub fn build(
     let mut labels = selector.clone();
     labels.insert(MANAGED_BY_LABEL.into(), FIELD_MANAGER.into());
     labels.insert(SERVER_LABEL.into(), server_label_value(&namespace, &name));
+
+    let mut pod = pod_spec(&namespace, config_map, &dns, settings);
+    pods::apply_dedicated(&mut pod, &server.spec.pods, &selector);
+    if let Some(overlay) = shape.overlay.clone() {
+        pods::merge_overlay(&mut pod, overlay);
+    }
+    let mut service_labels = labels.clone();
+    if server.spec.pods.kube_dns_label {
+        service_labels.insert(pods::KUBE_DNS_LABEL.0.into(), pods::KUBE_DNS_LABEL.1.into());
+    }
 
     let namespaced = |object_name: &str| ObjectMeta {
         name: Some(object_name.into()),
@@ -208,7 +224,7 @@ pub fn build(
         deployment: Deployment {
             metadata: namespaced(&dns),
             spec: Some(DeploymentSpec {
-                replicas: Some(server.spec.replicas),
+                replicas: Some(shape.replicas),
                 selector: LabelSelector {
                     match_labels: Some(selector.clone()),
                     ..Default::default()
@@ -222,20 +238,37 @@ pub fn build(
                 }),
                 template: PodTemplateSpec {
                     metadata: Some(ObjectMeta {
-                        labels: Some(labels.clone()),
+                        labels: Some(pods::pod_labels(&server.spec.pods, &labels)),
+                        annotations: pods::pod_annotations(&server.spec.pods),
                         ..Default::default()
                     }),
-                    spec: Some(pod_spec(&namespace, config_map, &dns, &selector, settings)),
+                    spec: Some(pod),
                 },
                 ..Default::default()
             }),
             ..Default::default()
         },
         service: Service {
-            metadata: namespaced(&dns),
+            metadata: ObjectMeta {
+                labels: Some(service_labels),
+                ..namespaced(&dns)
+            },
             spec: Some(ServiceSpec {
                 selector: Some(selector.clone()),
                 cluster_ip: server.spec.cluster_ip.clone(),
+                cluster_ips: server
+                    .spec
+                    .pods
+                    .cluster_ips
+                    .as_ref()
+                    .map(|ips| ips.iter().map(|ip| ip.0.clone()).collect()),
+                ip_families: server
+                    .spec
+                    .pods
+                    .ip_families
+                    .as_ref()
+                    .map(|families| families.iter().map(|f| f.as_str().into()).collect()),
+                ip_family_policy: server.spec.pods.ip_family_policy.map(|p| p.as_str().into()),
                 ports: Some(vec![
                     service_port("dns", "UDP", 53, DNS_CONTAINER_PORT),
                     service_port("dns-tcp", "TCP", 53, DNS_CONTAINER_PORT),
@@ -270,11 +303,11 @@ fn service_port(name: &str, protocol: &str, port: i32, target: i32) -> ServicePo
     }
 }
 
+/// The generated Pod spec, before [`pods::apply_dedicated`] places and sizes it.
 fn pod_spec(
     namespace: &str,
     config_map: &str,
     service_account: &str,
-    selector: &BTreeMap<String, String>,
     settings: &Settings,
 ) -> PodSpec {
     let http_probe = |path: &str, period: i32, failures: i32| Probe {
@@ -297,39 +330,19 @@ fn pod_spec(
     };
     PodSpec {
         service_account_name: Some(service_account.into()),
-        priority_class_name: None,
         termination_grace_period_seconds: Some(LAMEDUCK_SECONDS + 10),
+        // No runAsUser/runAsGroup: the image runs as 65532 (`USER 65532:65532`), which
+        // `runAsNonRoot` checks, and OpenShift's restricted SCC may assign another UID.
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
-            run_as_user: Some(65532),
-            run_as_group: Some(65532),
             seccomp_profile: Some(SeccompProfile {
                 type_: "RuntimeDefault".into(),
                 ..Default::default()
             }),
             ..Default::default()
         }),
-        affinity: Some(Affinity {
-            pod_anti_affinity: Some(PodAntiAffinity {
-                preferred_during_scheduling_ignored_during_execution: Some(vec![
-                    WeightedPodAffinityTerm {
-                        weight: 100,
-                        pod_affinity_term: PodAffinityTerm {
-                            topology_key: "kubernetes.io/hostname".into(),
-                            label_selector: Some(LabelSelector {
-                                match_labels: Some(selector.clone()),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        },
-                    },
-                ]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
         containers: vec![Container {
-            name: "dns".into(),
+            name: pods::DNS_CONTAINER.into(),
             image: Some(settings.image.clone()),
             image_pull_policy: Some("IfNotPresent".into()),
             command: Some(vec!["/nameplane-dns".into()]),
@@ -363,17 +376,6 @@ fn pod_spec(
             ]),
             liveness_probe: Some(http_probe("/health", 10, 5)),
             readiness_probe: Some(http_probe("/ready", 2, 1)),
-            resources: Some(ResourceRequirements {
-                requests: Some(BTreeMap::from([
-                    ("cpu".to_string(), Quantity("100m".into())),
-                    ("memory".to_string(), Quantity("64Mi".into())),
-                ])),
-                limits: Some(BTreeMap::from([(
-                    "memory".to_string(),
-                    Quantity("256Mi".into()),
-                )])),
-                ..Default::default()
-            }),
             security_context: Some(SecurityContext {
                 allow_privilege_escalation: Some(false),
                 read_only_root_filesystem: Some(true),
@@ -405,9 +407,15 @@ mod tests {
     }
 
     fn build_with(config: &ServerConfig) -> Workload {
-        let s = server(
-            "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata: {name: edge, namespace: dns}\nspec: {replicas: 3, clusterIP: 10.96.0.10}\n",
-        );
+        build_server(config, "{replicas: 3, clusterIP: 10.96.0.10}")
+    }
+
+    /// Builds the workload of a DNSServer `edge` in `dns` with `spec` (YAML flow mapping).
+    fn build_server(config: &ServerConfig, spec: &str) -> Workload {
+        let s = server(&format!(
+            "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata: {{name: edge, namespace: dns}}\nspec: {spec}\n"
+        ));
+        let shape = Shape::of(&s, &crate::scaling::NodeCapacity::default()).expect("shape");
         build(
             &s,
             config,
@@ -416,8 +424,150 @@ mod tests {
                 image: "example/nameplane:1".into(),
                 dns_server_namespaces: Default::default(),
             },
+            &shape,
         )
         .expect("builds")
+    }
+
+    fn pod_of(w: &Workload) -> (ObjectMeta, PodSpec) {
+        let template = w.deployment.spec.clone().expect("spec").template;
+        (
+            template.metadata.expect("pod metadata"),
+            template.spec.expect("pod spec"),
+        )
+    }
+
+    #[test]
+    fn pod_runs_under_any_assigned_uid() {
+        // OpenShift's restricted SCC assigns a UID from the namespace's range and refuses a
+        // Pod asking for another one; the image's USER is non-root, which runAsNonRoot checks.
+        let (_, pod) = pod_of(&sample());
+        let psc = pod.security_context.expect("pod security context");
+        assert_eq!(
+            (psc.run_as_user, psc.run_as_group, psc.fs_group),
+            (None, None, None)
+        );
+        for c in &pod.containers {
+            let sc = c.security_context.clone().expect("container context");
+            assert_eq!((sc.run_as_user, sc.run_as_group), (None, None));
+        }
+        let dockerfile =
+            std::fs::read_to_string(format!("{}/../Dockerfile", env!("CARGO_MANIFEST_DIR")))
+                .expect("Dockerfile");
+        assert!(
+            dockerfile.lines().any(|l| l.trim() == "USER 65532:65532"),
+            "runAsNonRoot needs a numeric non-root USER in the image"
+        );
+    }
+
+    #[test]
+    fn deployment_pods_are_shaped_like_cluster_dns_by_default() {
+        let (meta, pod) = pod_of(&sample());
+        assert_eq!(
+            pod.priority_class_name.as_deref(),
+            Some(pods::DEFAULT_PRIORITY_CLASS)
+        );
+        assert_eq!(pod.tolerations, Some(pods::default_tolerations()));
+        assert_eq!(pod.node_selector, Some(pods::default_node_selector()));
+        assert_eq!(pod.topology_spread_constraints.map(|c| c.len()), Some(2));
+        assert!(pod.affinity.and_then(|a| a.pod_anti_affinity).is_some());
+        assert_eq!(pod.containers[0].resources, Some(pods::default_resources()));
+        assert!(!meta.labels.expect("labels").contains_key("k8s-app"));
+    }
+
+    #[test]
+    fn overrides_reach_the_deployment_and_never_the_selector() {
+        let w = build_server(
+            &ServerConfig::default(),
+            "{kubeDNSLabel: true, podLabels: {app.kubernetes.io/name: mine, team: net}, podTemplate: {spec: {containers: [{name: dns, imagePullPolicy: Always}], tolerations: [{key: dedicated, operator: Exists}]}}}",
+        );
+        let (meta, pod) = pod_of(&w);
+        let labels = meta.labels.expect("labels");
+        assert_eq!(labels["k8s-app"], "kube-dns");
+        assert_eq!(labels["team"], "net");
+        let selector = w
+            .deployment
+            .spec
+            .clone()
+            .expect("spec")
+            .selector
+            .match_labels
+            .expect("selector");
+        assert!(
+            selector.iter().all(|(k, v)| labels.get(k) == Some(v)),
+            "the Pods still match the Deployment's selector: {labels:?}"
+        );
+        assert!(!selector.contains_key("k8s-app"), "selectors are immutable");
+        assert_eq!(
+            pod.containers[0].image_pull_policy.as_deref(),
+            Some("Always")
+        );
+        assert_eq!(pod.tolerations.map(|t| t.len()), Some(3));
+        let service_labels = w.service.metadata.labels.expect("labels");
+        assert_eq!(service_labels["k8s-app"], "kube-dns");
+        assert!(
+            !w.service
+                .spec
+                .expect("spec")
+                .selector
+                .expect("selector")
+                .contains_key("k8s-app")
+        );
+    }
+
+    #[test]
+    fn dual_stack_service_fields_are_passed_through() {
+        let w = build_server(
+            &ServerConfig::default(),
+            "{clusterIP: 10.96.0.10, clusterIPs: [10.96.0.10, 'fd00:10:96::a'], ipFamilies: [IPv4, IPv6], ipFamilyPolicy: RequireDualStack}",
+        );
+        let spec = w.service.spec.expect("spec");
+        assert_eq!(
+            spec.cluster_ips,
+            Some(vec!["10.96.0.10".to_string(), "fd00:10:96::a".to_string()])
+        );
+        assert_eq!(
+            spec.ip_families,
+            Some(vec!["IPv4".to_string(), "IPv6".to_string()])
+        );
+        assert_eq!(spec.ip_family_policy.as_deref(), Some("RequireDualStack"));
+        let single = sample().service.spec.expect("spec");
+        assert_eq!(
+            (
+                single.cluster_ips,
+                single.ip_families,
+                single.ip_family_policy
+            ),
+            (None, None, None),
+            "left out, Kubernetes decides"
+        );
+    }
+
+    #[test]
+    fn proportional_mode_sets_the_deployment_count_and_ignores_replicas() {
+        let s = server(
+            "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata: {name: edge, namespace: dns}\nspec: {replicas: 7, autoscaling: {mode: Proportional, nodesPerReplica: 2, max: 4}}\n",
+        );
+        let capacity = crate::scaling::NodeCapacity {
+            schedulable_nodes: 5,
+            schedulable_millicores: 5000,
+            nodes: 5,
+            millicores: 5000,
+        };
+        let shape = Shape::of(&s, &capacity).expect("shape");
+        assert_eq!(shape.replicas, 3, "ceil(5 nodes / 2)");
+        let w = build(
+            &s,
+            &ServerConfig::default(),
+            "edge-config",
+            &Settings {
+                image: "example/nameplane:1".into(),
+                dns_server_namespaces: Default::default(),
+            },
+            &shape,
+        )
+        .expect("builds");
+        assert_eq!(w.deployment.spec.expect("spec").replicas, Some(3));
     }
 
     #[test]

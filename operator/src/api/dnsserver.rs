@@ -1,6 +1,7 @@
 //! `DNSServer`: one DNS deployment run by the operator: how many replicas, which cluster domain
 //! it serves, where other names go, how it caches, and which config objects apply to it.
 
+use super::dnspods::DNSPodsSpec;
 use super::dnspolicy::PolicyAction;
 use super::{ConfigSelector, DomainName, ObjectStatus, UpstreamAddress, UpstreamServiceRef};
 use kube::CustomResource;
@@ -54,11 +55,23 @@ use serde::{Deserialize, Serialize};
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
+    ),
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.clusterIP) || !has(self.clusterIPs) || self.clusterIPs[0] == self.clusterIP",
+    "message": "clusterIPs[0] must equal clusterIP when both are set"
+}]))]
 pub struct DNSServerSpec {
-    /// Number of DNS server Pods to run.
+    /// Number of DNS server Pods to run. Also the `/scale` subresource's count, so
+    /// `kubectl scale dnsserver`, a HorizontalPodAutoscaler or KEDA may set it; the operator
+    /// copies it to the Deployment and never changes it. Ignored with `autoscaling.mode:
+    /// Proportional`, where the operator computes the count.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1, max = 100))]
     pub replicas: i32,
@@ -145,6 +158,11 @@ pub struct DNSServerSpec {
     /// trusted with every address.
     #[serde(default)]
     pub tenant_forwarders: TenantForwarders,
+
+    /// Placement, size and labels of the DNS Pods, the DNS Service's IP families, and
+    /// proportional scaling ([`DNSPodsSpec`]); its fields sit directly under `spec`.
+    #[serde(flatten)]
+    pub pods: DNSPodsSpec,
 }
 
 /// What the clients that are not one identified Pod get.
@@ -307,6 +325,10 @@ pub struct DNSServerStatus {
     /// DNS Pods that are ready (they pass `/ready`, which needs the config and a synced cache).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_replicas: Option<i32>,
+    /// Label selector of the DNS Pods, as a string (`/scale`'s `labelSelectorPath`, which a
+    /// HorizontalPodAutoscaler uses to find the Pods' metrics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
 }
 
 fn default_replicas() -> i32 {

@@ -2,7 +2,7 @@
 //!
 //! | kind | scope | what it is |
 //! |---|---|---|
-//! | [`DNSServer`](dnsserver::DNSServer) | namespaced | a DNS deployment the operator runs, and which config objects apply to it |
+//! | [`DNSServer`](dnsserver::DNSServer) | namespaced | a DNS deployment the operator runs, and which config objects apply to it (its Pod, Service and scaling fields in [`dnspods`]) |
 //! | [`DNSZone`](dnszone::DNSZone) | namespaced | an authoritative zone and its records |
 //! | [`StubDomain`](stubdomain::StubDomain) | namespaced | forward one domain to given servers |
 //! | [`RewriteRule`](rewriterule::RewriteRule) | namespaced | rewrite query names, and answers back |
@@ -18,6 +18,7 @@
 
 // clippy reads the repeated `type_ = "string"` inside separate `printcolumn(...)` groups of
 // `#[kube(...)]` as duplicated attributes; they are not.
+pub mod dnspods;
 #[allow(clippy::duplicated_attributes)]
 pub mod dnspolicy;
 #[allow(clippy::duplicated_attributes)]

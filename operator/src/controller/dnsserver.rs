@@ -12,6 +12,13 @@
 //! `Unschedulable`, `ConfigRejected`, `ForwardingLoop`) or the spec renders no valid config
 //! (`InvalidSpec`, naming the field: `spec.clusterDomain`).
 //!
+//! The Deployment's replica count is [`crate::scaling::replicas`] (written to `status.replicas`,
+//! with the Pods' selector in `status.selector`, for the `/scale` subresource); a
+//! `podTemplate` that is not a Pod spec leaves the config and workload alone with `Stalled=True`,
+//! reason `InvalidPodTemplate`; an object the API server refuses as invalid (422, e.g. a
+//! `podTemplate` sidecar without an image, a taken cluster IP) makes it `Stalled` with reason
+//! `WorkloadRefused` and the API server's message.
+//!
 //! Deleting a `DNSServer` deletes its namespaced objects through owner references; its
 //! cluster-scoped bindings are removed by the [`FINALIZER`].
 //!
@@ -25,6 +32,7 @@ use crate::api::dnsserver::{DNSServer, DNSServerStatus};
 use crate::apply::ensure;
 use crate::namespaces::NOT_ALLOWED_REASON;
 use crate::serving;
+use crate::pods::{self, Shape};
 use crate::status::{self, Outcome};
 use crate::workload::{self, SERVER_LABEL, Workload};
 use crate::{Error, FIELD_MANAGER, Result, render};
@@ -55,6 +63,8 @@ const CONFIG_ROLLOUT_REQUEUE: Duration = Duration::from_secs(2);
 const PODS_ROLLOUT_REQUEUE: Duration = Duration::from_secs(10);
 /// Next look at a server whose Pods cannot progress (image, scheduling, rejected config).
 const STALLED_REQUEUE: Duration = Duration::from_secs(15);
+/// Reason of `Stalled=True` when the API server refuses (422) an object built from the spec.
+pub const WORKLOAD_REFUSED: &str = "WorkloadRefused";
 
 /// The name of the ConfigMap that carries a server's config.
 pub fn config_map_name(server: &str) -> String {
@@ -125,25 +135,74 @@ async fn apply(server: &DNSServer, ctx: &Context) -> Result<Action> {
                 }
                 Ok::<_, Error>(())
             };
-            let w = workload::build(server, &config, &cm_name, &ctx.settings)?;
+            let shape = match Shape::of(server, &ctx.stores.node_capacity()) {
+                Ok(shape) => shape,
+                Err(why) => {
+                    // Nothing is applied: the published config and the running Pods stay
+                    // as they are until the podTemplate is fixed.
+                    let outcome = Outcome::Stalled {
+                        reason: pods::INVALID_POD_TEMPLATE,
+                        message: format!(
+                            "spec.{why}; nothing is applied, the last published config and the DNS Deployment stay as they are"
+                        ),
+                    };
+                    write_status(server, ctx, &previous, next, &outcome).await?;
+                    return Ok(Action::requeue(Duration::from_secs(600)));
+                }
+            };
+            let w = workload::build(server, &config, &cm_name, &ctx.settings, &shape)?;
             // The RBAC follows the config (Pods only when it needs them): grant before
             // publishing a config that needs more, revoke only after publishing one that needs
             // less, so a server never holds a config it may not serve.
-            let deployment = if config.needs_pods() {
-                let deployment = apply_workload(ctx, &namespace, &name, &w).await?;
-                publish().await?;
-                deployment
-            } else {
-                publish().await?;
-                apply_workload(ctx, &namespace, &name, &w).await?
+            let applied = async {
+                if config.needs_pods() {
+                    let deployment = apply_workload(ctx, &namespace, &name, &w).await?;
+                    publish().await?;
+                    Ok(deployment)
+                } else {
+                    publish().await?;
+                    apply_workload(ctx, &namespace, &name, &w).await
+                }
+            }
+            .await;
+            let deployment = match applied {
+                Ok(deployment) => deployment,
+                // The API server refused an object built from the spec (a podTemplate
+                // sidecar without an image, a cluster IP outside the Service range or
+                // taken): retrying cannot help until the spec changes.
+                Err(Error::Kube(kube::Error::Api(refused))) if refused.code == 422 => {
+                    tracing::warn!(server = %format!("{namespace}/{name}"), error = %refused.message, "workload refused");
+                    let outcome = Outcome::Stalled {
+                        reason: WORKLOAD_REFUSED,
+                        message: format!(
+                            "the API server refused an object this DNSServer's spec makes: {}",
+                            refused.message
+                        ),
+                    };
+                    write_status(server, ctx, &previous, next, &outcome).await?;
+                    return Ok(Action::requeue(Duration::from_secs(600)));
+                }
+                Err(e) => return Err(e),
             };
             // What the Deployment wants as stored (whoever scaled it), not only the spec.
             let wanted = deployment
                 .spec
                 .as_ref()
                 .and_then(|s| s.replicas)
-                .unwrap_or(server.spec.replicas);
+                .unwrap_or(shape.replicas);
             next.replicas = Some(wanted);
+            next.selector = w
+                .deployment
+                .spec
+                .as_ref()
+                .and_then(|d| d.selector.match_labels.as_ref())
+                .map(|labels| {
+                    labels
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                });
             next.ready_replicas = Some(
                 deployment
                     .status

@@ -3,9 +3,11 @@
 //! so a change to any DNSZone, StubDomain, RewriteRule, DNSPolicy, Namespace or DNSServer
 //! re-renders promptly (a watch, not polling).
 //!
-//! Nodes (trimmed to their addresses, signalling only when those change) and the
-//! EndpointSlices of `default/kubernetes` are watched for the cluster's own addresses, which
-//! tenant forwarders may not use ([`crate::render::forwarders`]).
+//! Nodes (trimmed to their addresses, allocatable CPU and schedulability, signalling only
+//! when those change or a Node comes or goes) and the EndpointSlices of `default/kubernetes`
+//! are watched for the cluster's own addresses, which tenant forwarders may not use
+//! ([`crate::render::forwarders`]), and the Nodes for the proportional replica count
+//! ([`crate::scaling`]).
 //!
 //! Services are watched too, for the Service references of records, stub domains and
 //! upstreams, but a cluster has many Services and most concern no DNS config: a Service
@@ -49,7 +51,8 @@ pub struct Stores {
     pub namespaces: Store<Namespace>,
     /// Every `Service` (for Service references), without what rendering does not read.
     pub services: Store<Service>,
-    /// Every `Node`, with nothing but its addresses (no tenant forwarder may use them).
+    /// Every `Node`, with nothing but its addresses (no tenant forwarder may use them),
+    /// allocatable CPU and `spec.unschedulable` (for the proportional replica count).
     pub nodes: Store<Node>,
     /// The EndpointSlices of `default/kubernetes`: the API server's own addresses.
     pub api_server_slices: Store<EndpointSlice>,
@@ -94,7 +97,7 @@ impl Stores {
         let referenced = {
             let (servers, zones, stubs) = (servers.clone(), zones.clone(), stubs.clone());
             let policies = policies.clone();
-            move |service: &Service| {
+            move |service: &Service, _deleted: bool| {
                 let namespace = service.metadata.namespace.clone().unwrap_or_default();
                 if is_api_server_service(service) || selected_by(&policies).contains(&namespace) {
                     return true;
@@ -118,8 +121,8 @@ impl Stores {
                 Api::all(client.clone()),
                 watcher::Config::default().any_semantic(),
                 tx.clone(),
-                node_addresses_changed(),
-                keep_only_addresses,
+                node_facts_changed(),
+                keep_only_node_facts,
             ),
             api_server_slices: spawn_reflector_with(
                 Api::namespaced(client.clone(), "default"),
@@ -212,6 +215,11 @@ impl Stores {
         addresses
     }
 
+    /// The Nodes' count and allocatable CPU, as of now.
+    pub fn node_capacity(&self) -> crate::scaling::NodeCapacity {
+        crate::scaling::NodeCapacity::of(self.nodes.state().iter().map(|n| n.as_ref()))
+    }
+
     /// A stream that yields once after every change to any store (bursts are coalesced).
     pub fn changes(&self) -> impl Stream<Item = ()> + Send + 'static {
         futures::stream::unfold(self.changed.clone(), |mut rx| async move {
@@ -235,36 +243,65 @@ fn node_ips(node: &Node) -> impl Iterator<Item = std::net::IpAddr> + '_ {
         .filter_map(|a| a.address.parse().ok())
 }
 
-/// Drops all of a Node but its name and addresses: Node objects are large (images,
-/// conditions, capacity) and change every few seconds (heartbeats); only addresses matter.
-fn keep_only_addresses(node: &mut Node) {
-    node.spec = None;
+/// Drops all of a Node but its name, addresses, allocatable CPU and schedulability: Node
+/// objects are large (images, conditions, capacity) and change every few seconds
+/// (heartbeats); only these matter.
+fn keep_only_node_facts(node: &mut Node) {
     node.metadata.labels = None;
+    node.spec = node
+        .spec
+        .take()
+        .map(|spec| k8s_openapi::api::core::v1::NodeSpec {
+            unschedulable: spec.unschedulable,
+            ..Default::default()
+        });
     if let Some(status) = node.status.take() {
         node.status = Some(k8s_openapi::api::core::v1::NodeStatus {
             addresses: status.addresses,
+            allocatable: status
+                .allocatable
+                .and_then(|a| a.get("cpu").cloned())
+                .map(|cpu| std::collections::BTreeMap::from([("cpu".to_string(), cpu)])),
             ..Default::default()
         });
     }
 }
 
-/// A signal filter for Nodes that fires only when a Node's addresses change, not on every
-/// heartbeat (a status update every 10 s per Node would re-render every DNSServer).
-fn node_addresses_changed() -> impl Fn(&Node) -> bool + Send + 'static {
-    let seen =
-        std::sync::Mutex::new(std::collections::HashMap::<String, Vec<std::net::IpAddr>>::new());
-    move |node: &Node| {
+/// What the operator reads from a Node.
+type NodeFacts = (Vec<std::net::IpAddr>, u64, bool);
+
+fn node_facts(node: &Node) -> NodeFacts {
+    (
+        node_ips(node).collect(),
+        crate::scaling::allocatable_millicores(node),
+        node.spec
+            .as_ref()
+            .and_then(|s| s.unschedulable)
+            .unwrap_or(false),
+    )
+}
+
+/// A signal filter for Nodes that fires only when a Node comes, goes, or changes its
+/// addresses, allocatable CPU or schedulability, not on every heartbeat (a status update
+/// every 10 s per Node would re-render every DNSServer).
+fn node_facts_changed() -> impl Fn(&Node, bool) -> bool + Send + 'static {
+    let seen = std::sync::Mutex::new(std::collections::HashMap::<String, NodeFacts>::new());
+    move |node: &Node, deleted: bool| {
         let name = node.metadata.name.clone().unwrap_or_default();
-        let now: Vec<std::net::IpAddr> = node_ips(node).collect();
         let Ok(mut seen) = seen.lock() else {
             return true;
         };
+        if deleted {
+            seen.remove(&name);
+            return true;
+        }
+        let now = node_facts(node);
         seen.insert(name, now.clone()).as_ref() != Some(&now)
     }
 }
 
 /// Signals a change of every object of a kind.
-fn every<K>(_: &K) -> bool {
+fn every<K>(_: &K, _deleted: bool) -> bool {
     true
 }
 
@@ -288,12 +325,12 @@ fn referenced_by(
 }
 
 /// Caches every `K` in a background task; a change to an object for which `signals` holds
-/// fires the change signal. Managed fields and annotations are dropped: nothing reads them,
+/// fires the change signal (`signals` is told whether the object was deleted). Managed fields and annotations are dropped: nothing reads them,
 /// and they are most of an object's size (`last-applied-configuration`).
 fn spawn_reflector<K>(
     api: Api<K>,
     changed: watch::Sender<u64>,
-    signals: impl Fn(&K) -> bool + Send + 'static,
+    signals: impl Fn(&K, bool) -> bool + Send + 'static,
 ) -> Store<K>
 where
     K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
@@ -313,7 +350,7 @@ fn spawn_reflector_with<K>(
     api: Api<K>,
     config: watcher::Config,
     changed: watch::Sender<u64>,
-    signals: impl Fn(&K) -> bool + Send + 'static,
+    signals: impl Fn(&K, bool) -> bool + Send + 'static,
     mut trim: impl FnMut(&mut K) + Send + 'static,
 ) -> Store<K>
 where
@@ -329,15 +366,24 @@ where
             trim(object);
         }),
     )
-    .default_backoff()
-    .touched_objects();
+    .default_backoff();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
-            match event {
-                Ok(object) if signals(&object) => {
-                    changed.send_modify(|n| *n = n.wrapping_add(1));
+            let fire = match &event {
+                Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => {
+                    signals(object, false)
                 }
+                Ok(watcher::Event::Delete(object)) => signals(object, true),
+                // A re-list may have dropped objects deleted while the watch was down.
+                Ok(watcher::Event::InitDone) => true,
+                Ok(watcher::Event::Init) => false,
+                Err(_) => false,
+            };
+            if fire {
+                changed.send_modify(|n| *n = n.wrapping_add(1));
+            }
+            match event {
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(kind = %K::kind(&K::DynamicType::default()), error = %e, "watch error; retrying")
@@ -346,4 +392,54 @@ where
         }
     });
     reader
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(address: &str, cpu: &str, cordoned: bool) -> Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "n1", "labels": {"a": "b"}},
+            "spec": {"unschedulable": cordoned, "podCIDR": "10.244.0.0/24"},
+            "status": {
+                "addresses": [{"type": "InternalIP", "address": address}],
+                "allocatable": {"cpu": cpu, "memory": "8Gi", "pods": "110"},
+                "conditions": [{"type": "Ready", "status": "True"}],
+            },
+        }))
+        .expect("node")
+    }
+
+    #[test]
+    fn node_signal_fires_on_what_the_operator_reads_and_on_coming_and_going() {
+        let changed = node_facts_changed();
+        assert!(changed(&node("192.0.2.1", "4", false), false), "new Node");
+        assert!(
+            !changed(&node("192.0.2.1", "4", false), false),
+            "a heartbeat changes nothing read"
+        );
+        assert!(changed(&node("192.0.2.2", "4", false), false), "address");
+        assert!(changed(&node("192.0.2.2", "8", false), false), "CPU");
+        assert!(changed(&node("192.0.2.2", "8", true), false), "cordoned");
+        assert!(changed(&node("192.0.2.2", "8", true), true), "deleted");
+        assert!(
+            changed(&node("192.0.2.2", "8", true), false),
+            "the same Node made again counts again"
+        );
+    }
+
+    #[test]
+    fn a_trimmed_node_keeps_what_the_operator_reads() {
+        let full = node("192.0.2.1", "3500m", true);
+        let mut trimmed = full.clone();
+        keep_only_node_facts(&mut trimmed);
+        assert_eq!(node_facts(&trimmed), node_facts(&full));
+        assert_eq!(node_facts(&trimmed).1, 3500);
+        let status = trimmed.status.expect("status");
+        assert_eq!(status.allocatable.map(|a| a.len()), Some(1), "cpu only");
+        assert!(status.conditions.is_none());
+        assert!(trimmed.metadata.labels.is_none());
+        assert_eq!(trimmed.spec.and_then(|s| s.pod_cidr), None);
+    }
 }
