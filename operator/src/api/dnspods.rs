@@ -101,7 +101,7 @@ pub struct DNSPodsSpec {
     )]
     #[schemars(length(min = 1, max = 2))]
     #[schemars(extend("x-kubernetes-validations" = [
-        {"rule": "self.all(a, isIP(a))", "message": "clusterIPs must be IP addresses like 10.96.0.10 or fd00:10:96::a"},
+        {"rule": "self.all(a, isIP(a))", "message": "clusterIPs must be IP addresses like 192.0.2.10 or 2001:db8::a"},
         {"rule": "size(self) < 2 || ip(self[0]).family() != ip(self[1]).family()", "message": "clusterIPs takes at most one address per IP family"},
         {"rule": "self[0] == oldSelf[0]", "message": "the primary cluster IP (clusterIPs[0]) cannot be changed; create a new DNSServer instead"}
     ]))]
@@ -136,7 +136,11 @@ pub struct DNSPodsSpec {
 /// A cluster IP of the DNS Service.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
 #[serde(transparent)]
-pub struct ServiceIP(#[schemars(length(min = 2, max = 45))] pub String);
+pub struct ServiceIP(
+    // The coarse shape (hex digits, dots, colons), which Helm's values schema checks too;
+    // the CEL rule on `clusterIPs` is the exact one.
+    #[schemars(length(min = 2, max = 45), regex(pattern = r"^[0-9A-Fa-f:.]+$"))] pub String,
+);
 
 /// An IP family of a Service.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
