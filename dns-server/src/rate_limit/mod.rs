@@ -4,13 +4,13 @@
 //! Only clients the server cannot tie to exactly one Pod are limited (node addresses,
 //! host-network Pods, anything outside the Pod network): they are who could use the cluster
 //! DNS as a reflection amplifier with a forged source address. Identified Pods and TCP are
-//! never limited. A config without `rateLimit` builds no [`RateLimiter`], and the query path
+//! never limited. A config without `rateLimit` builds no `RateLimiter`, and the query path
 //! does no work for it beyond one `Option` test.
 //!
 //! How an answer is counted (after BIND's and Knot's `rrl`):
 //!
 //! - its bucket is the client's network prefix (`/24` and `/56` by default) and the class of
-//!   the answer ([`classify`]): a positive answer by its question name and type; NXDOMAIN
+//!   the answer (`classify`): a positive answer by its question name and type; NXDOMAIN
 //!   and NODATA by the zone that says so (the owner of the SOA or NS in the authority
 //!   section, else the question name), so a flood of random names under one zone fills one
 //!   bucket; every error (SERVFAIL, REFUSED, FORMERR…) in one bucket per prefix;
@@ -20,10 +20,10 @@
 //!   positive, so a prefix that keeps flooding stays limited, and one that stops answers
 //!   again at most `windowSeconds` later;
 //! - an answer over the rate is dropped, except every `slip`-th one of its bucket, which is
-//!   sent truncated ([`slip`]: TC=1 and only the question), so a real client whose address
+//!   sent truncated (`slip`: TC=1 and only the question), so a real client whose address
 //!   is forged retries over TCP, which is never limited.
 //!
-//! Memory is bounded: the buckets are a fixed table of [`TABLE_SLOTS`] atomic words, found
+//! Memory is bounded: the buckets are a fixed table of `TABLE_SLOTS` atomic words, found
 //! by a keyed hash (random per limiter, so nobody can aim collisions at a victim's bucket).
 //! A key whose slot holds another key's bucket takes it over and starts full: a forgotten
 //! bucket is recycled, never a reason to allocate. Each bucket is one `AtomicU64` updated by
