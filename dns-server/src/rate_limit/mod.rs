@@ -29,6 +29,7 @@
 //! bucket is recycled, never a reason to allocate. Each bucket is one `AtomicU64` updated by
 //! compare-and-swap: no lock serialises the UDP loops.
 
+use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -64,12 +65,13 @@ enum Class {
     Error = 4,
 }
 
-/// The buckets of one config's rate limit.
+/// The buckets of one config's rate limit. `S` keys the hash: random per limiter in the
+/// server (the tests fix it, so that which of their keys share a slot never changes).
 #[derive(Debug)]
-pub(crate) struct RateLimiter {
+pub(crate) struct RateLimiter<S = RandomState> {
     settings: RateLimitConfig,
     slots: Box<[AtomicU64]>,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: S,
     epoch: Instant,
 }
 
@@ -106,17 +108,19 @@ impl Bucket {
 }
 
 impl RateLimiter {
-    /// A limiter with every bucket empty.
+    /// A limiter with every bucket empty, its hash keyed at random.
     pub(crate) fn new(settings: &RateLimitConfig) -> Self {
-        Self::with_slots(settings, TABLE_SLOTS)
+        Self::with(settings, TABLE_SLOTS, RandomState::new())
     }
+}
 
-    fn with_slots(settings: &RateLimitConfig, slots: usize) -> Self {
+impl<S: BuildHasher> RateLimiter<S> {
+    fn with(settings: &RateLimitConfig, slots: usize, hasher: S) -> Self {
         let slots = slots.next_power_of_two();
         Self {
             settings: *settings,
             slots: (0..slots).map(|_| AtomicU64::new(0)).collect(),
-            hasher: std::collections::hash_map::RandomState::new(),
+            hasher,
             epoch: Instant::now(),
         }
     }

@@ -54,13 +54,23 @@ fn positive(qname: &str) -> Vec<u8> {
     response(qname, RecordType::A, ResponseCode::NoError, 1, None)
 }
 
-fn limiter(rate: u32, slip: u32, window: u32) -> RateLimiter {
-    RateLimiter::new(&RateLimitConfig {
-        responses_per_second: rate,
-        slip,
-        window_seconds: window,
-        ..RateLimitConfig::default()
-    })
+/// A limiter whose hash is not keyed at random: the same keys share slots in every run.
+type Fixed = RateLimiter<std::hash::BuildHasherDefault<std::hash::DefaultHasher>>;
+
+fn fixed(settings: &RateLimitConfig, slots: usize) -> Fixed {
+    RateLimiter::with(settings, slots, Default::default())
+}
+
+fn limiter(rate: u32, slip: u32, window: u32) -> Fixed {
+    fixed(
+        &RateLimitConfig {
+            responses_per_second: rate,
+            slip,
+            window_seconds: window,
+            ..RateLimitConfig::default()
+        },
+        TABLE_SLOTS,
+    )
 }
 
 fn ip(text: &str) -> IpAddr {
@@ -68,8 +78,8 @@ fn ip(text: &str) -> IpAddr {
 }
 
 /// The verdicts of `count` answers of `response` to `client` at second `now`.
-fn verdicts(
-    l: &RateLimiter,
+fn verdicts<S: std::hash::BuildHasher>(
+    l: &RateLimiter<S>,
     client: &str,
     response: &[u8],
     now: u64,
@@ -166,13 +176,16 @@ fn clients_are_grouped_by_prefix() {
     );
 
     // Custom lengths: /32 and /128 limit single addresses.
-    let exact = RateLimiter::new(&RateLimitConfig {
-        responses_per_second: 5,
-        slip: 0,
-        window_seconds: 1,
-        ipv4_prefix_length: 32,
-        ipv6_prefix_length: 128,
-    });
+    let exact = fixed(
+        &RateLimitConfig {
+            responses_per_second: 5,
+            slip: 0,
+            window_seconds: 1,
+            ipv4_prefix_length: 32,
+            ipv6_prefix_length: 128,
+        },
+        TABLE_SLOTS,
+    );
     assert_eq!(sent(&verdicts(&exact, "192.0.2.1", &answer, 0, 10)), 5);
     assert_eq!(sent(&verdicts(&exact, "192.0.2.2", &answer, 0, 10)), 5);
     assert_eq!(sent(&verdicts(&exact, "2001:db8::1", &answer, 0, 10)), 5);
@@ -277,7 +290,7 @@ fn answers_are_grouped_by_class() {
 
 #[test]
 fn the_table_is_fixed_and_old_buckets_are_recycled() {
-    let l = limiter(1, 0, 15);
+    let l = RateLimiter::new(&RateLimitConfig::default());
     assert_eq!(l.slots.len(), TABLE_SLOTS);
     let answer = positive("www.example.org.");
     for i in 0..200_000u32 {
@@ -288,7 +301,7 @@ fn the_table_is_fixed_and_old_buckets_are_recycled() {
 
     // One slot for everyone: a second key takes the first one's bucket over, and the
     // first starts full again when it comes back.
-    let tiny = RateLimiter::with_slots(
+    let tiny = fixed(
         &RateLimitConfig {
             responses_per_second: 2,
             slip: 0,
