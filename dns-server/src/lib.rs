@@ -42,6 +42,9 @@
 //! - [`server`] runs the UDP sockets and the TCP listener (deadlines and per-address
 //!   connection caps: [`server::tcp`]); [`admin`] serves `/health`, `/ready` and
 //!   `/metrics`; [`metrics`] holds the CoreDNS-compatible metrics.
+//! - [`rate_limit`]: with `rateLimit` in the config, UDP answers to clients that are not
+//!   one identified Pod are rate-limited per client prefix and answer class (dropped, or
+//!   slipped: sent truncated so a real client retries over TCP).
 //! - [`test_support`] is not part of the server: the fixture and the properties the fuzz
 //!   targets (`fuzz/`) and the corpus replay tests check.
 //!
@@ -58,6 +61,7 @@ pub mod admin;
 pub mod kubernetes;
 pub mod metrics;
 pub mod pipeline;
+pub mod rate_limit;
 pub mod reload;
 pub mod request;
 pub mod response;

@@ -24,6 +24,7 @@
 //! | `nameplane_task_failures_total`                     | `task` (`udp`, `tcp`, `dns`, `config`, `watch`, `admin`): stopped while serving; `/health` fails |
 //! | `nameplane_tcp_connections_closed_total`            | `reason`: see [`crate::server::tcp`]         |
 //! | `nameplane_admin_connections_evicted_total`         | admin connections closed for a newer one at `--admin-max-connections` |
+//! | `nameplane_rrl_responses_total`                     | `action` (`dropped`, `slipped`): UDP answers to unidentified clients over the config's `rateLimit` ([`crate::rate_limit`]) |
 //!
 //! `server` is `dns://<listen address>`; `zone` is `.` (one server block serves every zone);
 //! `view` is empty; `family` is `1` (IPv4) or `2` (IPv6); `type` is one of CoreDNS's
@@ -266,6 +267,11 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TaskLabels {
     task: &'static str,
 }
@@ -372,6 +378,8 @@ pub struct Metrics {
     task_failures: Family<TaskLabels, Counter>,
     tcp_closed: Family<ReasonLabels, Counter>,
     admin_evicted: Counter,
+    rrl_dropped: Counter,
+    rrl_slipped: Counter,
     config_info: Family<ConfigLabels, Gauge>,
     version_info: Family<VersionLabels, Gauge>,
     objects: Family<ResourceLabels, Gauge>,
@@ -571,6 +579,19 @@ impl Metrics {
             "Pod IPs that several live Pods claim: the Running one is the client (running_wins) or nobody is (ambiguous)",
             shared_pod_ips.clone(),
         );
+        let rrl = Family::<ActionLabels, Counter>::default();
+        // Both series exist from the start: a rate of 0 is an answer too.
+        let rrl_dropped = rrl
+            .get_or_create(&ActionLabels { action: "dropped" })
+            .clone();
+        let rrl_slipped = rrl
+            .get_or_create(&ActionLabels { action: "slipped" })
+            .clone();
+        registry.register(
+            "nameplane_rrl_responses",
+            "UDP answers to unidentified clients over the rate limit: dropped, or sent truncated (slipped)",
+            rrl,
+        );
         let server: Arc<str> = Arc::from(format!("dns://{listen}"));
         let cache = CacheMetrics::register(&mut registry, &server);
         let forward = ForwardMetrics::register(&mut registry);
@@ -594,6 +615,8 @@ impl Metrics {
             task_failures,
             tcp_closed,
             admin_evicted,
+            rrl_dropped,
+            rrl_slipped,
             config_info,
             version_info,
             objects,
@@ -715,6 +738,15 @@ impl Metrics {
     /// Counts a task that stopped while the server runs.
     pub fn task_failure(&self, task: &'static str) {
         self.task_failures.get_or_create(&TaskLabels { task }).inc();
+    }
+
+    /// Counts one answer the rate limit dropped (`slipped: false`) or truncated.
+    pub fn rate_limited(&self, slipped: bool) {
+        if slipped {
+            self.rrl_slipped.inc();
+        } else {
+            self.rrl_dropped.inc();
+        }
     }
 
     /// Counts an admin connection closed for a newer one.

@@ -22,7 +22,9 @@
 //! is installed at once (nothing else could serve); until its Pod list completes the
 //! replica is not ready, and the stages answer SERVFAIL for what needs the missing lists.
 //!
-//! [`State::handle`] is the one entry point of the transports: load, answer, count, log. A
+//! [`State::handle`] is the one entry point of the transports: load, answer, count, log, and,
+//! only when the config has `rateLimit`, count a UDP answer to a client that is not one
+//! identified Pod against the [`crate::rate_limit`] buckets (it may be dropped or slipped). A
 //! query that must wait on an upstream comes back as [`Reply::Later`]; the transport
 //! finishes it with [`State::finish`] off its receive loop.
 
@@ -40,6 +42,7 @@ use crate::kubernetes::index::{Cluster, SyncState};
 use crate::metrics::{Metrics, QueryRecord, rcode_label};
 use crate::pipeline::forward::{Chase, Deferred, Reply as Forwarded};
 use crate::pipeline::{self, Flow, Pipeline, Settings, Sources, WatchSpec};
+use crate::rate_limit::{self, RateLimiter, Verdict};
 use crate::request::Transport;
 
 /// Everything the tasks of one server share.
@@ -79,6 +82,8 @@ pub struct Later {
     client: SocketAddr,
     started: Instant,
     request_size: usize,
+    /// The rate limit its answer counts against (UDP, an unidentified client).
+    limiter: Option<Arc<RateLimiter>>,
 }
 
 /// Why the server is not ready, or that it is.
@@ -336,12 +341,21 @@ impl State {
             let metrics = Arc::clone(&self.metrics);
             runtime.spawn(async move { refresh.refresh(&metrics, client).await });
         }
+        // Only with `rateLimit` in the config: UDP answers to clients that are not one
+        // identified Pod count against it.
+        let limiter = match pipeline.as_deref().and_then(Pipeline::rate_limiter) {
+            Some(limiter) if transport == Transport::Udp && unidentified(&cluster, client) => {
+                Some(limiter)
+            }
+            _ => None,
+        };
         if let Some(deferred) = outcome.pending {
             return Reply::Later(Box::new(Later {
                 deferred,
                 client,
                 started,
                 request_size: packet.len(),
+                limiter: limiter.cloned(),
             }));
         }
         if !outcome.replied {
@@ -374,6 +388,11 @@ impl State {
                 "query"
             );
         }
+        if let Some(limiter) = limiter
+            && !self.rate_limit(limiter, client, out, start_len)
+        {
+            return Reply::Now(false);
+        }
         if outcome.more.is_empty() {
             Reply::Now(true)
         } else {
@@ -381,13 +400,42 @@ impl State {
         }
     }
 
-    /// Finishes a query that waited on an upstream and counts it; returns the response.
+    /// Counts the answer at `out[start..]` against `limiter`: `false` when it must not be
+    /// sent (and it is removed from `out`); a slipped answer is rewritten in place.
+    fn rate_limit(
+        &self,
+        limiter: &RateLimiter,
+        client: SocketAddr,
+        out: &mut Vec<u8>,
+        start: usize,
+    ) -> bool {
+        let Some(response) = out.get(start..) else {
+            return true;
+        };
+        match limiter.check(client.ip(), response) {
+            Verdict::Send => true,
+            Verdict::Drop => {
+                self.metrics.rate_limited(false);
+                out.truncate(start);
+                false
+            }
+            Verdict::Slip => {
+                self.metrics.rate_limited(true);
+                rate_limit::slip(out, start);
+                true
+            }
+        }
+    }
+
+    /// Finishes a query that waited on an upstream and counts it; returns the response,
+    /// empty when the rate limit drops it (UDP only: send nothing).
     pub async fn finish(&self, later: Box<Later>) -> Vec<u8> {
         let Later {
             deferred,
             client,
             started,
             request_size,
+            limiter,
         } = *later;
         let transport = deferred.transport();
         let resolved = deferred
@@ -404,7 +452,13 @@ impl State {
             response_size: resolved.response.len(),
             duration: started.elapsed(),
         });
-        resolved.response
+        let mut response = resolved.response;
+        if let Some(limiter) = limiter
+            && !self.rate_limit(&limiter, client, &mut response, 0)
+        {
+            response.clear();
+        }
+        response
     }
 
     /// Answers one DNS message completely, waiting on upstreams if needed: the messages to
@@ -424,9 +478,26 @@ impl State {
                 messages.extend(more);
                 messages
             }
-            Reply::Later(later) => vec![self.finish(later).await],
+            Reply::Later(later) => {
+                let response = self.finish(later).await;
+                if response.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![response]
+                }
+            }
         }
     }
+}
+
+/// Whether `client` is not one identified Pod (the rate limit's clients). Nobody is, until
+/// the Pod list is complete: a Pod is never limited for the server not knowing it yet.
+fn unidentified(cluster: &Cluster, client: SocketAddr) -> bool {
+    cluster.sync_state().pods == Some(true)
+        && cluster
+            .pods
+            .as_ref()
+            .is_some_and(|pods| pods.client(&client.ip().to_canonical()).is_none())
 }
 
 impl Chase for State {

@@ -17,6 +17,7 @@
 pub mod forward;
 pub mod names;
 pub mod policy;
+pub mod rate_limit;
 pub mod rewrite;
 pub mod selector;
 pub mod zone;
@@ -70,6 +71,10 @@ pub struct ServerConfig {
     /// policy) refuses the document instead of misreading it.
     #[serde(default)]
     pub clients: policy::ClientsConfig,
+    /// Response-rate limiting of the UDP answers to those clients (never to identified
+    /// Pods); off when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<rate_limit::RateLimitConfig>,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +89,7 @@ impl Default for ServerConfig {
             rewrites: Vec::new(),
             policies: Vec::new(),
             clients: policy::ClientsConfig::default(),
+            rate_limit: None,
         }
     }
 }
@@ -269,6 +275,9 @@ impl ServerConfig {
             policy.validate(&format!("policies[{i}]"))?;
         }
         self.clients.validate("clients")?;
+        if let Some(rate_limit) = &self.rate_limit {
+            rate_limit.validate("rateLimit")?;
+        }
         Ok(ValidatedConfig {
             cluster_domain,
             raw: self,
@@ -325,7 +334,8 @@ impl ValidatedConfig {
 
     /// Whether serving this config needs to know which Pod a client is (the Pod watch):
     /// `pods: verified`, any policy, autopath, a rewrite limited to one namespace's Pods,
-    /// unidentified clients denied, or a node client class. The operator grants the DNS
+    /// unidentified clients denied, a node client class, or a rate limit (which spares
+    /// identified Pods). The operator grants the DNS
     /// server `list`/`watch` on Pods (and Nodes, see [`ValidatedConfig::needs_nodes`])
     /// exactly when this holds.
     pub fn needs_pods(&self) -> bool {
@@ -350,6 +360,8 @@ impl ServerConfig {
             // Telling a node or an unidentified client from a Pod takes the Pod watch.
             || self.clients.unidentified == policy::PolicyAction::Deny
             || self.clients.nodes.is_some()
+            // The rate limit applies to every client but identified Pods.
+            || self.rate_limit.is_some()
     }
 
     /// See [`ValidatedConfig::needs_nodes`].
@@ -547,6 +559,69 @@ mod tests {
             valid.raw().clients.unidentified,
             policy::PolicyAction::Allow,
             "unidentified clients are allowed unless the platform denies them"
+        );
+    }
+
+    #[test]
+    fn rate_limits_are_checked_and_need_the_pods() {
+        let with = |rate_limit| ServerConfig {
+            rate_limit,
+            ..sample()
+        };
+        let off = with(None).validate().expect("valid");
+        assert!(!off.needs_pods());
+        assert!(
+            !off.raw().to_json().contains("rateLimit"),
+            "left out when off"
+        );
+        let on = with(Some(rate_limit::RateLimitConfig::default()))
+            .validate()
+            .expect("valid");
+        assert!(
+            on.needs_pods(),
+            "telling Pods from the rest needs the Pod watch"
+        );
+        let back = ValidatedConfig::from_json(&on.raw().to_json()).expect("round trip");
+        assert_eq!(
+            back.raw().rate_limit,
+            Some(rate_limit::RateLimitConfig::default())
+        );
+        let defaults = ValidatedConfig::from_json(
+            r#"{"version":1,"server":"a/b","kubernetes":{"clusterDomain":"cluster.local","ttlSeconds":5},"rateLimit":{}}"#,
+        )
+        .expect("defaults");
+        assert_eq!(
+            defaults.raw().rate_limit,
+            Some(rate_limit::RateLimitConfig {
+                responses_per_second: 20,
+                slip: 2,
+                window_seconds: 15,
+                ipv4_prefix_length: 24,
+                ipv6_prefix_length: 56,
+            })
+        );
+        for (change, field) in [
+            (
+                (|r: &mut rate_limit::RateLimitConfig| r.responses_per_second = 0)
+                    as fn(&mut rate_limit::RateLimitConfig),
+                "rateLimit.responsesPerSecond",
+            ),
+            (|r| r.slip = 11, "rateLimit.slip"),
+            (|r| r.window_seconds = 0, "rateLimit.windowSeconds"),
+            (|r| r.ipv4_prefix_length = 33, "rateLimit.ipv4PrefixLength"),
+            (|r| r.ipv6_prefix_length = 129, "rateLimit.ipv6PrefixLength"),
+        ] {
+            let mut settings = rate_limit::RateLimitConfig::default();
+            change(&mut settings);
+            let err = with(Some(settings)).validate().expect_err(field);
+            assert!(err.to_string().starts_with(field), "{err}");
+        }
+        assert!(
+            ValidatedConfig::from_json(
+                r#"{"version":1,"server":"a/b","kubernetes":{"clusterDomain":"cluster.local","ttlSeconds":5},"rateLimit":{"burst":3}}"#,
+            )
+            .is_err(),
+            "unknown fields are refused"
         );
     }
 

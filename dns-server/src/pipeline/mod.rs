@@ -68,6 +68,7 @@ use nameplane_config::ValidatedConfig;
 
 use crate::kubernetes::index::Cluster;
 use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
 use crate::request::{self, DEFAULT_MAX_UDP_PAYLOAD, QName, Rejected, Request, Transport};
 use crate::response::{self, Answer, Origin};
 
@@ -80,6 +81,9 @@ pub struct Pipeline {
     /// Policy, rewrite and autopath: `None` when the config has none of them, and queries
     /// take the plain path.
     clients: Option<client::ClientStages>,
+    /// The rate limit of UDP answers to unidentified clients (`rateLimit`); `None` when the
+    /// config has none. Applied by [`crate::state::State`] to the encoded answer.
+    rate_limiter: Option<Arc<RateLimiter>>,
 }
 
 /// Why a validated config could not be turned into a [`Pipeline`].
@@ -154,6 +158,11 @@ impl Pipeline {
         }
         Ok(Self {
             clients: client::ClientStages::new(&config),
+            rate_limiter: config
+                .raw()
+                .rate_limit
+                .as_ref()
+                .map(|settings| Arc::new(RateLimiter::new(settings))),
             config,
             hash,
             stages: stages.into_boxed_slice(),
@@ -162,9 +171,14 @@ impl Pipeline {
 
     /// Takes over from `previous` (the pipeline serving until this one is swapped in) what
     /// must survive a reload: zone serials of unchanged zones, upstreams (health, in-flight
-    /// queries) of unchanged forwarders, and the cache when neither its settings nor the
-    /// routing of names changed.
+    /// queries) of unchanged forwarders, the cache when neither its settings nor the
+    /// routing of names changed, and the rate limit's buckets when its settings did not.
     pub fn adopt(&mut self, previous: &Pipeline) {
+        if let (Some(new), Some(old)) = (&self.rate_limiter, &previous.rate_limiter)
+            && new.settings() == old.settings()
+        {
+            self.rate_limiter = Some(Arc::clone(old));
+        }
         let old_cache = previous.stages.iter().find_map(|stage| match stage {
             Stage::Cache(stage) => Some(stage.shared()),
             _ => None,
@@ -241,6 +255,11 @@ impl Pipeline {
             pods: self.config.needs_pods(),
             nodes: self.config.needs_nodes(),
         }
+    }
+
+    /// The rate limit of UDP answers to unidentified clients, when the config has one.
+    pub(crate) fn rate_limiter(&self) -> Option<&Arc<RateLimiter>> {
+        self.rate_limiter.as_ref()
     }
 
     /// The cache of forwarded answers, when the config has one.

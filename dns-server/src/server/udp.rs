@@ -11,6 +11,9 @@
 //! receiving. Those tasks are bounded: each holds a slot of its forwarder's in-flight limit
 //! (taken before the task exists; above the limit the query is REFUSED at once), so memory
 //! does not grow with a slow or dead upstream.
+//!
+//! With `rateLimit` in the config, [`State::handle`] and [`State::finish`] may withhold an
+//! answer to an unidentified client ([`crate::rate_limit`]): nothing is sent then.
 
 use std::sync::Arc;
 
@@ -73,7 +76,10 @@ pub async fn serve(socket: UdpSocket, state: Arc<State>, mut shutdown: Shutdown)
                     let state = Arc::clone(&state);
                     tokio::spawn(async move {
                         let response = state.finish(later).await;
-                        send(&socket, &response, peer).await;
+                        // Empty: the rate limit dropped it.
+                        if !response.is_empty() {
+                            send(&socket, &response, peer).await;
+                        }
                     });
                 }
             }

@@ -139,6 +139,14 @@ pub struct DNSServerSpec {
     #[serde(default)]
     pub clients: ClientsSpec,
 
+    /// Response-rate limiting (RRL, as in BIND and Knot) of the UDP answers to the clients
+    /// the server cannot tie to exactly one Pod (see `clients`), so the cluster DNS cannot
+    /// be used to reflect and amplify traffic at a forged source address. Identified Pods
+    /// and TCP are never limited. Off when left out; turning it on makes the server watch
+    /// every Pod, to tell Pods from the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitSpec>,
+
     /// Which DNSZone, StubDomain, RewriteRule and DNSPolicy objects from other namespaces
     /// apply to this server. Objects in this DNSServer's own namespace always apply; left out,
     /// no other namespace's objects do.
@@ -198,6 +206,55 @@ impl Default for ClientsSpec {
 
 fn allow() -> PolicyAction {
     PolicyAction::Allow
+}
+
+/// Response-rate limiting of answers to unidentified clients. Answers are counted per
+/// bucket: the client's network prefix and the kind of answer (a positive answer by its
+/// name and type, NXDOMAIN and NODATA by their zone, errors together). Over the rate an
+/// answer is dropped, except every `slip`-th one, which is sent truncated so that a real
+/// client retries over TCP.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitSpec {
+    /// Answers per second that one bucket (client prefix and kind of answer) may get.
+    #[serde(default = "default_rrl_responses_per_second")]
+    #[schemars(range(min = 1, max = 10_000))]
+    pub responses_per_second: u32,
+    /// Every `slip`-th answer over the rate is sent truncated (TC=1, no records) instead
+    /// of dropped: 0 never, 1 always, 2 (the default) every second one.
+    #[serde(default = "default_rrl_slip")]
+    #[schemars(range(max = 10))]
+    pub slip: u32,
+    /// How long, in seconds, a bucket remembers answers over the rate: a client prefix
+    /// that floods answers again at most this long after it stops. 1 is a plain
+    /// per-second limit.
+    #[serde(default = "default_rrl_window_seconds")]
+    #[schemars(range(min = 1, max = 300))]
+    pub window_seconds: u32,
+    /// IPv4 clients in one prefix of this length share their buckets.
+    #[serde(default = "default_rrl_ipv4_prefix_length")]
+    #[schemars(range(min = 8, max = 32))]
+    pub ipv4_prefix_length: u8,
+    /// IPv6 clients in one prefix of this length share their buckets.
+    #[serde(default = "default_rrl_ipv6_prefix_length")]
+    #[schemars(range(min = 16, max = 128))]
+    pub ipv6_prefix_length: u8,
+}
+
+fn default_rrl_responses_per_second() -> u32 {
+    20
+}
+fn default_rrl_slip() -> u32 {
+    2
+}
+fn default_rrl_window_seconds() -> u32 {
+    15
+}
+fn default_rrl_ipv4_prefix_length() -> u8 {
+    24
+}
+fn default_rrl_ipv6_prefix_length() -> u8 {
+    56
 }
 
 /// The node client class: which addresses are node addresses, and what they get.

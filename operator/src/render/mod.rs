@@ -46,6 +46,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
 use nameplane_config::forward::{CacheConfig, ForwardConfig};
 use nameplane_config::policy;
+use nameplane_config::rate_limit::RateLimitConfig;
 use nameplane_config::{FORMAT_VERSION, KubernetesConfig, ServerConfig, names};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -232,6 +233,17 @@ fn clients(spec: &crate::api::dnsserver::ClientsSpec) -> policy::ClientsConfig {
     }
 }
 
+/// The rate limit, as the DNSServer alone decides it.
+fn rate_limit(spec: &crate::api::dnsserver::RateLimitSpec) -> RateLimitConfig {
+    RateLimitConfig {
+        responses_per_second: spec.responses_per_second,
+        slip: spec.slip,
+        window_seconds: spec.window_seconds,
+        ipv4_prefix_length: spec.ipv4_prefix_length,
+        ipv6_prefix_length: spec.ipv6_prefix_length,
+    }
+}
+
 /// Renders the server config for `server` from `inputs`.
 pub fn render(server: &DNSServer, inputs: &Inputs<'_>) -> Rendered {
     let namespace = server.namespace().unwrap_or_default();
@@ -246,6 +258,7 @@ pub fn render(server: &DNSServer, inputs: &Inputs<'_>) -> Rendered {
             ..KubernetesConfig::default()
         },
         clients: clients(&server.spec.clients),
+        rate_limit: server.spec.rate_limit.as_ref().map(rate_limit),
         ..Default::default()
     };
     let mut verdicts = BTreeMap::new();
