@@ -60,6 +60,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod reload;
 pub mod request;
+pub mod resolv_conf;
 pub mod response;
 pub mod server;
 pub mod shutdown;

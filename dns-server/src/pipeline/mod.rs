@@ -355,6 +355,9 @@ pub struct Settings {
     pub dns_ips: Vec<IpAddr>,
     /// Whether each query is logged.
     pub query_log: bool,
+    /// The resolv.conf whose nameservers the forwarders with `serversFromResolvConf` use,
+    /// read at each config load ([`crate::resolv_conf`]).
+    pub resolv_conf: std::path::PathBuf,
 }
 
 impl Default for Settings {
@@ -363,6 +366,7 @@ impl Default for Settings {
             max_udp_payload: DEFAULT_MAX_UDP_PAYLOAD,
             dns_ips: Vec::new(),
             query_log: false,
+            resolv_conf: crate::resolv_conf::DEFAULT_PATH.into(),
         }
     }
 }
