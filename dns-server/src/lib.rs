@@ -56,6 +56,7 @@
 
 pub mod admin;
 pub mod kubernetes;
+pub mod loadbalance;
 pub mod metrics;
 pub mod pipeline;
 pub mod reload;
