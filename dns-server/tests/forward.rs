@@ -1030,19 +1030,20 @@ async fn reverse_lookups_of_other_addresses_fall_through_to_the_upstreams_when_a
         allow_transfer: vec![],
     };
     let upstream = Server::start(vec![reverse]).await;
-    let build = |fallthrough: bool| {
+    let pipeline = |fallthrough: bool| {
         let mut raw = config(
             vec![],
             vec![forward(".", &[upstream.addr], ForwardPolicy::Random)],
-            None,
+            Some(cache(0)),
         )
         .raw()
         .clone();
         raw.kubernetes.reverse_fallthrough = fallthrough;
+        Pipeline::build(raw.validate().expect("valid"), "test".into()).expect("builds")
+    };
+    let build = |fallthrough: bool| {
         let state = Arc::new(State::new(Metrics::new(upstream.addr), Settings::default()));
-        state.set_pipeline(
-            Pipeline::build(raw.validate().expect("valid"), "test".into()).expect("builds"),
-        );
+        state.set_pipeline(pipeline(fallthrough));
         state.publish_cluster(Arc::new(cluster_with_external_names()));
         state
     };
@@ -1069,6 +1070,17 @@ async fn reverse_lookups_of_other_addresses_fall_through_to_the_upstreams_when_a
     assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
     assert_eq!(nx.authorities[0].name.to_ascii(), "in-addr.arpa.");
     assert_eq!(upstream.requests("udp"), before, "not asked");
+
+    // Turned off on a running server: the forwarded (cached) PTR is not served any more.
+    through.set_pipeline(pipeline(false));
+    let after = ask(
+        &through,
+        "7.2.0.192.in-addr.arpa.",
+        RecordType::PTR,
+        Transport::Udp,
+    )
+    .await;
+    assert_eq!(after.metadata.response_code, ResponseCode::NXDomain);
     upstream.stop().await;
 }
 

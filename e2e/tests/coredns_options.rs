@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use nameplane_e2e::{
-    DnsServer, Operator, Process, Transport, apply, dig, e2e_dir, ensure_namespace, kubectl,
+    DnsServer, Operator, Process, Transport, apply, e2e_dir, ensure_namespace, kubectl,
     start_knotd, wait_for,
 };
 
@@ -146,11 +146,7 @@ fn kubeadm_corefile_options_are_rendered_and_served() {
 
     // resolveExternalNames: the CNAME and the target's addresses.
     let ext = wait_for("the ExternalName answer", Duration::from_secs(20), || {
-        let r = dns.dig(
-            &format!("ext.{NS}.svc.cluster.local."),
-            "A",
-            Transport::Udp,
-        );
+        let r = dns.dig(&format!("ext.{NS}.svc.cluster.local."), "A", Transport::Udp);
         (!r.data("CNAME").is_empty()).then_some(r)
     });
     assert_eq!(ext.data("CNAME"), ["www.example.org."], "{}", ext.raw);

@@ -110,6 +110,11 @@ pub struct Routes {
     forwarders: Vec<(Box<[u8]>, usize)>,
     /// Forward configs, by index, so equality covers servers and settings too.
     settings: Vec<nameplane_config::forward::ForwardConfig>,
+    /// `reverseFallthrough`: whether PTR queries of non-cluster addresses may be forwarded
+    /// (and cached). Not used for routing (the Kubernetes stage, first, keeps them when
+    /// off), but part of equality: a cache filled with forwarded PTR answers must not
+    /// outlive a change to off.
+    reverse_fallthrough: bool,
 }
 
 /// `domain` (presentation form, `.` for the root) in lower-case wire form.
@@ -143,6 +148,7 @@ impl Routes {
             local,
             forwarders,
             settings: config.raw().forward.clone(),
+            reverse_fallthrough: config.kubernetes().reverse_fallthrough,
         })
     }
 
