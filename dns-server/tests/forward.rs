@@ -1245,3 +1245,49 @@ async fn a_server_forwarding_to_itself_reports_the_loop_and_keeps_serving() {
         .expect("stops")
         .expect("server task");
 }
+
+/// The loop is found even when the server refuses the client that sends its probe back
+/// (unidentified clients denied: here the server itself, as in a Pod behind SNAT).
+#[tokio::test]
+async fn a_loop_is_found_when_unidentified_clients_are_refused() {
+    let listeners = Listeners::bind("127.0.0.1:0".parse().expect("addr"), 1).expect("binds");
+    let addr = listeners.local_addr().expect("addr");
+    let settings = Settings {
+        probe_loops: true,
+        ..Settings::default()
+    };
+    let state = Arc::new(State::new(Metrics::new(addr), settings));
+    let (trigger, shutdown) = shutdown::channel();
+    let task = tokio::spawn(server::serve(listeners, Arc::clone(&state), shutdown));
+    let mut cluster = cluster_with_external_names();
+    cluster.set_pods_watched(true);
+    cluster.set_synced(true);
+    state.publish_cluster(Arc::new(cluster));
+    let mut raw = config(
+        vec![],
+        vec![forward(".", &[addr], ForwardPolicy::Random)],
+        None,
+    )
+    .raw()
+    .clone();
+    raw.clients.unidentified = nameplane_config::policy::PolicyAction::Deny;
+    state.set_pipeline(
+        Pipeline::build(raw.validate().expect("valid"), "denying".into()).expect("builds"),
+    );
+    let ready = || {
+        let response = nameplane_dns::admin::route(b"GET /ready HTTP/1.1\r\n\r\n", &state);
+        String::from_utf8_lossy(&response).into_owned()
+    };
+    let started = Instant::now();
+    while !ready().contains(&format!("forwarding-loop: . {addr}\n")) {
+        assert!(started.elapsed() < WAIT, "no loop reported: {}", ready());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused = ask(&state, "www.example.org.", RecordType::A, Transport::Udp).await;
+    assert_eq!(refused.metadata.response_code, ResponseCode::Refused);
+    trigger.fire();
+    timeout(WAIT, task)
+        .await
+        .expect("stops")
+        .expect("server task");
+}

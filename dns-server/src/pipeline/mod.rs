@@ -234,6 +234,15 @@ impl Pipeline {
             .unwrap_or_default()
     }
 
+    /// A query for one of this server's loop probes: SERVFAIL, counted
+    /// ([`forward::ForwardStage::loop_echo`]).
+    fn loop_echo<'a>(&'a self, request: &Request<'_>, sources: &Sources<'_>) -> Option<Flow<'a>> {
+        self.stages.iter().find_map(|stage| match stage {
+            Stage::Forward(stage) => stage.loop_echo(request, sources),
+            _ => None,
+        })
+    }
+
     /// Whether responses are shuffled (`loadBalance: roundRobin`).
     pub fn load_balance(&self) -> bool {
         self.load_balance
@@ -476,6 +485,19 @@ pub fn answer(
         Flow::Answer(Answer::rcode(ResponseCode::BADVERS, Origin::Server))
     } else if let Some(pipeline) = pipeline {
         if let Some(clients) = &pipeline.clients {
+            // This server's own loop probe, back from an upstream: recognised whoever sends
+            // it (a client the policies or client classes would refuse).
+            if let Some(echo) = pipeline.loop_echo(&request, sources) {
+                return finish(
+                    packet,
+                    transport,
+                    &request,
+                    echo,
+                    settings,
+                    settings.max_udp_payload,
+                    out,
+                );
+            }
             return client::answer(
                 packet, transport, &request, pipeline, clients, sources, settings, out,
             );
