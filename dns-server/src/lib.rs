@@ -59,11 +59,13 @@
 
 pub mod admin;
 pub mod kubernetes;
+pub mod loadbalance;
 pub mod metrics;
 pub mod pipeline;
 pub mod rate_limit;
 pub mod reload;
 pub mod request;
+pub mod resolv_conf;
 pub mod response;
 pub mod server;
 pub mod shutdown;

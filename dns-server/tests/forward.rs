@@ -78,6 +78,7 @@ fn config(
 
 fn forward(domain: &str, servers: &[SocketAddr], policy: ForwardPolicy) -> ForwardConfig {
     ForwardConfig {
+        servers_from_resolv_conf: false,
         domain: domain.into(),
         source: "test/forward".into(),
         servers: servers.iter().map(ToString::to_string).collect(),
@@ -1298,4 +1299,426 @@ async fn measure_fds_under_a_forwarded_tcp_load() {
         );
         upstream.stop().await;
     }
+}
+
+/// A listed cluster with ExternalName Services `ext` (to `www.example.org`), `gone` (to a
+/// name the upstream does not have) and `shop` (to `alias.example.org`, itself a CNAME)
+/// in namespace `default`.
+fn cluster_with_external_names() -> Cluster {
+    use nameplane_dns::kubernetes::objects::{ServiceEntry, ServiceKind, external_name_wire};
+    let mut cluster = Cluster::new(1);
+    for (name, target) in [
+        ("ext", "www.example.org"),
+        ("gone", "nope.example.org"),
+        ("shop", "alias.example.org"),
+    ] {
+        cluster.services.upsert(
+            "default",
+            name,
+            ServiceEntry {
+                kind: ServiceKind::ExternalName(external_name_wire(target).expect("name")),
+                ports: Box::new([]),
+                has_selector: false,
+            },
+        );
+    }
+    cluster.namespaces.add("default");
+    cluster.set_synced(true);
+    cluster
+}
+
+/// `spec.kubernetes.resolveExternalNames`: an ExternalName Service whose target is outside
+/// the cluster gets the CNAME and the target's addresses (through the `.` forwarder and the
+/// cache); without it, the CNAME alone (CoreDNS 1.14).
+#[tokio::test]
+async fn external_names_are_resolved_through_the_forwarders_when_asked() {
+    let upstream = Server::start(vec![example_org("192.0.2.1", 60)]).await;
+    let build = |resolve: bool| {
+        let mut raw = config(
+            vec![],
+            vec![forward(".", &[upstream.addr], ForwardPolicy::Random)],
+            Some(cache(0)),
+        )
+        .raw()
+        .clone();
+        raw.kubernetes.resolve_external_names = resolve;
+        let state = Arc::new(State::new(Metrics::new(upstream.addr), Settings::default()));
+        state.set_pipeline(
+            Pipeline::build(raw.validate().expect("valid"), "test".into()).expect("builds"),
+        );
+        state.publish_cluster(Arc::new(cluster_with_external_names()));
+        state
+    };
+    let lines = |m: &Message| -> Vec<String> {
+        m.answers
+            .iter()
+            .map(|r| format!("{} {} {}", r.name, r.record_type(), r.data))
+            .collect()
+    };
+
+    let plain = build(false);
+    let cname_only = ask(
+        &plain,
+        "ext.default.svc.cluster.local.",
+        RecordType::A,
+        Transport::Udp,
+    )
+    .await;
+    assert_eq!(cname_only.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        lines(&cname_only),
+        ["ext.default.svc.cluster.local. CNAME www.example.org."]
+    );
+
+    let resolving = build(true);
+    // (A chased name goes upstream over TCP, as every chase does.)
+    let asked = || upstream.requests("udp") + upstream.requests("tcp");
+    let before = asked();
+    let full = ask(
+        &resolving,
+        "ext.default.svc.cluster.local.",
+        RecordType::A,
+        Transport::Udp,
+    )
+    .await;
+    assert_eq!(full.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        lines(&full),
+        [
+            "ext.default.svc.cluster.local. CNAME www.example.org.",
+            "www.example.org. A 192.0.2.1"
+        ]
+    );
+    // The upstream counts a query after its reply went out: give it a moment.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(asked(), before + 1.0, "asked upstream once");
+    // The target's answer went through the cache: the next client costs no upstream query.
+    let again = ask(
+        &resolving,
+        "ext.default.svc.cluster.local.",
+        RecordType::A,
+        Transport::Tcp,
+    )
+    .await;
+    assert_eq!(lines(&again), lines(&full));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(asked(), before + 1.0);
+
+    // A chain outside the cluster is followed; a target that does not exist is NXDOMAIN
+    // with the CNAME (RFC 6604); the CNAME query itself stays the CNAME alone.
+    let shop = ask(
+        &resolving,
+        "shop.default.svc.cluster.local.",
+        RecordType::A,
+        Transport::Udp,
+    )
+    .await;
+    assert_eq!(
+        lines(&shop),
+        [
+            "shop.default.svc.cluster.local. CNAME alias.example.org.",
+            "alias.example.org. CNAME www.example.org.",
+            "www.example.org. A 192.0.2.1"
+        ]
+    );
+    let gone = ask(
+        &resolving,
+        "gone.default.svc.cluster.local.",
+        RecordType::A,
+        Transport::Udp,
+    )
+    .await;
+    assert_eq!(gone.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(gone.answers.len(), 1);
+    let cname = ask(
+        &resolving,
+        "ext.default.svc.cluster.local.",
+        RecordType::CNAME,
+        Transport::Udp,
+    )
+    .await;
+    assert_eq!(
+        lines(&cname),
+        ["ext.default.svc.cluster.local. CNAME www.example.org."]
+    );
+    upstream.stop().await;
+}
+
+/// `spec.kubernetes.reverseFallthrough`: PTR of an address outside the cluster goes to the
+/// `.` forwarder; without it, NXDOMAIN from the cluster stage, and the upstream is not asked.
+#[tokio::test]
+async fn reverse_lookups_of_other_addresses_fall_through_to_the_upstreams_when_asked() {
+    let reverse = ZoneConfig {
+        name: "2.0.192.in-addr.arpa".into(),
+        source: "upstream/reverse".into(),
+        ttl_seconds: 30,
+        records: vec![record(
+            "7.2.0.192.in-addr.arpa",
+            RecordKind::PTR,
+            60,
+            &["host.example.org."],
+        )],
+        allow_transfer: vec![],
+    };
+    let upstream = Server::start(vec![reverse]).await;
+    let pipeline = |fallthrough: bool| {
+        let mut raw = config(
+            vec![],
+            vec![forward(".", &[upstream.addr], ForwardPolicy::Random)],
+            Some(cache(0)),
+        )
+        .raw()
+        .clone();
+        raw.kubernetes.reverse_fallthrough = fallthrough;
+        Pipeline::build(raw.validate().expect("valid"), "test".into()).expect("builds")
+    };
+    let build = |fallthrough: bool| {
+        let state = Arc::new(State::new(Metrics::new(upstream.addr), Settings::default()));
+        state.set_pipeline(pipeline(fallthrough));
+        state.publish_cluster(Arc::new(cluster_with_external_names()));
+        state
+    };
+    let through = build(true);
+    let ptr = ask(
+        &through,
+        "7.2.0.192.in-addr.arpa.",
+        RecordType::PTR,
+        Transport::Udp,
+    )
+    .await;
+    assert_eq!(ptr.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(ptr.answers[0].data.to_string(), "host.example.org.");
+
+    let before = upstream.requests("udp");
+    let authoritative = build(false);
+    let nx = ask(
+        &authoritative,
+        "7.2.0.192.in-addr.arpa.",
+        RecordType::PTR,
+        Transport::Udp,
+    )
+    .await;
+    assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(nx.authorities[0].name.to_ascii(), "in-addr.arpa.");
+    assert_eq!(upstream.requests("udp"), before, "not asked");
+
+    // Turned off on a running server: the forwarded (cached) PTR is not served any more.
+    through.set_pipeline(pipeline(false));
+    let after = ask(
+        &through,
+        "7.2.0.192.in-addr.arpa.",
+        RecordType::PTR,
+        Transport::Udp,
+    )
+    .await;
+    assert_eq!(after.metadata.response_code, ResponseCode::NXDomain);
+    upstream.stop().await;
+}
+
+/// A resolved ExternalName target is an answer name like any other: a Pod whose policy
+/// denies the target's domain gets what the policy gives for denied names (NXDOMAIN here),
+/// not the target's addresses; a Pod allowed it gets them.
+#[tokio::test]
+async fn policies_check_the_resolved_external_name_target() {
+    use nameplane_config::policy::{DeniedResponse, PolicyAction, PolicyConfig, PolicyRuleConfig};
+    use nameplane_dns::kubernetes::index::PodClient;
+    let upstream = Server::start(vec![example_org("192.0.2.1", 60)]).await;
+    let mut raw = config(
+        vec![],
+        vec![forward(".", &[upstream.addr], ForwardPolicy::Random)],
+        Some(cache(0)),
+    )
+    .raw()
+    .clone();
+    raw.kubernetes.resolve_external_names = true;
+    let rule = |action, domains: &[&str]| PolicyRuleConfig {
+        action,
+        domains: domains.iter().map(|d| (*d).to_owned()).collect(),
+    };
+    raw.policies = vec![PolicyConfig {
+        source: "default/no-example-org".into(),
+        namespace: "default".into(),
+        pod_selector: nameplane_config::LabelSelector {
+            match_labels: [("app".to_owned(), "locked".to_owned())].into(),
+            ..Default::default()
+        },
+        rules: vec![
+            rule(PolicyAction::Deny, &["example.org"]),
+            rule(PolicyAction::Allow, &["cluster.local"]),
+        ],
+        default_action: PolicyAction::Deny,
+        denied_response: DeniedResponse::Nxdomain,
+        audit: false,
+    }];
+    let state = Arc::new(State::new(Metrics::new(upstream.addr), Settings::default()));
+    state.set_pipeline(
+        Pipeline::build(raw.validate().expect("valid"), "test".into()).expect("builds"),
+    );
+    let mut cluster = cluster_with_external_names();
+    cluster.set_pods_watched(true);
+    cluster.set_synced(true);
+    for (name, app, ip) in [
+        ("locked", "locked", "127.0.0.21"),
+        ("free", "free", "127.0.0.22"),
+    ] {
+        let pod = Arc::new(PodClient {
+            namespace: "default".into(),
+            name: name.into(),
+            labels: [("app".to_owned(), app.to_owned())].into(),
+            host_network: false,
+            running: true,
+        });
+        if let Some(table) = cluster.pods.as_mut() {
+            table.replace(None, Some((&[ip.parse().expect("ip")], &pod)));
+        }
+    }
+    state.publish_cluster(Arc::new(cluster));
+    let ask_from = |from: &'static str| {
+        let state = Arc::clone(&state);
+        async move {
+            let client: SocketAddr = format!("{from}:40000").parse().expect("addr");
+            let bytes = query("ext.default.svc.cluster.local.", RecordType::A, 7);
+            let messages = timeout(WAIT, state.answer(&bytes, Transport::Udp, client))
+                .await
+                .expect("answered in time");
+            Message::from_vec(messages.first().expect("a response")).expect("decodes")
+        }
+    };
+    let free = ask_from("127.0.0.22").await;
+    assert_eq!(free.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(addresses(&free), ["192.0.2.1"]);
+    let locked = ask_from("127.0.0.21").await;
+    assert_eq!(
+        locked.metadata.response_code,
+        ResponseCode::NXDomain,
+        "{locked}"
+    );
+    assert!(addresses(&locked).is_empty(), "{locked}");
+    upstream.stop().await;
+}
+
+/// Forwarding-loop detection: a server whose `.` upstream is itself finds the loop at
+/// config load (its probe comes back as a client query), names it on `/ready` (still 200),
+/// counts it, answers forwarded names SERVFAIL at once instead of sending them round the
+/// loop, and keeps answering cluster names.
+#[tokio::test]
+async fn a_server_forwarding_to_itself_reports_the_loop_and_keeps_serving() {
+    let listeners = Listeners::bind("127.0.0.1:0".parse().expect("addr"), 1).expect("binds");
+    let addr = listeners.local_addr().expect("addr");
+    let settings = Settings {
+        probe_loops: true,
+        ..Settings::default()
+    };
+    let state = Arc::new(State::new(Metrics::new(addr), settings));
+    let (trigger, shutdown) = shutdown::channel();
+    let task = tokio::spawn(server::serve(listeners, Arc::clone(&state), shutdown));
+    let mut cluster = cluster_with_external_names();
+    cluster.set_synced(true);
+    state.publish_cluster(Arc::new(cluster));
+    state.set_pipeline(
+        Pipeline::build(
+            config(
+                vec![],
+                vec![forward(".", &[addr], ForwardPolicy::Random)],
+                None,
+            ),
+            "looping".into(),
+        )
+        .expect("builds"),
+    );
+    let ready = || {
+        let response = nameplane_dns::admin::route(b"GET /ready HTTP/1.1\r\n\r\n", &state);
+        String::from_utf8_lossy(&response).into_owned()
+    };
+    let line = format!("forwarding-loop: . {addr}\nconfig: looping\n");
+    let started = Instant::now();
+    while !ready().contains(&line) {
+        assert!(started.elapsed() < WAIT, "no loop reported: {}", ready());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        ready().starts_with("HTTP/1.1 200"),
+        "still ready: {}",
+        ready()
+    );
+    let metrics = state.metrics().encode();
+    assert_eq!(
+        metric(
+            &metrics,
+            "nameplane_forward_loops_detected_total",
+            &format!("to=\"{addr}\"")
+        ),
+        1.0,
+        "{metrics}"
+    );
+    assert!(metric(&metrics, "nameplane_forward_loop_probe_echoes_total", "") >= 2.0);
+
+    let asked = Instant::now();
+    let forwarded = ask(&state, "www.example.org.", RecordType::A, Transport::Udp).await;
+    assert_eq!(forwarded.metadata.response_code, ResponseCode::ServFail);
+    assert!(
+        asked.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        asked.elapsed()
+    );
+    let cluster_name = ask(
+        &state,
+        "ext.default.svc.cluster.local.",
+        RecordType::CNAME,
+        Transport::Udp,
+    )
+    .await;
+    assert_eq!(cluster_name.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(cluster_name.answers.len(), 1);
+    trigger.fire();
+    timeout(WAIT, task)
+        .await
+        .expect("stops")
+        .expect("server task");
+}
+
+/// The loop is found even when the server refuses the client that sends its probe back
+/// (unidentified clients denied: here the server itself, as in a Pod behind SNAT).
+#[tokio::test]
+async fn a_loop_is_found_when_unidentified_clients_are_refused() {
+    let listeners = Listeners::bind("127.0.0.1:0".parse().expect("addr"), 1).expect("binds");
+    let addr = listeners.local_addr().expect("addr");
+    let settings = Settings {
+        probe_loops: true,
+        ..Settings::default()
+    };
+    let state = Arc::new(State::new(Metrics::new(addr), settings));
+    let (trigger, shutdown) = shutdown::channel();
+    let task = tokio::spawn(server::serve(listeners, Arc::clone(&state), shutdown));
+    let mut cluster = cluster_with_external_names();
+    cluster.set_pods_watched(true);
+    cluster.set_synced(true);
+    state.publish_cluster(Arc::new(cluster));
+    let mut raw = config(
+        vec![],
+        vec![forward(".", &[addr], ForwardPolicy::Random)],
+        None,
+    )
+    .raw()
+    .clone();
+    raw.clients.unidentified = nameplane_config::policy::PolicyAction::Deny;
+    state.set_pipeline(
+        Pipeline::build(raw.validate().expect("valid"), "denying".into()).expect("builds"),
+    );
+    let ready = || {
+        let response = nameplane_dns::admin::route(b"GET /ready HTTP/1.1\r\n\r\n", &state);
+        String::from_utf8_lossy(&response).into_owned()
+    };
+    let started = Instant::now();
+    while !ready().contains(&format!("forwarding-loop: . {addr}\n")) {
+        assert!(started.elapsed() < WAIT, "no loop reported: {}", ready());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused = ask(&state, "www.example.org.", RecordType::A, Transport::Udp).await;
+    assert_eq!(refused.metadata.response_code, ResponseCode::Refused);
+    trigger.fire();
+    timeout(WAIT, task)
+        .await
+        .expect("stops")
+        .expect("server task");
 }

@@ -544,6 +544,18 @@ impl DnsServer {
             "--health-listen".into(),
             format!("127.0.0.1:{admin_port}"),
         ];
+        // Loopback only: a config with `upstreamsFromResolvConf` (the samples, the chart's
+        // default) must not reach this machine's real resolvers. Unless the test gives its
+        // own, the resolv.conf has no nameserver (such forwarders answer SERVFAIL).
+        if !extra.contains(&"--resolv-conf") {
+            let empty = e2e_dir().join("resolv.conf.none");
+            if !empty.exists() {
+                std::fs::create_dir_all(e2e_dir()).expect("e2e dir");
+                std::fs::write(&empty, "# no upstreams in tests (loopback only)\n")
+                    .expect("resolv.conf.none");
+            }
+            args.extend(["--resolv-conf".to_owned(), empty.display().to_string()]);
+        }
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let process = Process::start(name, &workspace_binary("nameplane-dns"), &args);
         Self {

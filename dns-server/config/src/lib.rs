@@ -75,6 +75,27 @@ pub struct ServerConfig {
     /// Pods); off when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<rate_limit::RateLimitConfig>,
+    /// Order of the address records in every answer (CoreDNS `loadbalance`).
+    #[serde(default, skip_serializing_if = "LoadBalance::is_none")]
+    pub load_balance: LoadBalance,
+}
+
+/// Order of the address records in answers.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum LoadBalance {
+    /// As the answer was built or received (the default).
+    #[default]
+    None,
+    /// The A, AAAA and MX records of each answer section shuffled (CoreDNS `loadbalance
+    /// round_robin`).
+    RoundRobin,
+}
+
+impl LoadBalance {
+    fn is_none(&self) -> bool {
+        *self == LoadBalance::None
+    }
 }
 
 impl Default for ServerConfig {
@@ -90,6 +111,7 @@ impl Default for ServerConfig {
             policies: Vec::new(),
             clients: policy::ClientsConfig::default(),
             rate_limit: None,
+            load_balance: LoadBalance::None,
         }
     }
 }
@@ -133,6 +155,17 @@ pub struct KubernetesConfig {
     /// five. Needs the Pod watch (to know the client's namespace).
     #[serde(default)]
     pub autopath: bool,
+    /// PTR queries (`in-addr.arpa`, `ip6.arpa`) for addresses that are not cluster
+    /// addresses go to the `.` forwarder instead of answering NXDOMAIN (CoreDNS
+    /// `fallthrough in-addr.arpa ip6.arpa`). Without a `.` forwarder they answer as without
+    /// this setting.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reverse_fallthrough: bool,
+    /// An ExternalName Service whose target is outside the cluster domain is answered with
+    /// the CNAME followed by the target's records, resolved through the forward and cache
+    /// stages; without it, with the CNAME alone (CoreDNS 1.14).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resolve_external_names: bool,
 }
 
 impl Default for KubernetesConfig {
@@ -148,6 +181,8 @@ impl Default for KubernetesConfig {
             label_selector: None,
             ignore_empty_service: false,
             autopath: false,
+            reverse_fallthrough: false,
+            resolve_external_names: false,
         }
     }
 }
@@ -332,6 +367,34 @@ impl ValidatedConfig {
         &self.raw.kubernetes
     }
 
+    /// Whether a forwarder takes servers from the server's resolv.conf
+    /// (`serversFromResolvConf`).
+    pub fn needs_resolv_conf(&self) -> bool {
+        self.raw.forward.iter().any(|f| f.servers_from_resolv_conf)
+    }
+
+    /// The config with `nameservers` (from the server's resolv.conf) appended to the
+    /// servers of every forwarder with `serversFromResolvConf`, skipping addresses it
+    /// already lists, up to [`forward::MAX_SERVERS`]. What the server builds and serves;
+    /// the content hash stays the document's.
+    pub fn with_resolv_conf(mut self, nameservers: &[std::net::SocketAddr]) -> Self {
+        for forward in self
+            .raw
+            .forward
+            .iter_mut()
+            .filter(|f| f.servers_from_resolv_conf)
+        {
+            for server in nameservers {
+                let text = server.to_string();
+                if forward.servers.len() < forward::MAX_SERVERS && !forward.servers.contains(&text)
+                {
+                    forward.servers.push(text);
+                }
+            }
+        }
+        self
+    }
+
     /// Whether serving this config needs to know which Pod a client is (the Pod watch):
     /// `pods: verified`, any policy, autopath, a rewrite limited to one namespace's Pods,
     /// unidentified clients denied, a node client class, or a rate limit (which spares
@@ -401,6 +464,7 @@ mod tests {
         assert!(err.to_string().contains("appears twice"), "{err}");
 
         let fwd = forward::ForwardConfig {
+            servers_from_resolv_conf: false,
             domain: ".".into(),
             source: "a/b".into(),
             servers: vec!["10.0.0.10:53".into()],
@@ -473,6 +537,38 @@ mod tests {
     }
 
     #[test]
+    fn resolv_conf_servers_are_appended_where_asked() {
+        let json = r#"{"version":1,"server":"a/b","kubernetes":{"clusterDomain":"cluster.local","ttlSeconds":5},
+            "forward":[{"domain":".","source":"a/b","servers":["192.0.2.1:53"],"serversFromResolvConf":true},
+                       {"domain":"corp.example","source":"a/c","servers":["192.0.2.9:53"]}]}"#;
+        let valid = ValidatedConfig::from_json(json).expect("valid");
+        assert!(valid.needs_resolv_conf());
+        let hash = valid.raw().content_hash();
+        let ns: Vec<std::net::SocketAddr> = ["192.0.2.1:53", "127.0.0.53:53", "[::1]:53"]
+            .iter()
+            .map(|s| s.parse().expect("addr"))
+            .collect();
+        let expanded = valid.with_resolv_conf(&ns);
+        assert_eq!(
+            expanded.raw().forward[0].servers,
+            ["192.0.2.1:53", "127.0.0.53:53", "[::1]:53"]
+        );
+        assert_eq!(expanded.raw().forward[1].servers, ["192.0.2.9:53"]);
+        assert_ne!(
+            expanded.raw().content_hash(),
+            hash,
+            "the served config differs"
+        );
+        let many: Vec<std::net::SocketAddr> = (1..=40)
+            .map(|i| format!("192.0.2.{i}:53").parse().expect("addr"))
+            .collect();
+        let capped = ValidatedConfig::from_json(json)
+            .expect("valid")
+            .with_resolv_conf(&many);
+        assert_eq!(capped.raw().forward[0].servers.len(), forward::MAX_SERVERS);
+    }
+
+    #[test]
     fn old_documents_get_coredns_defaults() {
         let valid = ValidatedConfig::from_json(
             r#"{"version":1,"server":"a/b","kubernetes":{"clusterDomain":"cluster.local","ttlSeconds":5}}"#,
@@ -488,12 +584,18 @@ mod tests {
                 "pods":"verified","endpointPodNames":true,"namespaces":["default","team-a"],
                 "namespaceSelector":{"matchLabels":{"dns":"on"}},
                 "labelSelector":{"matchExpressions":[{"key":"internal","operator":"DoesNotExist"}]},
-                "ignoreEmptyService":true}}"#,
+                "ignoreEmptyService":true,"reverseFallthrough":true,"resolveExternalNames":true},
+                "forward":[{"domain":".","source":"a/b","serversFromResolvConf":true}],
+                "loadBalance":"roundRobin"}"#,
         )
         .expect("valid");
         let k = valid.kubernetes();
         assert_eq!(k.pods, PodsMode::Verified);
         assert!(k.endpoint_pod_names && k.ignore_empty_service);
+        assert!(k.reverse_fallthrough && k.resolve_external_names);
+        assert_eq!(valid.raw().load_balance, LoadBalance::RoundRobin);
+        assert!(valid.raw().forward[0].servers.is_empty());
+        assert!(valid.raw().forward[0].servers_from_resolv_conf);
         assert_eq!(k.namespaces, ["default", "team-a"]);
         assert_eq!(
             k.namespace_selector.as_ref().map(LabelSelector::to_query),

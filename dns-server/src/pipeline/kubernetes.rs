@@ -1,9 +1,14 @@
 //! The Kubernetes stage: authoritative answers for the cluster domain, and PTR records for
 //! cluster addresses, with CoreDNS's semantics.
 //!
-//! It owns every class-IN name under the configured cluster domain, and answers reverse
-//! names (`in-addr.arpa`, `ip6.arpa`) only for addresses it knows; other reverse names pass
-//! to the next stage (CoreDNS's default `fallthrough in-addr.arpa ip6.arpa`). Answers under
+//! It owns every class-IN name under the configured cluster domain, and PTR queries for
+//! reverse names (`in-addr.arpa`, `ip6.arpa`), as CoreDNS's `kubernetes <zone> in-addr.arpa
+//! ip6.arpa` does: a cluster address gets its names; any other reverse name is NXDOMAIN
+//! with the reverse zone's SOA (`in-addr.arpa. ns.dns.in-addr.arpa. hostmaster.in-addr.arpa.`),
+//! or, with `reverseFallthrough` (CoreDNS `fallthrough in-addr.arpa ip6.arpa`, as in
+//! kubeadm's Corefile), passes to the next stage, i.e. the forwarders. A reverse name at or
+//! below a configured zone or stub domain always passes on (in CoreDNS, the more specific
+//! server block wins); other query types for reverse names always pass on. Answers under
 //! the zone have AA set.
 //!
 //! | name                                   | answer                                                   |
@@ -29,16 +34,20 @@
 //!   leaves out, is NXDOMAIN for every name in it (not NODATA: tenants learn nothing);
 //! - with `ignoreEmptyService`, a ClusterIP Service without ready endpoints is NXDOMAIN;
 //! - until every watch has completed its initial list, names under the zone are SERVFAIL,
-//!   never NXDOMAIN (reverse names pass on), and zone transfers are REFUSED;
+//!   never NXDOMAIN (reverse names pass on with `reverseFallthrough`, else SERVFAIL too),
+//!   and zone transfers are REFUSED;
 //! - the SOA: `ns.dns.<zone>. hostmaster.<zone>.`, serial = unix time of the last change,
 //!   refresh 7200, retry 1800, expire 86400, minimum = the TTL (negative answers are cached
 //!   that long); the SOA record's own TTL is the TTL capped at [`SOA_MAX_TTL`].
 //! - SRV records have priority 0 and weight `100 / n` (at least 1) for `n` records.
 //!
-//! An ExternalName whose target is outside the cluster domain answers the CNAME alone:
-//! forwarding is not built yet, so the target is not resolved here (CoreDNS would resolve it
-//! through its *forward* plugin). Chains inside the zone are followed up to
-//! [`MAX_CNAME_CHAIN`] links.
+//! An ExternalName whose target is outside the cluster domain answers the CNAME alone, as
+//! CoreDNS 1.14 does (the client's resolver follows it); with `resolveExternalNames` the
+//! stage hands the answer on as an alias ([`super::forward::Pending::alias`]) and the
+//! target's records, resolved through the whole pipeline (cache, zones, forwarders), are
+//! appended after the CNAME; a target that does not resolve leaves the CNAME alone.
+//! Policies see the target like every answer name. Chains inside the zone are followed up
+//! to [`MAX_CNAME_CHAIN`] links.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -103,6 +112,24 @@ pub struct KubernetesStage {
     /// Whether the config needs the Pod list: only then does an unlisted Pod watch keep
     /// this stage from answering (a Pod watch a newer, waiting config started does not).
     needs_pods: bool,
+    /// `resolveExternalNames`: the zone as a hickory name, to tell targets outside it.
+    resolve_external_names: Option<hickory_proto::rr::Name>,
+    /// Without `reverseFallthrough`: the reverse zones this stage answers NXDOMAIN for, and
+    /// the names below them that belong to a zone or a stub domain instead.
+    reverse: Option<Box<ReverseZones>>,
+}
+
+/// A reverse zone's name (wire form) and its SOA's `ns.dns.` and `hostmaster.` names.
+type ReverseSoa = (&'static [u8], Box<[u8]>, Box<[u8]>);
+
+/// The reverse zones (`in-addr.arpa`, `ip6.arpa`) when the stage is authoritative for them
+/// (CoreDNS `kubernetes cluster.local in-addr.arpa ip6.arpa` without `fallthrough`).
+#[derive(Clone, Debug)]
+struct ReverseZones {
+    /// Per zone, its name, and the `ns.dns.` and `hostmaster.` names of its SOA.
+    zones: [ReverseSoa; 2],
+    /// Zone apexes and stub domains (not `.`): names at or below them pass on.
+    elsewhere: Vec<Box<[u8]>>,
 }
 
 /// What one lookup reads.
@@ -141,6 +168,20 @@ impl KubernetesStage {
             }),
             ignore_empty_service: settings.ignore_empty_service,
             needs_pods: config.needs_pods(),
+            resolve_external_names: if settings.resolve_external_names {
+                Some(
+                    hickory_proto::rr::Name::from_ascii(format!("{domain}."))
+                        .map_err(|e| BuildError::Kubernetes(format!("{domain:?}: {e}")))?
+                        .to_lowercase(),
+                )
+            } else {
+                None
+            },
+            reverse: if settings.reverse_fallthrough {
+                None
+            } else {
+                Some(Box::new(ReverseZones::new(config, name)?))
+            },
         })
     }
 
@@ -188,6 +229,20 @@ impl KubernetesStage {
         answer.authoritative = true;
         let class = names::classify(name.labels(), self.zone_labels);
         let found = self.lookup(ctx, class, OutName::Query, &mut answer, 0);
+        if found == Found::Records
+            && let Some(zone) = &self.resolve_external_names
+            && !matches!(request.qtype, RecordType::CNAME | RecordType::ANY)
+            && matches!(
+                answer.answers.last(),
+                Some(Rr {
+                    data: Rdata::Cname(_),
+                    ..
+                })
+            )
+            && let Some(alias) = external_alias(request, &answer, zone)
+        {
+            return alias;
+        }
         Flow::Answer(self.finish(answer, found, cluster))
     }
 
@@ -676,13 +731,19 @@ impl KubernetesStage {
     }
 
     /// PTR for a cluster IP (the Service's name) or a ready endpoint (its endpoint names);
-    /// anything else passes to the next stage.
+    /// anything else passes to the next stage with `reverseFallthrough`, and is NXDOMAIN
+    /// without it ([`KubernetesStage::reverse_miss`]).
     fn reverse<'a>(&'a self, name: &QName, cluster: &'a Cluster) -> Flow<'a> {
         let Some(ip) = names::reverse_address(name) else {
-            return Flow::Skip;
+            return self.reverse_miss(name, cluster);
         };
         if !cluster.sync_state().ready(self.needs_pods, false) {
-            return Flow::Skip;
+            return match self.reverse {
+                // Authoritative for the reverse zones: not knowing yet is no NXDOMAIN, and
+                // cluster addresses are not asked upstream.
+                Some(_) => Flow::Answer(Answer::rcode(ResponseCode::ServFail, Origin::Kubernetes)),
+                None => Flow::Skip,
+            };
         }
         let mut answer = Answer::rcode(ResponseCode::NoError, Origin::Kubernetes);
         answer.authoritative = true;
@@ -709,11 +770,103 @@ impl KubernetesStage {
             }
         }
         if answer.answers.is_empty() {
-            Flow::Skip
+            self.reverse_miss(name, cluster)
         } else {
             Flow::Answer(answer)
         }
     }
+
+    /// A reverse name that is no cluster address: the next stage's (the forwarders') with
+    /// `reverseFallthrough` or when a zone or stub domain owns it, else NXDOMAIN with the
+    /// reverse zone's SOA, as CoreDNS's *kubernetes* plugin answers for the reverse zones
+    /// it is authoritative for.
+    fn reverse_miss<'a>(&'a self, name: &QName, cluster: &Cluster) -> Flow<'a> {
+        let Some(reverse) = &self.reverse else {
+            return Flow::Skip;
+        };
+        if reverse.elsewhere.iter().any(|domain| name.is_in(domain)) {
+            return Flow::Skip;
+        }
+        let Some((zone, mname, rname)) = reverse.zones.iter().find(|(z, _, _)| name.is_in(z))
+        else {
+            return Flow::Skip;
+        };
+        let mut answer = Answer::rcode(ResponseCode::NXDomain, Origin::Kubernetes);
+        answer.authoritative = true;
+        answer.authorities.push(Rr {
+            owner: OutName::wire(zone),
+            ttl: self.ttl.min(SOA_MAX_TTL),
+            data: Rdata::Soa(Soa {
+                mname,
+                rname,
+                serial: cluster.serial(),
+                refresh: SOA_REFRESH,
+                retry: SOA_RETRY,
+                expire: SOA_EXPIRE,
+                minimum: self.ttl,
+            }),
+        });
+        Flow::Answer(answer)
+    }
+}
+
+impl ReverseZones {
+    fn new(
+        config: &ValidatedConfig,
+        name: impl Fn(String) -> Result<Box<[u8]>, BuildError>,
+    ) -> Result<Self, BuildError> {
+        let zone = |wire: &'static [u8], text: &str| {
+            Ok::<_, BuildError>((
+                wire,
+                name(format!("ns.dns.{text}."))?,
+                name(format!("hostmaster.{text}."))?,
+            ))
+        };
+        let elsewhere = config
+            .raw()
+            .zones
+            .iter()
+            .map(|z| z.name.as_str())
+            .chain(
+                config
+                    .raw()
+                    .forward
+                    .iter()
+                    .map(|f| f.domain.as_str())
+                    .filter(|d| *d != "."),
+            )
+            .map(|domain| name(format!("{domain}.")))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            zones: [
+                zone(names::IN_ADDR_ARPA, "in-addr.arpa")?,
+                zone(names::IP6_ARPA, "ip6.arpa")?,
+            ],
+            elsewhere,
+        })
+    }
+}
+
+/// With `resolveExternalNames`: an answer ending in a CNAME to a name outside the cluster
+/// domain `zone` (an ExternalName Service) becomes an alias whose target the whole pipeline
+/// resolves ([`super::forward::Pending::alias`]). Only on this path is the answer encoded
+/// and read back (its records are borrowed from the snapshot).
+fn external_alias<'a>(
+    request: &Request<'_>,
+    answer: &Answer<'_>,
+    zone: &hickory_proto::rr::Name,
+) -> Option<Flow<'a>> {
+    let mut encoded = Vec::new();
+    crate::response::encode(request, answer, u16::MAX, &mut encoded);
+    let head = super::forward::Reply::from_wire(&encoded)?;
+    let target = match &head.answers.last()?.data {
+        hickory_proto::rr::RData::CNAME(target) => target.0.to_lowercase(),
+        _ => return None,
+    };
+    if zone.zone_of(&target) {
+        return None;
+    }
+    Some(Flow::Forward(super::forward::Pending::alias(head, target)))
 }
 
 /// SRV weight for `count` records: `100 / count`, at least 1 (CoreDNS).

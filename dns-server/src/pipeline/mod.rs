@@ -84,6 +84,8 @@ pub struct Pipeline {
     /// The rate limit of UDP answers to unidentified clients (`rateLimit`); `None` when the
     /// config has none. Applied by [`crate::state::State`] to the encoded answer.
     rate_limiter: Option<Arc<RateLimiter>>,
+    /// `loadBalance: roundRobin`: responses go through [`crate::loadbalance::shuffle`].
+    load_balance: bool,
 }
 
 /// Why a validated config could not be turned into a [`Pipeline`].
@@ -163,6 +165,7 @@ impl Pipeline {
                 .rate_limit
                 .as_ref()
                 .map(|settings| Arc::new(RateLimiter::new(settings))),
+            load_balance: config.raw().load_balance == nameplane_config::LoadBalance::RoundRobin,
             config,
             hash,
             stages: stages.into_boxed_slice(),
@@ -233,6 +236,40 @@ impl Pipeline {
     /// The config this pipeline was built from.
     pub fn config(&self) -> &ValidatedConfig {
         &self.config
+    }
+
+    /// Probes the upstreams for forwarding loops in the background ([`forward::loops`]).
+    pub fn probe_loops(&self, metrics: &Metrics) {
+        for stage in self.stages.iter() {
+            if let Stage::Forward(stage) = stage {
+                stage.probe_loops(metrics);
+            }
+        }
+    }
+
+    /// The upstreams found to loop back to this server, as (forwarder domain, address).
+    pub fn loops(&self) -> Vec<(String, SocketAddr)> {
+        self.stages
+            .iter()
+            .find_map(|stage| match stage {
+                Stage::Forward(stage) => Some(stage.loops()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
+    /// A query for one of this server's loop probes: SERVFAIL, counted
+    /// ([`forward::ForwardStage::loop_echo`]).
+    fn loop_echo<'a>(&'a self, request: &Request<'_>, sources: &Sources<'_>) -> Option<Flow<'a>> {
+        self.stages.iter().find_map(|stage| match stage {
+            Stage::Forward(stage) => stage.loop_echo(request, sources),
+            _ => None,
+        })
+    }
+
+    /// Whether responses are shuffled (`loadBalance: roundRobin`).
+    pub fn load_balance(&self) -> bool {
+        self.load_balance
     }
 
     /// The content hash of the config.
@@ -392,6 +429,13 @@ pub struct Settings {
     /// The answer cache's byte budget and per-answer cap (`--cache-max-bytes`,
     /// `--cache-max-entry-bytes`).
     pub cache_limits: cache::ByteLimits,
+    /// The resolv.conf whose nameservers the forwarders with `serversFromResolvConf` use,
+    /// read at each config load ([`crate::resolv_conf`]).
+    pub resolv_conf: std::path::PathBuf,
+    /// Whether each new pipeline's upstreams are probed for forwarding loops
+    /// ([`forward::loops`]). Always on in the binary; off in [`Settings::default`], so
+    /// that tests counting an upstream's queries see only their own.
+    pub probe_loops: bool,
 }
 
 impl Default for Settings {
@@ -402,6 +446,8 @@ impl Default for Settings {
             query_log: false,
             forward_limit: forward::GlobalLimit::default(),
             cache_limits: cache::ByteLimits::default(),
+            resolv_conf: crate::resolv_conf::DEFAULT_PATH.into(),
+            probe_loops: false,
         }
     }
 }
@@ -478,6 +524,19 @@ pub fn answer(
         Flow::Answer(Answer::rcode(ResponseCode::BADVERS, Origin::Server))
     } else if let Some(pipeline) = pipeline {
         if let Some(clients) = &pipeline.clients {
+            // This server's own loop probe, back from an upstream: recognised whoever sends
+            // it (a client the policies or client classes would refuse).
+            if let Some(echo) = pipeline.loop_echo(&request, sources) {
+                return finish(
+                    packet,
+                    transport,
+                    &request,
+                    echo,
+                    settings,
+                    settings.max_udp_payload,
+                    out,
+                );
+            }
             return client::answer(
                 packet, transport, &request, pipeline, clients, sources, settings, out,
             );

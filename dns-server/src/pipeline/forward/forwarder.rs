@@ -69,7 +69,8 @@ impl Forwarder {
             .into_iter()
             .map(|addr| Arc::new(Upstream::new(addr, settings.force_tcp)))
             .collect();
-        if upstreams.is_empty() {
+        // `serversFromResolvConf` with a resolv.conf that listed nothing: SERVFAIL.
+        if upstreams.is_empty() && !settings.servers_from_resolv_conf {
             return Err(format!("{}: no usable server address", settings.domain));
         }
         let limit = usize::try_from(settings.max_concurrent()).unwrap_or(usize::MAX);
@@ -133,7 +134,17 @@ impl Forwarder {
     /// (the policy's first) when none is healthy.
     pub fn order(&self, metrics: &ForwardMetrics) -> Vec<usize> {
         let n = self.upstreams.len();
-        let mut order: Vec<usize> = (0..n).collect();
+        if n == 0 {
+            return Vec::new();
+        }
+        // Upstreams that loop back here are never asked (none left: SERVFAIL at once).
+        let mut order: Vec<usize> = (0..n)
+            .filter(|&i| !self.upstreams[i].loops().looping())
+            .collect();
+        let n = order.len();
+        if n == 0 {
+            return order;
+        }
         match self.settings.policy {
             ForwardPolicy::Random => {
                 let mut rng = rand::rng();

@@ -14,6 +14,8 @@
 //! | `nameplane_forward_tcp_connections_total`       | `to`, `connection` (`new`, `reused`): TCP exchanges by the connection they used |
 //! | `nameplane_forward_coalesced_total`             |                               |
 //! | `nameplane_forward_dropped_records_total`       | `reason` (`out_of_chain`, `out_of_bailiwick`) |
+//! | `nameplane_forward_loops_detected_total`        | `forwarder` (domain), `to`    |
+//! | `nameplane_forward_loop_probe_echoes_total`     |                               |
 //!
 //! `proxy_name` is `forward`; `to` is the upstream's `ip:port`. The forward path waits on
 //! the network anyway, so label sets are looked up per event (a read lock in the family).
@@ -57,6 +59,12 @@ struct DroppedLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LoopLabels {
+    forwarder: String,
+    to: String,
+}
+
 /// The rcode as CoreDNS labels it (`NOERROR`, `SERVFAIL`, …; the number otherwise).
 fn rcode_label(rcode: ResponseCode) -> String {
     match rcode {
@@ -90,6 +98,8 @@ pub struct ForwardMetrics {
     failures: Family<ReasonLabels, Counter>,
     dropped_records: Family<DroppedLabels, Counter>,
     tcp_connections: Family<ConnectionLabels, Counter>,
+    loops: Family<LoopLabels, Counter>,
+    loop_echoes: Counter,
 }
 
 /// Why a reply was not accepted as the answer to a query.
@@ -141,6 +151,18 @@ impl ForwardMetrics {
             "nameplane_forward_tcp_connections",
             "TCP exchanges with upstreams by the connection they used: new, or reused from an earlier exchange",
             tcp_connections.clone(),
+        );
+        let loops = Family::<LoopLabels, Counter>::default();
+        let loop_echoes = Counter::default();
+        registry.register(
+            "nameplane_forward_loops_detected",
+            "Forwarding loops found at config load: the upstream sent this server's own probe query back to it (CoreDNS loop)",
+            loops.clone(),
+        );
+        registry.register(
+            "nameplane_forward_loop_probe_echoes",
+            "Loop probe queries of this server that came back to it as client queries (answered SERVFAIL at once)",
+            loop_echoes.clone(),
         );
         registry.register(
             "coredns_forward_healthcheck_broken",
@@ -198,7 +220,24 @@ impl ForwardMetrics {
             failures,
             dropped_records,
             tcp_connections,
+            loops,
+            loop_echoes,
         }
+    }
+
+    /// The forwarder of `forwarder` (its domain) loops through the upstream `to`.
+    pub fn loop_detected(&self, forwarder: &str, to: &str) {
+        self.loops
+            .get_or_create(&LoopLabels {
+                forwarder: forwarder.to_owned(),
+                to: to.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A loop probe of this server came back to it.
+    pub fn loop_echo(&self) {
+        self.loop_echoes.inc();
     }
 
     /// Every upstream of a forwarder was down when a query came.

@@ -63,6 +63,7 @@
 pub mod bailiwick;
 pub mod encode;
 pub mod forwarder;
+pub mod loops;
 pub mod metrics;
 pub mod upstream;
 
@@ -111,6 +112,11 @@ pub struct Routes {
     forwarders: Vec<(Box<[u8]>, usize)>,
     /// Forward configs, by index, so equality covers servers and settings too.
     settings: Vec<nameplane_config::forward::ForwardConfig>,
+    /// `reverseFallthrough`: whether PTR queries of non-cluster addresses may be forwarded
+    /// (and cached). Not used for routing (the Kubernetes stage, first, keeps them when
+    /// off), but part of equality: a cache filled with forwarded PTR answers must not
+    /// outlive a change to off.
+    reverse_fallthrough: bool,
 }
 
 /// `domain` (presentation form, `.` for the root) in lower-case wire form.
@@ -144,6 +150,7 @@ impl Routes {
             local,
             forwarders,
             settings: config.raw().forward.clone(),
+            reverse_fallthrough: config.kubernetes().reverse_fallthrough,
         })
     }
 
@@ -264,20 +271,53 @@ impl PartialEq for GlobalLimit {
 
 impl Eq for GlobalLimit {}
 
-/// A query the forward stage accepted: which forwarder, the cache to fill, and the slots
-/// it holds in the forwarder's and the process's in-flight limits (released when this is
-/// dropped).
+/// A query whose answer needs the network: one the forward stage accepted, or an alias a
+/// local stage answered whose target must be resolved.
 #[derive(Debug)]
 pub struct Pending {
-    forwarder: Arc<Forwarder>,
-    cache: Option<Arc<Cache>>,
-    _permit: OwnedSemaphorePermit,
-    _global: OwnedSemaphorePermit,
+    work: Work,
+}
+
+#[derive(Debug)]
+enum Work {
+    /// Ask a forwarder: which one, the cache to fill, and the slots the query holds in the
+    /// forwarder's and the process's in-flight limits (released when this is dropped).
+    Upstream {
+        forwarder: Arc<Forwarder>,
+        cache: Option<Arc<Cache>>,
+        _permit: OwnedSemaphorePermit,
+        _global: OwnedSemaphorePermit,
+    },
+    /// A local answer ending in a CNAME to `target` (an ExternalName Service with
+    /// `resolveExternalNames`): the target is resolved through the whole pipeline (cache,
+    /// zones, forwarders, as a [`Chase`]) and its records appended.
+    Alias { head: Box<Reply>, target: Name },
+}
+
+impl Pending {
+    /// The local answer `head`, which ends in a CNAME to `target`, to be completed with the
+    /// target's records.
+    pub fn alias(head: Reply, target: Name) -> Self {
+        Self {
+            work: Work::Alias {
+                head: Box::new(head),
+                target,
+            },
+        }
+    }
 }
 
 impl PartialEq for Pending {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.forwarder, &other.forwarder)
+        match (&self.work, &other.work) {
+            (Work::Upstream { forwarder: a, .. }, Work::Upstream { forwarder: b, .. }) => {
+                Arc::ptr_eq(a, b)
+            }
+            (Work::Alias { head: a, target: x }, Work::Alias { head: b, target: y }) => {
+                a == b && x == y
+            }
+            _ => false,
+        }
     }
 }
 
@@ -497,36 +537,36 @@ impl Deferred {
         else {
             return (Reply::servfail(), Origin::Forward);
         };
-        let stale = |now| {
-            pending
-                .cache
-                .as_ref()
-                .and_then(|cache| cache.stale(&key, now))
+        let (forwarder, cache) = match pending.work {
+            Work::Upstream {
+                forwarder, cache, ..
+            } => (forwarder, cache),
+            Work::Alias { head, target } => {
+                return Self::complete_alias(*head, &key, target, chase, client, depth).await;
+            }
         };
+        let stale = |now| cache.as_ref().and_then(|cache| cache.stale(&key, now));
         let served_stale = |hit: super::cache::Hit| {
             metrics.cache().served_stale();
             (hit.reply_for(), Origin::Cache)
         };
         // Every upstream known down and a stale answer at hand: answer now, let the health
         // probes find out when the upstreams are back.
-        if pending.forwarder.all_down()
+        if forwarder.all_down()
             && let Some(hit) = stale(Instant::now())
         {
             return served_stale(hit);
         }
-        let result = pending
-            .forwarder
-            .query(&key, transport, metrics.forward())
-            .await;
+        let result = forwarder.query(&key, transport, metrics.forward()).await;
         match result {
             Ok(reply) if matches!(reply.rcode, ResponseCode::NoError | ResponseCode::NXDomain) => {
-                let reply = match dangling_target(&reply, &key, pending.forwarder.domain()) {
+                let reply = match dangling_target(&reply, &key, forwarder.domain()) {
                     Some(target) if depth < MAX_CHASE_DEPTH => {
                         Self::follow(reply, &key, target, chase, client, depth).await
                     }
                     _ => reply,
                 };
-                if let Some(cache) = &pending.cache {
+                if let Some(cache) = &cache {
                     cache.insert(
                         key.clone(),
                         Arc::clone(&reply),
@@ -543,6 +583,42 @@ impl Deferred {
                     Err(_) => (Reply::servfail(), Origin::Forward),
                 },
             },
+        }
+    }
+
+    /// A local alias completed: `head` with the records of `target` for the asked type,
+    /// resolved through the whole pipeline (the cache stage first). A target that does not
+    /// resolve (SERVFAIL, REFUSED, too deep) leaves the CNAME alone, NOERROR, for the
+    /// client's resolver to follow; NXDOMAIN and NODATA come with the target's SOA.
+    async fn complete_alias(
+        mut head: Reply,
+        key: &Key,
+        target: Name,
+        chase: &dyn Chase,
+        client: std::net::SocketAddr,
+        depth: usize,
+    ) -> (Reply, Origin) {
+        if depth >= MAX_CHASE_DEPTH {
+            return (head, Origin::Kubernetes);
+        }
+        let sub = Key {
+            name: target,
+            ..key.clone()
+        };
+        match chase
+            .chase(upstream::encode_query(0, &sub), client, depth + 1)
+            .await
+        {
+            Some(found)
+                if matches!(found.rcode, ResponseCode::NoError | ResponseCode::NXDomain) =>
+            {
+                head.rcode = found.rcode;
+                head.answers.extend(found.answers);
+                head.authorities = found.authorities;
+                head.additionals.extend(found.additionals);
+                (head, Origin::Forward)
+            }
+            _ => (head, Origin::Kubernetes),
         }
     }
 
@@ -636,6 +712,55 @@ impl ForwardStage {
         }
     }
 
+    /// A query for one of this server's loop probes ([`loops`]): counted, and answered
+    /// SERVFAIL at once so the probe goes round the loop only once. `None` for any other
+    /// name.
+    pub fn loop_echo<'a>(&self, request: &Request<'_>, sources: &Sources<'_>) -> Option<Flow<'a>> {
+        if !request.name.is_in(loops::PROBE_ZONE) {
+            return None;
+        }
+        let name = request.name.wire();
+        let echoed = self
+            .forwarders
+            .iter()
+            .flat_map(|f| f.upstreams())
+            .any(|upstream| upstream.loops().echo(name));
+        echoed.then(|| {
+            sources.metrics.forward().loop_echo();
+            Flow::Answer(Answer::rcode(ResponseCode::ServFail, Origin::Forward))
+        })
+    }
+
+    /// Every upstream that loops back to this server, as (forwarder domain, address).
+    pub fn loops(&self) -> Vec<(String, std::net::SocketAddr)> {
+        self.forwarders
+            .iter()
+            .flat_map(|f| {
+                f.upstreams()
+                    .iter()
+                    .filter(|u| u.loops().looping())
+                    .map(|u| (f.settings().domain.clone(), u.addr()))
+            })
+            .collect()
+    }
+
+    /// Probes every upstream not probed yet for loops, in the background (a no-op
+    /// without a Tokio runtime).
+    pub fn probe_loops(&self, metrics: &Metrics) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        for forwarder in &self.forwarders {
+            for upstream in forwarder.upstreams() {
+                runtime.spawn(loops::probe(
+                    forwarder.settings().domain.clone(),
+                    Arc::clone(upstream),
+                    metrics.forward().clone(),
+                ));
+            }
+        }
+    }
+
     /// Takes the query if a forwarder owns its name, within the forwarder's and the
     /// process's (`global`) in-flight limits.
     pub fn handle<'a>(
@@ -644,6 +769,9 @@ impl ForwardStage {
         sources: &Sources<'_>,
         global: &GlobalLimit,
     ) -> Flow<'a> {
+        if let Some(echo) = self.loop_echo(request, sources) {
+            return echo;
+        }
         let Route::Forward(index) = self.routes.route(&request.name) else {
             return Flow::Skip;
         };
@@ -663,10 +791,12 @@ impl ForwardStage {
             return Flow::Answer(Answer::rcode(ResponseCode::Refused, Origin::Forward));
         };
         Flow::Forward(Pending {
-            forwarder: Arc::clone(forwarder),
-            cache: self.cache.clone(),
-            _permit: permit,
-            _global: global,
+            work: Work::Upstream {
+                forwarder: Arc::clone(forwarder),
+                cache: self.cache.clone(),
+                _permit: permit,
+                _global: global,
+            },
         })
     }
 }

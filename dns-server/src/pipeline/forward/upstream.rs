@@ -127,6 +127,7 @@ pub struct Upstream {
     force_tcp: bool,
     fails: AtomicU32,
     probing: AtomicBool,
+    loops: super::loops::LoopState,
     /// Idle TCP connections for the next exchange, with when each became idle; newest
     /// last. Only the forward path (which waits on the network anyway) takes this lock.
     idle: Mutex<Vec<(TcpStream, Instant)>>,
@@ -147,6 +148,7 @@ impl Upstream {
             force_tcp,
             fails: AtomicU32::new(0),
             probing: AtomicBool::new(false),
+            loops: super::loops::LoopState::default(),
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -159,6 +161,11 @@ impl Upstream {
     /// The address as a metric label.
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    /// What loop detection found ([`super::loops`]).
+    pub fn loops(&self) -> &super::loops::LoopState {
+        &self.loops
     }
 
     /// Fewer than [`MAX_FAILS`] consecutive failures.
