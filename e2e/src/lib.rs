@@ -5,6 +5,8 @@
 //! Nothing here stands in for a real part: the harness only finds the binaries, starts and
 //! stops processes, runs `kubectl` and `dig`, and waits for conditions with a deadline.
 
+pub mod coredns;
+
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

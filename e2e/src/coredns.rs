@@ -1,0 +1,212 @@
+//! CoreDNS beside nameplane: the kubeadm default Corefile moved onto loopback, the CoreDNS
+//! binary the bench builds, and a Knot upstream both servers forward to.
+//!
+//! Used by `coredns_differential.rs` (same questions, same answers) and `coredns_cutover.rs`
+//! (the `kube-dns` Service moved from CoreDNS to nameplane under load). The Corefile is the
+//! one kubeadm writes (`testdata/coredns/kubeadm-v1.35.Corefile`), changed only where a
+//! process outside a Pod has to be: [`loopback_corefile`] lists each change and fails when one
+//! does not apply, so a new kubeadm Corefile cannot be half-converted silently.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::{
+    Process, Transport, dig_with, e2e_dir, free_port, http_get, kubeconfig, poll_until, repo_root,
+    start_knotd,
+};
+
+/// The kubeadm default Corefile (Kubernetes v1.35, cluster domain `cluster.local`).
+pub fn kubeadm_corefile_path() -> PathBuf {
+    repo_root().join("e2e/testdata/coredns/kubeadm-v1.35.Corefile")
+}
+
+/// The CoreDNS binary, built from its Go module by `bench/scripts/build-coredns.sh` and cached
+/// by version in the harness cache (instant after the first build).
+pub fn coredns_binary() -> PathBuf {
+    static COREDNS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    COREDNS
+        .get_or_init(|| {
+            let script = repo_root().join("bench/scripts/build-coredns.sh");
+            let out = Command::new("bash")
+                .arg(&script)
+                .output()
+                .expect("build-coredns.sh runs");
+            assert!(
+                out.status.success(),
+                "build-coredns.sh failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let path = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .last()
+                .expect("build-coredns.sh prints the binary path")
+                .trim()
+                .to_owned();
+            PathBuf::from(path)
+        })
+        .clone()
+}
+
+/// Where a CoreDNS outside a Pod listens and forwards.
+#[derive(Clone, Debug)]
+pub struct LoopbackSite {
+    /// Address the server block binds (a 127.0.0.0/8 address).
+    pub bind: String,
+    /// DNS port.
+    pub port: u16,
+    /// `health` port (on 127.0.0.1).
+    pub health: u16,
+    /// `ready` port (on 127.0.0.1).
+    pub ready: u16,
+    /// `prometheus` port (on 127.0.0.1).
+    pub metrics: u16,
+    /// The upstream `forward .` sends to (instead of `/etc/resolv.conf`).
+    pub upstream: String,
+}
+
+impl LoopbackSite {
+    /// `bind`:`port`, free HTTP ports, forwarding to `upstream`.
+    pub fn new(bind: &str, port: u16, upstream: &str) -> Self {
+        Self {
+            bind: bind.into(),
+            port,
+            health: free_port(),
+            ready: free_port(),
+            metrics: free_port(),
+            upstream: upstream.into(),
+        }
+    }
+}
+
+/// The kubeadm Corefile `text` with exactly the changes a CoreDNS outside a Pod needs:
+/// the server block on `site.bind`:`site.port`, `health`/`ready`/`prometheus` on loopback
+/// ports, a `kubeconfig` line in the `kubernetes` block (no in-cluster ServiceAccount), and
+/// `forward .` to `site.upstream` instead of `/etc/resolv.conf`. Panics when one of these
+/// lines is not found, naming it.
+pub fn loopback_corefile(text: &str, site: &LoopbackSite) -> String {
+    let replacements: [(&str, String); 6] = [
+        (
+            ".:53 {",
+            format!(".:{} {{\n    bind {}", site.port, site.bind),
+        ),
+        (
+            "    health {",
+            format!("    health 127.0.0.1:{} {{", site.health),
+        ),
+        (
+            "    ready\n",
+            format!("    ready 127.0.0.1:{}\n", site.ready),
+        ),
+        (
+            "kubernetes cluster.local in-addr.arpa ip6.arpa {",
+            format!(
+                "kubernetes cluster.local in-addr.arpa ip6.arpa {{\n       kubeconfig {} nameplane-e2e",
+                kubeconfig().display()
+            ),
+        ),
+        (
+            "    prometheus :9153",
+            format!("    prometheus 127.0.0.1:{}", site.metrics),
+        ),
+        (
+            "    forward . /etc/resolv.conf {",
+            format!("    forward . {} {{", site.upstream),
+        ),
+    ];
+    let mut out = text.to_owned();
+    for (from, to) in replacements {
+        assert_eq!(
+            out.matches(from).count(),
+            1,
+            "the Corefile should have `{}` exactly once:\n{text}",
+            from.trim()
+        );
+        out = out.replacen(from, &to, 1);
+    }
+    out
+}
+
+/// A running CoreDNS on the kubeadm Corefile (moved onto loopback).
+pub struct CoreDns {
+    /// Where it listens and forwards.
+    pub site: LoopbackSite,
+    /// The process.
+    pub process: Process,
+}
+
+impl CoreDns {
+    /// Writes the loopback Corefile under `target/e2e/<name>/` and starts CoreDNS on it.
+    pub fn start(name: &str, site: LoopbackSite) -> Self {
+        let dir = e2e_dir().join(name);
+        std::fs::create_dir_all(&dir).expect("coredns dir");
+        let kubeadm = std::fs::read_to_string(kubeadm_corefile_path()).expect("kubeadm Corefile");
+        let corefile = dir.join("Corefile");
+        std::fs::write(&corefile, loopback_corefile(&kubeadm, &site)).expect("Corefile");
+        let process = Process::start(
+            name,
+            &coredns_binary(),
+            &["-conf".into(), corefile.display().to_string()],
+        );
+        Self { site, process }
+    }
+
+    /// Waits until `/ready` answers 200 (the kubernetes plugin has synced).
+    pub fn wait_ready(&mut self, timeout: Duration) {
+        let ready = self.site.ready;
+        let ok = poll_until(timeout, || {
+            http_get(ready, "/ready").is_some_and(|(status, _)| status == 200)
+        });
+        self.process.assert_running();
+        assert!(ok, "CoreDNS not ready; its log:\n{}", self.process.log());
+    }
+}
+
+/// A Knot server on 127.0.0.1, authoritative for the zones it is given: the upstream both
+/// CoreDNS and nameplane forward to.
+pub struct KnotUpstream {
+    /// The process.
+    pub process: Process,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl KnotUpstream {
+    /// Starts Knot as `name` with `zones` (origin, zone file text), waits until it answers
+    /// the first zone's SOA.
+    pub fn start(name: &str, zones: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let dir = e2e_dir().join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("knot dir");
+        let mut zone_conf = String::from("zone:\n");
+        for (origin, text) in zones {
+            let file = format!("{origin}.zone");
+            std::fs::write(dir.join(&file), text).expect("zone file");
+            zone_conf.push_str(&format!("  - domain: {origin}\n    file: {file}\n"));
+        }
+        let d = dir.display();
+        let conf = format!(
+            "server:\n  rundir: \"{d}\"\n  listen: 127.0.0.1@{port}\n\
+             log:\n  - target: stderr\n    any: info\n\
+             database:\n  storage: \"{d}/db\"\n\
+             template:\n  - id: default\n    storage: \"{d}\"\n{zone_conf}"
+        );
+        let process = start_knotd(name, &dir, &conf);
+        let first = zones.first().expect("at least one zone").0;
+        assert!(
+            poll_until(Duration::from_secs(20), || {
+                dig_with(port, first, "SOA", Transport::Udp, &[]).status == "NOERROR"
+            }),
+            "knot answers on 127.0.0.1:{port}"
+        );
+        Self { process, port }
+    }
+}
+
+/// The `DNSServer` that `nameplane import` makes of the kubeadm Corefile
+/// (`testdata/coredns/kubeadm-v1.35.dnsserver.yaml`), as YAML.
+pub fn imported_dnsserver() -> String {
+    let path = repo_root().join("e2e/testdata/coredns/kubeadm-v1.35.dnsserver.yaml");
+    std::fs::read_to_string(path).expect("imported DNSServer")
+}
