@@ -781,6 +781,8 @@ pub struct FakePod {
     pub ips: Vec<String>,
     /// Whether the Ready condition is true.
     pub ready: bool,
+    /// Container ports as (name, protocol, number), what a named `targetPort` resolves to.
+    pub ports: Vec<(String, String, u16)>,
 }
 
 impl FakePod {
@@ -793,6 +795,12 @@ impl FakePod {
             ready,
             ..Self::default()
         }
+    }
+
+    /// Adds a named container port (`protocol` `UDP` or `TCP`).
+    pub fn with_port(mut self, name: &str, protocol: &str, number: u16) -> Self {
+        self.ports.push((name.into(), protocol.into(), number));
+        self
     }
 
     /// Sets `spec.hostname` and `spec.subdomain`.
@@ -854,6 +862,19 @@ impl Kube {
                             "nodeName": "fake-node",
                             "containers": [{"name": "c", "image": "registry.invalid/none"}],
                         });
+                        if !pod.ports.is_empty() {
+                            spec["containers"][0]["ports"] = pod
+                                .ports
+                                .iter()
+                                .map(|(name, protocol, number)| {
+                                    serde_json::json!({
+                                        "name": name,
+                                        "protocol": protocol,
+                                        "containerPort": number,
+                                    })
+                                })
+                                .collect();
+                        }
                         if let Some(hostname) = &pod.hostname {
                             spec["hostname"] = hostname.clone().into();
                         }
