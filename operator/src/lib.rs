@@ -5,6 +5,8 @@
 //! - [`api`]: the custom resource types, one file per kind (the only place they are defined).
 //! - [`crds`]: the CustomResourceDefinitions generated from those types (`crdgen` writes them
 //!   to `crds/`).
+//! - [`import`]: `nameplane import`, a CoreDNS Corefile or kube-dns ConfigMap turned into
+//!   these custom resources.
 //! - [`namespaces`]: the allow-list of namespaces that may hold `DNSServer`s.
 //! - [`render`]: the one pure function from custom resources to `ServerConfig`.
 //! - [`status`]: kstatus conditions (`Ready`, `Reconciling`, `Stalled`) and their bookkeeping.
@@ -19,6 +21,7 @@ pub mod api;
 pub mod apply;
 pub mod controller;
 pub mod crds;
+pub mod import;
 pub mod metrics;
 pub mod namespaces;
 pub mod render;
