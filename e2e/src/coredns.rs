@@ -3,7 +3,8 @@
 //!
 //! Used by `coredns_differential.rs` (same questions, same answers) and `coredns_cutover.rs`
 //! (the `kube-dns` Service moved from CoreDNS to nameplane under load). The Corefile is the
-//! one kubeadm writes (`testdata/coredns/kubeadm-v1.35.Corefile`), changed only where a
+//! one kubeadm writes (`operator/tests/import/kubeadm-1.35/Corefile`, also a case of
+//! `nameplane import`'s corpus), changed only where a
 //! process outside a Pod has to be: [`loopback_corefile`] lists each change and fails when one
 //! does not apply, so a new kubeadm Corefile cannot be half-converted silently.
 
@@ -13,12 +14,14 @@ use std::time::Duration;
 
 use crate::{
     Process, Transport, dig_with, e2e_dir, free_port, http_get, kubeconfig, poll_until, repo_root,
-    start_knotd,
+    start_knotd, workspace_binary, yaml_objects,
 };
 
-/// The kubeadm default Corefile (Kubernetes v1.35, cluster domain `cluster.local`).
+/// The kubeadm default Corefile (Kubernetes v1.35.4's `CoreDNSConfigMap` in
+/// `cmd/kubeadm/app/phases/addons/dns/manifests.go`, cluster domain `cluster.local`), shared
+/// with `nameplane import`'s corpus.
 pub fn kubeadm_corefile_path() -> PathBuf {
-    repo_root().join("e2e/testdata/coredns/kubeadm-v1.35.Corefile")
+    repo_root().join("operator/tests/import/kubeadm-1.35/Corefile")
 }
 
 /// The CoreDNS binary, built from its Go module by `bench/scripts/build-coredns.sh` and cached
@@ -204,9 +207,32 @@ impl KnotUpstream {
     }
 }
 
-/// The `DNSServer` that `nameplane import` makes of the kubeadm Corefile
-/// (`testdata/coredns/kubeadm-v1.35.dnsserver.yaml`), as YAML.
-pub fn imported_dnsserver() -> String {
-    let path = repo_root().join("e2e/testdata/coredns/kubeadm-v1.35.dnsserver.yaml");
-    std::fs::read_to_string(path).expect("imported DNSServer")
+/// The `DNSServer` that `nameplane import --corefile <kubeadm Corefile> --namespace
+/// <namespace>` writes, as a JSON object: the one object it makes of that Corefile (checked,
+/// as is exit status 0: everything carried over).
+pub fn imported_dnsserver(namespace: &str) -> serde_json::Value {
+    let corefile = kubeadm_corefile_path();
+    let out = Command::new(workspace_binary("nameplane"))
+        .args(["import", "--corefile"])
+        .arg(&corefile)
+        .args(["--namespace", namespace])
+        .output()
+        .expect("nameplane import runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "nameplane import --corefile {} failed ({}):\n{stderr}",
+        corefile.display(),
+        out.status
+    );
+    let mut objects = yaml_objects(&stdout);
+    assert_eq!(
+        objects.len(),
+        1,
+        "the kubeadm Corefile makes one DNSServer:\n{stdout}"
+    );
+    let server = objects.remove(0);
+    assert_eq!(server["kind"], "DNSServer", "{stdout}");
+    server
 }

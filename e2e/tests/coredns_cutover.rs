@@ -376,7 +376,7 @@ fn patch_kube_dns(patch: &str) {
 }
 
 /// The selector change of the guide: kube-dns selects the imported DNSServer's Pods.
-const TO_NAMEPLANE: &str = r#"[{"op":"replace","path":"/spec/selector","value":{"app.kubernetes.io/name":"nameplane-dns","app.kubernetes.io/instance":"coredns"}}]"#;
+const TO_NAMEPLANE: &str = r#"[{"op":"replace","path":"/spec/selector","value":{"app.kubernetes.io/name":"nameplane-dns","app.kubernetes.io/instance":"cluster-dns"}}]"#;
 /// The rollback: kube-dns selects CoreDNS's Pods again.
 const TO_COREDNS: &str =
     r#"[{"op":"replace","path":"/spec/selector","value":{"k8s-app":"kube-dns"}}]"#;
@@ -463,13 +463,12 @@ fn kube_dns_moves_from_coredns_to_nameplane_without_a_failed_query() {
     );
 
     // Beside it: nameplane from the imported DNSServer, upstreams pointed at the same Knot.
-    let mut server: serde_json::Value =
-        serde_saphyr::from_str(&imported_dnsserver()).expect("imported DNSServer parses");
+    let mut server = imported_dnsserver(NS);
     let name = server["metadata"]["name"]
         .as_str()
         .expect("metadata.name")
         .to_owned();
-    assert_eq!(name, "coredns", "TO_NAMEPLANE selects this instance");
+    assert_eq!(name, "cluster-dns", "TO_NAMEPLANE selects this instance");
     let spec = server["spec"].as_object_mut().expect("spec");
     spec.remove("upstreamsFromResolvConf");
     spec.insert("upstreams".into(), serde_json::json!([upstream]));

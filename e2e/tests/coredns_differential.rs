@@ -2,9 +2,9 @@
 //! answers.
 //!
 //! CoreDNS (v1.14.7, built from its Go module as the bench builds it) runs the kubeadm default
-//! Corefile (`testdata/coredns/kubeadm-v1.35.Corefile`, moved onto loopback by
-//! [`loopback_corefile`], `forward .` pointed at a Knot upstream on loopback). nameplane runs
-//! what `nameplane import` makes of the same Corefile (`kubeadm-v1.35.dnsserver.yaml`), applied
+//! Corefile (`operator/tests/import/kubeadm-1.35/Corefile`, moved onto loopback by
+//! [`loopback_corefile`](nameplane_e2e::coredns::loopback_corefile), `forward .` pointed at a Knot upstream on loopback). nameplane runs
+//! what `nameplane import` makes of the same Corefile (run by the test), applied
 //! with `kubectl` to this cluster, published by the real operator and served by
 //! `nameplane-dns`; its upstreams are pointed at the same Knot, as CoreDNS's are. Both read the
 //! same Services, EndpointSlices and Pods. Every question of [`questions`] goes to both over
@@ -286,8 +286,7 @@ fn nameplane_answers_the_kubeadm_corefile_questions_as_coredns_does() {
 
     // nameplane on what `nameplane import` made of it, upstreams pointed at the same Knot
     // (as CoreDNS's `forward .` was): the one change, made on the parsed object.
-    let mut server: serde_json::Value =
-        serde_saphyr::from_str(&imported_dnsserver()).expect("imported DNSServer parses");
+    let mut server = imported_dnsserver(NS);
     let name = server["metadata"]["name"]
         .as_str()
         .expect("metadata.name")
