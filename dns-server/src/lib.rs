@@ -56,10 +56,12 @@
 
 pub mod admin;
 pub mod kubernetes;
+pub mod loadbalance;
 pub mod metrics;
 pub mod pipeline;
 pub mod reload;
 pub mod request;
+pub mod resolv_conf;
 pub mod response;
 pub mod server;
 pub mod shutdown;

@@ -56,6 +56,12 @@ struct Cli {
     #[arg(long, env = "NAMEPLANE_CONFIG_MAP")]
     config_map: ConfigMapRef,
 
+    /// The resolv.conf whose nameservers are the upstreams of a config that asks for them
+    /// (`serversFromResolvConf`, CoreDNS `forward . /etc/resolv.conf`); read each time a
+    /// config is loaded.
+    #[arg(long, env = "NAMEPLANE_RESOLV_CONF", default_value = nameplane_dns::resolv_conf::DEFAULT_PATH)]
+    resolv_conf: PathBuf,
+
     /// Address to serve DNS on, UDP and TCP.
     #[arg(long, env = "NAMEPLANE_LISTEN", default_value = "0.0.0.0:53")]
     listen: SocketAddr,
@@ -206,6 +212,7 @@ async fn main() -> anyhow::Result<()> {
         max_udp_payload: cli.max_udp_payload,
         dns_ips,
         query_log: cli.query_log,
+        resolv_conf: cli.resolv_conf.clone(),
     };
     let state = Arc::new(State::new(Metrics::new(cli.listen), settings));
     let (trigger, shutdown) = shutdown::channel();

@@ -27,6 +27,7 @@
 //! `/health` instead of leaving the config frozen behind a ready Pod.
 
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,7 +117,7 @@ impl ReloadError {
 ///
 /// The pipeline's hash is the config's content hash, which must equal the
 /// [`HASH_ANNOTATION`] when the ConfigMap has one.
-pub fn load(config_map: &ConfigMap) -> Result<Pipeline, ReloadError> {
+pub fn load(config_map: &ConfigMap, resolv_conf: &Path) -> Result<Pipeline, ReloadError> {
     let json = config_map
         .data
         .as_ref()
@@ -132,6 +133,15 @@ pub fn load(config_map: &ConfigMap) -> Result<Pipeline, ReloadError> {
             computed,
         });
     }
+    let config = if config.needs_resolv_conf() {
+        let nameservers = crate::resolv_conf::read(resolv_conf).unwrap_or_else(|why| {
+            warn!(%why, "no upstreams from the resolv.conf");
+            Vec::new()
+        });
+        config.with_resolv_conf(&nameservers)
+    } else {
+        config
+    };
     Ok(Pipeline::build(config, computed)?)
 }
 
@@ -156,7 +166,7 @@ pub fn apply(state: &State, config_map: &ConfigMap) -> Applied {
         config_map.namespace().unwrap_or_default(),
         config_map.name_any()
     );
-    match load(config_map) {
+    match load(config_map, &state.settings().resolv_conf) {
         Ok(pipeline) => {
             let serving = state
                 .pipeline()
@@ -289,6 +299,9 @@ mod tests {
     use nameplane_config::{FORMAT_VERSION, KubernetesConfig, ServerConfig};
     use std::collections::BTreeMap;
 
+    /// No config in these tests takes servers from a resolv.conf.
+    const NO_RESOLV_CONF: &str = "/nonexistent/resolv.conf";
+
     fn server_config(ttl: u32) -> ServerConfig {
         ServerConfig {
             version: FORMAT_VERSION,
@@ -322,6 +335,36 @@ mod tests {
         )
     }
 
+    /// `serversFromResolvConf`: the nameservers of the resolv.conf at load time are the
+    /// forwarder's upstreams (re-read at the next load); none readable leaves only the
+    /// listed servers, and the config still loads.
+    #[test]
+    fn resolv_conf_nameservers_are_read_at_each_load() {
+        let mut cfg = server_config(5);
+        cfg.forward.push(nameplane_config::forward::ForwardConfig {
+            domain: ".".into(),
+            source: "kube-system/cluster-dns".into(),
+            servers: vec![],
+            servers_from_resolv_conf: true,
+            policy: Default::default(),
+            force_tcp: false,
+            prefer_udp: false,
+            max_concurrent: None,
+        });
+        let path = std::env::temp_dir().join(format!("np-reload-resolv-{}", std::process::id()));
+        let servers = |pipeline: &Pipeline| pipeline.config().raw().forward[0].servers.clone();
+        std::fs::write(&path, "nameserver 127.0.0.9\nnameserver ::1\n").expect("write");
+        let pipeline = load(&config_map(Some(cfg.to_json()), None), &path).expect("loads");
+        assert_eq!(servers(&pipeline), ["127.0.0.9:53", "[::1]:53"]);
+        assert_eq!(pipeline.hash(), cfg.content_hash(), "the operator's hash");
+        std::fs::write(&path, "nameserver 127.0.0.10\n").expect("write");
+        let pipeline = load(&config_map(Some(cfg.to_json()), None), &path).expect("loads");
+        assert_eq!(servers(&pipeline), ["127.0.0.10:53"]);
+        let _ = std::fs::remove_file(&path);
+        let pipeline = load(&config_map(Some(cfg.to_json()), None), &path).expect("loads");
+        assert!(servers(&pipeline).is_empty());
+    }
+
     #[test]
     fn parses_configmap_refs() {
         assert_eq!(
@@ -339,13 +382,23 @@ mod tests {
     #[test]
     fn load_checks_the_annotated_hash_or_computes_it() {
         let cfg = server_config(5);
-        let pipeline =
-            load(&config_map(Some(cfg.to_json()), Some(cfg.content_hash()))).expect("loads");
+        let pipeline = load(
+            &config_map(Some(cfg.to_json()), Some(cfg.content_hash())),
+            Path::new(NO_RESOLV_CONF),
+        )
+        .expect("loads");
         assert_eq!(pipeline.hash(), cfg.content_hash());
-        let pipeline = load(&config_map(Some(cfg.to_json()), None)).expect("loads");
+        let pipeline = load(
+            &config_map(Some(cfg.to_json()), None),
+            Path::new(NO_RESOLV_CONF),
+        )
+        .expect("loads");
         assert_eq!(pipeline.hash(), cfg.content_hash());
-        let err = load(&config_map(Some(cfg.to_json()), Some("abc".into())))
-            .expect_err("the content does not hash to the annotation");
+        let err = load(
+            &config_map(Some(cfg.to_json()), Some("abc".into())),
+            Path::new(NO_RESOLV_CONF),
+        )
+        .expect_err("the content does not hash to the annotation");
         assert!(
             matches!(&err, ReloadError::HashMismatch { annotated, computed }
                 if annotated == "abc" && *computed == cfg.content_hash()),
@@ -434,10 +487,14 @@ mod tests {
     #[test]
     fn load_explains_failures() {
         assert!(matches!(
-            load(&config_map(None, None)),
+            load(&config_map(None, None), Path::new(NO_RESOLV_CONF)),
             Err(ReloadError::MissingKey)
         ));
-        let err = load(&config_map(Some("{".into()), None)).expect_err("not json");
+        let err = load(
+            &config_map(Some("{".into()), None),
+            Path::new(NO_RESOLV_CONF),
+        )
+        .expect_err("not json");
         assert!(
             matches!(err, ReloadError::Invalid(ConfigError::Parse(_))),
             "{err}"

@@ -347,6 +347,9 @@ impl State {
         if !outcome.replied {
             return Reply::Now(false);
         }
+        if outcome.more.is_empty() && pipeline.as_deref().is_some_and(Pipeline::load_balance) {
+            crate::loadbalance::shuffle(out, start_len);
+        }
         let duration = started.elapsed();
         let response_size = out.len() - start_len;
         self.metrics.query(&QueryRecord {
@@ -390,9 +393,17 @@ impl State {
             request_size,
         } = *later;
         let transport = deferred.transport();
-        let resolved = deferred
+        let mut resolved = deferred
             .resolve(&self.metrics, self, client, &self.settings)
             .await;
+        if self
+            .pipeline
+            .load()
+            .as_deref()
+            .is_some_and(Pipeline::load_balance)
+        {
+            crate::loadbalance::shuffle(&mut resolved.response, 0);
+        }
         self.metrics.query(&QueryRecord {
             transport,
             client,
@@ -541,6 +552,45 @@ mod tests {
             .expect("decodes")
             .metadata
             .response_code
+    }
+
+    /// `loadBalance: roundRobin` shuffles the addresses of every response (here a zone's);
+    /// without it their order is fixed.
+    #[test]
+    fn round_robin_shuffles_answers_only_when_on() {
+        let zone = r#""zones":[{"name":"example.org","source":"a/z","ttlSeconds":60,"records":[
+            {"name":"www.example.org","type":"A","ttlSeconds":60,
+             "values":["192.0.2.1","192.0.2.2","192.0.2.3","192.0.2.4","192.0.2.5"]}]}]"#;
+        let orders = |extra: &str| {
+            let state = state();
+            let json = format!(
+                r#"{{"version":1,"server":"a/b","kubernetes":{{"clusterDomain":"cluster.local","ttlSeconds":5}},{zone}{extra}}}"#
+            );
+            state.set_pipeline(pipeline(&json));
+            state.publish_cluster(cluster(None));
+            let bytes = query_bytes("www.example.org.", RecordType::A, None);
+            (0..40)
+                .map(|_| {
+                    let mut out = Vec::new();
+                    state.handle(
+                        &bytes,
+                        Transport::Udp,
+                        "127.0.0.1:4000".parse().expect("addr"),
+                        &mut out,
+                    );
+                    let message = Message::from_vec(&out).expect("decodes");
+                    assert_eq!(message.answers.len(), 5);
+                    message
+                        .answers
+                        .iter()
+                        .map(|r| r.data.to_string())
+                        .collect::<Vec<_>>()
+                })
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+        };
+        assert_eq!(orders(""), 1);
+        assert!(orders(r#","loadBalance":"roundRobin""#) > 5);
     }
 
     #[test]

@@ -14,6 +14,9 @@
 //!   [`ServerConfig::needs_pods`]), which the operator may only *bind* (RBAC `bind` limited by
 //!   `resourceNames`); in its own namespace the server reads only its own ConfigMap (a Role
 //!   limited by `resourceNames`, which is why its watch selects `metadata.name`);
+//! - the DNS Pods run with `dnsPolicy: Default`, as CoreDNS's do: their `/etc/resolv.conf` is
+//!   the node's, whose nameservers `upstreamsFromResolvConf` forwards to, and the server
+//!   never resolves through itself;
 //! - cluster-scoped bindings cannot be owned by a namespaced `DNSServer`, so they carry the
 //!   [`SERVER_LABEL`] and are removed by the `DNSServer`'s finalizer.
 
@@ -296,6 +299,9 @@ fn pod_spec(
     };
     PodSpec {
         service_account_name: Some(service_account.into()),
+        // The node's resolv.conf, not the cluster DNS (which may be this server): the
+        // upstreams of `upstreamsFromResolvConf`, as for CoreDNS's Pods.
+        dns_policy: Some("Default".into()),
         priority_class_name: None,
         termination_grace_period_seconds: Some(LAMEDUCK_SECONDS + 10),
         security_context: Some(PodSecurityContext {
@@ -562,6 +568,16 @@ mod tests {
         // (the shipped nameplane-dns-clients ClusterRole reads Pods and Nodes).
         let clients = build_with(&config).clients_binding.expect("bound");
         assert_eq!(clients.role_ref.name, DNS_CLIENTS_CLUSTER_ROLE);
+    }
+
+    #[test]
+    fn dns_pods_use_the_nodes_resolvers() {
+        let pod = sample()
+            .deployment
+            .spec
+            .and_then(|s| s.template.spec)
+            .expect("pod spec");
+        assert_eq!(pod.dns_policy.as_deref(), Some("Default"));
     }
 
     #[test]

@@ -358,6 +358,34 @@ impl ValidatedConfig {
         &self.raw.kubernetes
     }
 
+    /// Whether a forwarder takes servers from the server's resolv.conf
+    /// (`serversFromResolvConf`).
+    pub fn needs_resolv_conf(&self) -> bool {
+        self.raw.forward.iter().any(|f| f.servers_from_resolv_conf)
+    }
+
+    /// The config with `nameservers` (from the server's resolv.conf) appended to the
+    /// servers of every forwarder with `serversFromResolvConf`, skipping addresses it
+    /// already lists, up to [`forward::MAX_SERVERS`]. What the server builds and serves;
+    /// the content hash stays the document's.
+    pub fn with_resolv_conf(mut self, nameservers: &[std::net::SocketAddr]) -> Self {
+        for forward in self
+            .raw
+            .forward
+            .iter_mut()
+            .filter(|f| f.servers_from_resolv_conf)
+        {
+            for server in nameservers {
+                let text = server.to_string();
+                if forward.servers.len() < forward::MAX_SERVERS && !forward.servers.contains(&text)
+                {
+                    forward.servers.push(text);
+                }
+            }
+        }
+        self
+    }
+
     /// Whether serving this config needs to know which Pod a client is (the Pod watch):
     /// `pods: verified`, any policy, autopath, a rewrite limited to one namespace's Pods,
     /// unidentified clients denied, or a node client class. The operator grants the DNS
@@ -494,6 +522,38 @@ mod tests {
             err.to_string().starts_with("kubernetes.ttlSeconds:"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn resolv_conf_servers_are_appended_where_asked() {
+        let json = r#"{"version":1,"server":"a/b","kubernetes":{"clusterDomain":"cluster.local","ttlSeconds":5},
+            "forward":[{"domain":".","source":"a/b","servers":["192.0.2.1:53"],"serversFromResolvConf":true},
+                       {"domain":"corp.example","source":"a/c","servers":["192.0.2.9:53"]}]}"#;
+        let valid = ValidatedConfig::from_json(json).expect("valid");
+        assert!(valid.needs_resolv_conf());
+        let hash = valid.raw().content_hash();
+        let ns: Vec<std::net::SocketAddr> = ["192.0.2.1:53", "127.0.0.53:53", "[::1]:53"]
+            .iter()
+            .map(|s| s.parse().expect("addr"))
+            .collect();
+        let expanded = valid.with_resolv_conf(&ns);
+        assert_eq!(
+            expanded.raw().forward[0].servers,
+            ["192.0.2.1:53", "127.0.0.53:53", "[::1]:53"]
+        );
+        assert_eq!(expanded.raw().forward[1].servers, ["192.0.2.9:53"]);
+        assert_ne!(
+            expanded.raw().content_hash(),
+            hash,
+            "the served config differs"
+        );
+        let many: Vec<std::net::SocketAddr> = (1..=40)
+            .map(|i| format!("192.0.2.{i}:53").parse().expect("addr"))
+            .collect();
+        let capped = ValidatedConfig::from_json(json)
+            .expect("valid")
+            .with_resolv_conf(&many);
+        assert_eq!(capped.raw().forward[0].servers.len(), forward::MAX_SERVERS);
     }
 
     #[test]

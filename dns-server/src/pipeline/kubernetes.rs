@@ -1,9 +1,14 @@
 //! The Kubernetes stage: authoritative answers for the cluster domain, and PTR records for
 //! cluster addresses, with CoreDNS's semantics.
 //!
-//! It owns every class-IN name under the configured cluster domain, and answers reverse
-//! names (`in-addr.arpa`, `ip6.arpa`) only for addresses it knows; other reverse names pass
-//! to the next stage (CoreDNS's default `fallthrough in-addr.arpa ip6.arpa`). Answers under
+//! It owns every class-IN name under the configured cluster domain, and PTR queries for
+//! reverse names (`in-addr.arpa`, `ip6.arpa`), as CoreDNS's `kubernetes <zone> in-addr.arpa
+//! ip6.arpa` does: a cluster address gets its names; any other reverse name is NXDOMAIN
+//! with the reverse zone's SOA (`in-addr.arpa. ns.dns.in-addr.arpa. hostmaster.in-addr.arpa.`),
+//! or, with `reverseFallthrough` (CoreDNS `fallthrough in-addr.arpa ip6.arpa`, as in
+//! kubeadm's Corefile), passes to the next stage, i.e. the forwarders. A reverse name at or
+//! below a configured zone or stub domain always passes on (in CoreDNS, the more specific
+//! server block wins); other query types for reverse names always pass on. Answers under
 //! the zone have AA set.
 //!
 //! | name                                   | answer                                                   |
@@ -29,7 +34,8 @@
 //!   leaves out, is NXDOMAIN for every name in it (not NODATA: tenants learn nothing);
 //! - with `ignoreEmptyService`, a ClusterIP Service without ready endpoints is NXDOMAIN;
 //! - until every watch has completed its initial list, names under the zone are SERVFAIL,
-//!   never NXDOMAIN (reverse names pass on), and zone transfers are REFUSED;
+//!   never NXDOMAIN (reverse names pass on with `reverseFallthrough`, else SERVFAIL too),
+//!   and zone transfers are REFUSED;
 //! - the SOA: `ns.dns.<zone>. hostmaster.<zone>.`, serial = unix time of the last change,
 //!   refresh 7200, retry 1800, expire 86400, minimum = the TTL (negative answers are cached
 //!   that long); the SOA record's own TTL is the TTL capped at [`SOA_MAX_TTL`].
@@ -103,6 +109,19 @@ pub struct KubernetesStage {
     /// Whether the config needs the Pod list: only then does an unlisted Pod watch keep
     /// this stage from answering (a Pod watch a newer, waiting config started does not).
     needs_pods: bool,
+    /// Without `reverseFallthrough`: the reverse zones this stage answers NXDOMAIN for, and
+    /// the names below them that belong to a zone or a stub domain instead.
+    reverse: Option<Box<ReverseZones>>,
+}
+
+/// The reverse zones (`in-addr.arpa`, `ip6.arpa`) when the stage is authoritative for them
+/// (CoreDNS `kubernetes cluster.local in-addr.arpa ip6.arpa` without `fallthrough`).
+#[derive(Clone, Debug)]
+struct ReverseZones {
+    /// Per zone, its name, and the `ns.dns.` and `hostmaster.` names of its SOA.
+    zones: [(&'static [u8], Box<[u8]>, Box<[u8]>); 2],
+    /// Zone apexes and stub domains (not `.`): names at or below them pass on.
+    elsewhere: Vec<Box<[u8]>>,
 }
 
 /// What one lookup reads.
@@ -141,6 +160,11 @@ impl KubernetesStage {
             }),
             ignore_empty_service: settings.ignore_empty_service,
             needs_pods: config.needs_pods(),
+            reverse: if settings.reverse_fallthrough {
+                None
+            } else {
+                Some(Box::new(ReverseZones::new(config, name)?))
+            },
         })
     }
 
@@ -676,13 +700,19 @@ impl KubernetesStage {
     }
 
     /// PTR for a cluster IP (the Service's name) or a ready endpoint (its endpoint names);
-    /// anything else passes to the next stage.
+    /// anything else passes to the next stage with `reverseFallthrough`, and is NXDOMAIN
+    /// without it ([`KubernetesStage::reverse_miss`]).
     fn reverse<'a>(&'a self, name: &QName, cluster: &'a Cluster) -> Flow<'a> {
         let Some(ip) = names::reverse_address(name) else {
-            return Flow::Skip;
+            return self.reverse_miss(name, cluster);
         };
         if !cluster.sync_state().ready(self.needs_pods, false) {
-            return Flow::Skip;
+            return match self.reverse {
+                // Authoritative for the reverse zones: not knowing yet is no NXDOMAIN, and
+                // cluster addresses are not asked upstream.
+                Some(_) => Flow::Answer(Answer::rcode(ResponseCode::ServFail, Origin::Kubernetes)),
+                None => Flow::Skip,
+            };
         }
         let mut answer = Answer::rcode(ResponseCode::NoError, Origin::Kubernetes);
         answer.authoritative = true;
@@ -709,10 +739,80 @@ impl KubernetesStage {
             }
         }
         if answer.answers.is_empty() {
-            Flow::Skip
+            self.reverse_miss(name, cluster)
         } else {
             Flow::Answer(answer)
         }
+    }
+
+    /// A reverse name that is no cluster address: the next stage's (the forwarders') with
+    /// `reverseFallthrough` or when a zone or stub domain owns it, else NXDOMAIN with the
+    /// reverse zone's SOA, as CoreDNS's *kubernetes* plugin answers for the reverse zones
+    /// it is authoritative for.
+    fn reverse_miss<'a>(&'a self, name: &QName, cluster: &Cluster) -> Flow<'a> {
+        let Some(reverse) = &self.reverse else {
+            return Flow::Skip;
+        };
+        if reverse.elsewhere.iter().any(|domain| name.is_in(domain)) {
+            return Flow::Skip;
+        }
+        let Some((zone, mname, rname)) = reverse.zones.iter().find(|(z, _, _)| name.is_in(z))
+        else {
+            return Flow::Skip;
+        };
+        let mut answer = Answer::rcode(ResponseCode::NXDomain, Origin::Kubernetes);
+        answer.authoritative = true;
+        answer.authorities.push(Rr {
+            owner: OutName::wire(zone),
+            ttl: self.ttl.min(SOA_MAX_TTL),
+            data: Rdata::Soa(Soa {
+                mname,
+                rname,
+                serial: cluster.serial(),
+                refresh: SOA_REFRESH,
+                retry: SOA_RETRY,
+                expire: SOA_EXPIRE,
+                minimum: self.ttl,
+            }),
+        });
+        Flow::Answer(answer)
+    }
+}
+
+impl ReverseZones {
+    fn new(
+        config: &ValidatedConfig,
+        name: impl Fn(String) -> Result<Box<[u8]>, BuildError>,
+    ) -> Result<Self, BuildError> {
+        let zone = |wire: &'static [u8], text: &str| {
+            Ok::<_, BuildError>((
+                wire,
+                name(format!("ns.dns.{text}."))?,
+                name(format!("hostmaster.{text}."))?,
+            ))
+        };
+        let elsewhere = config
+            .raw()
+            .zones
+            .iter()
+            .map(|z| z.name.as_str())
+            .chain(
+                config
+                    .raw()
+                    .forward
+                    .iter()
+                    .map(|f| f.domain.as_str())
+                    .filter(|d| *d != "."),
+            )
+            .map(|domain| name(format!("{domain}.")))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            zones: [
+                zone(names::IN_ADDR_ARPA, "in-addr.arpa")?,
+                zone(names::IP6_ARPA, "ip6.arpa")?,
+            ],
+            elsewhere,
+        })
     }
 }
 

@@ -80,6 +80,8 @@ pub struct Pipeline {
     /// Policy, rewrite and autopath: `None` when the config has none of them, and queries
     /// take the plain path.
     clients: Option<client::ClientStages>,
+    /// `loadBalance: roundRobin`: responses go through [`crate::loadbalance::shuffle`].
+    load_balance: bool,
 }
 
 /// Why a validated config could not be turned into a [`Pipeline`].
@@ -145,6 +147,7 @@ impl Pipeline {
         }
         Ok(Self {
             clients: client::ClientStages::new(&config),
+            load_balance: config.raw().load_balance == nameplane_config::LoadBalance::RoundRobin,
             config,
             hash,
             stages: stages.into_boxed_slice(),
@@ -209,6 +212,11 @@ impl Pipeline {
     /// The config this pipeline was built from.
     pub fn config(&self) -> &ValidatedConfig {
         &self.config
+    }
+
+    /// Whether responses are shuffled (`loadBalance: roundRobin`).
+    pub fn load_balance(&self) -> bool {
+        self.load_balance
     }
 
     /// The content hash of the config.
@@ -355,6 +363,9 @@ pub struct Settings {
     pub dns_ips: Vec<IpAddr>,
     /// Whether each query is logged.
     pub query_log: bool,
+    /// The resolv.conf whose nameservers the forwarders with `serversFromResolvConf` use,
+    /// read at each config load ([`crate::resolv_conf`]).
+    pub resolv_conf: std::path::PathBuf,
 }
 
 impl Default for Settings {
@@ -363,6 +374,7 @@ impl Default for Settings {
             max_udp_payload: DEFAULT_MAX_UDP_PAYLOAD,
             dns_ips: Vec::new(),
             query_log: false,
+            resolv_conf: crate::resolv_conf::DEFAULT_PATH.into(),
         }
     }
 }

@@ -619,23 +619,69 @@ fn ptr_for_cluster_ips_and_endpoints() {
         answers(&f.ask(&v6, RecordType::PTR)),
         [format!("{v6} 30 PTR db-0.db.default.svc.cluster.local.")]
     );
-    // Unknown addresses, partial names, other types and unexposed namespaces fall through
-    // (REFUSED until forwarding exists).
-    for (name, qtype) in [
-        ("9.9.9.9.in-addr.arpa.", RecordType::PTR),
-        ("96.10.in-addr.arpa.", RecordType::PTR),
-        ("10.0.96.10.in-addr.arpa.", RecordType::A),
-        ("2.2.96.10.in-addr.arpa.", RecordType::PTR),
-        ("2.2.244.10.in-addr.arpa.", RecordType::PTR),
-    ] {
-        let message = f.ask(name, qtype);
+    // Other query types fall through (REFUSED here: no forwarder).
+    let message = f.ask("10.0.96.10.in-addr.arpa.", RecordType::A);
+    assert_eq!(message.metadata.response_code, ResponseCode::Refused);
+    assert!(!message.metadata.authoritative);
+}
+
+/// PTR of addresses the cluster does not have: NXDOMAIN with the reverse zone's SOA (CoreDNS
+/// `kubernetes cluster.local in-addr.arpa ip6.arpa`), or, with `reverseFallthrough`, the
+/// next stage's (REFUSED here, without a forwarder; forwarded in tests/forward.rs).
+#[test]
+fn ptr_for_other_addresses_is_nxdomain_unless_it_falls_through() {
+    let misses = [
+        "9.9.9.9.in-addr.arpa.",
+        "96.10.in-addr.arpa.",
+        "2.2.96.10.in-addr.arpa.",
+        "2.2.244.10.in-addr.arpa.",
+        "1.1.96.10.in-addr.arpa.", // a Service in an unexposed namespace: hidden
+    ];
+    let f = Fixture::with(|k| k.namespaces = vec!["default".into()]);
+    for name in misses {
+        let message = f.ask(name, RecordType::PTR);
+        assert_eq!(
+            message.metadata.response_code,
+            ResponseCode::NXDomain,
+            "{name}"
+        );
+        assert!(message.metadata.authoritative, "{name}");
+        assert_eq!(
+            lines(&message.authorities),
+            [format!(
+                "in-addr.arpa. 30 SOA ns.dns.in-addr.arpa. hostmaster.in-addr.arpa. {SERIAL} 7200 1800 86400 30"
+            )],
+            "{name}"
+        );
+    }
+    let v6 = reverse_v6("2001:db8::1".parse().expect("ip"));
+    let message = f.ask(&v6, RecordType::PTR);
+    assert_eq!(message.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(
+        lines(&message.authorities)[0]
+            .split(' ')
+            .take(4)
+            .collect::<Vec<_>>(),
+        ["ip6.arpa.", "30", "SOA", "ns.dns.ip6.arpa."]
+    );
+
+    let through = Fixture::with(|k| {
+        k.namespaces = vec!["default".into()];
+        k.reverse_fallthrough = true;
+    });
+    for name in misses.iter().copied().chain([v6.as_str()]) {
+        let message = through.ask(name, RecordType::PTR);
         assert_eq!(
             message.metadata.response_code,
             ResponseCode::Refused,
-            "{name} {qtype}"
+            "{name}"
         );
-        assert!(!message.metadata.authoritative);
     }
+    // Cluster addresses answer either way.
+    assert_eq!(
+        answers(&through.ask("10.0.96.10.in-addr.arpa.", RecordType::PTR)),
+        ["10.0.96.10.in-addr.arpa. 30 PTR web.default.svc.cluster.local."]
+    );
 }
 
 #[test]
@@ -715,7 +761,7 @@ fn nxdomain_for_unknown_names_and_unexposed_namespaces() {
         f.ask("1.1.96.10.in-addr.arpa.", RecordType::PTR)
             .metadata
             .response_code,
-        ResponseCode::Refused,
+        ResponseCode::NXDomain,
         "no PTR into hidden namespaces"
     );
 }

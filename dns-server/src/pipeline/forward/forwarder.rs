@@ -69,7 +69,8 @@ impl Forwarder {
             .into_iter()
             .map(|addr| Arc::new(Upstream::new(addr, settings.force_tcp)))
             .collect();
-        if upstreams.is_empty() {
+        // `serversFromResolvConf` with a resolv.conf that listed nothing: SERVFAIL.
+        if upstreams.is_empty() && !settings.servers_from_resolv_conf {
             return Err(format!("{}: no usable server address", settings.domain));
         }
         let limit = usize::try_from(settings.max_concurrent()).unwrap_or(usize::MAX);
@@ -133,6 +134,9 @@ impl Forwarder {
     /// (the policy's first) when none is healthy.
     pub fn order(&self, metrics: &ForwardMetrics) -> Vec<usize> {
         let n = self.upstreams.len();
+        if n == 0 {
+            return Vec::new();
+        }
         let mut order: Vec<usize> = (0..n).collect();
         match self.settings.policy {
             ForwardPolicy::Random => {
