@@ -1,5 +1,6 @@
 //! CoreDNS beside nameplane: the kubeadm default Corefile moved onto loopback, the CoreDNS
-//! binary the bench builds, and a Knot upstream both servers forward to.
+//! binary the bench builds, and a Knot upstream both servers forward to (named in one
+//! resolv.conf, as a node's resolvers are).
 //!
 //! Used by `coredns_differential.rs` (same questions, same answers) and `coredns_cutover.rs`
 //! (the `kube-dns` Service moved from CoreDNS to nameplane under load). The Corefile is the
@@ -8,13 +9,13 @@
 //! process outside a Pod has to be: [`loopback_corefile`] lists each change and fails when one
 //! does not apply, so a new kubeadm Corefile cannot be half-converted silently.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use crate::{
-    Process, Transport, dig_with, e2e_dir, free_port, http_get, kubeconfig, poll_until, repo_root,
-    start_knotd, workspace_binary, yaml_objects,
+    Process, e2e_dir, free_port, http_get, kubeconfig, poll_until, repo_root, start_knotd,
+    workspace_binary, yaml_objects,
 };
 
 /// The kubeadm default Corefile (Kubernetes v1.35.4's `CoreDNSConfigMap` in
@@ -64,20 +65,20 @@ pub struct LoopbackSite {
     pub ready: u16,
     /// `prometheus` port (on 127.0.0.1).
     pub metrics: u16,
-    /// The upstream `forward .` sends to (instead of `/etc/resolv.conf`).
-    pub upstream: String,
+    /// The resolv.conf `forward .` reads (instead of `/etc/resolv.conf`).
+    pub resolv_conf: PathBuf,
 }
 
 impl LoopbackSite {
-    /// `bind`:`port`, free HTTP ports, forwarding to `upstream`.
-    pub fn new(bind: &str, port: u16, upstream: &str) -> Self {
+    /// `bind`:`port`, free HTTP ports, forwarding to the nameservers of `resolv_conf`.
+    pub fn new(bind: &str, port: u16, resolv_conf: &Path) -> Self {
         Self {
             bind: bind.into(),
             port,
             health: free_port(),
             ready: free_port(),
             metrics: free_port(),
-            upstream: upstream.into(),
+            resolv_conf: resolv_conf.to_path_buf(),
         }
     }
 }
@@ -85,7 +86,8 @@ impl LoopbackSite {
 /// The kubeadm Corefile `text` with exactly the changes a CoreDNS outside a Pod needs:
 /// the server block on `site.bind`:`site.port`, `health`/`ready`/`prometheus` on loopback
 /// ports, a `kubeconfig` line in the `kubernetes` block (no in-cluster ServiceAccount), and
-/// `forward .` to `site.upstream` instead of `/etc/resolv.conf`. Panics when one of these
+/// `forward .` to the nameservers of `site.resolv_conf` instead of `/etc/resolv.conf`'s.
+/// Panics when one of these
 /// lines is not found, naming it.
 pub fn loopback_corefile(text: &str, site: &LoopbackSite) -> String {
     let replacements: [(&str, String); 6] = [
@@ -114,7 +116,7 @@ pub fn loopback_corefile(text: &str, site: &LoopbackSite) -> String {
         ),
         (
             "    forward . /etc/resolv.conf {",
-            format!("    forward . {} {{", site.upstream),
+            format!("    forward . {} {{", site.resolv_conf.display()),
         ),
     ];
     let mut out = text.to_owned();
@@ -165,19 +167,25 @@ impl CoreDns {
     }
 }
 
-/// A Knot server on 127.0.0.1, authoritative for the zones it is given: the upstream both
-/// CoreDNS and nameplane forward to.
+/// A Knot server on loopback, authoritative for the zones it is given: the upstream both
+/// CoreDNS and nameplane forward to. It listens on 127.0.0.1:`port` (for checks) and on
+/// `resolver`:53, the one nameserver of [`KnotUpstream::resolv_conf`] (a resolv.conf has no
+/// ports): both servers find it as `forward . /etc/resolv.conf` and `upstreamsFromResolvConf`
+/// find a node's resolvers.
 pub struct KnotUpstream {
     /// The process.
     pub process: Process,
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// A resolv.conf naming `resolver` (port 53) as the only nameserver.
+    pub resolv_conf: PathBuf,
 }
 
 impl KnotUpstream {
-    /// Starts Knot as `name` with `zones` (origin, zone file text), waits until it answers
-    /// the first zone's SOA.
-    pub fn start(name: &str, zones: &[(&str, &str)]) -> Self {
+    /// Starts Knot as `name` on 127.0.0.1:<free port> and `resolver`:53 (a 127.0.0.0/8
+    /// address; port 53 needs root, as the e2e tests run) with `zones` (origin, zone file
+    /// text), and waits until it answers the first zone's SOA on both.
+    pub fn start(name: &str, resolver: &str, zones: &[(&str, &str)]) -> Self {
         let port = free_port();
         let dir = e2e_dir().join(format!("{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -190,20 +198,43 @@ impl KnotUpstream {
         }
         let d = dir.display();
         let conf = format!(
-            "server:\n  rundir: \"{d}\"\n  listen: 127.0.0.1@{port}\n\
+            "server:\n  rundir: \"{d}\"\n  listen: [127.0.0.1@{port}, {resolver}@53]\n\
              log:\n  - target: stderr\n    any: info\n\
              database:\n  storage: \"{d}/db\"\n\
              template:\n  - id: default\n    storage: \"{d}\"\n{zone_conf}"
         );
-        let process = start_knotd(name, &dir, &conf);
+        let resolv_conf = dir.join("resolv.conf");
+        std::fs::write(
+            &resolv_conf,
+            format!(
+                "# the test's Knot, standing in for a node's resolver\nnameserver {resolver}\n"
+            ),
+        )
+        .expect("resolv.conf");
+        let mut process = start_knotd(name, &dir, &conf);
         let first = zones.first().expect("at least one zone").0;
+        let answers = |server: &str, port: &str| {
+            let out = Command::new("dig")
+                .args([server, "-p", port, first, "SOA", "+tries=1", "+timeout=1"])
+                .output()
+                .expect("dig runs");
+            String::from_utf8_lossy(&out.stdout).contains("status: NOERROR")
+        };
+        let local = port.to_string();
+        let ok = poll_until(Duration::from_secs(20), || {
+            answers("@127.0.0.1", &local) && answers(&format!("@{resolver}"), "53")
+        });
+        process.assert_running();
         assert!(
-            poll_until(Duration::from_secs(20), || {
-                dig_with(port, first, "SOA", Transport::Udp, &[]).status == "NOERROR"
-            }),
-            "knot answers on 127.0.0.1:{port}"
+            ok,
+            "knot answers on 127.0.0.1:{port} and {resolver}:53; its log:\n{}",
+            process.log()
         );
-        Self { process, port }
+        Self {
+            process,
+            port,
+            resolv_conf,
+        }
     }
 }
 

@@ -12,8 +12,8 @@
 //! the scheduler and kubelet would. The Pods have cluster addresses (EndpointSlices refuse
 //! loopback ones); [`POD_NETWORK`] says where each is reachable, as a CNI would route it:
 //! CoreDNS (the kubeadm Corefile) listens on 127.0.212.1, `nameplane-dns` (the imported
-//! `DNSServer`, published by the operator) on 127.0.212.2:5353, both forwarding to one Knot on
-//! loopback.
+//! `DNSServer`, published by the operator) on 127.0.212.2:5353, both forwarding to one Knot
+//! named by one resolv.conf (127.0.213.2:53).
 //!
 //! Every query is counted: a timeout, a wrong rcode, a wrong answer or a moment without any
 //! endpoint is a failure. The load is bounded (at most [`MAX_QUERIES`] and [`MAX_LOAD`]).
@@ -61,6 +61,8 @@ fn pod_network(pod_ip: &str) -> Result<&'static str, String> {
 }
 /// nameplane's container port (`operator::workload::DNS_CONTAINER_PORT`).
 const NAMEPLANE_PORT: u16 = 5353;
+/// The Knot upstream's address in both servers' resolv.conf (port 53).
+const RESOLVER: &str = "127.0.213.2";
 /// The address an external name resolves to at the upstream.
 const EXTERNAL_A: &str = "192.0.2.10";
 
@@ -411,13 +413,13 @@ fn kube_dns_moves_from_coredns_to_nameplane_without_a_failed_query() {
     let kube = Kube::connect();
     let knot = KnotUpstream::start(
         "knotd-coredns-cutover",
+        RESOLVER,
         &[(
             "example.test",
             "$ORIGIN example.test.\n$TTL 60\n@ SOA ns hostmaster 1 3600 600 86400 60\n@ NS ns\n\
              ns A 192.0.2.53\nwww A 192.0.2.10\n",
         )],
     );
-    let upstream = format!("127.0.0.1:{}", knot.port);
 
     // A Service for the load to ask about.
     kube.create_pods(NS, &[FakePod::new("web-0", "web", &["10.244.90.1"], true)]);
@@ -443,7 +445,7 @@ fn kube_dns_moves_from_coredns_to_nameplane_without_a_failed_query() {
         LoopbackSite::new(
             pod_network(COREDNS_IP).expect("mapped"),
             coredns_port,
-            &upstream,
+            &knot.resolv_conf,
         ),
     );
     coredns.wait_ready(Duration::from_secs(60));
@@ -462,7 +464,8 @@ fn kube_dns_moves_from_coredns_to_nameplane_without_a_failed_query() {
         ),
     );
 
-    // Beside it: nameplane from the imported DNSServer, upstreams pointed at the same Knot.
+    // Beside it: nameplane from the imported DNSServer (one replica), reading the same
+    // resolv.conf as CoreDNS.
     let mut server = imported_dnsserver(NS);
     let name = server["metadata"]["name"]
         .as_str()
@@ -470,8 +473,6 @@ fn kube_dns_moves_from_coredns_to_nameplane_without_a_failed_query() {
         .to_owned();
     assert_eq!(name, "cluster-dns", "TO_NAMEPLANE selects this instance");
     let spec = server["spec"].as_object_mut().expect("spec");
-    spec.remove("upstreamsFromResolvConf");
-    spec.insert("upstreams".into(), serde_json::json!([upstream]));
     spec.insert("replicas".into(), serde_json::json!(1));
     apply(NS, &server.to_string());
     wait_ready_condition(NS, &format!("dnsserver/{name}"), "True", "ConfigPublished");
@@ -523,6 +524,8 @@ fn kube_dns_moves_from_coredns_to_nameplane_without_a_failed_query() {
             ),
             "--health-listen".into(),
             format!("127.0.0.1:{admin_port}"),
+            "--resolv-conf".into(),
+            knot.resolv_conf.display().to_string(),
         ],
     );
     assert!(

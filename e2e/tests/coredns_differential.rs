@@ -3,10 +3,12 @@
 //!
 //! CoreDNS (v1.14.7, built from its Go module as the bench builds it) runs the kubeadm default
 //! Corefile (`operator/tests/import/kubeadm-1.35/Corefile`, moved onto loopback by
-//! [`loopback_corefile`](nameplane_e2e::coredns::loopback_corefile), `forward .` pointed at a Knot upstream on loopback). nameplane runs
-//! what `nameplane import` makes of the same Corefile (run by the test), applied
-//! with `kubectl` to this cluster, published by the real operator and served by
-//! `nameplane-dns`; its upstreams are pointed at the same Knot, as CoreDNS's are. Both read the
+//! [`loopback_corefile`](nameplane_e2e::coredns::loopback_corefile), `forward .` reading a
+//! resolv.conf that names a Knot upstream on 127.0.213.1:53 instead of the host's). nameplane
+//! runs what `nameplane import` makes of the same Corefile (run by the test), applied
+//! unchanged with `kubectl` to this cluster, published by the real operator and served by
+//! `nameplane-dns`, which reads the same resolv.conf (`--resolv-conf`, standing in for the
+//! Pod's /etc/resolv.conf, since the import says `upstreamsFromResolvConf`). Both read the
 //! same Services, EndpointSlices and Pods. Every question of [`questions`] goes to both over
 //! UDP and TCP; the rcode and the answer set (owner, type, data; TTLs, order and the SOA serial
 //! aside) must be equal, except for the named, documented entries of [`EXCEPTIONS`], which must
@@ -28,6 +30,9 @@ use nameplane_e2e::{
 const NS: &str = "e2e-coredns-diff";
 /// A second namespace, with a Service of another name (wrong-namespace questions).
 const OTHER_NS: &str = "e2e-coredns-diff-other";
+
+/// The Knot upstream's address in both servers' resolv.conf (port 53).
+const RESOLVER: &str = "127.0.213.1";
 
 /// How long the servers get to start and sync.
 const READY: Duration = Duration::from_secs(60);
@@ -273,34 +278,35 @@ fn nameplane_answers_the_kubeadm_corefile_questions_as_coredns_does() {
     let kube = Kube::connect();
     let zones = upstream_zones();
     let zone_refs: Vec<(&str, &str)> = zones.iter().map(|(o, t)| (*o, t.as_str())).collect();
-    let knot = KnotUpstream::start("knotd-coredns-diff", &zone_refs);
-    let upstream = format!("127.0.0.1:{}", knot.port);
+    let knot = KnotUpstream::start("knotd-coredns-diff", RESOLVER, &zone_refs);
     let web_ip = cluster_objects(&kube);
 
     // CoreDNS on the kubeadm Corefile.
     let mut coredns = CoreDns::start(
         "coredns-diff",
-        LoopbackSite::new("127.0.0.1", free_port(), &upstream),
+        LoopbackSite::new("127.0.0.1", free_port(), &knot.resolv_conf),
     );
     coredns.wait_ready(READY);
 
-    // nameplane on what `nameplane import` made of it, upstreams pointed at the same Knot
-    // (as CoreDNS's `forward .` was): the one change, made on the parsed object.
-    let mut server = imported_dnsserver(NS);
+    // nameplane on what `nameplane import` made of it, applied unchanged; the DNS server
+    // reads the same resolv.conf as CoreDNS (`--resolv-conf`, a Pod's /etc/resolv.conf).
+    let server = imported_dnsserver(NS);
     let name = server["metadata"]["name"]
         .as_str()
         .expect("metadata.name")
         .to_owned();
-    let spec = server["spec"].as_object_mut().expect("spec");
     assert_eq!(
-        spec.remove("upstreamsFromResolvConf"),
-        Some(serde_json::Value::Bool(true)),
+        server["spec"]["upstreamsFromResolvConf"], true,
         "the import forwards to the resolv.conf nameservers, as the Corefile does"
     );
-    spec.insert("upstreams".into(), serde_json::json!([upstream]));
     apply(NS, &server.to_string());
     wait_ready_condition(NS, &format!("dnsserver/{name}"), "True", "ConfigPublished");
-    let mut nameplane = DnsServer::start("dns-coredns-diff", &format!("{NS}/{name}-config"), &[]);
+    let resolv_conf = knot.resolv_conf.display().to_string();
+    let mut nameplane = DnsServer::start(
+        "dns-coredns-diff",
+        &format!("{NS}/{name}-config"),
+        &["--resolv-conf", &resolv_conf],
+    );
     nameplane.wait_ready(READY);
 
     let questions = questions(&web_ip);
