@@ -869,3 +869,287 @@ async fn popular_answers_are_refreshed_before_they_expire() {
     );
     upstream.stop().await;
 }
+
+/// A listed cluster with ExternalName Services `ext` (to `www.example.org`), `gone` (to a
+/// name the upstream does not have) and `shop` (to `alias.example.org`, itself a CNAME)
+/// in namespace `default`.
+fn cluster_with_external_names() -> Cluster {
+    use nameplane_dns::kubernetes::objects::{ServiceEntry, ServiceKind, external_name_wire};
+    let mut cluster = Cluster::new(1);
+    for (name, target) in [
+        ("ext", "www.example.org"),
+        ("gone", "nope.example.org"),
+        ("shop", "alias.example.org"),
+    ] {
+        cluster.services.upsert(
+            "default",
+            name,
+            ServiceEntry {
+                kind: ServiceKind::ExternalName(external_name_wire(target).expect("name")),
+                ports: Box::new([]),
+                has_selector: false,
+            },
+        );
+    }
+    cluster.namespaces.add("default");
+    cluster.set_synced(true);
+    cluster
+}
+
+/// `spec.kubernetes.resolveExternalNames`: an ExternalName Service whose target is outside
+/// the cluster gets the CNAME and the target's addresses (through the `.` forwarder and the
+/// cache); without it, the CNAME alone (CoreDNS 1.14).
+#[tokio::test]
+async fn external_names_are_resolved_through_the_forwarders_when_asked() {
+    let upstream = Server::start(vec![example_org("192.0.2.1", 60)]).await;
+    let build = |resolve: bool| {
+        let mut raw = config(
+            vec![],
+            vec![forward(".", &[upstream.addr], ForwardPolicy::Random)],
+            Some(cache(0)),
+        )
+        .raw()
+        .clone();
+        raw.kubernetes.resolve_external_names = resolve;
+        let state = Arc::new(State::new(Metrics::new(upstream.addr), Settings::default()));
+        state.set_pipeline(
+            Pipeline::build(raw.validate().expect("valid"), "test".into()).expect("builds"),
+        );
+        state.publish_cluster(Arc::new(cluster_with_external_names()));
+        state
+    };
+    let lines = |m: &Message| -> Vec<String> {
+        m.answers
+            .iter()
+            .map(|r| format!("{} {} {}", r.name, r.record_type(), r.data))
+            .collect()
+    };
+
+    let plain = build(false);
+    let cname_only = ask(
+        &plain,
+        "ext.default.svc.cluster.local.",
+        RecordType::A,
+        Transport::Udp,
+    )
+    .await;
+    assert_eq!(cname_only.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        lines(&cname_only),
+        ["ext.default.svc.cluster.local. CNAME www.example.org."]
+    );
+
+    let resolving = build(true);
+    // (A chased name goes upstream over TCP, as every chase does.)
+    let asked = || upstream.requests("udp") + upstream.requests("tcp");
+    let before = asked();
+    let full = ask(
+        &resolving,
+        "ext.default.svc.cluster.local.",
+        RecordType::A,
+        Transport::Udp,
+    )
+    .await;
+    assert_eq!(full.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        lines(&full),
+        [
+            "ext.default.svc.cluster.local. CNAME www.example.org.",
+            "www.example.org. A 192.0.2.1"
+        ]
+    );
+    // The upstream counts a query after its reply went out: give it a moment.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(asked(), before + 1.0, "asked upstream once");
+    // The target's answer went through the cache: the next client costs no upstream query.
+    let again = ask(
+        &resolving,
+        "ext.default.svc.cluster.local.",
+        RecordType::A,
+        Transport::Tcp,
+    )
+    .await;
+    assert_eq!(lines(&again), lines(&full));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(asked(), before + 1.0);
+
+    // A chain outside the cluster is followed; a target that does not exist is NXDOMAIN
+    // with the CNAME (RFC 6604); the CNAME query itself stays the CNAME alone.
+    let shop = ask(
+        &resolving,
+        "shop.default.svc.cluster.local.",
+        RecordType::A,
+        Transport::Udp,
+    )
+    .await;
+    assert_eq!(
+        lines(&shop),
+        [
+            "shop.default.svc.cluster.local. CNAME alias.example.org.",
+            "alias.example.org. CNAME www.example.org.",
+            "www.example.org. A 192.0.2.1"
+        ]
+    );
+    let gone = ask(
+        &resolving,
+        "gone.default.svc.cluster.local.",
+        RecordType::A,
+        Transport::Udp,
+    )
+    .await;
+    assert_eq!(gone.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(gone.answers.len(), 1);
+    let cname = ask(
+        &resolving,
+        "ext.default.svc.cluster.local.",
+        RecordType::CNAME,
+        Transport::Udp,
+    )
+    .await;
+    assert_eq!(
+        lines(&cname),
+        ["ext.default.svc.cluster.local. CNAME www.example.org."]
+    );
+    upstream.stop().await;
+}
+
+/// `spec.kubernetes.reverseFallthrough`: PTR of an address outside the cluster goes to the
+/// `.` forwarder; without it, NXDOMAIN from the cluster stage, and the upstream is not asked.
+#[tokio::test]
+async fn reverse_lookups_of_other_addresses_fall_through_to_the_upstreams_when_asked() {
+    let reverse = ZoneConfig {
+        name: "2.0.192.in-addr.arpa".into(),
+        source: "upstream/reverse".into(),
+        ttl_seconds: 30,
+        records: vec![record(
+            "7.2.0.192.in-addr.arpa",
+            RecordKind::PTR,
+            60,
+            &["host.example.org."],
+        )],
+        allow_transfer: vec![],
+    };
+    let upstream = Server::start(vec![reverse]).await;
+    let build = |fallthrough: bool| {
+        let mut raw = config(
+            vec![],
+            vec![forward(".", &[upstream.addr], ForwardPolicy::Random)],
+            None,
+        )
+        .raw()
+        .clone();
+        raw.kubernetes.reverse_fallthrough = fallthrough;
+        let state = Arc::new(State::new(Metrics::new(upstream.addr), Settings::default()));
+        state.set_pipeline(
+            Pipeline::build(raw.validate().expect("valid"), "test".into()).expect("builds"),
+        );
+        state.publish_cluster(Arc::new(cluster_with_external_names()));
+        state
+    };
+    let through = build(true);
+    let ptr = ask(
+        &through,
+        "7.2.0.192.in-addr.arpa.",
+        RecordType::PTR,
+        Transport::Udp,
+    )
+    .await;
+    assert_eq!(ptr.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(ptr.answers[0].data.to_string(), "host.example.org.");
+
+    let before = upstream.requests("udp");
+    let authoritative = build(false);
+    let nx = ask(
+        &authoritative,
+        "7.2.0.192.in-addr.arpa.",
+        RecordType::PTR,
+        Transport::Udp,
+    )
+    .await;
+    assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(nx.authorities[0].name.to_ascii(), "in-addr.arpa.");
+    assert_eq!(upstream.requests("udp"), before, "not asked");
+    upstream.stop().await;
+}
+
+/// A resolved ExternalName target is an answer name like any other: a Pod whose policy
+/// denies the target's domain gets what the policy gives for denied names (NXDOMAIN here),
+/// not the target's addresses; a Pod allowed it gets them.
+#[tokio::test]
+async fn policies_check_the_resolved_external_name_target() {
+    use nameplane_config::policy::{DeniedResponse, PolicyAction, PolicyConfig, PolicyRuleConfig};
+    use nameplane_dns::kubernetes::index::PodClient;
+    let upstream = Server::start(vec![example_org("192.0.2.1", 60)]).await;
+    let mut raw = config(
+        vec![],
+        vec![forward(".", &[upstream.addr], ForwardPolicy::Random)],
+        Some(cache(0)),
+    )
+    .raw()
+    .clone();
+    raw.kubernetes.resolve_external_names = true;
+    let rule = |action, domains: &[&str]| PolicyRuleConfig {
+        action,
+        domains: domains.iter().map(|d| (*d).to_owned()).collect(),
+    };
+    raw.policies = vec![PolicyConfig {
+        source: "default/no-example-org".into(),
+        namespace: "default".into(),
+        pod_selector: nameplane_config::LabelSelector {
+            match_labels: [("app".to_owned(), "locked".to_owned())].into(),
+            ..Default::default()
+        },
+        rules: vec![
+            rule(PolicyAction::Deny, &["example.org"]),
+            rule(PolicyAction::Allow, &["cluster.local"]),
+        ],
+        default_action: PolicyAction::Deny,
+        denied_response: DeniedResponse::Nxdomain,
+        audit: false,
+    }];
+    let state = Arc::new(State::new(Metrics::new(upstream.addr), Settings::default()));
+    state.set_pipeline(
+        Pipeline::build(raw.validate().expect("valid"), "test".into()).expect("builds"),
+    );
+    let mut cluster = cluster_with_external_names();
+    cluster.set_pods_watched(true);
+    cluster.set_synced(true);
+    for (name, app, ip) in [
+        ("locked", "locked", "127.0.0.21"),
+        ("free", "free", "127.0.0.22"),
+    ] {
+        let pod = Arc::new(PodClient {
+            namespace: "default".into(),
+            name: name.into(),
+            labels: [("app".to_owned(), app.to_owned())].into(),
+            host_network: false,
+            running: true,
+        });
+        if let Some(table) = cluster.pods.as_mut() {
+            table.replace(None, Some((&[ip.parse().expect("ip")], &pod)));
+        }
+    }
+    state.publish_cluster(Arc::new(cluster));
+    let ask_from = |from: &'static str| {
+        let state = Arc::clone(&state);
+        async move {
+            let client: SocketAddr = format!("{from}:40000").parse().expect("addr");
+            let bytes = query("ext.default.svc.cluster.local.", RecordType::A, 7);
+            let messages = timeout(WAIT, state.answer(&bytes, Transport::Udp, client))
+                .await
+                .expect("answered in time");
+            Message::from_vec(messages.first().expect("a response")).expect("decodes")
+        }
+    };
+    let free = ask_from("127.0.0.22").await;
+    assert_eq!(free.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(addresses(&free), ["192.0.2.1"]);
+    let locked = ask_from("127.0.0.21").await;
+    assert_eq!(
+        locked.metadata.response_code,
+        ResponseCode::NXDomain,
+        "{locked}"
+    );
+    assert!(addresses(&locked).is_empty(), "{locked}");
+    upstream.stop().await;
+}

@@ -41,10 +41,13 @@
 //!   that long); the SOA record's own TTL is the TTL capped at [`SOA_MAX_TTL`].
 //! - SRV records have priority 0 and weight `100 / n` (at least 1) for `n` records.
 //!
-//! An ExternalName whose target is outside the cluster domain answers the CNAME alone:
-//! forwarding is not built yet, so the target is not resolved here (CoreDNS would resolve it
-//! through its *forward* plugin). Chains inside the zone are followed up to
-//! [`MAX_CNAME_CHAIN`] links.
+//! An ExternalName whose target is outside the cluster domain answers the CNAME alone, as
+//! CoreDNS 1.14 does (the client's resolver follows it); with `resolveExternalNames` the
+//! stage hands the answer on as an alias ([`super::forward::Pending::alias`]) and the
+//! target's records, resolved through the whole pipeline (cache, zones, forwarders), are
+//! appended after the CNAME; a target that does not resolve leaves the CNAME alone.
+//! Policies see the target like every answer name. Chains inside the zone are followed up
+//! to [`MAX_CNAME_CHAIN`] links.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -109,6 +112,8 @@ pub struct KubernetesStage {
     /// Whether the config needs the Pod list: only then does an unlisted Pod watch keep
     /// this stage from answering (a Pod watch a newer, waiting config started does not).
     needs_pods: bool,
+    /// `resolveExternalNames`: the zone as a hickory name, to tell targets outside it.
+    resolve_external_names: Option<hickory_proto::rr::Name>,
     /// Without `reverseFallthrough`: the reverse zones this stage answers NXDOMAIN for, and
     /// the names below them that belong to a zone or a stub domain instead.
     reverse: Option<Box<ReverseZones>>,
@@ -160,6 +165,15 @@ impl KubernetesStage {
             }),
             ignore_empty_service: settings.ignore_empty_service,
             needs_pods: config.needs_pods(),
+            resolve_external_names: if settings.resolve_external_names {
+                Some(
+                    hickory_proto::rr::Name::from_ascii(format!("{domain}."))
+                        .map_err(|e| BuildError::Kubernetes(format!("{domain:?}: {e}")))?
+                        .to_lowercase(),
+                )
+            } else {
+                None
+            },
             reverse: if settings.reverse_fallthrough {
                 None
             } else {
@@ -212,6 +226,20 @@ impl KubernetesStage {
         answer.authoritative = true;
         let class = names::classify(name.labels(), self.zone_labels);
         let found = self.lookup(ctx, class, OutName::Query, &mut answer, 0);
+        if found == Found::Records
+            && let Some(zone) = &self.resolve_external_names
+            && !matches!(request.qtype, RecordType::CNAME | RecordType::ANY)
+            && matches!(
+                answer.answers.last(),
+                Some(Rr {
+                    data: Rdata::Cname(_),
+                    ..
+                })
+            )
+            && let Some(alias) = external_alias(request, &answer, zone)
+        {
+            return alias;
+        }
         Flow::Answer(self.finish(answer, found, cluster))
     }
 
@@ -814,6 +842,28 @@ impl ReverseZones {
             elsewhere,
         })
     }
+}
+
+/// With `resolveExternalNames`: an answer ending in a CNAME to a name outside the cluster
+/// domain `zone` (an ExternalName Service) becomes an alias whose target the whole pipeline
+/// resolves ([`super::forward::Pending::alias`]). Only on this path is the answer encoded
+/// and read back (its records are borrowed from the snapshot).
+fn external_alias<'a>(
+    request: &Request<'_>,
+    answer: &Answer<'_>,
+    zone: &hickory_proto::rr::Name,
+) -> Option<Flow<'a>> {
+    let mut encoded = Vec::new();
+    crate::response::encode(request, answer, u16::MAX, &mut encoded);
+    let head = super::forward::Reply::from_wire(&encoded)?;
+    let target = match &head.answers.last()?.data {
+        hickory_proto::rr::RData::CNAME(target) => target.0.to_lowercase(),
+        _ => return None,
+    };
+    if zone.zone_of(&target) {
+        return None;
+    }
+    Some(Flow::Forward(super::forward::Pending::alias(head, target)))
 }
 
 /// SRV weight for `count` records: `100 / count`, at least 1 (CoreDNS).

@@ -203,18 +203,52 @@ pub fn name_of(request: &Request<'_>) -> Option<Name> {
     Name::read(&mut BinDecoder::new(request.name.wire())).ok()
 }
 
-/// A query the forward stage accepted: which forwarder, the cache to fill, and the slot
-/// it holds in the forwarder's in-flight limit (released when this is dropped).
+/// A query whose answer needs the network: one the forward stage accepted, or an alias a
+/// local stage answered whose target must be resolved.
 #[derive(Debug)]
 pub struct Pending {
-    forwarder: Arc<Forwarder>,
-    cache: Option<Arc<Cache>>,
-    _permit: OwnedSemaphorePermit,
+    work: Work,
+}
+
+#[derive(Debug)]
+enum Work {
+    /// Ask a forwarder: which one, the cache to fill, and the slot the query holds in the
+    /// forwarder's in-flight limit (released when this is dropped).
+    Upstream {
+        forwarder: Arc<Forwarder>,
+        cache: Option<Arc<Cache>>,
+        _permit: OwnedSemaphorePermit,
+    },
+    /// A local answer ending in a CNAME to `target` (an ExternalName Service with
+    /// `resolveExternalNames`): the target is resolved through the whole pipeline (cache,
+    /// zones, forwarders, as a [`Chase`]) and its records appended.
+    Alias { head: Box<Reply>, target: Name },
+}
+
+impl Pending {
+    /// The local answer `head`, which ends in a CNAME to `target`, to be completed with the
+    /// target's records.
+    pub fn alias(head: Reply, target: Name) -> Self {
+        Self {
+            work: Work::Alias {
+                head: Box::new(head),
+                target,
+            },
+        }
+    }
 }
 
 impl PartialEq for Pending {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.forwarder, &other.forwarder)
+        match (&self.work, &other.work) {
+            (Work::Upstream { forwarder: a, .. }, Work::Upstream { forwarder: b, .. }) => {
+                Arc::ptr_eq(a, b)
+            }
+            (Work::Alias { head: a, target: x }, Work::Alias { head: b, target: y }) => {
+                a == b && x == y
+            }
+            _ => false,
+        }
     }
 }
 
@@ -434,36 +468,36 @@ impl Deferred {
         else {
             return (Reply::servfail(), Origin::Forward);
         };
-        let stale = |now| {
-            pending
-                .cache
-                .as_ref()
-                .and_then(|cache| cache.stale(&key, now))
+        let (forwarder, cache) = match pending.work {
+            Work::Upstream {
+                forwarder, cache, ..
+            } => (forwarder, cache),
+            Work::Alias { head, target } => {
+                return Self::complete_alias(*head, &key, target, chase, client, depth).await;
+            }
         };
+        let stale = |now| cache.as_ref().and_then(|cache| cache.stale(&key, now));
         let served_stale = |hit: super::cache::Hit| {
             metrics.cache().served_stale();
             (hit.reply_for(), Origin::Cache)
         };
         // Every upstream known down and a stale answer at hand: answer now, let the health
         // probes find out when the upstreams are back.
-        if pending.forwarder.all_down()
+        if forwarder.all_down()
             && let Some(hit) = stale(Instant::now())
         {
             return served_stale(hit);
         }
-        let result = pending
-            .forwarder
-            .query(&key, transport, metrics.forward())
-            .await;
+        let result = forwarder.query(&key, transport, metrics.forward()).await;
         match result {
             Ok(reply) if matches!(reply.rcode, ResponseCode::NoError | ResponseCode::NXDomain) => {
-                let reply = match dangling_target(&reply, &key, pending.forwarder.domain()) {
+                let reply = match dangling_target(&reply, &key, forwarder.domain()) {
                     Some(target) if depth < MAX_CHASE_DEPTH => {
                         Self::follow(reply, &key, target, chase, client, depth).await
                     }
                     _ => reply,
                 };
-                if let Some(cache) = &pending.cache {
+                if let Some(cache) = &cache {
                     cache.insert(
                         key.clone(),
                         Arc::clone(&reply),
@@ -480,6 +514,42 @@ impl Deferred {
                     Err(_) => (Reply::servfail(), Origin::Forward),
                 },
             },
+        }
+    }
+
+    /// A local alias completed: `head` with the records of `target` for the asked type,
+    /// resolved through the whole pipeline (the cache stage first). A target that does not
+    /// resolve (SERVFAIL, REFUSED, too deep) leaves the CNAME alone, NOERROR, for the
+    /// client's resolver to follow; NXDOMAIN and NODATA come with the target's SOA.
+    async fn complete_alias(
+        mut head: Reply,
+        key: &Key,
+        target: Name,
+        chase: &dyn Chase,
+        client: std::net::SocketAddr,
+        depth: usize,
+    ) -> (Reply, Origin) {
+        if depth >= MAX_CHASE_DEPTH {
+            return (head, Origin::Kubernetes);
+        }
+        let sub = Key {
+            name: target,
+            ..key.clone()
+        };
+        match chase
+            .chase(upstream::encode_query(0, &sub), client, depth + 1)
+            .await
+        {
+            Some(found)
+                if matches!(found.rcode, ResponseCode::NoError | ResponseCode::NXDomain) =>
+            {
+                head.rcode = found.rcode;
+                head.answers.extend(found.answers);
+                head.authorities = found.authorities;
+                head.additionals.extend(found.additionals);
+                (head, Origin::Forward)
+            }
+            _ => (head, Origin::Kubernetes),
         }
     }
 
@@ -590,9 +660,11 @@ impl ForwardStage {
             return Flow::Answer(Answer::rcode(ResponseCode::Refused, Origin::Forward));
         };
         Flow::Forward(Pending {
-            forwarder: Arc::clone(forwarder),
-            cache: self.cache.clone(),
-            _permit: permit,
+            work: Work::Upstream {
+                forwarder: Arc::clone(forwarder),
+                cache: self.cache.clone(),
+                _permit: permit,
+            },
         })
     }
 }
