@@ -14,8 +14,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::{
-    Process, e2e_dir, free_port, http_get, kubeconfig, poll_until, repo_root, start_knotd,
-    workspace_binary, yaml_objects,
+    Process, e2e_dir, free_port, http_get, jsonpath, kubeconfig, kubectl, poll_until, repo_root,
+    start_knotd, wait_for, workspace_binary, yaml_objects,
 };
 
 /// The kubeadm default Corefile (Kubernetes v1.35.4's `CoreDNSConfigMap` in
@@ -266,4 +266,33 @@ pub fn imported_dnsserver(namespace: &str) -> serde_json::Value {
     let server = objects.remove(0);
     assert_eq!(server["kind"], "DNSServer", "{stdout}");
     server
+}
+
+/// Waits (60 s) until `DNSServer` `namespace/name` has published the config of its current
+/// generation: `status.configHash` is the hash annotation of its ConfigMap
+/// (`status.configMap`) and `status.observedGeneration` is current. `Ready` is not looked at:
+/// these tests serve the config with DNS processes of their own, not the Deployment's Pods,
+/// and an operator that wants those Pods to serve before `Ready=True` would wait forever.
+pub fn wait_published(namespace: &str, name: &str) {
+    wait_for(
+        &format!("DNSServer {namespace}/{name} to publish its config"),
+        Duration::from_secs(60),
+        || {
+            let out = kubectl(&["get", "dnsserver", name, "-n", namespace, "-o", "json"]);
+            let server: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            let config_map = server["status"]["configMap"].as_str()?;
+            let hash = server["status"]["configHash"].as_str()?;
+            let published = jsonpath(
+                namespace,
+                &format!("configmap/{config_map}"),
+                &format!(
+                    "{{.metadata.annotations.{}}}",
+                    nameplane_config::HASH_ANNOTATION.replace('.', "\\.")
+                ),
+            );
+            (published == hash
+                && server["status"]["observedGeneration"] == server["metadata"]["generation"])
+                .then_some(())
+        },
+    );
 }

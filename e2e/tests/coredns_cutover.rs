@@ -33,10 +33,12 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use nameplane_e2e::coredns::{CoreDns, KnotUpstream, LoopbackSite, imported_dnsserver};
+use nameplane_e2e::coredns::{
+    CoreDns, KnotUpstream, LoopbackSite, imported_dnsserver, wait_published,
+};
 use nameplane_e2e::{
     FakePod, Kube, NamespaceGuard, Operator, Process, apply, free_port, http_get, kubeconfig,
-    kubectl_ok, kubectl_with_stdin, poll_until, wait_for, wait_ready_condition, workspace_binary,
+    kubectl_ok, kubectl_with_stdin, poll_until, wait_for, workspace_binary,
 };
 
 /// The namespace standing in for `kube-system`.
@@ -475,7 +477,7 @@ fn kube_dns_moves_from_coredns_to_nameplane_without_a_failed_query() {
     let spec = server["spec"].as_object_mut().expect("spec");
     spec.insert("replicas".into(), serde_json::json!(1));
     apply(NS, &server.to_string());
-    wait_ready_condition(NS, &format!("dnsserver/{name}"), "True", "ConfigPublished");
+    wait_published(NS, &name);
     // Play scheduler and kubelet for the Pod the operator's Deployment made.
     let pod = wait_for("the DNSServer's Pod", Duration::from_secs(60), || {
         let names = kubectl_ok(&[
@@ -490,6 +492,11 @@ fn kube_dns_moves_from_coredns_to_nameplane_without_a_failed_query() {
         ]);
         names.split_whitespace().next().map(str::to_owned)
     });
+    // The operator's part is done: config published, Deployment, Service and Pod made. It
+    // stops before the Pod turns Ready, because an operator that checks what each ready Pod
+    // serves asks <Pod IP>:<admin port>, and the Pod's address is not on this machine (only
+    // the load client routes it, see POD_NETWORK).
+    drop(operator);
     let binding = format!(
         "{{\"apiVersion\":\"v1\",\"kind\":\"Binding\",\"metadata\":{{\"name\":\"{pod}\"}},\"target\":{{\"apiVersion\":\"v1\",\"kind\":\"Node\",\"name\":\"fake-node\"}}}}"
     );
@@ -675,6 +682,6 @@ fn kube_dns_moves_from_coredns_to_nameplane_without_a_failed_query() {
     assert!(t.by_backend[NAMEPLANE_IP] > 100, "nameplane served after");
     drop(t);
     nameplane.assert_running();
-    kube.force_delete_pods(NS, &["coredns-0"]);
-    drop(operator);
+    // Without the operator, nothing would take the DNSServer's finalizer off.
+    nameplane_e2e::remove_namespace(&kube, NS, false);
 }

@@ -20,10 +20,12 @@
 
 use std::time::Duration;
 
-use nameplane_e2e::coredns::{CoreDns, KnotUpstream, LoopbackSite, imported_dnsserver};
+use nameplane_e2e::coredns::{
+    CoreDns, KnotUpstream, LoopbackSite, imported_dnsserver, wait_published,
+};
 use nameplane_e2e::{
     DnsServer, FakePod, Kube, NamespaceGuard, Operator, Transport, apply, dig_with, free_port,
-    kubectl_ok, kubectl_with_stdin, reverse_name, wait_for, wait_ready_condition,
+    kubectl_ok, kubectl_with_stdin, reverse_name, wait_for,
 };
 
 /// Namespace of the Services, Pods and the `DNSServer`.
@@ -280,7 +282,7 @@ fn nameplane_answers_the_kubeadm_corefile_questions_as_coredns_does() {
         "--timeout=60s",
         "crd/dnsservers.nameplane.io",
     ]);
-    let operator = Operator::start(
+    let _operator = Operator::start(
         "operator-coredns-diff",
         &["--lease-name", "lease-coredns-diff"],
     );
@@ -310,7 +312,7 @@ fn nameplane_answers_the_kubeadm_corefile_questions_as_coredns_does() {
         "the import forwards to the resolv.conf nameservers, as the Corefile does"
     );
     apply(NS, &server.to_string());
-    wait_ready_condition(NS, &format!("dnsserver/{name}"), "True", "ConfigPublished");
+    wait_published(NS, &name);
     let resolv_conf = knot.resolv_conf.display().to_string();
     let mut nameplane = DnsServer::start(
         "dns-coredns-diff",
@@ -359,7 +361,6 @@ fn nameplane_answers_the_kubeadm_corefile_questions_as_coredns_does() {
     }
     coredns.process.assert_running();
     nameplane.process.assert_running();
-    drop(operator);
     assert!(
         differences.is_empty(),
         "nameplane and CoreDNS differ:\n{}",
