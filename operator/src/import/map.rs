@@ -1072,7 +1072,7 @@ impl Mapper<'_> {
                 self.lost(&at, "hosts entry", &reason);
                 continue;
             };
-            let names: Vec<String> = fields.map(|n| normalize_zone(n)).collect();
+            let names: Vec<String> = fields.map(normalize_zone).collect();
             let mut ptr_names = Vec::new();
             for name in names {
                 if !is_domain_name(&name) {
