@@ -78,6 +78,7 @@ fn config(
 
 fn forward(domain: &str, servers: &[SocketAddr], policy: ForwardPolicy) -> ForwardConfig {
     ForwardConfig {
+        servers_from_resolv_conf: false,
         domain: domain.into(),
         source: "test/forward".into(),
         servers: servers.iter().map(ToString::to_string).collect(),

@@ -66,6 +66,7 @@ async fn start_with(limits: server::tcp::Limits) -> Running {
             allow_transfer: vec![],
         }],
         forward: vec![ForwardConfig {
+            servers_from_resolv_conf: false,
             domain: ".".into(),
             source: "test/forward".into(),
             servers: vec![silent.local_addr().expect("addr").to_string()],

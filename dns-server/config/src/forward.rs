@@ -15,8 +15,17 @@ pub struct ForwardConfig {
     pub domain: String,
     /// `namespace/name` of the object this came from (logs and metrics).
     pub source: String,
-    /// Servers as `ip:port` (IPv6 as `[ip]:port`).
+    /// Servers as `ip:port` (IPv6 as `[ip]:port`). May be empty when
+    /// `serversFromResolvConf` is set.
+    #[serde(default)]
     pub servers: Vec<String>,
+    /// Also forward to the `nameserver`s of the server's resolv.conf (its `--resolv-conf`
+    /// flag, default `/etc/resolv.conf`; CoreDNS `forward . /etc/resolv.conf`), port 53,
+    /// after `servers`. The server reads the file each time it loads a config; a file with
+    /// no usable nameserver leaves only `servers` (none at all: the forwarder answers
+    /// SERVFAIL).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub servers_from_resolv_conf: bool,
     /// How a server is picked for each query.
     #[serde(default)]
     pub policy: ForwardPolicy,
@@ -124,10 +133,10 @@ impl ForwardConfig {
                 ));
             }
         }
-        if self.servers.is_empty() {
+        if self.servers.is_empty() && !self.servers_from_resolv_conf {
             return Err(ConfigError::invalid(
                 format!("{at}.servers"),
-                "at least one server is needed".into(),
+                "at least one server (or serversFromResolvConf) is needed".into(),
             ));
         }
         if self.servers.len() > MAX_SERVERS {
@@ -225,6 +234,7 @@ mod tests {
 
     fn forward() -> ForwardConfig {
         ForwardConfig {
+            servers_from_resolv_conf: false,
             domain: "corp.example.com".into(),
             source: "ns/stub".into(),
             servers: vec!["10.0.0.53:53".into()],
@@ -250,6 +260,11 @@ mod tests {
         let mut zero = forward();
         zero.max_concurrent = Some(0);
         assert!(zero.validate("forward[0]").is_err());
+        let mut none = forward();
+        none.servers.clear();
+        assert!(none.validate("forward[0]").is_err());
+        none.servers_from_resolv_conf = true;
+        assert_eq!(none.validate("forward[0]"), Ok(()));
         let mut many = forward();
         many.servers = vec!["10.0.0.53:53".into(); MAX_SERVERS + 1];
         assert!(many.validate("forward[0]").is_err());
@@ -280,7 +295,9 @@ mod tests {
     fn defaults_are_not_serialised() {
         let json = serde_json::to_string(&forward()).expect("json");
         assert!(
-            !json.contains("preferUdp") && !json.contains("maxConcurrent"),
+            !json.contains("preferUdp")
+                && !json.contains("maxConcurrent")
+                && !json.contains("serversFromResolvConf"),
             "{json}"
         );
     }

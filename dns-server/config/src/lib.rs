@@ -70,6 +70,27 @@ pub struct ServerConfig {
     /// policy) refuses the document instead of misreading it.
     #[serde(default)]
     pub clients: policy::ClientsConfig,
+    /// Order of the address records in every answer (CoreDNS `loadbalance`).
+    #[serde(default, skip_serializing_if = "LoadBalance::is_none")]
+    pub load_balance: LoadBalance,
+}
+
+/// Order of the address records in answers.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum LoadBalance {
+    /// As the answer was built or received (the default).
+    #[default]
+    None,
+    /// The A, AAAA and MX records of each answer section shuffled (CoreDNS `loadbalance
+    /// round_robin`).
+    RoundRobin,
+}
+
+impl LoadBalance {
+    fn is_none(&self) -> bool {
+        *self == LoadBalance::None
+    }
 }
 
 impl Default for ServerConfig {
@@ -84,6 +105,7 @@ impl Default for ServerConfig {
             rewrites: Vec::new(),
             policies: Vec::new(),
             clients: policy::ClientsConfig::default(),
+            load_balance: LoadBalance::None,
         }
     }
 }
@@ -127,6 +149,17 @@ pub struct KubernetesConfig {
     /// five. Needs the Pod watch (to know the client's namespace).
     #[serde(default)]
     pub autopath: bool,
+    /// PTR queries (`in-addr.arpa`, `ip6.arpa`) for addresses that are not cluster
+    /// addresses go to the `.` forwarder instead of answering NXDOMAIN (CoreDNS
+    /// `fallthrough in-addr.arpa ip6.arpa`). Without a `.` forwarder they answer as without
+    /// this setting.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reverse_fallthrough: bool,
+    /// An ExternalName Service whose target is outside the cluster domain is answered with
+    /// the CNAME followed by the target's records, resolved through the forward and cache
+    /// stages; without it, with the CNAME alone (CoreDNS 1.14).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resolve_external_names: bool,
 }
 
 impl Default for KubernetesConfig {
@@ -142,6 +175,8 @@ impl Default for KubernetesConfig {
             label_selector: None,
             ignore_empty_service: false,
             autopath: false,
+            reverse_fallthrough: false,
+            resolve_external_names: false,
         }
     }
 }
@@ -389,6 +424,7 @@ mod tests {
         assert!(err.to_string().contains("appears twice"), "{err}");
 
         let fwd = forward::ForwardConfig {
+            servers_from_resolv_conf: false,
             domain: ".".into(),
             source: "a/b".into(),
             servers: vec!["10.0.0.10:53".into()],
@@ -476,12 +512,18 @@ mod tests {
                 "pods":"verified","endpointPodNames":true,"namespaces":["default","team-a"],
                 "namespaceSelector":{"matchLabels":{"dns":"on"}},
                 "labelSelector":{"matchExpressions":[{"key":"internal","operator":"DoesNotExist"}]},
-                "ignoreEmptyService":true}}"#,
+                "ignoreEmptyService":true,"reverseFallthrough":true,"resolveExternalNames":true},
+                "forward":[{"domain":".","source":"a/b","serversFromResolvConf":true}],
+                "loadBalance":"roundRobin"}"#,
         )
         .expect("valid");
         let k = valid.kubernetes();
         assert_eq!(k.pods, PodsMode::Verified);
         assert!(k.endpoint_pod_names && k.ignore_empty_service);
+        assert!(k.reverse_fallthrough && k.resolve_external_names);
+        assert_eq!(valid.raw().load_balance, LoadBalance::RoundRobin);
+        assert!(valid.raw().forward[0].servers.is_empty());
+        assert!(valid.raw().forward[0].servers_from_resolv_conf);
         assert_eq!(k.namespaces, ["default", "team-a"]);
         assert_eq!(
             k.namespace_selector.as_ref().map(LabelSelector::to_query),

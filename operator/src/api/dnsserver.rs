@@ -2,7 +2,10 @@
 //! it serves, where other names go, how it caches, and which config objects apply to it.
 
 use super::dnspolicy::PolicyAction;
-use super::{ConfigSelector, DomainName, ObjectStatus, UpstreamAddress, UpstreamServiceRef};
+use super::{
+    ConfigSelector, DomainName, KubernetesName, ObjectStatus, UpstreamAddress, UpstreamServiceRef,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -119,6 +122,26 @@ pub struct DNSServerSpec {
     #[serde(default)]
     pub autopath: bool,
 
+    /// How cluster names are served: the options of CoreDNS's *kubernetes* plugin. Every
+    /// field defaults to CoreDNS's default, so leaving this out means what a default
+    /// Corefile means.
+    #[serde(default, skip_serializing_if = "KubernetesSpec::is_default")]
+    pub kubernetes: KubernetesSpec,
+
+    /// Also forward to the nameservers listed in the DNS Pod's `/etc/resolv.conf` (CoreDNS
+    /// `forward . /etc/resolv.conf`). The DNS Pods run with `dnsPolicy: Default`, so these
+    /// are the resolvers of the node each Pod runs on. May be combined with `upstreams` and
+    /// `upstreamServiceRefs`; the server reads the file each time it loads a config.
+    #[serde(default)]
+    pub upstreams_from_resolv_conf: bool,
+
+    /// Order of the address records in answers (CoreDNS `loadbalance`): `None` (the default)
+    /// keeps the order the answer was built or received in; `RoundRobin` shuffles the A,
+    /// AAAA and MX records of every answer, so that clients taking the first address spread
+    /// over all of them.
+    #[serde(default)]
+    pub load_balance: LoadBalance,
+
     /// What the clients get whose source address the server cannot tie to exactly one Pod
     /// (node addresses, host-network Pods, clients behind SNAT or a node-local cache). The
     /// platform decides this here, for the whole server: DNSPolicies only ever restrict
@@ -145,6 +168,93 @@ pub struct DNSServerSpec {
     /// trusted with every address.
     #[serde(default)]
     pub tenant_forwarders: TenantForwarders,
+}
+
+/// Options of the cluster-names stage, named after CoreDNS's *kubernetes* plugin.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!(has(self.namespaces) && size(self.namespaces) > 0 && has(self.namespaceSelector))",
+    "message": "kubernetes.namespaces and kubernetes.namespaceSelector cannot both be set (as in CoreDNS)"
+}]))]
+pub struct KubernetesSpec {
+    /// Pod records `a-b-c-d.<namespace>.pod.<cluster domain>` (CoreDNS `pods`): `Disabled`
+    /// (the default) answers NXDOMAIN; `Insecure` answers the address read from the name
+    /// without asking the API (kube-dns compatible, what kubeadm's Corefile says);
+    /// `Verified` answers only when a Pod with that address exists in that namespace, and
+    /// makes the server watch every Pod.
+    #[serde(default)]
+    pub pods: PodsMode,
+
+    /// Name the endpoints of headless Services that have no hostname after their Pod
+    /// (`<pod name>.<service>.<namespace>.svc.<cluster domain>`) instead of after their
+    /// dashed address (CoreDNS `endpoint_pod_names`).
+    #[serde(default)]
+    pub endpoint_pod_names: bool,
+
+    /// Serve only these namespaces; names in any other answer NXDOMAIN (CoreDNS
+    /// `namespaces`). Left out: every namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub namespaces: Vec<KubernetesName>,
+
+    /// Serve only the namespaces whose labels match; names in any other answer NXDOMAIN
+    /// (CoreDNS `namespace_labels`). Cannot be combined with `namespaces`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+
+    /// Serve only the Services (and their EndpointSlices) whose labels match (CoreDNS
+    /// `labels`); other Services answer NXDOMAIN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_selector: Option<LabelSelector>,
+
+    /// A ClusterIP Service without a ready endpoint answers NXDOMAIN instead of its
+    /// ClusterIP, so that clients move on along their search list (CoreDNS
+    /// `ignore empty_service`).
+    #[serde(default)]
+    pub ignore_empty_service: bool,
+
+    /// Reverse lookups (PTR in `in-addr.arpa` and `ip6.arpa`) of addresses that are not
+    /// cluster addresses go to the upstreams instead of answering NXDOMAIN (CoreDNS
+    /// `fallthrough in-addr.arpa ip6.arpa`, as in kubeadm's Corefile).
+    #[serde(default)]
+    pub reverse_fallthrough: bool,
+
+    /// For an ExternalName Service whose target is outside the cluster, also answer the
+    /// target's addresses, resolved through the upstreams and the cache, after the CNAME,
+    /// saving every client a round trip. Left off (the default), the answer is the CNAME
+    /// alone and the client's resolver follows it, as with CoreDNS 1.14. Policies check the
+    /// target name as they check every answer name.
+    #[serde(default)]
+    pub resolve_external_names: bool,
+}
+
+impl KubernetesSpec {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// How pod records are answered.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PodsMode {
+    /// No pod records: NXDOMAIN.
+    #[default]
+    Disabled,
+    /// The address read from the name, without asking the API.
+    Insecure,
+    /// Only addresses of existing Pods of that namespace.
+    Verified,
+}
+
+/// Order of the address records in answers.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LoadBalance {
+    /// As built or received.
+    #[default]
+    None,
+    /// A, AAAA and MX records shuffled in every answer.
+    RoundRobin,
 }
 
 /// What the clients that are not one identified Pod get.

@@ -347,6 +347,7 @@ fn stub(
         });
     }
     let fwd = ForwardConfig {
+        servers_from_resolv_conf: false,
         domain,
         source: format!("{namespace}/{}", object.name_any()),
         servers,

@@ -37,11 +37,12 @@ pub mod services;
 mod tests;
 
 use crate::api::dnspolicy::{DNSPolicy, PolicyAction};
-use crate::api::dnsserver::DNSServer;
+use crate::api::dnsserver::{DNSServer, LoadBalance, PodsMode};
 use crate::api::dnszone::DNSZone;
 use crate::api::rewriterule::RewriteRule;
 use crate::api::stubdomain::StubDomain;
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 use nameplane_config::forward::{CacheConfig, ForwardConfig};
 use nameplane_config::policy;
@@ -230,23 +231,63 @@ fn clients(spec: &crate::api::dnsserver::ClientsSpec) -> policy::ClientsConfig {
     }
 }
 
+/// The cluster-names settings of `server` (`spec.clusterDomain`, `spec.ttlSeconds`,
+/// `spec.autopath` and `spec.kubernetes`) in the config's form.
+fn kubernetes(server: &DNSServer) -> Result<KubernetesConfig, nameplane_config::ConfigError> {
+    let spec = &server.spec.kubernetes;
+    let selector = |field: &str, selector: &Option<LabelSelector>| {
+        selector
+            .clone()
+            .map(kinds::label_selector)
+            .transpose()
+            .map_err(|reason| nameplane_config::ConfigError::invalid(field.into(), reason))
+    };
+    Ok(KubernetesConfig {
+        cluster_domain: server.spec.cluster_domain.as_str().to_string(),
+        ttl_seconds: server.spec.ttl_seconds,
+        pods: match spec.pods {
+            PodsMode::Disabled => nameplane_config::PodsMode::Disabled,
+            PodsMode::Insecure => nameplane_config::PodsMode::Insecure,
+            PodsMode::Verified => nameplane_config::PodsMode::Verified,
+        },
+        endpoint_pod_names: spec.endpoint_pod_names,
+        namespaces: spec.namespaces.iter().map(|n| n.0.clone()).collect(),
+        namespace_selector: selector(
+            "spec.kubernetes.namespaceSelector",
+            &spec.namespace_selector,
+        )?,
+        label_selector: selector("spec.kubernetes.serviceSelector", &spec.service_selector)?,
+        ignore_empty_service: spec.ignore_empty_service,
+        autopath: server.spec.autopath,
+        reverse_fallthrough: spec.reverse_fallthrough,
+        resolve_external_names: spec.resolve_external_names,
+    })
+}
+
 /// Renders the server config for `server` from `inputs`.
 pub fn render(server: &DNSServer, inputs: &Inputs<'_>) -> Rendered {
     let namespace = server.namespace().unwrap_or_default();
+    let mut verdicts = BTreeMap::new();
+    let kubernetes = match kubernetes(server) {
+        Ok(kubernetes) => kubernetes,
+        Err(error) => {
+            return Rendered {
+                config: Err(error.into()),
+                verdicts,
+            };
+        }
+    };
     let mut config = ServerConfig {
         version: FORMAT_VERSION,
         server: format!("{namespace}/{}", server.name_any()),
-        kubernetes: KubernetesConfig {
-            cluster_domain: server.spec.cluster_domain.as_str().to_string(),
-            ttl_seconds: server.spec.ttl_seconds,
-            autopath: server.spec.autopath,
-            // The DNSServer spec has no field for the other Kubernetes settings yet.
-            ..KubernetesConfig::default()
-        },
+        kubernetes,
         clients: clients(&server.spec.clients),
+        load_balance: match server.spec.load_balance {
+            LoadBalance::None => nameplane_config::LoadBalance::None,
+            LoadBalance::RoundRobin => nameplane_config::LoadBalance::RoundRobin,
+        },
         ..Default::default()
     };
-    let mut verdicts = BTreeMap::new();
     // The cluster domain decides what the config objects may claim; check it first.
     let cluster_domain = match names::normalize_domain(server.spec.cluster_domain.as_str()) {
         Ok(domain) => domain,
@@ -288,11 +329,12 @@ pub fn render(server: &DNSServer, inputs: &Inputs<'_>) -> Rendered {
     if !problems.is_empty() {
         verdicts.insert(ObjectKey::of(server), Verdict::partial(&problems));
     }
-    if !upstreams.is_empty() {
+    if !upstreams.is_empty() || server.spec.upstreams_from_resolv_conf {
         config.forward.push(ForwardConfig {
             domain: ".".into(),
             source: config.server.clone(),
             servers: upstreams,
+            servers_from_resolv_conf: server.spec.upstreams_from_resolv_conf,
             policy: kinds::forward_policy(server.spec.upstream_policy),
             force_tcp: false,
             prefer_udp: false,

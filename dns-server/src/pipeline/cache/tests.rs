@@ -369,6 +369,7 @@ fn forwarding_config(zones: Vec<ZoneConfig>, cache: CacheConfig) -> ValidatedCon
         server: "ns/dns".into(),
         zones,
         forward: vec![ForwardConfig {
+            servers_from_resolv_conf: false,
             domain: ".".into(),
             source: "ns/dns".into(),
             // Never contacted here: only cache hits are tested.

@@ -33,6 +33,7 @@ fn key(text: &str, qtype: RecordType) -> Key {
 
 fn forward(domain: &str, servers: &[&str], policy: ForwardPolicy) -> ForwardConfig {
     ForwardConfig {
+        servers_from_resolv_conf: false,
         domain: domain.into(),
         source: "ns/x".into(),
         servers: servers.iter().map(|s| (*s).to_owned()).collect(),
