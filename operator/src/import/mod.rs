@@ -9,6 +9,7 @@
 //! - [`map`]: from directives to objects; what each CoreDNS plugin becomes, or why it does
 //!   not (the table is in the README, "Coming from CoreDNS").
 //! - [`kubedns`]: kube-dns's `stubDomains` / `upstreamNameservers` ConfigMap.
+//! - [`zonefile`]: the zone files of the `file` plugin, when given.
 //!
 //! Nothing is dropped silently: every directive either becomes part of an object, or is a
 //! [`Finding`] — a [`Severity::Note`] when nameplane does it built in or it has no effect on
@@ -21,6 +22,7 @@
 pub mod corefile;
 pub mod kubedns;
 pub mod map;
+pub mod zonefile;
 
 use crate::api::dnsserver::DNSServer;
 use crate::api::dnszone::DNSZone;
