@@ -7,7 +7,7 @@
 //!
 //! | CoreDNS | nameplane |
 //! |---|---|
-//! | `kubernetes ZONE [REVERSE...]` | `clusterDomain`; `pods`, `endpoint_pod_names`, `namespaces`, `labels`, `namespace_labels`, `ignore empty_service`, `ttl` and `fallthrough in-addr.arpa ip6.arpa` -> `spec.kubernetes` / `ttlSeconds` |
+//! | `kubernetes ZONE [REVERSE...]` | `clusterDomain`; `pods`, `endpoint_pod_names`, `namespaces`, `labels`, `namespace_labels`, `ignore empty_service`, `ttl` and `fallthrough in-addr.arpa ip6.arpa` -> `spec.kubernetes` / `ttlSeconds`; always `resolveExternalNames: true` (the plugin resolves outside ExternalName targets through the server) |
 //! | `forward . ADDR...` | `upstreams`, `upstreamPolicy`; `/etc/resolv.conf` -> `upstreamsFromResolvConf` |
 //! | `forward ZONE ADDR...`, or a `ZONE { forward . ADDR }` block | `StubDomain` (`policy`, `max_concurrent`, `force_tcp`, `prefer_udp`) |
 //! | `cache` | `spec.cache` (TTL caps, capacities, `prefetch`, `serve_stale`) |
@@ -412,7 +412,14 @@ impl Mapper<'_> {
                 "no cluster zone given: nameplane serves cluster.local",
             ),
         }
-        let mut k = KubernetesSpec::default();
+        // CoreDNS's kubernetes plugin always resolves an ExternalName's target outside the
+        // cluster through the server itself (`upstream.New()` in its setup, not an option since
+        // 1.7): the answer is the CNAME and the target's records. coredns_differential.rs saw
+        // this on v1.14.7, so the import keeps it.
+        let mut k = KubernetesSpec {
+            resolve_external_names: true,
+            ..KubernetesSpec::default()
+        };
         for sub in d.sub() {
             let args = sub.arg_texts();
             let text = format!("kubernetes {}", sub.line_text());
