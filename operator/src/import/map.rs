@@ -149,8 +149,12 @@ struct Mapper<'a> {
 struct ZoneBuild {
     at: Location,
     ttl: u32,
-    records: BTreeMap<(String, String), (RecordType, Vec<String>, Option<u32>)>,
+    records: BTreeMap<(String, String), RecordSet>,
 }
+
+/// One record set being built: its type, values, and its TTL when not the zone's (the TTL
+/// of its first record; RFC 2181 wants one TTL per set).
+type RecordSet = (RecordType, Vec<String>, Option<u32>);
 
 /// Maps a parsed Corefile.
 pub fn map(
@@ -1232,7 +1236,7 @@ impl Mapper<'_> {
             });
         let key = (name.to_string(), format!("{record_type:?}"));
         let zone_ttl = zone.ttl;
-        let (_, values, set_ttl) = zone
+        let (_, values, _) = zone
             .records
             .entry(key)
             .or_insert_with(|| (record_type, Vec::new(), (ttl != zone_ttl).then_some(ttl)));
