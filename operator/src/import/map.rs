@@ -952,7 +952,7 @@ impl Mapper<'_> {
                 self.lost(
                     d.at(),
                     &text,
-                    "substring rewrites have no equivalent (use exact, prefix, suffix or regex)",
+                    "substring rewrites have no equivalent (replacing FROM anywhere in the name); when FROM only ever ends the name, write it as a suffix rewrite",
                 );
                 return Ok(());
             }
