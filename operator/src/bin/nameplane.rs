@@ -89,7 +89,14 @@ fn import(args: ImportArgs) -> Result<import::RunOutput, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 1 (clap's own 2 means "not carried over" here); help and version 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
     match cli.command {
         Command::Import(args) => match import(args) {
             Ok(output) => {

@@ -291,9 +291,10 @@ fn substitute_env(
 }
 
 /// Removes the top-level snippet definitions `(name) { ... }`, returning them by name.
-fn take_snippets(
-    tokens: Vec<Token>,
-) -> Result<(Vec<Token>, BTreeMap<String, Vec<Token>>), ParseError> {
+/// Snippets by name: their tokens.
+type Snippets = BTreeMap<String, Vec<Token>>;
+
+fn take_snippets(tokens: Vec<Token>) -> Result<(Vec<Token>, Snippets), ParseError> {
     let mut out = Vec::with_capacity(tokens.len());
     let mut snippets = BTreeMap::new();
     let mut depth = 0usize;
@@ -347,7 +348,7 @@ fn matching_brace(tokens: &[Token], open: usize) -> Result<(&[Token], usize), Pa
 /// tokens; other imports stay.
 fn expand_imports(
     tokens: Vec<Token>,
-    snippets: &BTreeMap<String, Vec<Token>>,
+    snippets: &Snippets,
     sources: &Sources<'_>,
     notes: &mut Vec<ReadNote>,
     depth: usize,
@@ -730,9 +731,9 @@ mod tests {
     #[test]
     fn deep_nesting_and_import_cycles_are_errors_not_stack_overflows() {
         let deep = format!(".:53 {{\n{}", "a {\n".repeat(100));
-        assert!(read(&deep).unwrap_err().message.contains("nest"));
+        assert!(read(&deep).expect_err("too deep").message.contains("nest"));
         let cycle = read("(a) {\n import b\n}\n(b) {\n import a\n}\n.:53 {\n import a\n}\n");
-        assert!(cycle.unwrap_err().message.contains("deeper"));
+        assert!(cycle.expect_err("a cycle").message.contains("deeper"));
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! | `autopath @kubernetes` | `autopath: true` |
 //! | `loadbalance [round_robin]` | `loadBalance: RoundRobin` |
 //! | `rewrite name exact/prefix/suffix/regex` | `RewriteRule` (one object, rules in order) |
+//! | `file DBFILE [ZONE]` (the file given) | a `DNSZone` with the file's records (the SOA is generated) |
 //! | `hosts` | one `DNSZone` per host name (apex = the name, record `@`), and one per address for its PTR unless `no_reverse` |
 //!
 //! Why one zone per host name: a `DNSZone` is authoritative for everything below its apex,
@@ -110,7 +111,6 @@ const OTHER_PLUGINS: &[&str] = &[
     "tsig",
     "view",
     "whoami",
-    "file",
 ];
 
 /// Why some plugins are not carried over, beyond "no equivalent".
@@ -119,7 +119,6 @@ fn not_carried_reason(plugin: &str) -> &'static str {
         "log" => {
             "nameplane has no per-query log in its objects (nameplane-dns has a --query-log flag; its metrics count queries by type and rcode)"
         }
-        "file" => "zone files are not read: write the zone as a DNSZone (records in the object)",
         "transfer" => "zone transfers are set per DNSZone (spec.allowTransfer)",
         "tls" | "grpc" => "nameplane serves plain DNS only",
         "k8s_external" => "no equivalent: write the names as DNSZone records with a service",
@@ -150,8 +149,12 @@ struct Mapper<'a> {
 struct ZoneBuild {
     at: Location,
     ttl: u32,
-    records: BTreeMap<(String, String), (RecordType, Vec<String>)>,
+    records: BTreeMap<(String, String), RecordSet>,
 }
+
+/// One record set being built: its type, values, and its TTL when not the zone's (the TTL
+/// of its first record; RFC 2181 wants one TTL per set).
+type RecordSet = (RecordType, Vec<String>, Option<u32>);
 
 /// Maps a parsed Corefile.
 pub fn map(
@@ -321,6 +324,7 @@ impl Mapper<'_> {
             }
             "rewrite" => self.rewrite(d),
             "hosts" => self.hosts(d, block_zones),
+            "file" => self.file(d, block_zones),
             "import" => {
                 let pattern = d.args.first().map(|t| t.text.as_str()).unwrap_or_default();
                 let absolute = if pattern.starts_with('/') {
@@ -948,7 +952,7 @@ impl Mapper<'_> {
                 self.lost(
                     d.at(),
                     &text,
-                    "substring rewrites have no equivalent (use exact, prefix, suffix or regex)",
+                    "substring rewrites have no equivalent (replacing FROM anywhere in the name); when FROM only ever ends the name, write it as a suffix rewrite",
                 );
                 return Ok(());
             }
@@ -1079,7 +1083,7 @@ impl Mapper<'_> {
                 self.lost(&at, "hosts entry", &reason);
                 continue;
             };
-            let names: Vec<String> = fields.map(|n| normalize_zone(n)).collect();
+            let names: Vec<String> = fields.map(normalize_zone).collect();
             let mut ptr_names = Vec::new();
             for name in names {
                 if !is_domain_name(&name) {
@@ -1123,6 +1127,96 @@ impl Mapper<'_> {
         Ok(())
     }
 
+    fn file(&mut self, d: &Directive, block_zones: &[String]) -> Result<(), ImportError> {
+        let text = d.line_text();
+        let args = d.arg_texts();
+        let Some(file) = args.first() else {
+            return Err(bad(d, "file needs a zone file"));
+        };
+        let zones: Vec<String> = if args.len() > 1 {
+            args[1..].iter().map(|z| normalize_zone(z)).collect()
+        } else {
+            block_zones.to_vec()
+        };
+        for sub in d.sub() {
+            let sub_text = format!("file {}", sub.line_text());
+            match sub.name.text.as_str() {
+                "reload" => self.note(
+                    &sub.name.at,
+                    &sub_text,
+                    "built in: a changed DNSZone is served as soon as it is applied (re-run the import when the file changes)",
+                ),
+                _ => self.lost(&sub.name.at, &sub_text, "no equivalent setting of a DNSZone"),
+            }
+        }
+        let path = if file.starts_with('/') {
+            file.to_string()
+        } else {
+            format!("{}/{file}", self.base_dir)
+        };
+        let Some(content) = self.options.files.get(&path).cloned() else {
+            let reason = format!(
+                "{path} was not given (pass the ConfigMap holding it, e.g. --coredns-configmap); the zone is not carried over"
+            );
+            self.lost(d.at(), &text, &reason);
+            return Ok(());
+        };
+        for zone in zones {
+            if zone == "." || !is_domain_name(&zone) {
+                let reason = format!("zone {zone}: a DNSZone needs a domain name as its apex");
+                self.lost(d.at(), &text, &reason);
+                continue;
+            }
+            let (records, skipped) = super::zonefile::parse(&zone, &content);
+            let at_line = |line: usize| Location {
+                file: path.clone(),
+                line,
+            };
+            for skip in skipped {
+                if skip.reason.starts_with("SOA") {
+                    self.note(&at_line(skip.line), "file record", &skip.reason);
+                } else {
+                    self.lost(&at_line(skip.line), "file record", &skip.reason);
+                }
+            }
+            // The zone's TTL: the first record's; others keep their own when they differ.
+            let zone_ttl = records.first().and_then(|r| r.ttl).unwrap_or(3600);
+            for record in records {
+                let record_type = match record.record_type.as_str() {
+                    "A" => RecordType::A,
+                    "AAAA" => RecordType::AAAA,
+                    "CNAME" => RecordType::CNAME,
+                    "MX" => RecordType::MX,
+                    "NS" => RecordType::NS,
+                    "PTR" => RecordType::PTR,
+                    "SRV" => RecordType::SRV,
+                    "TXT" => RecordType::TXT,
+                    "CAA" => RecordType::CAA,
+                    other => {
+                        let reason = format!("{other} records are not a type a DNSZone holds");
+                        self.lost(&at_line(record.line), "file record", &reason);
+                        continue;
+                    }
+                };
+                self.zones.entry(zone.clone()).or_insert_with(|| ZoneBuild {
+                    at: d.at().clone(),
+                    ttl: zone_ttl,
+                    records: BTreeMap::new(),
+                });
+                let ttl = record.ttl.unwrap_or(zone_ttl);
+                self.add_record(
+                    &zone,
+                    &record.name,
+                    record_type,
+                    record.value,
+                    ttl,
+                    &at_line(record.line),
+                );
+            }
+        }
+        Ok(())
+    }
+
     fn add_record(
         &mut self,
         apex: &str,
@@ -1141,10 +1235,11 @@ impl Mapper<'_> {
                 records: BTreeMap::new(),
             });
         let key = (name.to_string(), format!("{record_type:?}"));
-        let (_, values) = zone
+        let zone_ttl = zone.ttl;
+        let (_, values, _) = zone
             .records
             .entry(key)
-            .or_insert_with(|| (record_type, Vec::new()));
+            .or_insert_with(|| (record_type, Vec::new(), (ttl != zone_ttl).then_some(ttl)));
         if !values.contains(&value) {
             if values.len() >= 32 {
                 let reason = format!("{apex}: at most 32 values per record set; {value} left out");
@@ -1185,10 +1280,10 @@ impl Mapper<'_> {
                 let records = build
                     .records
                     .into_iter()
-                    .map(|((name, _), (record_type, values))| ZoneRecord {
+                    .map(|((name, _), (record_type, values, ttl))| ZoneRecord {
                         name,
                         record_type,
-                        ttl_seconds: None,
+                        ttl_seconds: ttl,
                         values: values.into_iter().map(RecordValue).collect(),
                         service: None,
                     })

@@ -9,6 +9,7 @@
 //! - [`map`]: from directives to objects; what each CoreDNS plugin becomes, or why it does
 //!   not (the table is in the README, "Coming from CoreDNS").
 //! - [`kubedns`]: kube-dns's `stubDomains` / `upstreamNameservers` ConfigMap.
+//! - [`zonefile`]: the zone files of the `file` plugin, when given.
 //!
 //! Nothing is dropped silently: every directive either becomes part of an object, or is a
 //! [`Finding`] — a [`Severity::Note`] when nameplane does it built in or it has no effect on
@@ -21,6 +22,7 @@
 pub mod corefile;
 pub mod kubedns;
 pub mod map;
+pub mod zonefile;
 
 use crate::api::dnsserver::DNSServer;
 use crate::api::dnszone::DNSZone;
@@ -331,6 +333,47 @@ pub(crate) fn line_of_key(text: &str, key: &str) -> usize {
                 .is_some_and(|rest| rest.starts_with(':'))
         })
         .map_or(1, |i| i + 1)
+}
+
+/// The fuzz target's property (`fuzz/fuzz_targets/import.rs`; the unit tests run it over
+/// the committed seeds): the input, read as a Corefile (or as a kube-dns ConfigMap when it
+/// starts with `apiVersion`), imports without a panic, and whatever is written parses back
+/// as the CRD types.
+pub fn fuzz_check(data: &[u8]) -> Result<(), String> {
+    let text = String::from_utf8_lossy(data).into_owned();
+    let inputs = if text.starts_with("apiVersion") {
+        Inputs {
+            kube_dns_configmap: Some(("kube-dns.yaml".into(), text)),
+            ..Default::default()
+        }
+    } else {
+        Inputs {
+            corefile: Some(("Corefile".into(), text)),
+            ..Default::default()
+        }
+    };
+    let output = run(&inputs, &Options::default(), &|_| None);
+    if output.exit_status == 1 {
+        return if output.stdout.is_empty() {
+            Ok(())
+        } else {
+            Err("an error with output".into())
+        };
+    }
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&output.stdout)
+        .map_err(|e| format!("the output is not YAML: {e}\n{}", output.stdout))?;
+    for doc in docs.into_iter().filter(|d| !d.is_null()) {
+        let kind = doc["kind"].as_str().unwrap_or_default().to_string();
+        let parsed = match kind.as_str() {
+            "DNSServer" => serde_json::from_value::<DNSServer>(doc).map(drop),
+            "StubDomain" => serde_json::from_value::<StubDomain>(doc).map(drop),
+            "DNSZone" => serde_json::from_value::<DNSZone>(doc).map(drop),
+            "RewriteRule" => serde_json::from_value::<RewriteRule>(doc).map(drop),
+            other => return Err(format!("unexpected kind {other:?}")),
+        };
+        parsed.map_err(|e| format!("{kind} does not parse back: {e}\n{}", output.stdout))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

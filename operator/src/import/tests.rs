@@ -66,7 +66,7 @@ fn parse_and_render(yaml: &str) -> Result<(), String> {
 /// object written parses as its CRD type and renders without a rejection.
 /// UPDATE_GOLDEN=1 (`make golden`) rewrites the expected files.
 #[test]
-fn import_corpus() {
+fn golden_import_corpus() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let mut cases = 0;
     let mut entries: Vec<_> = std::fs::read_dir(corpus_dir())
@@ -75,7 +75,11 @@ fn import_corpus() {
         .collect();
     entries.sort();
     for dir in entries {
-        let case = dir.file_name().unwrap().to_string_lossy().to_string();
+        let case = dir
+            .file_name()
+            .expect("as the test set it up")
+            .to_string_lossy()
+            .to_string();
         let read = |name: &str| {
             std::fs::read_to_string(dir.join(name))
                 .ok()
@@ -103,10 +107,10 @@ fn import_corpus() {
                 "{case}/{file} differs; run `make golden` if the change is intended"
             );
         }
-        if output.exit_status != 1 {
-            if let Err(e) = parse_and_render(&output.stdout) {
-                panic!("{case}: the objects written do not parse or render: {e}");
-            }
+        if output.exit_status != 1
+            && let Err(e) = parse_and_render(&output.stdout)
+        {
+            panic!("{case}: the objects written do not parse or render: {e}");
         }
         // Every address in the corpus is a documentation or loopback address.
         for (name, text) in [
@@ -163,8 +167,9 @@ fn kubeadm_style_corefile_maps_every_field() {
         ".:53 {\n    errors\n    kubernetes example.internal in-addr.arpa ip6.arpa {\n       pods verified\n       fallthrough in-addr.arpa ip6.arpa\n       ttl 30\n       endpoint_pod_names\n       ignore empty_service\n       labels app=web,tier!=db\n    }\n    forward . 192.0.2.53:5353 /etc/resolv.conf {\n       policy sequential\n    }\n    cache 20 {\n       success 5000 600 2\n       denial 100\n       prefetch 3 2m 20%\n       serve_stale 1h\n    }\n    autopath @kubernetes\n    loadbalance\n}\n",
     );
     assert_eq!(out.exit_status, 0, "{}", out.stderr);
-    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&out.stdout).unwrap();
-    let server: DNSServer = serde_json::from_value(docs[0].clone()).unwrap();
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&out.stdout).expect("as the test set it up");
+    let server: DNSServer = serde_json::from_value(docs[0].clone()).expect("as the test set it up");
     let spec = &server.spec;
     assert_eq!(spec.cluster_domain.as_str(), "example.internal");
     assert_eq!(spec.ttl_seconds, 30);
@@ -175,10 +180,24 @@ fn kubeadm_style_corefile_maps_every_field() {
     assert!(spec.kubernetes.reverse_fallthrough);
     assert!(spec.kubernetes.endpoint_pod_names);
     assert!(spec.kubernetes.ignore_empty_service);
-    let selector = spec.kubernetes.service_selector.as_ref().unwrap();
-    assert_eq!(selector.match_labels.as_ref().unwrap()["app"], "web");
+    let selector = spec
+        .kubernetes
+        .service_selector
+        .as_ref()
+        .expect("as the test set it up");
     assert_eq!(
-        selector.match_expressions.as_ref().unwrap()[0].operator,
+        selector
+            .match_labels
+            .as_ref()
+            .expect("as the test set it up")["app"],
+        "web"
+    );
+    assert_eq!(
+        selector
+            .match_expressions
+            .as_ref()
+            .expect("as the test set it up")[0]
+            .operator,
         "NotIn"
     );
     assert_eq!(spec.upstreams[0].0, "192.0.2.53:5353");
@@ -187,7 +206,7 @@ fn kubeadm_style_corefile_maps_every_field() {
         spec.upstream_policy,
         crate::api::stubdomain::ForwardPolicy::Sequential
     );
-    let cache = spec.cache.as_ref().unwrap();
+    let cache = spec.cache.as_ref().expect("as the test set it up");
     assert_eq!(
         (cache.capacity, cache.max_ttl_seconds, cache.min_ttl_seconds),
         (5000, 600, 2)
@@ -196,7 +215,7 @@ fn kubeadm_style_corefile_maps_every_field() {
         (cache.denial_capacity, cache.denial_ttl_seconds),
         (Some(100), 20)
     );
-    let prefetch = cache.prefetch.as_ref().unwrap();
+    let prefetch = cache.prefetch.as_ref().expect("as the test set it up");
     assert_eq!(
         (
             prefetch.amount,
@@ -274,14 +293,17 @@ fn stub_blocks_hosts_and_rewrites_become_objects() {
         ".:53 {\n  kubernetes cluster.local\n  forward . 192.0.2.1\n  forward corp.example 192.0.2.10 192.0.2.11 {\n    force_tcp\n    max_concurrent 50\n  }\n  hosts {\n    192.0.2.20 db.example.com DB2.example.com\n    2001:db8::20 db.example.com\n    fallthrough\n  }\n  rewrite name suffix .old.example .new.example answer auto\n  rewrite name exact a.example b.example\n}\nlab.example:53 {\n  forward . 198.51.100.1\n}\n",
     );
     assert_eq!(out.exit_status, 0, "{}", out.stderr);
-    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&out.stdout).unwrap();
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&out.stdout).expect("as the test set it up");
     let kinds: Vec<_> = docs
         .iter()
         .map(|d| {
             format!(
                 "{} {}",
-                d["kind"].as_str().unwrap(),
-                d["metadata"]["name"].as_str().unwrap()
+                d["kind"].as_str().expect("as the test set it up"),
+                d["metadata"]["name"]
+                    .as_str()
+                    .expect("as the test set it up")
             )
         })
         .collect();
@@ -298,20 +320,21 @@ fn stub_blocks_hosts_and_rewrites_become_objects() {
             "RewriteRule cluster-dns-rewrites",
         ]
     );
-    let stub: StubDomain = serde_json::from_value(docs[1].clone()).unwrap();
+    let stub: StubDomain = serde_json::from_value(docs[1].clone()).expect("as the test set it up");
     assert!(stub.spec.force_tcp);
     assert_eq!(stub.spec.max_concurrent, Some(50));
     assert_eq!(stub.spec.servers.len(), 2);
-    let zone: DNSZone = serde_json::from_value(docs[5].clone()).unwrap();
+    let zone: DNSZone = serde_json::from_value(docs[5].clone()).expect("as the test set it up");
     assert_eq!(zone.spec.records.len(), 2, "A and AAAA at the apex");
-    let ptr: DNSZone = serde_json::from_value(docs[4].clone()).unwrap();
+    let ptr: DNSZone = serde_json::from_value(docs[4].clone()).expect("as the test set it up");
     assert_eq!(ptr.spec.records[0].values.len(), 2, "both names");
-    let rules: RewriteRule = serde_json::from_value(docs[7].clone()).unwrap();
+    let rules: RewriteRule =
+        serde_json::from_value(docs[7].clone()).expect("as the test set it up");
     assert_eq!(rules.spec.rules[0].from, "^(.+)\\.old\\.example$");
     assert_eq!(rules.spec.rules[0].to, "{1}.new.example");
     assert!(rules.spec.rules[0].rewrite_answers);
     assert!(!rules.spec.rules[1].rewrite_answers);
-    parse_and_render(&out.stdout).unwrap();
+    parse_and_render(&out.stdout).expect("as the test set it up");
 }
 
 #[test]
@@ -350,12 +373,49 @@ fn durations_and_selectors() {
     assert_eq!(duration_seconds("15s"), Some(15));
     assert_eq!(duration_seconds("x"), None);
     assert_eq!(duration_seconds("5"), Some(5));
-    let s = label_selector("env in (a, b),!legacy").unwrap();
-    let e = s.match_expressions.unwrap();
+    let s = label_selector("env in (a, b),!legacy").expect("as the test set it up");
+    let e = s.match_expressions.expect("as the test set it up");
     assert_eq!(
-        (e[0].operator.as_str(), e[0].values.as_ref().unwrap().len()),
+        (
+            e[0].operator.as_str(),
+            e[0].values.as_ref().expect("as the test set it up").len()
+        ),
         ("In", 2)
     );
     assert_eq!(e[1].operator, "DoesNotExist");
     assert!(label_selector("a=(").is_err());
+}
+
+/// The fuzz target's seeds (`fuzz/corpus/import/`) and regressions hold the property.
+#[test]
+fn fuzz_seeds_and_regressions_pass() {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let mut seen = 0;
+    for dir in ["corpus/import", "regressions/import"] {
+        let Ok(entries) = std::fs::read_dir(fuzz.join(dir)) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.expect("dir entry").path();
+            let data = std::fs::read(&path).expect("read seed");
+            fuzz_check(&data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 10, "expected the import seeds, found {seen}");
+}
+
+#[test]
+fn hostile_inputs_hold_the_fuzz_property() {
+    for input in [
+        &b"\xff\xfe{{{{"[..],
+        b".:53 {\n rewrite name regex ((( x\n}\n",
+        b".:53 {\n hosts {\n 192.0.2.1 a..b -x- \n }\n}\n",
+        b"apiVersion: v1\nkind: ConfigMap\ndata:\n  stubDomains: '{\"a\": [1]}'\n",
+        b".:53 {\n cache 4294967295 {\n prefetch 0 0s 0%\n }\n}\n",
+        b"(a) {\n import a a a a a a a a\n}\n.:53 {\n import a\n}\n",
+        b".:53 {\n forward . 192.0.2.1 192.0.2.2 192.0.2.3 192.0.2.4 192.0.2.5 192.0.2.6 192.0.2.7 192.0.2.8 192.0.2.9\n}\n",
+    ] {
+        fuzz_check(input).unwrap_or_else(|e| panic!("{:?}: {e}", String::from_utf8_lossy(input)));
+    }
 }
