@@ -11,8 +11,11 @@
 //!   A watch started for a newer config that waits for it (the Pod watch) does not make a
 //!   serving replica unready. The body then names, one line each, a config waiting for
 //!   the Pod list (`waiting: <hash>`) and why the latest version of the ConfigMap was
-//!   refused (`rejected: <reason>`), and ends with `config: <hash>`, the config being
-//!   served (or `none`), so the operator can see which config each replica runs;
+//!   refused (`rejected: <reason>`), each upstream found to send queries back to this
+//!   server (`forwarding-loop: <forwarder domain> <ip:port>`, see
+//!   [`crate::pipeline::forward::loops`]; a loop does not make the replica unready), and
+//!   ends with `config: <hash>`, the config being served (or `none`), so the operator can
+//!   see which config each replica runs and report a loop;
 //! - `GET /metrics`: every metric in the Prometheus text format.
 //!
 //! Three fixed routes do not need an HTTP framework: this is a small HTTP/1.1 responder
@@ -121,6 +124,9 @@ pub fn route(request: &[u8], state: &State) -> Vec<u8> {
             }
             if let Some(rejected) = &readiness.rejected {
                 config.push_str(&format!("rejected: {rejected}\n"));
+            }
+            for (forwarder, upstream) in &readiness.loops {
+                config.push_str(&format!("forwarding-loop: {forwarder} {upstream}\n"));
             }
             config.push_str(&format!(
                 "config: {}\n",

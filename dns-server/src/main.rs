@@ -213,6 +213,7 @@ async fn main() -> anyhow::Result<()> {
         dns_ips,
         query_log: cli.query_log,
         resolv_conf: cli.resolv_conf.clone(),
+        probe_loops: true,
     };
     let state = Arc::new(State::new(Metrics::new(cli.listen), settings));
     let (trigger, shutdown) = shutdown::channel();

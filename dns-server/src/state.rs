@@ -99,6 +99,9 @@ pub struct Readiness {
     pub rejected: Option<Arc<String>>,
     /// The server is shutting down and answers only until its lameduck period ends.
     pub lameduck: bool,
+    /// Upstreams that send queries back to this server, as (forwarder domain, address):
+    /// reported, without making the server unready (it still answers cluster names).
+    pub loops: Vec<(String, SocketAddr)>,
 }
 
 impl Readiness {
@@ -209,7 +212,12 @@ impl State {
         }
         self.metrics
             .config_served(&pipeline.config().raw().server, pipeline.hash());
-        self.pipeline.store(Some(Arc::new(pipeline)));
+        let pipeline = Arc::new(pipeline);
+        self.pipeline.store(Some(Arc::clone(&pipeline)));
+        // Its probes must find it serving: the echo is recognised by the serving pipeline.
+        if self.settings.probe_loops {
+            pipeline.probe_loops(&self.metrics);
+        }
     }
 
     /// Records why the latest version of the config was refused (shown on `/ready` until a
@@ -299,6 +307,7 @@ impl State {
             waiting: lock(&self.waiting).as_ref().map(|p| p.hash().to_owned()),
             rejected: self.rejected.load_full(),
             lameduck: self.lameduck.load(Ordering::Relaxed),
+            loops: pipeline.as_ref().map(|p| p.loops()).unwrap_or_default(),
         }
     }
 

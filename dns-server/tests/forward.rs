@@ -1153,3 +1153,83 @@ async fn policies_check_the_resolved_external_name_target() {
     assert!(addresses(&locked).is_empty(), "{locked}");
     upstream.stop().await;
 }
+
+/// Forwarding-loop detection: a server whose `.` upstream is itself finds the loop at
+/// config load (its probe comes back as a client query), names it on `/ready` (still 200),
+/// counts it, answers forwarded names SERVFAIL at once instead of sending them round the
+/// loop, and keeps answering cluster names.
+#[tokio::test]
+async fn a_server_forwarding_to_itself_reports_the_loop_and_keeps_serving() {
+    let listeners = Listeners::bind("127.0.0.1:0".parse().expect("addr"), 1).expect("binds");
+    let addr = listeners.local_addr().expect("addr");
+    let settings = Settings {
+        probe_loops: true,
+        ..Settings::default()
+    };
+    let state = Arc::new(State::new(Metrics::new(addr), settings));
+    let (trigger, shutdown) = shutdown::channel();
+    let task = tokio::spawn(server::serve(listeners, Arc::clone(&state), shutdown));
+    let mut cluster = cluster_with_external_names();
+    cluster.set_synced(true);
+    state.publish_cluster(Arc::new(cluster));
+    state.set_pipeline(
+        Pipeline::build(
+            config(
+                vec![],
+                vec![forward(".", &[addr], ForwardPolicy::Random)],
+                None,
+            ),
+            "looping".into(),
+        )
+        .expect("builds"),
+    );
+    let ready = || {
+        let response = nameplane_dns::admin::route(b"GET /ready HTTP/1.1\r\n\r\n", &state);
+        String::from_utf8_lossy(&response).into_owned()
+    };
+    let line = format!("forwarding-loop: . {addr}\nconfig: looping\n");
+    let started = Instant::now();
+    while !ready().contains(&line) {
+        assert!(started.elapsed() < WAIT, "no loop reported: {}", ready());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        ready().starts_with("HTTP/1.1 200"),
+        "still ready: {}",
+        ready()
+    );
+    let metrics = state.metrics().encode();
+    assert_eq!(
+        metric(
+            &metrics,
+            "nameplane_forward_loops_detected_total",
+            &format!("to=\"{addr}\"")
+        ),
+        1.0,
+        "{metrics}"
+    );
+    assert!(metric(&metrics, "nameplane_forward_loop_probe_echoes_total", "") >= 2.0);
+
+    let asked = Instant::now();
+    let forwarded = ask(&state, "www.example.org.", RecordType::A, Transport::Udp).await;
+    assert_eq!(forwarded.metadata.response_code, ResponseCode::ServFail);
+    assert!(
+        asked.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        asked.elapsed()
+    );
+    let cluster_name = ask(
+        &state,
+        "ext.default.svc.cluster.local.",
+        RecordType::CNAME,
+        Transport::Udp,
+    )
+    .await;
+    assert_eq!(cluster_name.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(cluster_name.answers.len(), 1);
+    trigger.fire();
+    timeout(WAIT, task)
+        .await
+        .expect("stops")
+        .expect("server task");
+}

@@ -119,12 +119,15 @@ pub struct KubernetesStage {
     reverse: Option<Box<ReverseZones>>,
 }
 
+/// A reverse zone's name (wire form) and its SOA's `ns.dns.` and `hostmaster.` names.
+type ReverseSoa = (&'static [u8], Box<[u8]>, Box<[u8]>);
+
 /// The reverse zones (`in-addr.arpa`, `ip6.arpa`) when the stage is authoritative for them
 /// (CoreDNS `kubernetes cluster.local in-addr.arpa ip6.arpa` without `fallthrough`).
 #[derive(Clone, Debug)]
 struct ReverseZones {
     /// Per zone, its name, and the `ns.dns.` and `hostmaster.` names of its SOA.
-    zones: [(&'static [u8], Box<[u8]>, Box<[u8]>); 2],
+    zones: [ReverseSoa; 2],
     /// Zone apexes and stub domains (not `.`): names at or below them pass on.
     elsewhere: Vec<Box<[u8]>>,
 }

@@ -214,6 +214,26 @@ impl Pipeline {
         &self.config
     }
 
+    /// Probes the upstreams for forwarding loops in the background ([`forward::loops`]).
+    pub fn probe_loops(&self, metrics: &Metrics) {
+        for stage in self.stages.iter() {
+            if let Stage::Forward(stage) = stage {
+                stage.probe_loops(metrics);
+            }
+        }
+    }
+
+    /// The upstreams found to loop back to this server, as (forwarder domain, address).
+    pub fn loops(&self) -> Vec<(String, SocketAddr)> {
+        self.stages
+            .iter()
+            .find_map(|stage| match stage {
+                Stage::Forward(stage) => Some(stage.loops()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
     /// Whether responses are shuffled (`loadBalance: roundRobin`).
     pub fn load_balance(&self) -> bool {
         self.load_balance
@@ -366,6 +386,10 @@ pub struct Settings {
     /// The resolv.conf whose nameservers the forwarders with `serversFromResolvConf` use,
     /// read at each config load ([`crate::resolv_conf`]).
     pub resolv_conf: std::path::PathBuf,
+    /// Whether each new pipeline's upstreams are probed for forwarding loops
+    /// ([`forward::loops`]). Always on in the binary; off in [`Settings::default`], so
+    /// that tests counting an upstream's queries see only their own.
+    pub probe_loops: bool,
 }
 
 impl Default for Settings {
@@ -375,6 +399,7 @@ impl Default for Settings {
             dns_ips: Vec::new(),
             query_log: false,
             resolv_conf: crate::resolv_conf::DEFAULT_PATH.into(),
+            probe_loops: false,
         }
     }
 }

@@ -832,11 +832,14 @@ fn servfail_until_every_watch_has_listed() {
         assert_eq!(outcome.rcode, ResponseCode::ServFail, "{name}");
         assert_eq!(outcome.origin, Origin::Kubernetes);
     }
-    // Reverse names pass on rather than claim anything.
-    let message = f.over(
-        &query_bytes("10.0.96.10.in-addr.arpa.", RecordType::PTR, None),
-        Transport::Udp,
-    );
+    // Reverse names: SERVFAIL too while the stage owns the reverse zones (never a false
+    // NXDOMAIN, never a cluster address asked upstream); passed on with reverseFallthrough.
+    let ptr = query_bytes("10.0.96.10.in-addr.arpa.", RecordType::PTR, None);
+    let message = f.over(&ptr, Transport::Udp);
+    assert_eq!(message.metadata.response_code, ResponseCode::ServFail);
+    let mut through = Fixture::with(|k| k.reverse_fallthrough = true);
+    through.cluster.set_synced(false);
+    let message = through.over(&ptr, Transport::Udp);
     assert_eq!(message.metadata.response_code, ResponseCode::Refused);
     // Names outside the zone do not depend on the watches.
     let message = f.over(

@@ -137,7 +137,14 @@ impl Forwarder {
         if n == 0 {
             return Vec::new();
         }
-        let mut order: Vec<usize> = (0..n).collect();
+        // Upstreams that loop back here are never asked (none left: SERVFAIL at once).
+        let mut order: Vec<usize> = (0..n)
+            .filter(|&i| !self.upstreams[i].loops().looping())
+            .collect();
+        let n = order.len();
+        if n == 0 {
+            return order;
+        }
         match self.settings.policy {
             ForwardPolicy::Random => {
                 let mut rng = rand::rng();

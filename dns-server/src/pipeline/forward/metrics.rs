@@ -12,6 +12,8 @@
 //! | `nameplane_forward_failures_total`              | `to`, `reason` (`timeout`, `network`) |
 //! | `nameplane_forward_coalesced_total`             |                               |
 //! | `nameplane_forward_dropped_records_total`       | `reason` (`out_of_chain`, `out_of_bailiwick`) |
+//! | `nameplane_forward_loops_detected_total`        | `forwarder` (domain), `to`    |
+//! | `nameplane_forward_loop_probe_echoes_total`     |                               |
 //!
 //! `proxy_name` is `forward`; `to` is the upstream's `ip:port`. The forward path waits on
 //! the network anyway, so label sets are looked up per event (a read lock in the family).
@@ -49,6 +51,12 @@ struct DroppedLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LoopLabels {
+    forwarder: String,
+    to: String,
+}
+
 /// The rcode as CoreDNS labels it (`NOERROR`, `SERVFAIL`, …; the number otherwise).
 fn rcode_label(rcode: ResponseCode) -> String {
     match rcode {
@@ -80,6 +88,8 @@ pub struct ForwardMetrics {
     rejected_replies: Family<ReasonLabels, Counter>,
     failures: Family<ReasonLabels, Counter>,
     dropped_records: Family<DroppedLabels, Counter>,
+    loops: Family<LoopLabels, Counter>,
+    loop_echoes: Counter,
 }
 
 /// Why a reply was not accepted as the answer to a query.
@@ -122,6 +132,18 @@ impl ForwardMetrics {
         let rejected_replies = Family::<ReasonLabels, Counter>::default();
         let failures = Family::<ReasonLabels, Counter>::default();
         let dropped_records = Family::<DroppedLabels, Counter>::default();
+        let loops = Family::<LoopLabels, Counter>::default();
+        let loop_echoes = Counter::default();
+        registry.register(
+            "nameplane_forward_loops_detected",
+            "Forwarding loops found at config load: the upstream sent this server's own probe query back to it (CoreDNS loop)",
+            loops.clone(),
+        );
+        registry.register(
+            "nameplane_forward_loop_probe_echoes",
+            "Loop probe queries of this server that came back to it as client queries (answered SERVFAIL at once)",
+            loop_echoes.clone(),
+        );
         registry.register(
             "coredns_forward_healthcheck_broken",
             "Counter of the number of complete failures of the healthchecks",
@@ -171,7 +193,24 @@ impl ForwardMetrics {
             rejected_replies,
             failures,
             dropped_records,
+            loops,
+            loop_echoes,
         }
+    }
+
+    /// The forwarder of `forwarder` (its domain) loops through the upstream `to`.
+    pub fn loop_detected(&self, forwarder: &str, to: &str) {
+        self.loops
+            .get_or_create(&LoopLabels {
+                forwarder: forwarder.to_owned(),
+                to: to.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A loop probe of this server came back to it.
+    pub fn loop_echo(&self) {
+        self.loop_echoes.inc();
     }
 
     /// Every upstream of a forwarder was down when a query came.

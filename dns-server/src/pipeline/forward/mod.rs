@@ -61,6 +61,7 @@
 pub mod bailiwick;
 pub mod encode;
 pub mod forwarder;
+pub mod loops;
 pub mod metrics;
 pub mod upstream;
 
@@ -643,8 +644,60 @@ impl ForwardStage {
         }
     }
 
+    /// A query for one of this server's loop probes ([`loops`]): counted, and answered
+    /// SERVFAIL at once so the probe goes round the loop only once. `None` for any other
+    /// name.
+    pub fn loop_echo<'a>(&self, request: &Request<'_>, sources: &Sources<'_>) -> Option<Flow<'a>> {
+        if !request.name.is_in(loops::PROBE_ZONE) {
+            return None;
+        }
+        let name = request.name.wire();
+        let echoed = self
+            .forwarders
+            .iter()
+            .flat_map(|f| f.upstreams())
+            .any(|upstream| upstream.loops().echo(name));
+        echoed.then(|| {
+            sources.metrics.forward().loop_echo();
+            Flow::Answer(Answer::rcode(ResponseCode::ServFail, Origin::Forward))
+        })
+    }
+
+    /// Every upstream that loops back to this server, as (forwarder domain, address).
+    pub fn loops(&self) -> Vec<(String, std::net::SocketAddr)> {
+        self.forwarders
+            .iter()
+            .flat_map(|f| {
+                f.upstreams()
+                    .iter()
+                    .filter(|u| u.loops().looping())
+                    .map(|u| (f.settings().domain.clone(), u.addr()))
+            })
+            .collect()
+    }
+
+    /// Probes every upstream not probed yet for loops, in the background (a no-op
+    /// without a Tokio runtime).
+    pub fn probe_loops(&self, metrics: &Metrics) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        for forwarder in &self.forwarders {
+            for upstream in forwarder.upstreams() {
+                runtime.spawn(loops::probe(
+                    forwarder.settings().domain.clone(),
+                    Arc::clone(upstream),
+                    metrics.forward().clone(),
+                ));
+            }
+        }
+    }
+
     /// Takes the query if a forwarder owns its name.
     pub fn handle<'a>(&self, request: &Request<'_>, sources: &Sources<'_>) -> Flow<'a> {
+        if let Some(echo) = self.loop_echo(request, sources) {
+            return echo;
+        }
         let Route::Forward(index) = self.routes.route(&request.name) else {
             return Flow::Skip;
         };

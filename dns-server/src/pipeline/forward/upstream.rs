@@ -85,6 +85,7 @@ pub struct Upstream {
     force_tcp: bool,
     fails: AtomicU32,
     probing: AtomicBool,
+    loops: super::loops::LoopState,
 }
 
 impl Upstream {
@@ -97,6 +98,7 @@ impl Upstream {
             force_tcp,
             fails: AtomicU32::new(0),
             probing: AtomicBool::new(false),
+            loops: super::loops::LoopState::default(),
         }
     }
 
@@ -108,6 +110,11 @@ impl Upstream {
     /// The address as a metric label.
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    /// What loop detection found ([`super::loops`]).
+    pub fn loops(&self) -> &super::loops::LoopState {
+        &self.loops
     }
 
     /// Fewer than [`MAX_FAILS`] consecutive failures.
