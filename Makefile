@@ -65,6 +65,7 @@ cluster-down: ## Stop everything cluster-up started
 e2e: deps build ## End-to-end tests: fresh control plane, real binaries, dig over UDP and TCP
 	e2e/scripts/cluster-down.sh
 	e2e/scripts/cluster-up.sh
+	bench/scripts/build-coredns.sh >/dev/null  # for coredns_differential/coredns_cutover; cached by version
 	status=0; $(CARGO) test -p nameplane-e2e -- --test-threads=1 --nocapture || status=$$?; \
 	  e2e/scripts/cluster-down.sh; exit $$status
 

@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${FUZZ_SECONDS:-60}"
-targets="${FUZZ_TARGETS:-answer upstream_reply config}"
+targets="${FUZZ_TARGETS:-answer upstream_reply config import}"
 sanitizer="${FUZZ_SANITIZER:-none}"
 cargo_fuzz_version=0.13.2
 

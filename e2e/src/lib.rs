@@ -5,6 +5,8 @@
 //! Nothing here stands in for a real part: the harness only finds the binaries, starts and
 //! stops processes, runs `kubectl` and `dig`, and waits for conditions with a deadline.
 
+pub mod coredns;
+
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -791,6 +793,8 @@ pub struct FakePod {
     pub ips: Vec<String>,
     /// Whether the Ready condition is true.
     pub ready: bool,
+    /// Container ports as (name, protocol, number), what a named `targetPort` resolves to.
+    pub ports: Vec<(String, String, u16)>,
 }
 
 impl FakePod {
@@ -803,6 +807,12 @@ impl FakePod {
             ready,
             ..Self::default()
         }
+    }
+
+    /// Adds a named container port (`protocol` `UDP` or `TCP`).
+    pub fn with_port(mut self, name: &str, protocol: &str, number: u16) -> Self {
+        self.ports.push((name.into(), protocol.into(), number));
+        self
     }
 
     /// Sets `spec.hostname` and `spec.subdomain`.
@@ -864,6 +874,19 @@ impl Kube {
                             "nodeName": "fake-node",
                             "containers": [{"name": "c", "image": "registry.invalid/none"}],
                         });
+                        if !pod.ports.is_empty() {
+                            spec["containers"][0]["ports"] = pod
+                                .ports
+                                .iter()
+                                .map(|(name, protocol, number)| {
+                                    serde_json::json!({
+                                        "name": name,
+                                        "protocol": protocol,
+                                        "containerPort": number,
+                                    })
+                                })
+                                .collect();
+                        }
                         if let Some(hostname) = &pod.hostname {
                             spec["hostname"] = hostname.clone().into();
                         }

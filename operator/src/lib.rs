@@ -5,6 +5,8 @@
 //! - [`api`]: the custom resource types, one file per kind (the only place they are defined).
 //! - [`crds`]: the CustomResourceDefinitions generated from those types (`crdgen` writes them
 //!   to `crds/`).
+//! - [`import`]: `nameplane import`, a CoreDNS Corefile or kube-dns ConfigMap turned into
+//!   these custom resources.
 //! - [`namespaces`]: the allow-list of namespaces that may hold `DNSServer`s.
 //! - [`pods`]: DNS Pods shaped like cluster DNS: kubeadm's CoreDNS defaults, the dedicated
 //!   `DNSServer` fields that replace them, and the `podTemplate` override merged last.
@@ -25,6 +27,7 @@ pub mod api;
 pub mod apply;
 pub mod controller;
 pub mod crds;
+pub mod import;
 pub mod metrics;
 pub mod namespaces;
 pub mod pods;
