@@ -17,17 +17,18 @@ use std::time::Duration;
 const SERVER: &str =
     "apiVersion: nameplane.io/v1alpha1\nkind: DNSServer\nmetadata:\n  name: edge\n";
 
+/// Waits until the operator has applied the current generation of `edge`: its Deployment
+/// and Service are written and it waits for the Pods (no kubelet runs them here, so
+/// `Ready` is False with `PodsRollingOut`; `e2e/tests/status.rs` runs them to Ready).
 fn wait_ready(namespace: &str) {
     wait_for(
-        &format!("DNSServer {namespace}/edge Ready=True"),
+        &format!("DNSServer {namespace}/edge applied (PodsRollingOut or Ready)"),
         Duration::from_secs(30),
         || {
-            (jsonpath(
-                namespace,
-                "dnsserver/edge",
-                "{.status.conditions[?(@.type==\"Ready\")].status}",
-            ) == "True")
-                .then_some(())
+            let at = |path: &str| jsonpath(namespace, "dnsserver/edge", path);
+            let reason = at("{.status.conditions[?(@.type==\"Ready\")].reason}");
+            let current = at("{.status.observedGeneration}") == at("{.metadata.generation}");
+            (current && (reason == "PodsRollingOut" || reason == "ConfigPublished")).then_some(())
         },
     );
 }
