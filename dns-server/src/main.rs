@@ -13,7 +13,9 @@
 //!
 //! The tasks run under a [`Supervisor`]: one that stops before the stop signal (a panic)
 //! fails `/health`. The TCP transport's limits are flags (`--tcp-*`, see
-//! [`nameplane_dns::server::tcp`]).
+//! [`nameplane_dns::server::tcp`]); the connection cap is lowered to three quarters of the
+//! open-file limit when that is smaller, so the cap, not `accept()` failing, is what
+//! stops connections.
 //!
 //! Process settings are flags (they do not change while the process runs): what to answer
 //! comes from the ConfigMap.
@@ -178,11 +180,20 @@ async fn main() -> anyhow::Result<()> {
             rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| soft)
         }
     };
-    if open_files < u64::from(cli.tcp_max_connections) + 256 {
+    // The TCP cap must bind before the descriptors run out: at the open-file limit accept()
+    // fails, so the cap's eviction of idle connections never runs and new clients wait in
+    // the listen backlog behind idle ones. Keep a quarter of the descriptors (at most 256)
+    // for upstream sockets, watches and the admin endpoint.
+    let reserved_fds = (open_files / 4).min(256);
+    let tcp_max_connections = u64::from(cli.tcp_max_connections)
+        .min(open_files.saturating_sub(reserved_fds))
+        .max(1);
+    if tcp_max_connections < u64::from(cli.tcp_max_connections) {
         warn!(
             open_files,
-            tcp_max_connections = cli.tcp_max_connections,
-            "the open file limit is close to the TCP connection cap; raise the hard limit or lower --tcp-max-connections"
+            tcp_max_connections_flag = cli.tcp_max_connections,
+            tcp_max_connections,
+            "the open file limit is below the TCP connection cap plus a reserve; the cap is lowered (raise the hard limit to keep it)"
         );
     }
 
@@ -210,7 +221,7 @@ async fn main() -> anyhow::Result<()> {
     let state = Arc::new(State::new(Metrics::new(cli.listen), settings));
     let (trigger, shutdown) = shutdown::channel();
     let tcp_limits = tcp::Limits {
-        max_connections: cli.tcp_max_connections as usize,
+        max_connections: usize::try_from(tcp_max_connections).unwrap_or(usize::MAX),
         max_per_source: cli.tcp_max_connections_per_source as usize,
         idle_timeout: Duration::from_secs(cli.tcp_idle_timeout_seconds),
         write_timeout: Duration::from_secs(cli.tcp_write_timeout_seconds),
