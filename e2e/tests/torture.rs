@@ -44,8 +44,8 @@ use nameplane_config::ServerConfig;
 use nameplane_config::forward::{CacheConfig, ForwardConfig, ForwardPolicy};
 use nameplane_config::zone::{RecordConfig, RecordKind, ZoneConfig};
 use nameplane_e2e::{
-    DnsServer, Process, apply, e2e_dir, ensure_namespace, free_port, jsonpath, kubectl_ok,
-    quantile, start_knotd, wait_for, workspace_binary,
+    DnsServer, Process, apply, e2e_dir, ensure_namespace, free_port, jsonpath, quantile,
+    start_knotd, wait_for, workspace_binary,
 };
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
@@ -953,7 +953,6 @@ fn the_server_keeps_answering_a_well_behaved_client_under_attack() {
             && tcp_ask(target.addr, 2, ZONE_NAME, ZONE_IP).is_ok())
         .then_some(())
     });
-    kubectl_ok(&["get", "service", "-n", NAMESPACE, "web"]);
 
     let (seconds, clients) = (budget.seconds, budget.clients);
     let mut all = vec![
