@@ -104,9 +104,9 @@ torture: deps ## Torture harness, release build: each attack 20 s, 800 slow clie
 	  e2e/scripts/cluster-down.sh; exit $$status
 
 .PHONY: torture-smoke
-torture-smoke: deps build ## Torture harness, short (4 s per attack, 300 slow clients, debug build, p99 bound 1 s; under 1 min)
+torture-smoke: deps build ## Torture harness, short (4 s per attack, 200 slow clients, debug build, p99 bound 1 s; under 1 min)
 	e2e/scripts/cluster-up.sh >/dev/null
-	status=0; TORTURE_P99_MS=$${TORTURE_P99_MS:-1000} $(CARGO) test -p nameplane-e2e --test torture -- --nocapture || status=$$?; \
+	status=0; TORTURE_P99_MS=$${TORTURE_P99_MS:-1000} TORTURE_CLIENTS=$${TORTURE_CLIENTS:-200} $(CARGO) test -p nameplane-e2e --test torture -- --nocapture || status=$$?; \
 	  e2e/scripts/cluster-down.sh; exit $$status
 
 .PHONY: mutants
