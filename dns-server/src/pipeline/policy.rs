@@ -694,7 +694,8 @@ mod tests {
         let (inside, outside) = (n("db.a.svc.cluster.local."), n("db.b.svc.cluster.local."));
         // Each type whose data names another host: allowed with a target inside the
         // policy's domain, denied with one outside (the owner is allowed either way).
-        let kinds: [(&str, fn(Name) -> RData); 3] = [
+        type MakeData = fn(Name) -> RData;
+        let kinds: [(&str, MakeData); 3] = [
             ("SRV", |t| RData::SRV(SRV::new(0, 50, 80, t))),
             ("NS", |t| RData::NS(NS(t))),
             ("MX", |t| RData::MX(MX::new(10, t))),
