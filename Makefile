@@ -12,16 +12,16 @@ run: ## Local control plane + CRDs + operator + dns-server + samples; prints a d
 	e2e/scripts/run.sh
 
 .PHONY: test
-test: deps fmt-check lint unit chart-lint e2e bench-smoke ## Everything CI checks: format, clippy, unit tests, chart lint, e2e on a real control plane, bench smoke
+test: deps fmt-check lint unit chart-lint e2e torture-smoke bench-smoke ## Everything CI checks: format, clippy, unit tests, chart lint, e2e on a real control plane, torture smoke, bench smoke
 
 ##@ Development
 
 .PHONY: deps
-deps: ## Install what the tests need (dig; Knot as a zone-transfer secondary; lua5.4 for the Argo CD health check) when missing
-	@command -v dig >/dev/null && { command -v knotd || test -x /usr/sbin/knotd; } >/dev/null && command -v lua5.4 >/dev/null || { \
-	  echo "[deps] installing dig (bind9-dnsutils), Knot (knot) and Lua (lua5.4)"; \
-	  (apt-get update -qq && apt-get install -y -qq bind9-dnsutils knot lua5.4 >/dev/null) || \
-	  { echo "[deps] could not install bind9-dnsutils, knot and lua5.4; install them yourself"; exit 1; }; }
+deps: ## Install what the tests need (dig; Knot as a zone-transfer secondary and torture upstream; lua5.4 for the Argo CD health check; dnsperf for the torture flood) when missing
+	@command -v dig >/dev/null && command -v dnsperf >/dev/null && command -v lua5.4 >/dev/null && { command -v knotd || test -x /usr/sbin/knotd; } >/dev/null || { \
+	  echo "[deps] installing dig (bind9-dnsutils), Knot (knot), Lua (lua5.4) and dnsperf"; \
+	  (apt-get update -qq && apt-get install -y -qq bind9-dnsutils knot lua5.4 dnsperf >/dev/null) || \
+	  { echo "[deps] could not install bind9-dnsutils, knot, lua5.4 and dnsperf; install them yourself"; exit 1; }; }
 
 .PHONY: build
 build: ## Build every binary (debug)
@@ -66,7 +66,7 @@ e2e: deps build ## End-to-end tests: fresh control plane, real binaries, dig ove
 	e2e/scripts/cluster-down.sh
 	e2e/scripts/cluster-up.sh
 	bench/scripts/build-coredns.sh >/dev/null  # for coredns_differential/coredns_cutover; cached by version
-	status=0; $(CARGO) test -p nameplane-e2e -- --test-threads=1 --nocapture || status=$$?; \
+	status=0; $(CARGO) test -p nameplane-e2e -- --test-threads=1 --nocapture --skip under_attack || status=$$?; \
 	  e2e/scripts/cluster-down.sh; exit $$status
 
 ##@ Packaging
@@ -103,8 +103,27 @@ bench-smoke: ## Pipeline check of make bench: tiny set, one 1 s run per point, n
 
 ##@ Adversarial suite
 
+.PHONY: torture
+torture: deps ## Torture harness, release build: each attack 20 s, 800 slow clients, p99 bound 10 ms (~4 min) -> target/torture/figures.json
+	$(CARGO) build --release -p nameplane-dns --bins
+	e2e/scripts/cluster-up.sh >/dev/null
+	status=0; NAMEPLANE_PROFILE=release TORTURE_SECONDS=$${TORTURE_SECONDS:-20} TORTURE_CLIENTS=$${TORTURE_CLIENTS:-800} \
+	  TORTURE_FLOOD_QPS=$${TORTURE_FLOOD_QPS:-20000} \
+	  $(CARGO) test -p nameplane-e2e --test torture -- --nocapture || status=$$?; \
+	  e2e/scripts/cluster-down.sh; exit $$status
+
+.PHONY: torture-smoke
+torture-smoke: deps build ## Torture harness, short (4 s per attack, 200 slow clients, debug build, p99 bound 1 s; under 1 min)
+	e2e/scripts/cluster-up.sh >/dev/null
+	status=0; TORTURE_P99_MS=$${TORTURE_P99_MS:-1000} TORTURE_CLIENTS=$${TORTURE_CLIENTS:-200} $(CARGO) test -p nameplane-e2e --test torture -- --nocapture || status=$$?; \
+	  e2e/scripts/cluster-down.sh; exit $$status
+
+.PHONY: mutants
+mutants: ## cargo-mutants over pipeline/policy.rs, pipeline/rewrite.rs, request.rs with their unit tests (pinned; hours on 2 cores; MUTANTS_FILES=policy for one)
+	mutants/run.sh
+
 .PHONY: fuzz
-fuzz: ## Each fuzz target (answer, upstream_reply, config) for FUZZ_SECONDS (default 60); installs cargo-fuzz; crashes -> fuzz/artifacts/
+fuzz: ## Each fuzz target (answer, upstream_reply, config) for FUZZ_SECONDS (default 60); installs cargo-fuzz; crashes -> fuzz/artifacts/, figures -> target/fuzz/summary.json
 	fuzz/run.sh
 
 .PHONY: fuzz-smoke

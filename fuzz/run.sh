@@ -11,7 +11,8 @@
 # flags: on a stable toolchain they are allowed with RUSTC_BOOTSTRAP=1 (set here).
 # libFuzzer adds what it finds to fuzz/learned/<target>/ (ignored by git); the committed seeds
 # in fuzz/corpus/<target>/ are only read. A crash is written to fuzz/artifacts/<target>/:
-# turn it into a regression (CONTRIBUTING.md, "Fuzzing").
+# turn it into a regression (CONTRIBUTING.md, "Fuzzing"). The executions and crashes of the
+# run go to target/fuzz/summary.json, which `make bench` puts in its report.
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${FUZZ_SECONDS:-60}"
@@ -30,6 +31,9 @@ fi
 echo "[fuzz] building targets (sanitizer: $sanitizer)"
 cargo fuzz build -s "$sanitizer"
 
+summary_dir="$(cd .. && pwd)/target/fuzz"
+mkdir -p "$summary_dir"
+rows=()
 status=0
 for target in $targets; do
   mkdir -p "learned/$target" "artifacts/$target"
@@ -47,9 +51,14 @@ for target in $targets; do
   runs=$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -Eo '[0-9]+$' | tail -1)
   crashes=$((after - before))
   echo "[fuzz] $target: ${runs:-?} executions in ${seconds}s, $crashes crash(es), exit $rc"
+  rows+=("{\"target\": \"$target\", \"executions\": ${runs:-null}, \"crashes\": $crashes, \"exit\": $rc}")
   if [ "$rc" -ne 0 ] || [ "$crashes" -gt 0 ]; then
     status=1
     grep -E 'panicked|ERROR|SUMMARY|Test unit written' "$log" | head -20 || true
   fi
 done
+joined=$(IFS=,; echo "${rows[*]}")
+printf '{"when": "%s", "seconds": %s, "sanitizer": "%s", "targets": [%s]}\n' \
+  "$(date -u +%FT%TZ)" "$seconds" "$sanitizer" "$joined" >"$summary_dir/summary.json"
+echo "[fuzz] summary: $summary_dir/summary.json"
 exit $status

@@ -4,8 +4,10 @@
 //! `bench/scripts/bench.sh` installs the tools, builds CoreDNS and the nameplane binaries and
 //! starts the control plane; the `nameplane-bench` binary then creates the objects, runs the
 //! servers pinned to one CPU and dnsperf pinned to the other, measures, and writes
-//! `target/bench/results.{md,json}`. See `bench/README.md`.
+//! `target/bench/results.{md,json}`, with the adversarial suite's last figures
+//! ([`adversarial`]). See `bench/README.md`.
 
+pub mod adversarial;
 pub mod cluster;
 pub mod dnsperf;
 pub mod measure;

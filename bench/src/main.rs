@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use kube::Client;
+use nameplane_bench::adversarial::Adversarial;
 use nameplane_bench::measure::{Servers, SetRun};
 use nameplane_bench::objects::{self, Created};
 use nameplane_bench::report::{Better, Cell, Report, Row, SetReport, Target};
@@ -140,6 +141,7 @@ async fn run() -> Result<()> {
         notes,
         sets: Vec::new(),
         runtime_s: 0.0,
+        adversarial: Adversarial::read(&sys::target_dir()),
     };
     let mut created = Created::default();
     for set in &settings.sets {

@@ -308,6 +308,8 @@ pub struct Report {
     pub sets: Vec<SetReport>,
     /// Wall-clock seconds of the whole run.
     pub runtime_s: f64,
+    /// The last torture and fuzz runs' figures (not run by the bench).
+    pub adversarial: crate::adversarial::Adversarial,
 }
 
 impl Report {
@@ -434,6 +436,7 @@ impl Report {
                 }
             }
         }
+        md.push_str(&self.adversarial.markdown());
         md
     }
 

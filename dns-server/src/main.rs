@@ -15,7 +15,10 @@
 //! fails `/health`. The TCP transport's limits are flags (`--tcp-*`, see
 //! [`nameplane_dns::server::tcp`]), and so are the other resource bounds: forwarded queries
 //! in flight (`--forward-max-in-flight`), the answer cache's bytes (`--cache-max-bytes`,
-//! `--cache-max-entry-bytes`) and admin connections (`--admin-max-connections`).
+//! `--cache-max-entry-bytes`) and admin connections (`--admin-max-connections`). The TCP
+//! connection cap is lowered to fit the open-file limit (a quarter of it, at most 256,
+//! kept in reserve) when that is smaller, so the cap, not `accept()` failing, is what stops
+//! connections.
 //!
 //! Process settings are flags (they do not change while the process runs): what to answer
 //! comes from the ConfigMap.
@@ -208,9 +211,25 @@ async fn main() -> anyhow::Result<()> {
             rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| soft)
         }
     };
+    // The TCP cap must bind before the descriptors run out: at the open-file limit accept()
+    // fails, so the cap's eviction of idle connections never runs and new clients wait in
+    // the listen backlog behind idle ones. Keep a quarter of the descriptors (at most 256)
+    // for upstream sockets, watches and the admin endpoint.
+    let reserved_fds = (open_files / 4).min(256);
+    let tcp_max_connections = u64::from(cli.tcp_max_connections)
+        .min(open_files.saturating_sub(reserved_fds))
+        .max(1);
+    if tcp_max_connections < u64::from(cli.tcp_max_connections) {
+        warn!(
+            open_files,
+            tcp_max_connections_flag = cli.tcp_max_connections,
+            tcp_max_connections,
+            "the open file limit is below the TCP connection cap plus a reserve; the cap is lowered (raise the hard limit to keep it)"
+        );
+    }
     // Each capped thing holds at most one descriptor: TCP clients, forwarded queries
     // (one upstream socket each), admin connections; 256 for the rest.
-    let needed = u64::from(cli.tcp_max_connections)
+    let needed = tcp_max_connections
         + u64::from(cli.forward_max_in_flight)
         + u64::from(cli.admin_max_connections)
         + 256;
@@ -218,7 +237,7 @@ async fn main() -> anyhow::Result<()> {
         warn!(
             open_files,
             needed,
-            tcp_max_connections = cli.tcp_max_connections,
+            tcp_max_connections,
             forward_max_in_flight = cli.forward_max_in_flight,
             "the open file limit is below what the connection caps may hold; raise the hard limit or lower --tcp-max-connections / --forward-max-in-flight"
         );
@@ -255,7 +274,7 @@ async fn main() -> anyhow::Result<()> {
     let state = Arc::new(State::new(Metrics::new(cli.listen), settings));
     let (trigger, shutdown) = shutdown::channel();
     let tcp_limits = tcp::Limits {
-        max_connections: cli.tcp_max_connections as usize,
+        max_connections: usize::try_from(tcp_max_connections).unwrap_or(usize::MAX),
         max_per_source: cli.tcp_max_connections_per_source as usize,
         idle_timeout: Duration::from_secs(cli.tcp_idle_timeout_seconds),
         write_timeout: Duration::from_secs(cli.tcp_write_timeout_seconds),

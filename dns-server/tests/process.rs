@@ -2,7 +2,9 @@
 //! open-file limit of 256 here, 1024 in many runtimes), it raises its soft limit to the hard
 //! one before it accepts connections, so the TCP connection cap is not cut short by file
 //! descriptors. The API server it is pointed at does not exist (127.0.0.1:1): the process
-//! keeps running and retrying, which is all these tests need.
+//! keeps running and retrying, which is all these tests need. Started with a hard limit below
+//! its TCP connection cap, it lowers the cap to fit, so a flood of idle connections does not
+//! exhaust its descriptors and shut new clients out.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -147,5 +149,84 @@ fn the_limit_flags_parse_and_idle_admin_connections_cannot_lock_out_health() {
     // 40 idle connections through 4 slots: at least 36 made room.
     assert!(evicted >= 36.0, "{evicted}");
     drop(idle);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Starts the binary under `ulimit -n <nofile>` (soft and hard: it cannot raise it) with the
+/// default TCP connection cap, pointed at an API server that does not exist.
+fn start_limited(dir: &std::path::Path, nofile: u32, dns: u16, admin: u16) -> Running {
+    std::fs::create_dir_all(dir).expect("dir");
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: none\n  cluster: {server: \"https://127.0.0.1:1\"}\nusers:\n- name: none\n  user: {token: none}\ncontexts:\n- name: none\n  context: {cluster: none, user: none}\ncurrent-context: none\n",
+    )
+    .expect("kubeconfig");
+    let script = format!(
+        "ulimit -n {nofile} && exec \"$0\" --kubeconfig {} --listen 127.0.0.1:{dns} --health-listen 127.0.0.1:{admin} --config-map ns/none",
+        kubeconfig.display()
+    );
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .arg(env!("CARGO_BIN_EXE_nameplane-dns"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sh runs");
+    let running = Running(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !health(admin) {
+        assert!(Instant::now() < deadline, "the server's /health answers");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    running
+}
+
+/// A TCP connection from the loopback address `127.4.<i / 250>.<i % 250 + 1>`.
+fn connect_from(i: usize, port: u16) -> std::io::Result<TcpStream> {
+    let from = std::net::Ipv4Addr::new(127, 4, (i / 250) as u8, (i % 250 + 1) as u8);
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&std::net::SocketAddr::from((from, 0)).into())?;
+    socket.connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)).into(),
+        Duration::from_secs(2),
+    )?;
+    Ok(socket.into())
+}
+
+#[test]
+fn at_the_open_file_limit_a_new_tcp_client_still_gets_an_answer() {
+    const NOFILE: usize = 256;
+    let dir = std::env::temp_dir().join(format!("nameplane-dns-nofile-{}", std::process::id()));
+    let (dns, admin) = (free_port(), free_port());
+    let _running = start_limited(&dir, NOFILE as u32, dns, admin);
+    // Idle connections from many addresses (8 each, under the per-source cap), more than
+    // the server has file descriptors: the TCP cap (1024 by default) is not what stops them.
+    let held: Vec<TcpStream> = (0..NOFILE + 100)
+        .filter_map(|i| connect_from(i / 8, dns).ok())
+        .collect();
+    assert!(held.len() > NOFILE, "{} connections opened", held.len());
+    std::thread::sleep(Duration::from_millis(500));
+
+    // A new client: answered (whatever the rcode: there is no config), not left in the
+    // listen backlog of a server that cannot accept.
+    let mut stream = TcpStream::connect(("127.0.0.1", dns)).expect("connects");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let query = [
+        0, 26, 0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'w', b'e', b'b', 4, b't', b'e', b's',
+        b't', 0, 0, 1, 0, 1,
+    ];
+    stream.write_all(&query).expect("write");
+    let mut reply = [0; 4];
+    let read = stream.read_exact(&mut reply);
+    assert!(
+        read.is_ok(),
+        "no answer with {} idle connections held: {read:?}",
+        held.len()
+    );
+    assert_eq!(reply[2..4], [0x12, 0x34], "the answer to this query");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -238,6 +238,57 @@ async fn a_client_that_never_reads_is_closed_after_the_write_deadline() {
     stop(running).await;
 }
 
+/// Bytes the kernel holds unsent for the server's side of the connection `server` <-
+/// `client`: the `tx_queue` of `/proc/net/tcp` (a client that does not read leaves the
+/// server's answers there).
+fn server_send_queue(server: SocketAddr, client: SocketAddr) -> Option<u64> {
+    let hex = |addr: SocketAddr| {
+        let SocketAddr::V4(v4) = addr else {
+            return String::new();
+        };
+        format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(v4.ip().octets()),
+            v4.port()
+        )
+    };
+    let (local, remote) = (hex(server), hex(client));
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) != Some(&local.as_str()) || fields.get(2) != Some(&remote.as_str()) {
+            return None;
+        }
+        let (tx, _) = fields.get(4)?.split_once(':')?;
+        u64::from_str_radix(tx, 16).ok()
+    })
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_holds_little_kernel_memory() {
+    let running = start().await;
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let mut stream = socket.connect(running.addr).await.expect("connects");
+    let client = stream.local_addr().expect("addr");
+    // Large answers (40 addresses), never read, for a second: well within the write
+    // deadline, so the connection is still open and the server's answers pile up in its
+    // send buffer until the kernel stops taking them.
+    let packet = query(7, "wide.default.svc.cluster.local.");
+    let _ = timeout(Duration::from_secs(1), async {
+        while stream.write_all(&packet).await.is_ok() {}
+    })
+    .await;
+    let queued = server_send_queue(running.addr, client).expect("the server's socket");
+    // Without a bound the kernel grows a send buffer up to net.ipv4.tcp_wmem's maximum
+    // (4 MiB here) per connection: 1,024 slow readers could pin gigabytes.
+    assert!(
+        queued <= 2 * server::tcp::SEND_BUFFER as u64,
+        "{queued} bytes queued for a client that does not read"
+    );
+    stop(running).await;
+}
+
 #[tokio::test]
 async fn one_address_gets_only_its_share_and_its_idle_connections_give_way() {
     // The default of --tcp-max-connections-per-source.

@@ -675,6 +675,41 @@ mod tests {
         assert_eq!(r.check_records(&[srv]), Ok(()));
     }
 
+    #[test]
+    fn every_kind_of_target_is_checked_not_only_the_owner() {
+        use hickory_proto::rr::rdata::{MX, NS, SRV};
+        let set = set(
+            vec![policy(
+                "p",
+                "a",
+                &[],
+                &[(Allow, &["a.svc.cluster.local"])],
+                Deny,
+            )],
+            Deny,
+        );
+        let r = restrict(&set, Some(&pod("a", &[]))).expect("selected");
+        let n = |s: &str| Name::from_ascii(s).expect("name");
+        let owner = n("web.a.svc.cluster.local.");
+        let (inside, outside) = (n("db.a.svc.cluster.local."), n("db.b.svc.cluster.local."));
+        // Each type whose data names another host: allowed with a target inside the
+        // policy's domain, denied with one outside (the owner is allowed either way).
+        type MakeData = fn(Name) -> RData;
+        let kinds: [(&str, MakeData); 3] = [
+            ("SRV", |t| RData::SRV(SRV::new(0, 50, 80, t))),
+            ("NS", |t| RData::NS(NS(t))),
+            ("MX", |t| RData::MX(MX::new(10, t))),
+        ];
+        for (kind, data) in kinds {
+            let record = |target: &Name| Record::from_rdata(owner.clone(), 5, data(target.clone()));
+            assert_eq!(r.check_records(&[record(&inside)]), Ok(()), "{kind} inside");
+            assert!(
+                r.check_records(&[record(&outside)]).is_err(),
+                "{kind} into namespace b"
+            );
+        }
+    }
+
     /// Properties over generated policies and names: every decision matches a reference
     /// model of the documented rules, whatever the order, overlap and spelling.
     mod properties {

@@ -10,7 +10,9 @@
 //!
 //! **Deadlines.** Every response is written within [`Limits::write_timeout`], or the
 //! connection is closed: a client that sends queries and never reads its answers holds its
-//! slot only until the kernel buffers fill plus that time. A connection with nothing in
+//! slot only until the kernel buffers fill plus that time; each connection's kernel send
+//! buffer is bounded ([`SEND_BUFFER`]), so those buffers fill after about one large message
+//! and a slow reader pins little kernel memory. A connection with nothing in
 //! flight is closed when no complete query arrives for [`Limits::idle_timeout`] (a query
 //! trickled in byte by byte does not reset it).
 //!
@@ -60,6 +62,13 @@ pub const MAX_PER_SOURCE: usize = 64;
 
 /// Default of [`Limits::in_flight_per_connection`].
 pub const IN_FLIGHT_PER_CONNECTION: usize = 32;
+
+/// Kernel send buffer of each connection (`SO_SNDBUF`; Linux doubles it for bookkeeping):
+/// room for one largest message and its prefix. Without it the kernel grows a connection's
+/// buffer up to `net.ipv4.tcp_wmem`'s maximum (4 MiB by default) while the client does not
+/// read, so slow readers under the connection cap could pin gigabytes of kernel memory
+/// before their write deadlines close them.
+pub const SEND_BUFFER: usize = 64 * 1024 + 2;
 
 /// Capacity kept by a connection's read buffer between messages (and by its write buffer,
 /// once it grew past four times this); a larger one (after a large message) is given back.
@@ -288,6 +297,7 @@ impl Connection {
     /// Serves the connection until it closes; returns why it closed (a metric label).
     async fn run(&self, mut stream: TcpStream, mut shutdown: Shutdown) -> io::Result<&'static str> {
         stream.set_nodelay(true)?;
+        socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER)?;
         let (mut reader, mut writer) = stream.split();
         // Bytes read and not yet answered: complete messages first, then at most one partial.
         let mut input: Vec<u8> = Vec::with_capacity(512);
