@@ -337,10 +337,12 @@ pub(crate) fn line_of_key(text: &str, key: &str) -> usize {
 
 /// The fuzz target's property (`fuzz/fuzz_targets/import.rs`; the unit tests run it over
 /// the committed seeds): the input, read as a Corefile (or as a kube-dns ConfigMap when it
-/// starts with `apiVersion`), imports without a panic, and whatever is written parses back
+/// starts with `apiVersion`; and as a zone file), imports without a panic, and whatever is written parses back
 /// as the CRD types.
 pub fn fuzz_check(data: &[u8]) -> Result<(), String> {
     let text = String::from_utf8_lossy(data).into_owned();
+    // The zone-file reader too (reached only through a given file otherwise): no panic.
+    let _ = zonefile::parse("example.org", &text);
     let inputs = if text.starts_with("apiVersion") {
         Inputs {
             kube_dns_configmap: Some(("kube-dns.yaml".into(), text)),
