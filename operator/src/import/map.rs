@@ -54,7 +54,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ),
     (
         "prometheus",
-        "built in: nameplane-dns serves Prometheus metrics on its admin port /metrics (its own metric names, not CoreDNS's)",
+        "built in: nameplane-dns serves Prometheus metrics on its admin port /metrics (CoreDNS's metric names, coredns_dns_requests_total and the rest, next to nameplane_* ones)",
     ),
     (
         "reload",
