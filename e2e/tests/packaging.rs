@@ -247,7 +247,7 @@ fn assert_default_roles_manage_config_kinds(namespace: &str) {
         "-n",
         namespace,
     ]);
-    let can = |verb: &str, resource: &str| {
+    let can_sub = |verb: &str, resource: &str, subresource: &str| {
         let out = kubectl(&[
             "auth",
             "can-i",
@@ -256,9 +256,11 @@ fn assert_default_roles_manage_config_kinds(namespace: &str) {
             "-n",
             namespace,
             &format!("--as={user}"),
+            &format!("--subresource={subresource}"),
         ]);
         String::from_utf8_lossy(&out.stdout).trim() == "yes"
     };
+    let can = |verb: &str, resource: &str| can_sub(verb, resource, "");
     assert!(
         poll_until(Duration::from_secs(30), || can(
             "create",
@@ -285,7 +287,7 @@ fn assert_default_roles_manage_config_kinds(namespace: &str) {
         );
     }
     assert!(
-        !can("patch", "dnszones.nameplane.io/status"),
+        !can_sub("patch", "dnszones.nameplane.io", "status"),
         "status belongs to the operator"
     );
 }
