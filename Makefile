@@ -87,6 +87,10 @@ chart-crds: ## Copy the generated crds/ into charts/nameplane/crds/ and config/c
 monitoring: ## Derive config/monitoring/prometheusrule.yaml and the chart's copies from rules.yaml and the dashboard
 	e2e/scripts/monitoring.sh sync
 
+.PHONY: chart-docs
+chart-docs: ## Regenerate charts/nameplane/README.md from Chart.yaml, values.yaml and README.md.gotmpl (helm-docs)
+	$$(e2e/scripts/build-helm-docs.sh | tail -n 1) --chart-search-root charts --skip-version-footer
+
 .PHONY: chart-lint
 chart-lint: ## Chart and kustomize checks: CRD copies fresh, helm lint --strict, schema rejects bad values
 	e2e/scripts/chart-lint.sh

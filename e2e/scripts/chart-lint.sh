@@ -7,6 +7,7 @@
 #   - `helm template` renders those, and the default DNSServer only when it is enabled;
 #   - values.schema.json rejects bad values (a string for a number, an unknown key, ...);
 #   - `kubectl kustomize` builds config/default, config/samples and config/monitoring;
+#   - charts/nameplane/README.md is what helm-docs generates (`make chart-docs`);
 #   - the monitoring bundle: copies fresh, `promtool check rules`, the dashboard's queries
 #     parse (e2e/scripts/monitoring.sh check).
 # helm comes from build-helm.sh, kubectl from build-control-plane.sh (both cached).
@@ -116,6 +117,14 @@ if out=$("$HELM" template nameplane "$CHART" --namespace nameplane-system -f e2e
 else
   fail "the chart's monitoring bundle does not render as expected"
 fi
+# The chart README is what helm-docs makes of Chart.yaml, values.yaml and the template.
+HELM_DOCS=${HELM_DOCS:-$(e2e/scripts/build-helm-docs.sh | tail -n 1)}
+if diff <("$HELM_DOCS" --chart-search-root charts --skip-version-footer --dry-run 2>/dev/null) "$CHART/README.md" >/dev/null; then
+  say "ok: $CHART/README.md is what helm-docs generates"
+else
+  fail "$CHART/README.md is stale: run \`make chart-docs\` and commit the result"
+fi
+
 if e2e/scripts/monitoring.sh check; then
   say "ok: monitoring bundle"
 else
