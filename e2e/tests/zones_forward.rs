@@ -105,7 +105,8 @@ fn condition(namespace: &str, what: &str) -> (String, String, String) {
 
 impl Stack {
     /// Applies the `DNSServer` (with `spec`, YAML lines indented by two spaces) and
-    /// `objects`, waits until each is `Ready`, and starts the DNS server.
+    /// `objects`, waits until each object is `Ready` and the server's config is published,
+    /// and starts the DNS server.
     fn start(namespace: &str, spec: &str, objects: &[&str]) -> Self {
         kubectl_ok(&[
             "apply",
@@ -164,7 +165,10 @@ impl Stack {
                 .expect("name");
             accepted(format!("{kind}/{name}"));
         }
-        accepted("dnsserver/dns".into());
+        // The DNSServer itself stays Ready=False (PodsRollingOut): no kubelet runs its
+        // Deployment's Pods here; this test runs the server itself, so it waits for the
+        // published config instead.
+        nameplane_e2e::coredns::wait_published(namespace, "dns");
         let mut dns = DnsServer::start(
             &format!("dns-{namespace}"),
             &format!("{namespace}/dns-config"),
