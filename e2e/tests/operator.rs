@@ -575,7 +575,7 @@ fn each_kind_applied_changed_and_deleted_changes_the_answers() {
     };
     step(
         "DNSPolicy applied",
-        Some(&policy("NXDOMAIN")),
+        Some(&policy("NXDomain")),
         None,
         &|| answer_is(&web, "NXDOMAIN", None),
     );
@@ -587,13 +587,13 @@ fn each_kind_applied_changed_and_deleted_changes_the_answers() {
         ),
         "what the policy allows still resolves"
     );
-    step("DNSPolicy changed", Some(&policy("REFUSED")), None, &|| {
+    step("DNSPolicy changed", Some(&policy("Refused")), None, &|| {
         answer_is(&web, "REFUSED", None)
     });
     // Services by label: a Service is allowed while it carries the label.
     apply(
         ns,
-        "apiVersion: nameplane.io/v1alpha1\nkind: DNSPolicy\nmetadata:\n  name: kinds\nspec:\n  podSelector: {matchLabels: {app: client}}\n  rules:\n  - {action: Allow, services: [{selector: {matchLabels: {dns: open}}}]}\n  deniedResponse: REFUSED\n",
+        "apiVersion: nameplane.io/v1alpha1\nkind: DNSPolicy\nmetadata:\n  name: kinds\nspec:\n  podSelector: {matchLabels: {app: client}}\n  rules:\n  - {action: Allow, services: [{selector: {matchLabels: {dns: open}}}]}\n  deniedResponse: Refused\n",
     );
     let label = |value: &str| {
         kubectl_ok(&["label", "--overwrite", "service", "web", "-n", ns, value]);

@@ -320,7 +320,7 @@ fn tenant_policies(tenant: &str) -> (String, Vec<Policy>) {
     match tenant {
         // Only its own namespace (and reverse lookups, whose answers are checked).
         "e2e-pra-a" => (
-            "apiVersion: nameplane.io/v1alpha1\nkind: DNSPolicy\nmetadata: {name: only-own}\nspec:\n  podSelector: {matchLabels: {app: client}}\n  rules:\n  - {action: Allow, namespaces: [e2e-pra-a]}\n  - {action: Allow, domains: [in-addr.arpa, ip6.arpa]}\n  defaultAction: Deny\n  deniedResponse: NXDOMAIN\n  audit: true\n".to_owned(),
+            "apiVersion: nameplane.io/v1alpha1\nkind: DNSPolicy\nmetadata: {name: only-own}\nspec:\n  podSelector: {matchLabels: {app: client}}\n  rules:\n  - {action: Allow, namespaces: [e2e-pra-a]}\n  - {action: Allow, domains: [in-addr.arpa, ip6.arpa]}\n  defaultAction: Deny\n  deniedResponse: NXDomain\n  audit: true\n".to_owned(),
             vec![Policy {
                 rules: vec![(true, own(tenant)), (true, reverse_zones)],
                 default_allow: false,
@@ -329,7 +329,7 @@ fn tenant_policies(tenant: &str) -> (String, Vec<Policy>) {
         ),
         // Its own namespace and a's `web`; defaultAction left out (Deny); REFUSED.
         "e2e-pra-b" => (
-            "apiVersion: nameplane.io/v1alpha1\nkind: DNSPolicy\nmetadata: {name: own-and-a-web}\nspec:\n  rules:\n  - {action: Allow, namespaces: [e2e-pra-b]}\n  - {action: Allow, services: [{namespace: e2e-pra-a, name: web}]}\n  - {action: Allow, domains: [in-addr.arpa, ip6.arpa]}\n  deniedResponse: REFUSED\n".to_owned(),
+            "apiVersion: nameplane.io/v1alpha1\nkind: DNSPolicy\nmetadata: {name: own-and-a-web}\nspec:\n  rules:\n  - {action: Allow, namespaces: [e2e-pra-b]}\n  - {action: Allow, services: [{namespace: e2e-pra-a, name: web}]}\n  - {action: Allow, domains: [in-addr.arpa, ip6.arpa]}\n  deniedResponse: Refused\n".to_owned(),
             vec![Policy {
                 rules: vec![
                     (true, own(tenant)),
@@ -344,7 +344,7 @@ fn tenant_policies(tenant: &str) -> (String, Vec<Policy>) {
         // the denial must win.
         _ => (
             "apiVersion: nameplane.io/v1alpha1\nkind: DNSPolicy\nmetadata: {name: block-a}\nspec:\n  rules:\n  - {action: Deny, namespaces: [e2e-pra-a]}\n  defaultAction: Allow\n\
----\napiVersion: nameplane.io/v1alpha1\nkind: DNSPolicy\nmetadata: {name: allow-a}\nspec:\n  rules:\n  - {action: Allow, namespaces: [e2e-pra-a]}\n  defaultAction: Allow\n  deniedResponse: REFUSED\n".to_owned(),
+---\napiVersion: nameplane.io/v1alpha1\nkind: DNSPolicy\nmetadata: {name: allow-a}\nspec:\n  rules:\n  - {action: Allow, namespaces: [e2e-pra-a]}\n  defaultAction: Allow\n  deniedResponse: Refused\n".to_owned(),
             vec![
                 Policy {
                     rules: vec![(false, own("e2e-pra-a"))],

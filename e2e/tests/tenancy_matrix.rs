@@ -99,7 +99,7 @@ impl KnotUpstream {
 fn tenant_objects(i: usize) -> String {
     let tenant = TENANTS[i];
     let zone = zone_of(tenant);
-    let denied = if i == 0 { "NXDOMAIN" } else { "REFUSED" };
+    let denied = if i == 0 { "NXDomain" } else { "Refused" };
     format!(
         "apiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  ipFamilyPolicy: RequireDualStack\n  ports:\n  - {{name: http, port: 80, protocol: TCP}}\n\
 ---\napiVersion: v1\nkind: Service\nmetadata: {{name: db}}\nspec:\n  clusterIP: None\n  selector: {{app: db}}\n  ports:\n  - {{name: pg, port: 5432, protocol: TCP}}\n\

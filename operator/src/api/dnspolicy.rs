@@ -142,12 +142,39 @@ pub enum PolicyAction {
 }
 
 /// How a denied query is answered.
-#[allow(clippy::upper_case_acronyms)]
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DeniedResponse {
-    /// As if the name did not exist.
+    /// As if the name did not exist (response code NXDOMAIN).
     #[default]
-    NXDOMAIN,
+    #[serde(rename = "NXDomain")]
+    NxDomain,
     /// With the REFUSED response code.
-    REFUSED,
+    Refused,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// CamelCase values (docs/api-versioning.md); the old upper-case spellings are errors.
+    #[test]
+    fn denied_response_spellings() {
+        for (text, response) in [
+            ("NXDomain", DeniedResponse::NxDomain),
+            ("Refused", DeniedResponse::Refused),
+        ] {
+            let json = serde_json::json!(text);
+            assert_eq!(
+                serde_json::to_value(response).expect("a spelling the enum has"),
+                json
+            );
+            assert_eq!(
+                serde_json::from_value::<DeniedResponse>(json).expect("a spelling the enum has"),
+                response
+            );
+        }
+        for old in ["NXDOMAIN", "REFUSED"] {
+            assert!(serde_json::from_value::<DeniedResponse>(serde_json::json!(old)).is_err());
+        }
+    }
 }

@@ -39,9 +39,6 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "!(has(self.forceTcp) && self.forceTcp && has(self.preferUdp) && self.preferUdp)",
-    "message": "forceTcp and preferUdp exclude each other"
-}, {
     "rule": "(has(self.servers) ? self.servers.size() : 0) + (has(self.serviceRefs) ? self.serviceRefs.size() : 0) >= 1",
     "message": "give at least one server or service reference"
 }]))]
@@ -65,21 +62,32 @@ pub struct StubDomainSpec {
     #[serde(default)]
     pub policy: ForwardPolicy,
 
-    /// Always forward over TCP, even when the client asked over UDP.
+    /// Which transport queries go upstream over: `Auto` (the default) the client's own, a
+    /// truncated UDP reply retried over TCP; `TCP` always TCP; `PreferUDP` UDP even for a
+    /// client that asked over TCP (a truncated reply is still retried over TCP).
     #[serde(default)]
-    pub force_tcp: bool,
-
-    /// Forward over UDP even when the client asked over TCP (a truncated reply is still
-    /// retried over TCP). Without this or `forceTcp`, queries go upstream over the client's
-    /// transport.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub prefer_udp: bool,
+    pub transport: ForwardTransport,
 
     /// Most queries for this domain waiting on its servers at once; more are refused
     /// (REFUSED) until some finish. Left out: 1000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100_000))]
     pub max_concurrent: Option<u32>,
+}
+
+/// Which transport a forwarder sends queries upstream over (CoreDNS `forward`'s
+/// `force_tcp` and `prefer_udp`, as one choice so they cannot be combined).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ForwardTransport {
+    /// The client's transport; a truncated UDP reply is retried over TCP.
+    #[default]
+    Auto,
+    /// Always TCP, even when the client asked over UDP.
+    #[serde(rename = "TCP")]
+    Tcp,
+    /// UDP, even when the client asked over TCP; a truncated reply is still retried over TCP.
+    #[serde(rename = "PreferUDP")]
+    PreferUdp,
 }
 
 /// How a forwarder picks among its servers.
@@ -92,4 +100,38 @@ pub enum ForwardPolicy {
     RoundRobin,
     /// The first healthy server in the order given.
     Sequential,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The spellings are the API (docs/api-versioning.md): CamelCase with `TCP`/`UDP` kept
+    /// upper case, and the old booleans are not read as a transport.
+    #[test]
+    fn transport_spellings() {
+        for (text, transport) in [
+            ("Auto", ForwardTransport::Auto),
+            ("TCP", ForwardTransport::Tcp),
+            ("PreferUDP", ForwardTransport::PreferUdp),
+        ] {
+            let json = serde_json::json!(text);
+            assert_eq!(
+                serde_json::to_value(transport).expect("a spelling the enum has"),
+                json
+            );
+            assert_eq!(
+                serde_json::from_value::<ForwardTransport>(json).expect("a spelling the enum has"),
+                transport
+            );
+        }
+        for old in ["Tcp", "PreferUdp", "UDP", "auto"] {
+            assert!(serde_json::from_value::<ForwardTransport>(serde_json::json!(old)).is_err());
+        }
+        let spec: StubDomainSpec = serde_json::from_value(
+            serde_json::json!({"domain": "corp.example.com", "servers": ["192.0.2.53"]}),
+        )
+        .expect("a valid spec without transport");
+        assert_eq!(spec.transport, ForwardTransport::Auto, "left out: Auto");
+    }
 }

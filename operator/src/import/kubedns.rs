@@ -93,8 +93,7 @@ pub fn map(file: &str, text: &str, options: &Options) -> Result<Imported, Import
                             servers,
                             service_refs: vec![],
                             policy: Default::default(),
-                            force_tcp: false,
-                            prefer_udp: false,
+                            transport: Default::default(),
                             max_concurrent: None,
                         },
                     );

@@ -9,7 +9,7 @@
 //! |---|---|
 //! | `kubernetes ZONE [REVERSE...]` | `clusterDomain`; `pods`, `endpoint_pod_names`, `namespaces`, `labels`, `namespace_labels`, `ignore empty_service`, `ttl` and `fallthrough in-addr.arpa ip6.arpa` -> `spec.kubernetes` / `ttlSeconds`; always `resolveExternalNames: true` (the plugin resolves outside ExternalName targets through the server) |
 //! | `forward . ADDR...` | `upstreams`, `upstreamPolicy`; `/etc/resolv.conf` -> `upstreamsFromResolvConf` |
-//! | `forward ZONE ADDR...`, or a `ZONE { forward . ADDR }` block | `StubDomain` (`policy`, `max_concurrent`, `force_tcp`, `prefer_udp`) |
+//! | `forward ZONE ADDR...`, or a `ZONE { forward . ADDR }` block | `StubDomain` (`policy`, `maxConcurrent`, `transport`: `force_tcp` is `TCP`, `prefer_udp` is `PreferUDP`) |
 //! | `cache` | `spec.cache` (TTL caps, capacities, `prefetch`, `serve_stale`) |
 //! | `autopath @kubernetes` | `autopath: true` |
 //! | `loadbalance [round_robin]` | `loadBalance: RoundRobin` |
@@ -35,7 +35,7 @@ use crate::api::dnsserver::{
 };
 use crate::api::dnszone::{DNSZone, DNSZoneSpec, RecordType, RecordValue, ZoneRecord};
 use crate::api::rewriterule::{MatchKind, NameRewrite, RewriteRule, RewriteRuleSpec};
-use crate::api::stubdomain::{ForwardPolicy, StubDomain, StubDomainSpec};
+use crate::api::stubdomain::{ForwardPolicy, ForwardTransport, StubDomain, StubDomainSpec};
 use crate::api::{DomainName, KubernetesName, UpstreamAddress};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use std::collections::BTreeMap;
@@ -700,8 +700,13 @@ impl Mapper<'_> {
                         servers: upstreams.clone(),
                         service_refs: vec![],
                         policy,
-                        force_tcp,
-                        prefer_udp,
+                        transport: if force_tcp {
+                            ForwardTransport::Tcp
+                        } else if prefer_udp {
+                            ForwardTransport::PreferUdp
+                        } else {
+                            ForwardTransport::Auto
+                        },
                         max_concurrent,
                     },
                 ));

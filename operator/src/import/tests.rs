@@ -1,6 +1,7 @@
 //! The import corpus (golden files) and rule tests for `nameplane import`.
 
 use super::*;
+use crate::api::stubdomain::ForwardTransport;
 use std::path::{Path, PathBuf};
 
 fn corpus_dir() -> PathBuf {
@@ -321,7 +322,7 @@ fn stub_blocks_hosts_and_rewrites_become_objects() {
         ]
     );
     let stub: StubDomain = serde_json::from_value(docs[1].clone()).expect("as the test set it up");
-    assert!(stub.spec.force_tcp);
+    assert_eq!(stub.spec.transport, ForwardTransport::Tcp);
     assert_eq!(stub.spec.max_concurrent, Some(50));
     assert_eq!(stub.spec.servers.len(), 2);
     let zone: DNSZone = serde_json::from_value(docs[5].clone()).expect("as the test set it up");

@@ -10,7 +10,7 @@ use crate::api::dnspolicy::{DNSPolicy, DeniedResponse, PolicyAction};
 use crate::api::dnsserver::DNSServer;
 use crate::api::dnszone::{DNSZone, RecordType};
 use crate::api::rewriterule::{MatchKind, RewriteRule};
-use crate::api::stubdomain::{ForwardPolicy, StubDomain};
+use crate::api::stubdomain::{ForwardPolicy, ForwardTransport, StubDomain};
 use kube::ResourceExt;
 use nameplane_config::forward::{self, ForwardConfig};
 use nameplane_config::names;
@@ -352,8 +352,8 @@ fn stub(
         source: format!("{namespace}/{}", object.name_any()),
         servers,
         policy: forward_policy(object.spec.policy),
-        force_tcp: object.spec.force_tcp,
-        prefer_udp: object.spec.prefer_udp,
+        force_tcp: object.spec.transport == ForwardTransport::Tcp,
+        prefer_udp: object.spec.transport == ForwardTransport::PreferUdp,
         max_concurrent: object.spec.max_concurrent,
     };
     fwd.validate("spec")
@@ -721,8 +721,8 @@ fn policy(
         default_action: action(object.spec.default_action),
         audit: object.spec.audit,
         denied_response: match object.spec.denied_response {
-            DeniedResponse::NXDOMAIN => policy::DeniedResponse::Nxdomain,
-            DeniedResponse::REFUSED => policy::DeniedResponse::Refused,
+            DeniedResponse::NxDomain => policy::DeniedResponse::Nxdomain,
+            DeniedResponse::Refused => policy::DeniedResponse::Refused,
         },
     };
     config
