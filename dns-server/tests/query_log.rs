@@ -95,6 +95,7 @@ async fn the_config_decides_which_answers_are_logged_as_json() {
     tracing::subscriber::set_global_default(
         tracing_subscriber::fmt()
             .json()
+            .flatten_event(true)
             .with_writer(move || writer.clone())
             .finish(),
     )
@@ -134,7 +135,7 @@ async fn the_config_decides_which_answers_are_logged_as_json() {
     );
     let lines = captured.take_queries();
     assert_eq!(lines.len(), 1, "{lines:#?}");
-    let fields = &lines[0]["fields"];
+    let fields = &lines[0];
     assert_eq!(fields["name"], denied);
     assert_eq!(fields["type"], "A");
     assert_eq!(fields["rcode"], "NXDOMAIN");
@@ -162,7 +163,7 @@ async fn the_config_decides_which_answers_are_logged_as_json() {
     );
     let lines = captured.take_queries();
     assert_eq!(lines.len(), 1, "{lines:#?}");
-    let fields = &lines[0]["fields"];
+    let fields = &lines[0];
     assert_eq!(fields["rcode"], "REFUSED");
     assert_eq!(fields["name"], "nothing.example.");
     assert!(
