@@ -62,6 +62,7 @@ pub mod kubernetes;
 pub mod loadbalance;
 pub mod metrics;
 pub mod pipeline;
+pub(crate) mod query_log;
 pub mod rate_limit;
 pub mod reload;
 pub mod request;

@@ -139,7 +139,8 @@ struct Cli {
           value_parser = clap::value_parser!(u32).range(1..))]
     admin_max_connections: u32,
 
-    /// Log every query (client, protocol, name, type, rcode, size, duration) at info level.
+    /// Log every query (client, protocol, name, type, rcode, size, duration) at info level,
+    /// overriding the config's `logging` (which otherwise decides; see the query_log module).
     #[arg(long, env = "NAMEPLANE_QUERY_LOG")]
     query_log: bool,
 

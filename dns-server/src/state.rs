@@ -39,9 +39,10 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::kubernetes::index::{Cluster, SyncState};
-use crate::metrics::{Metrics, QueryRecord, rcode_label};
+use crate::metrics::{Metrics, QueryRecord};
 use crate::pipeline::forward::{Chase, Deferred, Reply as Forwarded};
 use crate::pipeline::{self, Flow, Pipeline, Settings, Sources, WatchSpec};
+use crate::query_log;
 use crate::rate_limit::{self, RateLimiter, Verdict};
 use crate::request::Transport;
 
@@ -386,18 +387,34 @@ impl State {
             response_size,
             duration,
         });
-        if let Some(name) = &outcome.name {
-            info!(
-                target: "nameplane_dns::query",
-                client = %client,
-                proto = transport.label(),
-                name = %name,
-                r#type = %outcome.qtype.map(|t| t.to_string()).unwrap_or_default(),
-                rcode = rcode_label(outcome.rcode),
-                truncated = outcome.truncated,
-                size = response_size,
-                duration_us = duration.as_micros() as u64,
-                "query"
+        // One branch when nothing is logged: no flag, and no `logging` in the config.
+        if self.settings.query_log
+            || pipeline
+                .as_deref()
+                .and_then(Pipeline::query_log)
+                .is_some_and(|log| log.take(outcome.rcode, outcome.denied_by.is_some()))
+        {
+            let parsed;
+            let name = match &outcome.name {
+                Some(name) => Some(name),
+                None => {
+                    parsed = crate::request::parse(packet, transport).ok();
+                    parsed.as_ref().map(|r| &r.name)
+                }
+            };
+            query_log::write(
+                &query_log::Line {
+                    client,
+                    transport,
+                    name,
+                    qtype: outcome.qtype,
+                    rcode: outcome.rcode,
+                    truncated: outcome.truncated,
+                    size: response_size,
+                    duration,
+                    denied_by: outcome.denied_by.as_deref(),
+                },
+                &cluster,
             );
         }
         if let Some(limiter) = limiter
@@ -450,15 +467,17 @@ impl State {
             limiter,
         } = *later;
         let transport = deferred.transport();
+        let pipeline = self.pipeline.load();
+        let query_log = pipeline.as_deref().and_then(Pipeline::query_log);
+        // The question, kept only when this answer may be logged.
+        let asked = (self.settings.query_log || query_log.is_some())
+            .then(|| crate::request::parse(deferred.packet(), transport).ok())
+            .flatten()
+            .map(|request| request.name);
         let mut resolved = deferred
             .resolve(&self.metrics, self, client, &self.settings)
             .await;
-        if self
-            .pipeline
-            .load()
-            .as_deref()
-            .is_some_and(Pipeline::load_balance)
-        {
+        if pipeline.as_deref().is_some_and(Pipeline::load_balance) {
             crate::loadbalance::shuffle(&mut resolved.response, 0);
         }
         self.metrics.query(&QueryRecord {
@@ -472,6 +491,24 @@ impl State {
             response_size: resolved.response.len(),
             duration: started.elapsed(),
         });
+        if self.settings.query_log
+            || query_log.is_some_and(|log| log.take(resolved.rcode, resolved.denied_by.is_some()))
+        {
+            query_log::write(
+                &query_log::Line {
+                    client,
+                    transport,
+                    name: asked.as_ref(),
+                    qtype: Some(resolved.qtype),
+                    rcode: resolved.rcode,
+                    truncated: false,
+                    size: resolved.response.len(),
+                    duration: started.elapsed(),
+                    denied_by: resolved.denied_by.as_deref(),
+                },
+                &self.cluster.load(),
+            );
+        }
         let mut response = resolved.response;
         if let Some(limiter) = limiter
             && !self.rate_limit(&limiter, client, &mut response, 0)

@@ -59,17 +59,34 @@ struct Args {
     #[arg(long, env = "NAMEPLANE_SHUTDOWN_GRACE_SECONDS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..))]
     shutdown_grace_seconds: u64,
+    /// Log format: `json` (one JSON object a line, what the chart and config/operator
+    /// deployments pass, as the DNS Pods log) or `text`.
+    #[arg(long, env = "NAMEPLANE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (fields at the top level), for log pipelines.
+    Json,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,kube=warn,kube_lease_manager=warn".into()),
-        )
-        .init();
     let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,kube=warn,kube_lease_manager=warn".into());
+    match args.log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_env_filter(filter)
+            .init(),
+    }
     let grace = Duration::from_secs(args.shutdown_grace_seconds);
     // One signal listener for the whole process; `stop.wait_for` is the stop signal.
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
@@ -80,7 +97,13 @@ async fn main() -> anyhow::Result<()> {
     });
     let mut stopped = stop.clone();
     tokio::select! {
-        result = run(args, stop) => result,
+        result = run(args, stop) => {
+            // Logged too, so that a log pipeline sees why the process stopped.
+            if let Err(error) = &result {
+                tracing::error!(error = format!("{error:#}"), "stopped");
+            }
+            result
+        }
         () = async {
             let _ = stopped.wait_for(|stop| *stop).await;
             tokio::time::sleep(grace).await;

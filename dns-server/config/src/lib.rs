@@ -15,6 +15,7 @@
 //!   nothing can use a config that skipped validation.
 
 pub mod forward;
+pub mod logging;
 pub mod names;
 pub mod policy;
 pub mod rate_limit;
@@ -78,6 +79,9 @@ pub struct ServerConfig {
     /// Order of the address records in every answer (CoreDNS `loadbalance`).
     #[serde(default, skip_serializing_if = "LoadBalance::is_none")]
     pub load_balance: LoadBalance,
+    /// Which queries the server logs ([`logging::LoggingConfig`]); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<logging::LoggingConfig>,
 }
 
 /// Order of the address records in answers.
@@ -111,6 +115,7 @@ impl Default for ServerConfig {
             policies: Vec::new(),
             clients: policy::ClientsConfig::default(),
             rate_limit: None,
+            logging: None,
             load_balance: LoadBalance::None,
         }
     }
@@ -312,6 +317,9 @@ impl ServerConfig {
         self.clients.validate("clients")?;
         if let Some(rate_limit) = &self.rate_limit {
             rate_limit.validate("rateLimit")?;
+        }
+        if let Some(logging) = &self.logging {
+            logging.validate("logging")?;
         }
         Ok(ValidatedConfig {
             cluster_domain,
@@ -662,6 +670,48 @@ mod tests {
             policy::PolicyAction::Allow,
             "unidentified clients are allowed unless the platform denies them"
         );
+    }
+
+    #[test]
+    fn query_logging_is_checked_and_does_not_need_the_pods() {
+        use logging::{LoggingConfig, QueryLogMode};
+        let with = |logging| ServerConfig {
+            logging,
+            ..sample()
+        };
+        assert!(
+            !with(None).to_json().contains("logging"),
+            "left out when off"
+        );
+        let on = with(Some(LoggingConfig {
+            queries: QueryLogMode::Denied,
+            sample_one_in: Some(10),
+        }))
+        .validate()
+        .expect("valid");
+        assert!(
+            !on.needs_pods(),
+            "logging alone never turns the Pod watch on"
+        );
+        let json = on.raw().to_json();
+        assert!(json.contains(r#""queries": "Denied""#), "{json}");
+        assert!(json.contains(r#""sampleOneIn": 10"#), "{json}");
+        let back = ValidatedConfig::from_json(&on.raw().to_json()).expect("round trip");
+        assert_eq!(back.raw().logging, on.raw().logging);
+        for n in [0, logging::MAX_SAMPLE_ONE_IN + 1] {
+            let err = with(Some(LoggingConfig {
+                queries: QueryLogMode::All,
+                sample_one_in: Some(n),
+            }))
+            .validate()
+            .expect_err("out of range");
+            assert!(err.to_string().starts_with("logging.sampleOneIn"), "{err}");
+        }
+        let err = ValidatedConfig::from_json(
+            r#"{"version":1,"server":"a/b","kubernetes":{"clusterDomain":"c","ttlSeconds":5},"logging":{"queries":"Some"}}"#,
+        )
+        .expect_err("unknown mode");
+        assert!(matches!(err, ConfigError::Parse(_)), "{err}");
     }
 
     #[test]

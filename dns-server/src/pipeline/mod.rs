@@ -86,6 +86,8 @@ pub struct Pipeline {
     rate_limiter: Option<Arc<RateLimiter>>,
     /// `loadBalance: roundRobin`: responses go through [`crate::loadbalance::shuffle`].
     load_balance: bool,
+    /// Which answers [`crate::state::State`] logs (`logging`); `None` when none.
+    query_log: Option<crate::query_log::QueryLog>,
 }
 
 /// Why a validated config could not be turned into a [`Pipeline`].
@@ -166,6 +168,7 @@ impl Pipeline {
                 .as_ref()
                 .map(|settings| Arc::new(RateLimiter::new(settings))),
             load_balance: config.raw().load_balance == nameplane_config::LoadBalance::RoundRobin,
+            query_log: crate::query_log::QueryLog::new(config.raw().logging.as_ref()),
             config,
             hash,
             stages: stages.into_boxed_slice(),
@@ -292,6 +295,11 @@ impl Pipeline {
             pods: self.config.needs_pods(),
             nodes: self.config.needs_nodes(),
         }
+    }
+
+    /// Which answers are logged, when the config logs any.
+    pub(crate) fn query_log(&self) -> Option<&crate::query_log::QueryLog> {
+        self.query_log.as_ref()
     }
 
     /// The rate limit of UDP answers to unidentified clients, when the config has one.
@@ -422,7 +430,7 @@ pub struct Settings {
     /// This server's own addresses (its Pod IPs): `ns.dns.<zone>` answers the Service in
     /// front of them.
     pub dns_ips: Vec<IpAddr>,
-    /// Whether each query is logged.
+    /// Whether each query is logged (`--query-log`), whatever the config's `logging` says.
     pub query_log: bool,
     /// Queries in flight to upstreams across every forwarder (`--forward-max-in-flight`).
     pub forward_limit: forward::GlobalLimit,
@@ -477,6 +485,8 @@ pub struct Outcome {
     pub name: Option<QName>,
     /// A prefetch to run in the background; its answer only refreshes the cache.
     pub refresh: Option<forward::Deferred>,
+    /// Who denied the query, when a policy or client class did (the query log's `policy`).
+    pub denied_by: Option<Arc<str>>,
 }
 
 impl Outcome {
@@ -492,6 +502,7 @@ impl Outcome {
             dnssec_ok: false,
             name: None,
             refresh: None,
+            denied_by: None,
         }
     }
 }
@@ -578,6 +589,7 @@ fn finish(
         dnssec_ok: request.edns.is_some_and(|edns| edns.dnssec_ok),
         name: settings.query_log.then(|| request.name.clone()),
         refresh: None,
+        denied_by: None,
     };
     match flow {
         Flow::CachedAndRefresh(hit, pending) => Outcome {

@@ -330,6 +330,17 @@ impl Restriction {
         }
     }
 
+    /// Who decided `denial`, for the query log: the policy's source, the client class's
+    /// label (`(nodes)`, `(unidentified)`), or `(answer)` for a refusal no one policy made
+    /// (a transfer or an answer name that could not be checked).
+    pub(crate) fn denied_by(&self, denial: &Denial) -> Arc<str> {
+        match (denial.policy, &self.client) {
+            (Some(i), _) => Arc::clone(&self.set.policies[usize::from(i)].source),
+            (None, Subject::Class(class)) => Arc::from(self.set.class(*class).label),
+            (None, Subject::Pod(_)) => Arc::from("(answer)"),
+        }
+    }
+
     fn denial(&self, policy: u16) -> Denial {
         Denial {
             response: self.set.policies[usize::from(policy)].denied,

@@ -170,6 +170,13 @@ pub struct DNSServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitSpec>,
 
+    /// Query logging: which answers the DNS Pods log, one JSON line each (client address,
+    /// the client Pod's namespace and name when the server already watches Pods for a
+    /// policy, client class, autopath or rate limit, the name, type, rcode, duration,
+    /// transport, and for a denial the policy). Left out, no query is logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<LoggingSpec>,
+
     /// Which DNSZone, StubDomain, RewriteRule and DNSPolicy objects from other namespaces
     /// apply to this server. Objects in this DNSServer's own namespace always apply; left out,
     /// no other namespace's objects do.
@@ -271,6 +278,36 @@ pub enum PodsMode {
     Insecure,
     /// Only addresses of existing Pods of that namespace.
     Verified,
+}
+
+/// Which queries the DNS Pods log.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LoggingSpec {
+    /// Which answers get a line: `None` (the default), `Denied` (what a DNSPolicy or a
+    /// client class denied), `Errors` (SERVFAIL, REFUSED, FORMERR, NOTIMP, and the denied
+    /// ones) or `All`.
+    #[serde(default)]
+    pub queries: QueryLogMode,
+    /// Log one in this many of the selected answers (each DNS Pod counts its own); left
+    /// out, every one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub sample_one_in: Option<u32>,
+}
+
+/// The answers that get a query log line.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum QueryLogMode {
+    /// None.
+    #[default]
+    None,
+    /// Denied by a DNSPolicy or a client class.
+    Denied,
+    /// SERVFAIL, REFUSED, FORMERR, NOTIMP, and the denied answers.
+    Errors,
+    /// Every answer.
+    All,
 }
 
 /// Order of the address records in answers.

@@ -117,7 +117,7 @@ const OTHER_PLUGINS: &[&str] = &[
 fn not_carried_reason(plugin: &str) -> &'static str {
     match plugin {
         "log" => {
-            "nameplane has no per-query log in its objects (nameplane-dns has a --query-log flag; its metrics count queries by type and rcode)"
+            "query logging is the DNSServer's spec.logging (queries: All logs every answer), not set by the importer"
         }
         "transfer" => "zone transfers are set per DNSZone (spec.allowTransfer)",
         "tls" | "grpc" => "nameplane serves plain DNS only",

@@ -46,6 +46,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 use nameplane_config::forward::{CacheConfig, ForwardConfig};
+use nameplane_config::logging::{LoggingConfig, QueryLogMode};
 use nameplane_config::policy;
 use nameplane_config::rate_limit::RateLimitConfig;
 use nameplane_config::{FORMAT_VERSION, KubernetesConfig, ServerConfig, names};
@@ -245,6 +246,20 @@ fn rate_limit(spec: &crate::api::dnsserver::RateLimitSpec) -> RateLimitConfig {
     }
 }
 
+/// The query log, as the DNSServer alone decides it.
+fn logging(spec: &crate::api::dnsserver::LoggingSpec) -> LoggingConfig {
+    use crate::api::dnsserver::QueryLogMode as Mode;
+    LoggingConfig {
+        queries: match spec.queries {
+            Mode::None => QueryLogMode::None,
+            Mode::Denied => QueryLogMode::Denied,
+            Mode::Errors => QueryLogMode::Errors,
+            Mode::All => QueryLogMode::All,
+        },
+        sample_one_in: spec.sample_one_in,
+    }
+}
+
 /// The cluster-names settings of `server` (`spec.clusterDomain`, `spec.ttlSeconds`,
 /// `spec.autopath` and `spec.kubernetes`) in the config's form.
 fn kubernetes(server: &DNSServer) -> Result<KubernetesConfig, nameplane_config::ConfigError> {
@@ -297,6 +312,7 @@ pub fn render(server: &DNSServer, inputs: &Inputs<'_>) -> Rendered {
         kubernetes,
         clients: clients(&server.spec.clients),
         rate_limit: server.spec.rate_limit.as_ref().map(rate_limit),
+        logging: server.spec.logging.as_ref().map(logging),
         load_balance: match server.spec.load_balance {
             LoadBalance::None => nameplane_config::LoadBalance::None,
             LoadBalance::RoundRobin => nameplane_config::LoadBalance::RoundRobin,

@@ -38,7 +38,7 @@ use nameplane_config::ValidatedConfig;
 use nameplane_config::policy::DeniedResponse;
 
 use super::autopath::Autopath;
-use super::policy::{Denial, PolicySet, Restriction};
+use super::policy::{PolicySet, Restriction};
 use super::rewrite::{RewriteRule, RewriteSet};
 use super::{Flow, Outcome, Pipeline, Settings, Sources, forward};
 use crate::metrics::Metrics;
@@ -193,6 +193,7 @@ pub(super) fn answer(
         dnssec_ok: request.edns.is_some_and(|edns| edns.dnssec_ok),
         name: settings.query_log.then(|| request.name.clone()),
         refresh: None,
+        denied_by: None,
     };
     // Who asks is known only from a listed Pod watch. A config that needs it is swapped in
     // only once its Pod list is complete, except a process's first one: until then, SERVFAIL
@@ -234,7 +235,10 @@ pub(super) fn answer(
     {
         r.record(Err(denial), sources.metrics, ip, &request.name);
         let rcode = deny(request, denial.response, pipeline, sources, settings, out);
-        return outcome(rcode, Origin::Server, false);
+        return Outcome {
+            denied_by: Some(r.denied_by(&denial)),
+            ..outcome(rcode, Origin::Server, false)
+        };
     }
     let walking = candidates.is_some();
     let names = candidates.unwrap_or_else(|| vec![first.clone()]);
@@ -341,9 +345,12 @@ pub(super) fn answer(
                     &request.name,
                 );
             }
-            if !allowed {
+            if let Some(r) = restriction.as_ref().filter(|_| !allowed) {
                 let rcode = refused(request, settings.max_udp_payload, out);
-                return outcome(rcode, Origin::Server, false);
+                return Outcome {
+                    denied_by: Some(r.denied_by(&r.refusal())),
+                    ..outcome(rcode, Origin::Server, false)
+                };
             }
             out.extend_from_slice(&inner_out);
             return Outcome {
@@ -351,7 +358,7 @@ pub(super) fn answer(
                 ..outcome(done.rcode, done.origin, false)
             };
         }
-        let (rcode, truncated) = shaped.finish_with(
+        let finished = shaped.finish_with(
             &inner_out,
             done.origin,
             sources.metrics,
@@ -362,13 +369,14 @@ pub(super) fn answer(
         );
         return Outcome {
             refresh: done.refresh,
-            ..outcome(rcode, done.origin, truncated)
+            denied_by: finished.denied_by,
+            ..outcome(finished.rcode, done.origin, finished.truncated)
         };
     }
     // Only reached when autopath skipped the last step: the first step's NXDOMAIN stands.
     let first_answer = fallback.unwrap_or_default();
     sources.metrics.clients().autopath(false);
-    let (rcode, truncated) = shaping(&first, false, None).finish_with(
+    let finished = shaping(&first, false, None).finish_with(
         &first_answer,
         Origin::Kubernetes,
         sources.metrics,
@@ -377,13 +385,37 @@ pub(super) fn answer(
         &deny_nx,
         out,
     );
-    outcome(rcode, Origin::Kubernetes, truncated)
+    Outcome {
+        denied_by: finished.denied_by,
+        ..outcome(finished.rcode, Origin::Kubernetes, finished.truncated)
+    }
+}
+
+/// What [`Shaping::finish`] wrote.
+#[derive(Debug)]
+pub struct Shaped {
+    /// The response code sent.
+    pub rcode: ResponseCode,
+    /// Whether TC was set.
+    pub truncated: bool,
+    /// Who denied the answer (see [`Restriction::denied_by`]), when a policy or client class
+    /// did.
+    pub denied_by: Option<Arc<str>>,
+}
+
+impl Shaped {
+    fn plain(rcode: ResponseCode, truncated: bool) -> Self {
+        Self {
+            rcode,
+            truncated,
+            denied_by: None,
+        }
+    }
 }
 
 impl Shaping {
     /// Writes the client's response made of `inner` (the encoded answer for the resolved
-    /// name, from `origin`, here a forwarded one) at the end of `out`; returns its rcode and
-    /// whether TC was set.
+    /// name, from `origin`, here a forwarded one) at the end of `out`.
     pub fn finish(
         mut self,
         inner: &[u8],
@@ -392,7 +424,7 @@ impl Shaping {
         client: IpAddr,
         settings: &Settings,
         out: &mut Vec<u8>,
-    ) -> (ResponseCode, bool) {
+    ) -> Shaped {
         let nx_denial = std::mem::take(&mut self.nx_denial);
         let deny_nx = |out: &mut Vec<u8>| out.extend_from_slice(&nx_denial);
         self.finish_with(inner, origin, metrics, client, settings, &deny_nx, out)
@@ -409,10 +441,10 @@ impl Shaping {
         settings: &Settings,
         deny_nx: &dyn Fn(&mut Vec<u8>),
         out: &mut Vec<u8>,
-    ) -> (ResponseCode, bool) {
+    ) -> Shaped {
         let Ok(request) = request::parse(&self.original, self.transport) else {
             // It parsed when it arrived; it parses again.
-            return (ResponseCode::ServFail, false);
+            return Shaped::plain(ResponseCode::ServFail, false);
         };
         let max_udp = settings.max_udp_payload;
         let parsed = Message::from_vec(inner);
@@ -427,7 +459,7 @@ impl Shaping {
             (Err(_), _) => {
                 let answer = Answer::rcode(ResponseCode::ServFail, origin);
                 response::encode(&request, &answer, max_udp, out);
-                return (ResponseCode::ServFail, false);
+                return Shaped::plain(ResponseCode::ServFail, false);
             }
         };
         // Counted when the walk went past the asked name: found further on, or not at all.
@@ -437,13 +469,18 @@ impl Shaping {
         if let Some(r) = &self.restriction {
             let verdict = r.check_records(&message.answers);
             r.record(verdict, metrics, client, &request.name);
-            if let Err(Denial { response, .. }) = verdict {
-                return match response {
+            if let Err(denial) = verdict {
+                let rcode = match denial.response {
                     DeniedResponse::Nxdomain => {
                         deny_nx(out);
-                        (ResponseCode::NXDomain, false)
+                        ResponseCode::NXDomain
                     }
-                    DeniedResponse::Refused => (refused(&request, max_udp, out), false),
+                    DeniedResponse::Refused => refused(&request, max_udp, out),
+                };
+                return Shaped {
+                    rcode,
+                    truncated: false,
+                    denied_by: Some(r.denied_by(&denial)),
                 };
             }
             message
@@ -456,7 +493,7 @@ impl Shaping {
             name(resolved),
             hickory_proto::op::Query::read(&mut BinDecoder::new(request.question)),
         ) else {
-            return (refused(&request, max_udp, out), false);
+            return Shaped::plain(refused(&request, max_udp, out), false);
         };
         let asked = asked.name().clone();
         let mut answers = std::mem::take(&mut message.answers);
@@ -487,7 +524,7 @@ impl Shaping {
         {
             *flags |= 0x04;
         }
-        (reply.rcode, truncated)
+        Shaped::plain(reply.rcode, truncated)
     }
 }
 

@@ -66,6 +66,24 @@ impl Clients {
         }
     }
 
+    /// Who denied `name` asked by `from` (the query log's `policy`), `None` when allowed.
+    fn denied_by(&self, from: &str, name: &str) -> Option<String> {
+        answer(
+            &query_bytes(name, RecordType::A, Some(1232)),
+            Transport::Udp,
+            Some(&self.pipeline),
+            &Sources {
+                cluster: &self.cluster,
+                client: SocketAddr::new(ip(from), 40000),
+                metrics: &self.metrics,
+            },
+            &Settings::default(),
+            &mut Vec::new(),
+        )
+        .denied_by
+        .map(|by| by.to_string())
+    }
+
     fn ask_from(&self, from: &str, name: &str, qtype: RecordType) -> Message {
         let mut out = Vec::new();
         let outcome = answer(
@@ -239,6 +257,33 @@ fn unidentified_clients_get_the_platforms_choice_not_a_policys() {
     let none = Clients::new(|config| config.kubernetes.autopath = true);
     let m = none.ask_from("10.9.9.9", "web.default.svc.cluster.local.", RecordType::A);
     assert_eq!(rcode(&m), ResponseCode::NoError);
+}
+
+#[test]
+fn a_denial_names_the_policy_or_class_that_denied_it() {
+    let c = Clients::new(|config| {
+        config.policies = vec![policy(
+            "default",
+            Some("web"),
+            &[(PolicyAction::Allow, &["default.svc.cluster.local"])],
+        )];
+        config.clients.unidentified = PolicyAction::Deny;
+    });
+    let web = "10.244.0.6";
+    assert_eq!(c.denied_by(web, "web.default.svc.cluster.local."), None);
+    assert_eq!(
+        c.denied_by(web, "dns.kube-system.svc.cluster.local.")
+            .as_deref(),
+        Some("default/only-own")
+    );
+    assert_eq!(
+        c.denied_by("10.9.9.9", "web.default.svc.cluster.local.")
+            .as_deref(),
+        Some("(unidentified)")
+    );
+    // A REFUSED for a name no stage owns is no denial.
+    let open = Clients::new(|config| config.kubernetes.autopath = true);
+    assert_eq!(open.denied_by("10.9.9.9", "nothing.example."), None);
 }
 
 #[test]

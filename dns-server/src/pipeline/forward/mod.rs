@@ -347,6 +347,8 @@ pub struct Resolved {
     pub origin: Origin,
     /// Whether the query had the DO bit.
     pub dnssec_ok: bool,
+    /// Who denied the answer, when a policy or client class did (for the query log).
+    pub denied_by: Option<std::sync::Arc<str>>,
 }
 
 /// Resolves a name that a forwarded answer's CNAME chain points to outside the
@@ -427,6 +429,11 @@ impl Deferred {
         self
     }
 
+    /// The client's query.
+    pub(crate) fn packet(&self) -> &[u8] {
+        &self.packet
+    }
+
     /// The transport the query came in on.
     pub fn transport(&self) -> Transport {
         self.transport
@@ -460,6 +467,7 @@ impl Deferred {
                 rcode: ResponseCode::ServFail,
                 origin,
                 dnssec_ok: false,
+                denied_by: None,
             };
         };
         encode::reply(
@@ -475,7 +483,7 @@ impl Deferred {
                 request.edns.is_some_and(|edns| edns.dnssec_ok),
             );
             let mut shaped = Vec::new();
-            let (rcode, _) = shaping.finish(
+            let finished = shaping.finish(
                 &response,
                 origin,
                 metrics,
@@ -486,9 +494,10 @@ impl Deferred {
             return Resolved {
                 response: shaped,
                 qtype,
-                rcode,
+                rcode: finished.rcode,
                 origin,
                 dnssec_ok,
+                denied_by: finished.denied_by,
             };
         }
         Resolved {
@@ -497,6 +506,7 @@ impl Deferred {
             rcode: reply.rcode,
             origin,
             dnssec_ok: request.edns.is_some_and(|edns| edns.dnssec_ok),
+            denied_by: None,
         }
     }
 
