@@ -142,13 +142,18 @@ pub enum PolicyAction {
 }
 
 /// How a denied query is answered.
+///
+/// The upper-case spellings of before the rename (`NXDOMAIN`, `REFUSED`) are still read, so
+/// a policy stored by an older CRD does not stop the operator's watch of every policy; the
+/// CRD's enum admits only the new ones, so no new object is written with them.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DeniedResponse {
     /// As if the name did not exist (response code NXDOMAIN).
     #[default]
-    #[serde(rename = "NXDomain")]
+    #[serde(rename = "NXDomain", alias = "NXDOMAIN")]
     NxDomain,
     /// With the REFUSED response code.
+    #[serde(alias = "REFUSED")]
     Refused,
 }
 
@@ -173,8 +178,20 @@ mod tests {
                 response
             );
         }
-        for old in ["NXDOMAIN", "REFUSED"] {
-            assert!(serde_json::from_value::<DeniedResponse>(serde_json::json!(old)).is_err());
+        // Stored before the rename: still read (as the new values), never written.
+        for (old, response) in [
+            ("NXDOMAIN", DeniedResponse::NxDomain),
+            ("REFUSED", DeniedResponse::Refused),
+        ] {
+            assert_eq!(
+                serde_json::from_value::<DeniedResponse>(serde_json::json!(old)).expect("read"),
+                response
+            );
         }
+        let crd = serde_json::to_string(&crate::crds::all()).expect("json");
+        assert!(
+            !crd.contains("\"NXDOMAIN\"") && !crd.contains("\"REFUSED\""),
+            "the CRD admits only the new spellings"
+        );
     }
 }
