@@ -29,6 +29,7 @@
 //! does not know is an error.
 
 use super::corefile::{Corefile, Directive, Location, ServerBlock, Token};
+use super::duration::duration_seconds;
 use super::{Finding, ImportError, Imported, Options, Severity};
 use crate::api::dnsserver::{
     CacheSpec, DNSServer, DNSServerSpec, KubernetesSpec, LoadBalance, PodsMode, PrefetchSpec,
@@ -1515,41 +1516,6 @@ fn reverse_name(ip: IpAddr) -> String {
             format!("{}.ip6.arpa", labels.join("."))
         }
     }
-}
-
-/// A Go duration (`30s`, `5m`, `1h30m`, `500ms`) in whole seconds.
-pub(crate) fn duration_seconds(text: &str) -> Option<u32> {
-    if let Ok(n) = text.parse::<u32>() {
-        return Some(n);
-    }
-    let mut total: u64 = 0;
-    let mut number = String::new();
-    let mut chars = text.chars().peekable();
-    let mut any = false;
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let n: u64 = number.parse().ok()?;
-        number.clear();
-        let unit_ms = match c {
-            'h' => 3_600_000,
-            'm' if chars.peek() == Some(&'s') => {
-                chars.next();
-                1
-            }
-            'm' => 60_000,
-            's' => 1000,
-            _ => return None,
-        };
-        total = total.checked_add(n.checked_mul(unit_ms)?)?;
-        any = true;
-    }
-    if !number.is_empty() || !any {
-        return None;
-    }
-    u32::try_from(total / 1000).ok()
 }
 
 /// A Kubernetes label selector expression (`a=b,c!=d,e in (x,y),!f,g`) as a LabelSelector.

@@ -10,6 +10,7 @@
 //!   not (the table is in the README, "Coming from CoreDNS").
 //! - [`kubedns`]: kube-dns's `stubDomains` / `upstreamNameservers` ConfigMap.
 //! - [`zonefile`]: the zone files of the `file` plugin, when given.
+//! - [`duration`]: Go durations (`30s`, `1h30m`) as both readers meet them.
 //!
 //! Nothing is dropped silently: every directive either becomes part of an object, or is a
 //! [`Finding`] — a [`Severity::Note`] when nameplane does it built in or it has no effect on
@@ -20,6 +21,7 @@
 //! object the renderer would reject is reported as not carried over.
 
 pub mod corefile;
+pub mod duration;
 pub mod kubedns;
 pub mod map;
 pub mod zonefile;

@@ -368,7 +368,8 @@ fn kube_dns_configmap() {
 
 #[test]
 fn durations_and_selectors() {
-    use map::{duration_seconds, label_selector};
+    use duration::duration_seconds;
+    use map::label_selector;
     assert_eq!(duration_seconds("1h30m"), Some(5400));
     assert_eq!(duration_seconds("500ms"), Some(0));
     assert_eq!(duration_seconds("15s"), Some(15));

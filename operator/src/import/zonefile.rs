@@ -4,7 +4,7 @@
 //! zone with their targets made absolute; what a `DNSZone` cannot hold (the SOA, which
 //! nameplane generates, other types, names outside the zone) comes back as skipped lines.
 
-use super::map::duration_seconds;
+use super::duration::duration_seconds;
 
 /// One record of a zone file.
 #[derive(Clone, Debug, PartialEq, Eq)]
