@@ -84,25 +84,14 @@ fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
     let (dir, kubeconfig) = unreachable_kubeconfig("rlimit");
     let (dns, admin) = (free_port(), free_port());
     // The shell lowers its soft limit, then becomes the server (exec), which inherits it.
-    let script = format!(
-        "ulimit -Sn 256 && exec \"$0\" --kubeconfig {} --listen 127.0.0.1:{dns} --health-listen 127.0.0.1:{admin} --config-map ns/none --tcp-max-connections 64",
-        kubeconfig.display()
+    let running = start_under_ulimit(
+        "-Sn 256",
+        &kubeconfig,
+        dns,
+        admin,
+        "--tcp-max-connections 64",
     );
-    let child = Command::new("sh")
-        .arg("-c")
-        .arg(&script)
-        .arg(env!("CARGO_BIN_EXE_nameplane-dns"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sh runs");
-    let running = Running(child);
     let pid = running.0.id();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !health(admin) {
-        assert!(Instant::now() < deadline, "the server's /health answers");
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let (soft, hard) = open_file_limits(pid);
     eprintln!("open files: soft {soft}, hard {hard} (started with soft 256)");
     assert_eq!(soft, hard, "the soft limit is raised to the hard one");
@@ -152,18 +141,18 @@ fn the_limit_flags_parse_and_idle_admin_connections_cannot_lock_out_health() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Starts the binary under `ulimit -n <nofile>` (soft and hard: it cannot raise it) with the
-/// default TCP connection cap, pointed at an API server that does not exist.
-fn start_limited(dir: &std::path::Path, nofile: u32, dns: u16, admin: u16) -> Running {
-    std::fs::create_dir_all(dir).expect("dir");
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: none\n  cluster: {server: \"https://127.0.0.1:1\"}\nusers:\n- name: none\n  user: {token: none}\ncontexts:\n- name: none\n  context: {cluster: none, user: none}\ncurrent-context: none\n",
-    )
-    .expect("kubeconfig");
+/// Starts the binary through `sh -c "ulimit <limit> && exec ..."` (so it inherits the
+/// shell's lowered limit), pointed at `kubeconfig`, with `extra` flags, and waits for its
+/// `/health`.
+fn start_under_ulimit(
+    limit: &str,
+    kubeconfig: &std::path::Path,
+    dns: u16,
+    admin: u16,
+    extra: &str,
+) -> Running {
     let script = format!(
-        "ulimit -n {nofile} && exec \"$0\" --kubeconfig {} --listen 127.0.0.1:{dns} --health-listen 127.0.0.1:{admin} --config-map ns/none",
+        "ulimit {limit} && exec \"$0\" --kubeconfig {} --listen 127.0.0.1:{dns} --health-listen 127.0.0.1:{admin} --config-map ns/none {extra}",
         kubeconfig.display()
     );
     let child = Command::new("sh")
@@ -198,9 +187,10 @@ fn connect_from(i: usize, port: u16) -> std::io::Result<TcpStream> {
 #[test]
 fn at_the_open_file_limit_a_new_tcp_client_still_gets_an_answer() {
     const NOFILE: usize = 256;
-    let dir = std::env::temp_dir().join(format!("nameplane-dns-nofile-{}", std::process::id()));
+    let (dir, kubeconfig) = unreachable_kubeconfig("nofile");
     let (dns, admin) = (free_port(), free_port());
-    let _running = start_limited(&dir, NOFILE as u32, dns, admin);
+    // Soft and hard: the server cannot raise it; the default TCP connection cap.
+    let _running = start_under_ulimit(&format!("-n {NOFILE}"), &kubeconfig, dns, admin, "");
     // Idle connections from many addresses (8 each, under the per-source cap), more than
     // the server has file descriptors: the TCP cap (1024 by default) is not what stops them.
     let held: Vec<TcpStream> = (0..NOFILE + 100)

@@ -390,23 +390,7 @@ const NAMED_TARGET_PORTS: &str = r#"[{"op":"replace","path":"/spec/ports/0/targe
 
 #[test]
 fn kube_dns_moves_from_coredns_to_nameplane_without_a_failed_query() {
-    kubectl_ok(&[
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "--field-manager=nameplane-e2e",
-        "-f",
-        &nameplane_e2e::repo_root()
-            .join("crds")
-            .display()
-            .to_string(),
-    ]);
-    kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/dnsservers.nameplane.io",
-    ]);
+    nameplane_e2e::install_crds();
     let operator = Operator::start(
         "operator-coredns-cutover",
         &["--lease-name", "lease-coredns-cutover"],

@@ -265,23 +265,7 @@ fn ask(port: u16, name: &str, rtype: &str, transport: Transport) -> Seen {
 
 #[test]
 fn nameplane_answers_the_kubeadm_corefile_questions_as_coredns_does() {
-    kubectl_ok(&[
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "--field-manager=nameplane-e2e",
-        "-f",
-        &nameplane_e2e::repo_root()
-            .join("crds")
-            .display()
-            .to_string(),
-    ]);
-    kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/dnsservers.nameplane.io",
-    ]);
+    nameplane_e2e::install_crds();
     let _operator = Operator::start(
         "operator-coredns-diff",
         &["--lease-name", "lease-coredns-diff"],
