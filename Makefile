@@ -123,7 +123,7 @@ torture-smoke: deps build ## Torture harness, short (4 s per attack, 200 slow cl
 	  e2e/scripts/cluster-down.sh; exit $$status
 
 .PHONY: mutants
-mutants: ## cargo-mutants over pipeline/policy.rs, pipeline/rewrite.rs, request.rs with their unit tests (pinned; hours on 2 cores; MUTANTS_FILES=policy for one)
+mutants: ## cargo-mutants over pipeline/client/{policy,rewrite}.rs, request.rs with their unit tests (pinned; hours on 2 cores; MUTANTS_FILES=policy for one)
 	mutants/run.sh
 
 .PHONY: fuzz

@@ -24,8 +24,8 @@ status=0
 for name in $files; do
   # The file, and the unit tests (libtest name filters, any matches) that cover it.
   case "$name" in
-    policy) file=dns-server/src/pipeline/policy.rs; tests="pipeline::policy pipeline::tests" ;;
-    rewrite) file=dns-server/src/pipeline/rewrite.rs; tests="pipeline::rewrite pipeline::tests" ;;
+    policy) file=dns-server/src/pipeline/client/policy.rs; tests="pipeline::client::policy pipeline::tests" ;;
+    rewrite) file=dns-server/src/pipeline/client/rewrite.rs; tests="pipeline::client::rewrite pipeline::tests" ;;
     request) file=dns-server/src/request.rs; tests="request pipeline::tests server::" ;;
     *) echo "[mutants] unknown file $name (policy, rewrite, request)"; exit 2 ;;
   esac

@@ -234,7 +234,7 @@ fn response(status: u16, reason: &str, content_type: &str, body: &str, head_only
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kubernetes::Cluster;
+    use crate::cluster::Cluster;
     use crate::metrics::Metrics;
     use crate::pipeline::{Pipeline, Settings};
     use nameplane_config::ValidatedConfig;

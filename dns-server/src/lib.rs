@@ -14,7 +14,7 @@
 //!         | WatchSpec (selectors, pods? nodes?)|   request::parse    once: header checks,
 //!         v                                    |        |             lower-cased qname
 //!  Service/EndpointSlice/Namespace/(Pod/Node)  +-> pipeline::answer  stages in order,
-//!  watches (kubernetes::watch)                 |        |             first Flow::Answer wins
+//!  watches (cluster::watch)                   |        |             first Flow::Answer wins
 //!    -> ClusterWriter (copy-on-write tables)   |        v
 //!    -> ArcSwap<Cluster> ----------------------+   response::encode  compression, EDNS,
 //!                                                                    TC on UDP, into a
@@ -32,9 +32,9 @@
 //!   forwarded query is finished off the UDP receive loop, and off the TCP connection's
 //!   order: later queries pipelined behind it are answered first ([`state::Reply::Later`]).
 //! - [`response`] encodes the answer a stage produced: name compression, EDNS, truncation.
-//! - [`kubernetes`] watches Services, EndpointSlices, Namespaces (and Pods, and Nodes, when
+//! - [`cluster`] watches Services, EndpointSlices, Namespaces (and Pods, and Nodes, when
 //!   the config needs to know who a client is: verified pod records, policies, autopath,
-//!   tenant rewrites, client classes) and keeps the compact [`kubernetes::Cluster`] snapshot
+//!   tenant rewrites, client classes) and keeps the compact [`cluster::Cluster`] snapshot
 //!   the stages read; [`reload`] watches the ConfigMap and builds pipelines. Both publish
 //!   immutable snapshots through [`state::State`], which the query path reads with
 //!   `ArcSwap::load` (no lock, no copy). A pipeline that needs the Pod list is swapped in
@@ -58,7 +58,7 @@
 //! the process rather than leave a dead socket or a frozen config behind a live one.
 
 pub mod admin;
-pub mod kubernetes;
+pub mod cluster;
 pub mod loadbalance;
 pub mod metrics;
 pub mod pipeline;

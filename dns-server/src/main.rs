@@ -33,7 +33,7 @@ use clap::Parser;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use nameplane_dns::admin;
-use nameplane_dns::kubernetes::watch;
+use nameplane_dns::cluster::watch;
 use nameplane_dns::metrics::Metrics;
 use nameplane_dns::pipeline::{Settings, cache, forward};
 use nameplane_dns::reload::{self, ConfigMapRef};

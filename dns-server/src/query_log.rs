@@ -24,7 +24,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use nameplane_config::logging::{LoggingConfig, QueryLogMode};
 
-use crate::kubernetes::Cluster;
+use crate::cluster::Cluster;
 use crate::metrics::rcode_label;
 use crate::request::{QName, Transport};
 

@@ -39,7 +39,7 @@ use kube::{Api, Client, ResourceExt};
 use nameplane_config::{CONFIG_KEY, ConfigError, HASH_ANNOTATION, ValidatedConfig};
 use tracing::{debug, error, info, warn};
 
-use crate::kubernetes::backoff::WatchBackoff;
+use crate::cluster::backoff::WatchBackoff;
 use crate::pipeline::{BuildError, Pipeline};
 use crate::shutdown::Shutdown;
 use crate::state::{State, Swap};

@@ -7,7 +7,7 @@
 //!
 //! - the [`Pipeline`] built from the last valid config (`None` before the first one), written
 //!   by [`crate::reload`];
-//! - the [`Cluster`], written by [`crate::kubernetes::watch`].
+//! - the [`Cluster`], written by [`crate::cluster::watch`].
 //!
 //! Setting a pipeline also publishes its [`WatchSpec`] to the watch task, which restarts its
 //! watches when the selectors or the need for Pods change.
@@ -38,7 +38,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::watch;
 use tracing::info;
 
-use crate::kubernetes::index::{Cluster, SyncState};
+use crate::cluster::index::{Cluster, SyncState};
 use crate::metrics::{Metrics, QueryRecord};
 use crate::pipeline::forward::{Chase, Deferred, Reply as Forwarded};
 use crate::pipeline::{self, Flow, Pipeline, Settings, Sources, WatchSpec};
@@ -634,7 +634,7 @@ mod tests {
         cluster.services.upsert(
             "other",
             "web",
-            crate::kubernetes::ServiceEntry::cluster_ip(
+            crate::cluster::ServiceEntry::cluster_ip(
                 ["10.96.0.7".parse().expect("ip")],
                 Vec::new(),
             ),
@@ -645,7 +645,7 @@ mod tests {
             cluster.set_pods_watched(true);
             if listed {
                 cluster.set_synced(true);
-                let pod = Arc::new(crate::kubernetes::index::PodClient {
+                let pod = Arc::new(crate::cluster::index::PodClient {
                     namespace: "other".into(),
                     name: "client".into(),
                     running: true,

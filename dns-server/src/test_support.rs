@@ -37,8 +37,8 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable as _, BinDecoder};
 use nameplane_config::ValidatedConfig;
 
-use crate::kubernetes::index::{Cluster, PodClient};
-use crate::kubernetes::objects::{
+use crate::cluster::index::{Cluster, PodClient};
+use crate::cluster::objects::{
     EndpointEntry, PortEntry, Protocol, ServiceEntry, SliceEntry, external_name_wire,
 };
 use crate::metrics::Metrics;
@@ -225,7 +225,7 @@ pub fn fixture_cluster() -> Cluster {
                 "default",
                 name,
                 ServiceEntry {
-                    kind: crate::kubernetes::objects::ServiceKind::ExternalName(wire),
+                    kind: crate::cluster::objects::ServiceKind::ExternalName(wire),
                     ports: Box::new([]),
                     has_selector: false,
                 },

@@ -14,7 +14,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use nameplane_config::forward::{CacheConfig, ForwardConfig, ForwardPolicy};
 use nameplane_config::zone::{RecordConfig, RecordKind, ZoneConfig};
 use nameplane_config::{ServerConfig, ValidatedConfig};
-use nameplane_dns::kubernetes::index::Cluster;
+use nameplane_dns::cluster::index::Cluster;
 use nameplane_dns::metrics::Metrics;
 use nameplane_dns::pipeline::{Pipeline, Settings};
 use nameplane_dns::request::Transport;
@@ -1305,7 +1305,7 @@ async fn measure_fds_under_a_forwarded_tcp_load() {
 /// name the upstream does not have) and `shop` (to `alias.example.org`, itself a CNAME)
 /// in namespace `default`.
 fn cluster_with_external_names() -> Cluster {
-    use nameplane_dns::kubernetes::objects::{ServiceEntry, ServiceKind, external_name_wire};
+    use nameplane_dns::cluster::objects::{ServiceEntry, ServiceKind, external_name_wire};
     let mut cluster = Cluster::new(1);
     for (name, target) in [
         ("ext", "www.example.org"),
@@ -1521,7 +1521,7 @@ async fn reverse_lookups_of_other_addresses_fall_through_to_the_upstreams_when_a
 #[tokio::test]
 async fn policies_check_the_resolved_external_name_target() {
     use nameplane_config::policy::{DeniedResponse, PolicyAction, PolicyConfig, PolicyRuleConfig};
-    use nameplane_dns::kubernetes::index::PodClient;
+    use nameplane_dns::cluster::index::PodClient;
     let upstream = Server::start(vec![example_org("192.0.2.1", 60)]).await;
     let mut raw = config(
         vec![],

@@ -11,7 +11,7 @@ use std::time::Duration;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use nameplane_config::ValidatedConfig;
-use nameplane_dns::kubernetes::index::PodClient;
+use nameplane_dns::cluster::index::PodClient;
 use nameplane_dns::metrics::Metrics;
 use nameplane_dns::pipeline::{Pipeline, Settings};
 use nameplane_dns::server::{self, Listeners};

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 use nameplane_config::ValidatedConfig;
-use nameplane_dns::kubernetes::index::Cluster;
+use nameplane_dns::cluster::index::Cluster;
 use nameplane_dns::test_support::{UpstreamCase, check_upstream, fixture_cluster, fixture_config};
 
 static FIXTURE: LazyLock<(ValidatedConfig, Cluster)> = LazyLock::new(|| {

@@ -26,7 +26,7 @@
 //! [rewrite → autopath → policy] → cache → kubernetes → zones → forward → [policy → rewrite back]
 //! ```
 //!
-//! - **rewrite** ([`rewrite`]), **autopath** ([`autopath`]) and **policy** ([`policy`])
+//! - **rewrite** ([`client::rewrite`]), **autopath** ([`client::autopath`]) and **policy** ([`client::policy`])
 //!   depend on who asks, so they wrap the other stages ([`client`]): the question is
 //!   rewritten and checked before them, and their answer (whichever stage gave it, now or
 //!   from an upstream later) is checked and turned back after. A config without any of the
@@ -50,13 +50,10 @@
 //! entries, upstream health, in-flight queries, zone serials) is carried from the serving
 //! pipeline to its replacement by [`Pipeline::adopt`], where the configs allow it.
 
-pub mod autopath;
 pub mod cache;
 pub mod client;
 pub mod forward;
 pub mod kubernetes;
-pub mod policy;
-pub mod rewrite;
 pub mod zones;
 
 use std::net::{IpAddr, SocketAddr};
@@ -66,7 +63,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use nameplane_config::ValidatedConfig;
 
-use crate::kubernetes::index::Cluster;
+use crate::cluster::index::Cluster;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::request::{self, DEFAULT_MAX_UDP_PAYLOAD, QName, Rejected, Request, Transport};

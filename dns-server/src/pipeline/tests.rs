@@ -9,7 +9,7 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use nameplane_config::{FORMAT_VERSION, KubernetesConfig, PodsMode, ServerConfig, ValidatedConfig};
 
 use super::*;
-use crate::kubernetes::objects::{
+use crate::cluster::objects::{
     EndpointEntry, PortEntry, Protocol, ServiceEntry, ServiceKind, SliceEntry,
 };
 use crate::request::tests::query_bytes;
@@ -71,7 +71,7 @@ fn slice(ports: Vec<PortEntry>, endpoints: Vec<EndpointEntry>) -> SliceEntry {
 fn external(target: &str) -> ServiceEntry {
     ServiceEntry {
         kind: ServiceKind::ExternalName(
-            crate::kubernetes::objects::external_name_wire(target).expect("host name"),
+            crate::cluster::objects::external_name_wire(target).expect("host name"),
         ),
         ports: Box::new([]),
         has_selector: false,
@@ -218,7 +218,7 @@ pub(crate) fn cluster() -> Cluster {
     );
     c.set_pods_watched(true);
     if let Some(pods) = c.pods.as_mut() {
-        let pod = std::sync::Arc::new(crate::kubernetes::index::PodClient {
+        let pod = std::sync::Arc::new(crate::cluster::index::PodClient {
             namespace: "default".into(),
             name: "p".into(),
             ..Default::default()
@@ -1185,8 +1185,8 @@ pub(crate) fn test_client() -> std::net::SocketAddr {
 }
 
 /// A synced, empty cluster, for stages that do not read it.
-pub(crate) fn empty_cluster() -> crate::kubernetes::index::Cluster {
-    let mut cluster = crate::kubernetes::index::Cluster::new(1);
+pub(crate) fn empty_cluster() -> crate::cluster::index::Cluster {
+    let mut cluster = crate::cluster::index::Cluster::new(1);
     cluster.set_synced(true);
     cluster
 }

@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use nameplane_dns::kubernetes::{Cluster, ServiceEntry};
+use nameplane_dns::cluster::{Cluster, ServiceEntry};
 
 /// A listed cluster: Service `default/web` (10.96.0.10, fd00::10) and `default/wide`, whose
 /// 40 ClusterIPs make an answer larger than a plain UDP reply.

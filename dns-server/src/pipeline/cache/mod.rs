@@ -25,7 +25,7 @@
 //! ([`super::Pipeline::adopt`]). A later policy stage that answers differently per client
 //! must add its decision to [`Key`] (`Key::partition`), so one client's answer never
 //! reaches another through the cache. The policy stage does not need to: it checks every
-//! answer, cached or not, for the client it goes to ([`super::policy`]), so entries are
+//! answer, cached or not, for the client it goes to ([`super::client::policy`]), so entries are
 //! shared safely.
 //!
 //! **Hits** are written from the reply encoded when it was stored ([`wire`]): a copy
@@ -57,7 +57,6 @@
 //! Metrics: [`metrics`] (CoreDNS names, and `nameplane_cache_bytes`,
 //! `nameplane_cache_too_large_total`).
 
-pub mod metrics;
 mod store;
 pub mod wire;
 
@@ -72,7 +71,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use nameplane_config::forward::CacheConfig;
 
-pub use metrics::{CacheMetrics, Kind};
+pub use crate::metrics::cache::{CacheMetrics, Kind};
 
 use super::forward::{Reply, Route, Routes};
 use super::{Flow, Sources};
@@ -484,7 +483,7 @@ impl CacheStage {
         // A reverse name of a cluster address is the Kubernetes stage's, never forwarded:
         // skip the key and the shard lookup for it.
         if request.qtype == RecordType::PTR
-            && let Some(ip) = crate::kubernetes::names::reverse_address(&request.name)
+            && let Some(ip) = crate::cluster::names::reverse_address(&request.name)
             && (!sources.cluster.services.by_ip(&ip).is_empty()
                 || !sources.cluster.endpoints.by_ip(&ip).is_empty())
         {

@@ -4,12 +4,12 @@
 //! A pipeline whose config has no policy, denied client class, rewrite or autopath never
 //! comes here. Otherwise each query first learns who asks (the Pod its source address
 //! identifies, from the Pod watch; else a node address or an unidentified client, see
-//! [`super::policy`]; SERVFAIL while the Pod watch has not listed) and then:
+//! [`policy`]; SERVFAIL while the Pod watch has not listed) and then:
 //!
-//! 1. [`super::rewrite`]: the first rule that applies to this client rewrites the question;
-//! 2. [`super::autopath`]: a Pod asking under its first search domain gets the search path walked
+//! 1. [`rewrite`]: the first rule that applies to this client rewrites the question;
+//! 2. [`autopath`]: a Pod asking under its first search domain gets the search path walked
 //!    for it;
-//! 3. [`super::policy`]: the (rewritten) question must be allowed, else the denial answers;
+//! 3. [`policy`]: the (rewritten) question must be allowed, else the denial answers;
 //! 4. the stages answer the resolved name — synchronously, or later from an upstream, in
 //!    which case [`Shaping`] travels with the forwarded query;
 //! 5. [`Shaping::finish`]: the policy checks every name of the answer section, the
@@ -25,7 +25,9 @@
 //! restricts, whose question no rule rewrites and autopath does not touch, takes the plain
 //! path without it.
 
-pub mod metrics;
+pub mod autopath;
+pub mod policy;
+pub mod rewrite;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -37,13 +39,13 @@ use hickory_proto::serialize::binary::{BinDecodable as _, BinDecoder};
 use nameplane_config::ValidatedConfig;
 use nameplane_config::policy::DeniedResponse;
 
-use super::autopath::Autopath;
-use super::policy::{PolicySet, Restriction};
-use super::rewrite::{RewriteRule, RewriteSet};
 use super::{Flow, Outcome, Pipeline, Settings, Sources, forward};
 use crate::metrics::Metrics;
 use crate::request::{self, QName, Request, Transport};
 use crate::response::{self, Answer, Origin};
+use autopath::Autopath;
+use policy::{PolicySet, Restriction};
+use rewrite::{RewriteRule, RewriteSet};
 
 /// The client-aware stages of one config.
 #[derive(Debug)]

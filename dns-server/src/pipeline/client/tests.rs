@@ -12,7 +12,7 @@ use nameplane_config::policy::{
 use nameplane_config::rewrite::{MatchKind, RewriteConfig};
 use nameplane_config::{KubernetesConfig, ServerConfig};
 
-use crate::kubernetes::index::{Cluster, PodClient};
+use crate::cluster::index::{Cluster, PodClient};
 use crate::metrics::Metrics;
 use crate::pipeline::tests::{cluster, ip, lines, test_metrics};
 use crate::pipeline::{Pipeline, Settings, Sources, answer};

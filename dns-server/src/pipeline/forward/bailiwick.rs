@@ -19,7 +19,7 @@ use hickory_proto::op::Message;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::Reply;
-use super::metrics::ForwardMetrics;
+use crate::metrics::forward::ForwardMetrics;
 use crate::pipeline::cache::Key;
 
 /// Longest CNAME chain followed inside one reply.

@@ -17,8 +17,8 @@ use tokio::time::Instant;
 
 use super::Reply;
 use super::bailiwick;
-use super::metrics::ForwardMetrics;
 use super::upstream::{Mode, Upstream};
+use crate::metrics::forward::ForwardMetrics;
 use crate::pipeline::cache::Key;
 use crate::request::Transport;
 

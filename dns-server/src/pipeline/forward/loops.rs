@@ -31,8 +31,8 @@ use hickory_proto::rr::{DNSClass, Name, RecordType};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::ForwardMetrics;
 use super::upstream::{Mode, Upstream};
+use crate::metrics::forward::ForwardMetrics;
 use crate::pipeline::cache::Key;
 
 /// Probe queries sent to each upstream.

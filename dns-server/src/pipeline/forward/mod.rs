@@ -64,7 +64,6 @@ pub mod bailiwick;
 pub mod encode;
 pub mod forwarder;
 pub mod loops;
-pub mod metrics;
 pub mod upstream;
 
 #[cfg(test)]
@@ -78,8 +77,8 @@ use hickory_proto::rr::{Name, Record, RecordType};
 use nameplane_config::ValidatedConfig;
 use tokio::sync::OwnedSemaphorePermit;
 
+pub use crate::metrics::forward::ForwardMetrics;
 pub use forwarder::Forwarder;
-pub use metrics::ForwardMetrics;
 
 use super::cache::{Cache, Key};
 use super::{BuildError, Flow, Sources};

@@ -13,7 +13,7 @@ use nameplane_config::{ServerConfig, ValidatedConfig};
 
 use super::upstream::{SOURCE_PORT_MIN, bind_random_port, check_reply, encode_query};
 use super::*;
-use crate::pipeline::forward::metrics::RejectReason;
+use crate::metrics::forward::RejectReason;
 use crate::pipeline::tests::test_metrics;
 
 fn name(text: &str) -> Name {

@@ -38,7 +38,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{Instant, timeout_at};
 
-use super::metrics::{ForwardMetrics, RejectReason};
+use crate::metrics::forward::{ForwardMetrics, RejectReason};
 use crate::pipeline::cache::Key;
 use crate::request::{DEFAULT_MAX_UDP_PAYLOAD as MAX_UDP_PAYLOAD, HEADER_LEN};
 

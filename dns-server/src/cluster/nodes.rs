@@ -3,7 +3,7 @@
 //!
 //! A query from a node address (the node itself, or one of its host-network Pods) cannot be
 //! tied to a Pod; the platform may name these addresses a class of their own and allow
-//! them while other unidentified clients are refused ([`crate::pipeline::policy`]). The
+//! them while other unidentified clients are refused ([`crate::pipeline::client::policy`]). The
 //! Node watch runs only when the config asks for it, and keeps of each Node only the IP
 //! addresses in its `status.addresses` (`InternalIP` and `ExternalIP`; host names are not
 //! addresses a query comes from).

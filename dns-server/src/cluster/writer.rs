@@ -1,7 +1,7 @@
 //! Watch events in, [`Cluster`] snapshots out: the single writer of the cluster tables.
 //!
 //! [`ClusterWriter`] does no I/O, so it is tested with synthetic events; the watch task
-//! ([`crate::kubernetes::watch`]) feeds it and publishes its snapshots.
+//! ([`crate::cluster::watch`]) feeds it and publishes its snapshots.
 //!
 //! - `Apply`/`Delete` change the live table in place (copy-on-write);
 //! - `Init` starts a re-list of that resource into a separate, empty table while the live one
@@ -549,7 +549,7 @@ mod tests {
     fn node(name: &str, internal_ips: &[&str]) -> Node {
         let addresses: Vec<(&str, &str)> =
             internal_ips.iter().map(|ip| ("InternalIP", *ip)).collect();
-        crate::kubernetes::nodes::tests::node(name, &addresses)
+        crate::cluster::nodes::tests::node(name, &addresses)
     }
 
     #[test]

@@ -56,9 +56,13 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
-use crate::pipeline::cache::CacheMetrics;
-use crate::pipeline::client::metrics::ClientMetrics;
-use crate::pipeline::forward::ForwardMetrics;
+pub mod cache;
+pub mod client;
+pub mod forward;
+
+use cache::CacheMetrics;
+use client::ClientMetrics;
+use forward::ForwardMetrics;
 
 use crate::request::Transport;
 use crate::response::Origin;
@@ -762,7 +766,7 @@ impl Metrics {
     }
 
     /// Records how many Pod IPs several live Pods claim (`None`: Pods are not watched).
-    pub fn shared_pod_ips(&self, shared: Option<crate::kubernetes::index::SharedIps>) {
+    pub fn shared_pod_ips(&self, shared: Option<crate::cluster::index::SharedIps>) {
         for (outcome, count) in [
             ("running_wins", shared.map(|s| s.running_wins)),
             ("ambiguous", shared.map(|s| s.ambiguous)),
@@ -897,7 +901,7 @@ mod tests {
         metrics.reload(true);
         metrics.reload(false);
         metrics.reload_failure("hash_mismatch");
-        metrics.shared_pod_ips(Some(crate::kubernetes::index::SharedIps {
+        metrics.shared_pod_ips(Some(crate::cluster::index::SharedIps {
             running_wins: 2,
             ambiguous: 1,
         }));

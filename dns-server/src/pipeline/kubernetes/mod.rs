@@ -57,9 +57,9 @@ use hickory_proto::rr::{DNSClass, RecordType};
 use nameplane_config::{PodsMode, ValidatedConfig};
 
 use super::{BuildError, Flow};
-use crate::kubernetes::index::Cluster;
-use crate::kubernetes::names::{self, ClusterName};
-use crate::kubernetes::objects::{self, EndpointEntry, ServiceKind};
+use crate::cluster::index::Cluster;
+use crate::cluster::names::{self, ClusterName};
+use crate::cluster::objects::{self, EndpointEntry, ServiceKind};
 use crate::request::{QName, Request};
 use crate::response::{Answer, Label, Origin, OutName, Rdata, Rr, Soa, WireLabels};
 

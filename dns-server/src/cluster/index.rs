@@ -11,7 +11,7 @@
 //! | [`Pods`]       | Pod IP → live Pods (when the config needs Pods) | —                   |
 //! | [`NodeAddresses`] | the Nodes' addresses (when the node client class needs them) | — |
 //!
-//! Tables are built from [`crate::kubernetes::maps`] so a snapshot clone costs a few
+//! Tables are built from [`crate::cluster::maps`] so a snapshot clone costs a few
 //! hundred pointer copies, not one copy per object. Lookups allocate nothing.
 //!
 //! The SOA serial is the unix time of the last change to any table.
@@ -638,7 +638,7 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kubernetes::objects::{PortEntry, Protocol};
+    use crate::cluster::objects::{PortEntry, Protocol};
     use std::collections::BTreeMap;
 
     fn ip(text: &str) -> IpAddr {

@@ -44,7 +44,7 @@ use nameplane_config::policy::{DeniedResponse, PolicyAction, PolicyConfig};
 use nameplane_config::zone::{parse_prefix, prefix_contains};
 use prometheus_client::metrics::counter::Counter;
 
-use crate::kubernetes::index::{Cluster, PodClient};
+use crate::cluster::index::{Cluster, PodClient};
 use crate::metrics::Metrics;
 use crate::request::QName;
 
