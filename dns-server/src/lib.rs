@@ -14,24 +14,31 @@
 //!         | WatchSpec (selectors, pods? nodes?)|   request::parse    once: header checks,
 //!         v                                    |        |             lower-cased qname
 //!  Service/EndpointSlice/Namespace/(Pod/Node)  +-> pipeline::answer  stages in order,
-//!  watches (cluster::watch)                   |        |             first Flow::Answer wins
+//!  watches (cluster::watch)                    |        |             first Flow::Answer wins
 //!    -> ClusterWriter (copy-on-write tables)   |        v
-//!    -> ArcSwap<Cluster> ----------------------+   response::encode  compression, EDNS,
+//!    -> ArcSwap<Cluster> ----------------------+   pipeline::send    wire::* encoders:
+//!                                                                    compression, EDNS,
 //!                                                                    TC on UDP, into a
 //!                                                                    reused buffer
 //! ```
 //!
 //! - [`request`] turns the bytes of a query into a [`request::Request`] exactly once, without
 //!   allocating, or says how to reject it (drop, FORMERR, NOTIMP).
-//! - [`pipeline`] holds the built configuration ([`pipeline::Pipeline`]): an ordered list of
-//!   stages. Each stage answers, or lets the next one try: [`pipeline::cache`] (forwarded
-//!   answers), [`pipeline::kubernetes`] (the Kubernetes DNS specification with CoreDNS's
-//!   semantics), [`pipeline::zones`] (authoritative zones, AXFR) and [`pipeline::forward`]
-//!   (stub domains and upstreams), in that fixed order, with policy and rewrite to come in
-//!   front. A name no stage owns is REFUSED. Local answers never wait on the network; a
-//!   forwarded query is finished off the UDP receive loop, and off the TCP connection's
-//!   order: later queries pipelined behind it are answered first ([`state::Reply::Later`]).
-//! - [`response`] encodes the answer a stage produced: name compression, EDNS, truncation.
+//! - [`pipeline`] holds the built configuration ([`pipeline::Pipeline`]): its stages in a
+//!   fixed order. Each stage answers, or lets the next one try: [`pipeline::cache`]
+//!   (forwarded answers), [`pipeline::kubernetes`] (the Kubernetes DNS specification with
+//!   CoreDNS's semantics), [`pipeline::zones`] (authoritative zones, AXFR) and
+//!   [`pipeline::forward`] (stub domains and upstreams), with policy, rewrite and autopath
+//!   around them for the clients they concern ([`pipeline::client`]). A name no stage owns
+//!   is REFUSED. Local answers never wait on the network; a forwarded query is a
+//!   [`pipeline::Deferred`], finished off the UDP receive loop, and off the TCP
+//!   connection's order: later queries pipelined behind it are answered first
+//!   ([`state::Reply::Deferred`]).
+//! - The floor the stages share and never import past: [`request`] (the query, parsed
+//!   once, and [`request::SizeLimit`]), [`reply`] (owned replies and their [`reply::Key`]),
+//!   [`answer_cache`] (filled by the forward stage, read by the cache stage), [`settings`]
+//!   (the process's flags) and [`wire`], the one home of every encoder: name compression,
+//!   EDNS, truncation, cached templates, zone transfers.
 //! - [`cluster`] watches Services, EndpointSlices, Namespaces (and Pods, and Nodes, when
 //!   the config needs to know who a client is: verified pod records, policies, autopath,
 //!   tenant rewrites, client classes) and keeps the compact [`cluster::Cluster`] snapshot
@@ -58,6 +65,7 @@
 //! the process rather than leave a dead socket or a frozen config behind a live one.
 
 pub mod admin;
+pub mod answer_cache;
 pub mod cluster;
 pub mod loadbalance;
 pub mod metrics;
@@ -65,10 +73,12 @@ pub mod pipeline;
 pub(crate) mod query_log;
 pub mod rate_limit;
 pub mod reload;
+pub mod reply;
 pub mod request;
 pub mod resolv_conf;
-pub mod response;
 pub mod server;
+pub mod settings;
 pub mod shutdown;
 pub mod state;
 pub mod test_support;
+pub mod wire;

@@ -33,9 +33,10 @@ use clap::Parser;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use nameplane_dns::admin;
+use nameplane_dns::answer_cache as cache;
 use nameplane_dns::cluster::watch;
 use nameplane_dns::metrics::Metrics;
-use nameplane_dns::pipeline::{Settings, cache, forward};
+use nameplane_dns::pipeline::Settings;
 use nameplane_dns::reload::{self, ConfigMapRef};
 use nameplane_dns::request::{DEFAULT_MAX_UDP_PAYLOAD, MIN_UDP_PAYLOAD};
 use nameplane_dns::server::{self, Listeners, tcp};
@@ -119,7 +120,7 @@ struct Cli {
 
     /// Most queries in flight to upstreams at once, over every forwarder; above it a
     /// forwarded query is REFUSED at once (each holds an upstream socket and memory).
-    #[arg(long, env = "NAMEPLANE_FORWARD_MAX_IN_FLIGHT", default_value_t = forward::DEFAULT_MAX_IN_FLIGHT as u32,
+    #[arg(long, env = "NAMEPLANE_FORWARD_MAX_IN_FLIGHT", default_value_t = nameplane_dns::settings::DEFAULT_MAX_IN_FLIGHT as u32,
           value_parser = clap::value_parser!(u32).range(1..))]
     forward_max_in_flight: u32,
 
@@ -264,7 +265,9 @@ async fn main() -> anyhow::Result<()> {
         max_udp_payload: cli.max_udp_payload,
         dns_ips,
         query_log: cli.query_log,
-        forward_limit: forward::GlobalLimit::new(cli.forward_max_in_flight as usize),
+        forward_limit: nameplane_dns::settings::GlobalLimit::new(
+            cli.forward_max_in_flight as usize,
+        ),
         cache_limits: cache::ByteLimits {
             max_bytes: usize::try_from(cli.cache_max_bytes).unwrap_or(usize::MAX),
             max_entry_bytes: usize::try_from(cli.cache_max_entry_bytes).unwrap_or(usize::MAX),

@@ -121,7 +121,7 @@ pub fn load(config_map: &ConfigMap, resolv_conf: &Path) -> Result<Pipeline, Relo
     load_with(
         config_map,
         resolv_conf,
-        crate::pipeline::cache::ByteLimits::default(),
+        crate::answer_cache::ByteLimits::default(),
     )
 }
 
@@ -129,7 +129,7 @@ pub fn load(config_map: &ConfigMap, resolv_conf: &Path) -> Result<Pipeline, Relo
 pub fn load_with(
     config_map: &ConfigMap,
     resolv_conf: &Path,
-    cache_limits: crate::pipeline::cache::ByteLimits,
+    cache_limits: crate::answer_cache::ByteLimits,
 ) -> Result<Pipeline, ReloadError> {
     let json = config_map
         .data

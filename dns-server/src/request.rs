@@ -108,6 +108,16 @@ impl QName {
         Some(name)
     }
 
+    /// A name made of `labels` (leftmost first, lower-cased); `None` when one is empty or
+    /// too long, or the name would be.
+    pub fn from_labels<'l>(labels: impl IntoIterator<Item = &'l [u8]>) -> Option<Self> {
+        let mut name = Self::root();
+        for label in labels {
+            name.push_label(label)?;
+        }
+        Some(name)
+    }
+
     /// Reads an uncompressed name in wire form (lower-casing it); `None` when malformed.
     pub fn from_wire(wire: &[u8]) -> Option<Self> {
         let mut name = Self::root();
@@ -258,6 +268,116 @@ impl Request<'_> {
                 usize::from(asked.min(max_udp).max(MIN_UDP_PAYLOAD))
             }
         }
+    }
+}
+
+/// How large a response may be, and the UDP payload size its OPT record advertises: one
+/// explicit bound for every encoder ([`crate::wire`]), instead of a transport that stands
+/// for "no limit".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SizeLimit {
+    /// The largest response, in bytes.
+    pub max_len: usize,
+    /// The payload size advertised in an OPT record (the server's `--max-udp-payload`).
+    pub payload: u16,
+}
+
+impl SizeLimit {
+    /// What `request` may receive ([`Request::max_response_len`]), advertising `max_udp`.
+    pub fn of(request: &Request<'_>, max_udp: u16) -> Self {
+        Self {
+            max_len: request.max_response_len(max_udp),
+            payload: max_udp,
+        }
+    }
+
+    /// The largest message a TCP length prefix can carry, advertising `max_udp`: for an
+    /// answer that is shaped (and bounded) afterwards, and for answers read back internally.
+    pub fn whole(max_udp: u16) -> Self {
+        Self {
+            max_len: usize::from(u16::MAX),
+            payload: max_udp,
+        }
+    }
+}
+
+/// A request kept beyond the buffer it arrived in (a query waiting on an upstream): the
+/// packet copied once, with what [`parse`] found in it, so it is never parsed again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnedRequest {
+    packet: Vec<u8>,
+    /// Where the question section starts in `packet`, and its length.
+    question: (usize, usize),
+    id: u16,
+    recursion_desired: bool,
+    checking_disabled: bool,
+    name: QName,
+    qtype: RecordType,
+    qclass: DNSClass,
+    edns: Option<RequestEdns>,
+    transport: Transport,
+}
+
+impl OwnedRequest {
+    /// Copies `packet`, which `request` was parsed from. `None` if `request.question` does
+    /// not lie inside `packet` (it always does for a request [`parse`] returned for it).
+    pub fn new(packet: &[u8], request: &Request<'_>) -> Option<Self> {
+        let start = (request.question.as_ptr() as usize).checked_sub(packet.as_ptr() as usize)?;
+        packet.get(start..start.checked_add(request.question.len())?)?;
+        Some(Self {
+            packet: packet.to_vec(),
+            question: (start, request.question.len()),
+            id: request.id,
+            recursion_desired: request.recursion_desired,
+            checking_disabled: request.checking_disabled,
+            name: request.name.clone(),
+            qtype: request.qtype,
+            qclass: request.qclass,
+            edns: request.edns,
+            transport: request.transport,
+        })
+    }
+
+    /// The request, borrowing the kept packet.
+    pub fn request(&self) -> Request<'_> {
+        let (start, len) = self.question;
+        Request {
+            id: self.id,
+            recursion_desired: self.recursion_desired,
+            checking_disabled: self.checking_disabled,
+            name: self.name.clone(),
+            question: self.packet.get(start..start + len).unwrap_or_default(),
+            qtype: self.qtype,
+            qclass: self.qclass,
+            edns: self.edns,
+            transport: self.transport,
+            size: self.packet.len(),
+        }
+    }
+
+    /// The question name, lower-cased.
+    pub fn name(&self) -> &QName {
+        &self.name
+    }
+
+    /// The question type.
+    pub fn qtype(&self) -> RecordType {
+        self.qtype
+    }
+
+    /// The transport the query arrived on.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// Whether the query had the DO bit.
+    pub fn dnssec_ok(&self) -> bool {
+        self.edns.is_some_and(|edns| edns.dnssec_ok)
+    }
+
+    /// The packet as received.
+    pub fn packet(&self) -> &[u8] {
+        &self.packet
     }
 }
 

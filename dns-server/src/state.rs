@@ -25,7 +25,7 @@
 //! [`State::handle`] is the one entry point of the transports: load, answer, count, log, and,
 //! only when the config has `rateLimit`, count a UDP answer to a client that is not one
 //! identified Pod against the [`crate::rate_limit`] buckets (it may be dropped or slipped). A
-//! query that must wait on an upstream comes back as [`Reply::Later`]; the transport
+//! query that must wait on an upstream comes back as [`Reply::Deferred`]; the transport
 //! finishes it with [`State::finish`] off its receive loop.
 
 use std::net::SocketAddr;
@@ -40,10 +40,13 @@ use tracing::info;
 
 use crate::cluster::index::{Cluster, SyncState};
 use crate::metrics::{Metrics, QueryRecord};
-use crate::pipeline::forward::{Chase, Deferred, Reply as Forwarded};
-use crate::pipeline::{self, Flow, Pipeline, Settings, Sources, WatchSpec};
+use crate::pipeline::deferred::Chase;
+use crate::pipeline::{
+    self, Deferred, Flow, Pipeline, Resolve, Sent, Settings, Sources, WatchSpec,
+};
 use crate::query_log;
 use crate::rate_limit::{self, RateLimiter, Verdict};
+use crate::reply::Reply as Forwarded;
 use crate::request::Transport;
 
 /// Everything the tasks of one server share.
@@ -73,18 +76,7 @@ pub enum Reply {
     /// The first message is in the buffer; these follow, in order (a zone transfer; TCP).
     Stream(Vec<Vec<u8>>),
     /// The answer waits on an upstream: send what [`State::finish`] returns.
-    Later(Box<Later>),
-}
-
-/// A query waiting on an upstream, with what its metrics need.
-#[derive(Debug)]
-pub struct Later {
-    deferred: Deferred,
-    client: SocketAddr,
-    started: Instant,
-    request_size: usize,
-    /// The rate limit its answer counts against (UDP, an unidentified client).
-    limiter: Option<Arc<RateLimiter>>,
+    Deferred(Box<Deferred>),
 }
 
 /// Why the server is not ready, or that it is.
@@ -319,7 +311,7 @@ impl State {
 
     /// Answers one DNS message from `client`, writing the response at the end of `out`, and
     /// counts (and, with the query log on, logs) it; unless it must wait on an upstream
-    /// ([`Reply::Later`]).
+    /// ([`Reply::Deferred`]).
     pub fn handle(
         &self,
         packet: &[u8],
@@ -331,7 +323,7 @@ impl State {
         let start_len = out.len();
         let pipeline = self.pipeline.load();
         let cluster = self.cluster.load();
-        let mut outcome = pipeline::answer(
+        let sent = pipeline::answer(
             packet,
             transport,
             pipeline.as_deref(),
@@ -343,35 +335,36 @@ impl State {
             &self.settings,
             out,
         );
-        // A prefetch runs on its own; its slot in the forwarder's in-flight limit bounds
-        // how many can. Without a runtime (some unit tests) it is dropped.
-        if let Some(refresh) = outcome.refresh.take()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            let metrics = Arc::clone(&self.metrics);
-            runtime.spawn(async move { refresh.refresh(&metrics, client).await });
-        }
         // Only with `rateLimit` in the config: UDP answers to clients that are not one
         // identified Pod count against it.
-        let limiter = match pipeline.as_deref().and_then(Pipeline::rate_limiter) {
+        let limiter = || match pipeline.as_deref().and_then(Pipeline::rate_limiter) {
             Some(limiter) if transport == Transport::Udp && unidentified(&cluster, client) => {
                 Some(limiter)
             }
             _ => None,
         };
-        if let Some(deferred) = outcome.pending {
-            return Reply::Later(Box::new(Later {
-                deferred,
-                client,
-                started,
-                request_size: packet.len(),
-                limiter: limiter.cloned(),
-            }));
+        let (stats, more, refresh) = match sent {
+            Sent::Dropped => return Reply::Now(false),
+            Sent::Deferred(deferred) => {
+                let mut deferred = deferred;
+                deferred.limit_by(limiter().cloned());
+                return Reply::Deferred(deferred);
+            }
+            Sent::Replied {
+                stats,
+                more,
+                refresh,
+            } => (stats, more, refresh),
+        };
+        // A prefetch runs on its own; its slot in the forwarder's in-flight limit bounds
+        // how many can. Without a runtime (some unit tests) it is dropped.
+        if let Some(refresh) = refresh
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let metrics = Arc::clone(&self.metrics);
+            runtime.spawn(async move { refresh.refresh(&metrics).await });
         }
-        if !outcome.replied {
-            return Reply::Now(false);
-        }
-        if outcome.more.is_empty() && pipeline.as_deref().is_some_and(Pipeline::load_balance) {
+        if more.is_empty() && pipeline.as_deref().is_some_and(Pipeline::load_balance) {
             crate::loadbalance::shuffle(out, start_len);
         }
         let duration = started.elapsed();
@@ -379,10 +372,10 @@ impl State {
         self.metrics.query(&QueryRecord {
             transport,
             client,
-            qtype: outcome.qtype,
-            rcode: outcome.rcode,
-            origin: outcome.origin,
-            dnssec_ok: outcome.dnssec_ok,
+            qtype: stats.qtype,
+            rcode: stats.rcode,
+            origin: stats.origin,
+            dnssec_ok: stats.dnssec_ok,
             request_size: packet.len(),
             response_size,
             duration,
@@ -392,10 +385,10 @@ impl State {
             || pipeline
                 .as_deref()
                 .and_then(Pipeline::query_log)
-                .is_some_and(|log| log.take(outcome.rcode, outcome.denied_by.is_some()))
+                .is_some_and(|log| log.take(stats.rcode, stats.denied_by.is_some()))
         {
             let parsed;
-            let name = match &outcome.name {
+            let name = match &stats.name {
                 Some(name) => Some(name),
                 None => {
                     parsed = crate::request::parse(packet, transport).ok();
@@ -407,25 +400,25 @@ impl State {
                     client,
                     transport,
                     name,
-                    qtype: outcome.qtype,
-                    rcode: outcome.rcode,
-                    truncated: outcome.truncated,
+                    qtype: stats.qtype,
+                    rcode: stats.rcode,
+                    truncated: stats.truncated,
                     size: response_size,
                     duration,
-                    denied_by: outcome.denied_by.as_deref(),
+                    denied_by: stats.denied_by.as_deref(),
                 },
                 &cluster,
             );
         }
-        if let Some(limiter) = limiter
+        if let Some(limiter) = limiter()
             && !self.rate_limit(limiter, client, out, start_len)
         {
             return Reply::Now(false);
         }
-        if outcome.more.is_empty() {
+        if more.is_empty() {
             Reply::Now(true)
         } else {
-            Reply::Stream(outcome.more)
+            Reply::Stream(more)
         }
     }
 
@@ -458,58 +451,52 @@ impl State {
 
     /// Finishes a query that waited on an upstream and counts it; returns the response,
     /// empty when the rate limit drops it (UDP only: send nothing).
-    pub async fn finish(&self, later: Box<Later>) -> Vec<u8> {
-        let Later {
-            deferred,
-            client,
-            started,
-            request_size,
-            limiter,
-        } = *later;
-        let transport = deferred.transport();
+    pub async fn finish(&self, deferred: Box<Deferred>) -> Vec<u8> {
+        let transport = deferred.query().transport();
+        let client = deferred.client();
+        let started = deferred.started();
+        let request_size = deferred.query().packet().len();
+        let limiter = deferred.limiter().cloned();
         let pipeline = self.pipeline.load();
         let query_log = pipeline.as_deref().and_then(Pipeline::query_log);
         // The question, kept only when this answer may be logged.
         let asked = (self.settings.query_log || query_log.is_some())
-            .then(|| crate::request::parse(deferred.packet(), transport).ok())
-            .flatten()
-            .map(|request| request.name);
-        let mut resolved = deferred
-            .resolve(&self.metrics, self, client, &self.settings)
-            .await;
+            .then(|| deferred.query().name().clone());
+        let finished = deferred.resolve(&self.metrics, self, &self.settings).await;
+        let stats = finished.stats;
+        let mut response = finished.response;
         if pipeline.as_deref().is_some_and(Pipeline::load_balance) {
-            crate::loadbalance::shuffle(&mut resolved.response, 0);
+            crate::loadbalance::shuffle(&mut response, 0);
         }
         self.metrics.query(&QueryRecord {
             transport,
             client,
-            qtype: Some(resolved.qtype),
-            rcode: resolved.rcode,
-            origin: resolved.origin,
-            dnssec_ok: resolved.dnssec_ok,
+            qtype: stats.qtype,
+            rcode: stats.rcode,
+            origin: stats.origin,
+            dnssec_ok: stats.dnssec_ok,
             request_size,
-            response_size: resolved.response.len(),
+            response_size: response.len(),
             duration: started.elapsed(),
         });
         if self.settings.query_log
-            || query_log.is_some_and(|log| log.take(resolved.rcode, resolved.denied_by.is_some()))
+            || query_log.is_some_and(|log| log.take(stats.rcode, stats.denied_by.is_some()))
         {
             query_log::write(
                 &query_log::Line {
                     client,
                     transport,
                     name: asked.as_ref(),
-                    qtype: Some(resolved.qtype),
-                    rcode: resolved.rcode,
-                    truncated: false,
-                    size: resolved.response.len(),
+                    qtype: stats.qtype,
+                    rcode: stats.rcode,
+                    truncated: stats.truncated,
+                    size: response.len(),
                     duration: started.elapsed(),
-                    denied_by: resolved.denied_by.as_deref(),
+                    denied_by: stats.denied_by.as_deref(),
                 },
                 &self.cluster.load(),
             );
         }
-        let mut response = resolved.response;
         if let Some(limiter) = limiter
             && !self.rate_limit(&limiter, client, &mut response, 0)
         {
@@ -535,8 +522,8 @@ impl State {
                 messages.extend(more);
                 messages
             }
-            Reply::Later(later) => {
-                let response = self.finish(later).await;
+            Reply::Deferred(deferred) => {
+                let response = self.finish(deferred).await;
                 if response.is_empty() {
                     Vec::new()
                 } else {
@@ -578,17 +565,16 @@ impl Chase for State {
                 &self.settings,
             );
             match flow {
-                Flow::Answer(answer) => {
-                    // Local stages answer with borrowed records: encode, then read back.
-                    let mut out = Vec::new();
-                    crate::response::encode(&request, &answer, u16::MAX, &mut out);
-                    Forwarded::from_wire(&out)
-                }
+                // Local stages answer with borrowed records: the chase keeps them owned.
+                Flow::Answer(answer) => crate::wire::answer::to_reply(&request, &answer),
                 Flow::Cached(hit) | Flow::CachedAndRefresh(hit, _) => Some(hit.reply_for()),
-                Flow::Forward(pending) => {
-                    Deferred::new(&packet, Transport::Tcp, pending)
-                        .reply(&self.metrics, self, client, depth)
-                        .await
+                Flow::Upstream(upstream) => {
+                    let query = crate::request::OwnedRequest::new(&packet, &request)?;
+                    Some(
+                        Deferred::new(query, upstream, client)
+                            .reply(&self.metrics, self, depth)
+                            .await,
+                    )
                 }
                 Flow::Skip | Flow::Transfer(_) => None,
             }

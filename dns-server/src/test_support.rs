@@ -25,7 +25,7 @@
 //!
 //! Inputs are raw bytes with one leading selector byte (`flags`), so seeds are real DNS
 //! messages and configs: see [`AnswerCase::from_bytes`] and [`UpstreamCase::from_bytes`].
-//! Nothing here opens a socket: forwarded queries stop at [`crate::pipeline::Outcome::pending`].
+//! Nothing here opens a socket: forwarded queries stop at [`crate::pipeline::Sent::Deferred`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -42,9 +42,9 @@ use crate::cluster::objects::{
     EndpointEntry, PortEntry, Protocol, ServiceEntry, SliceEntry, external_name_wire,
 };
 use crate::metrics::Metrics;
-use crate::pipeline::cache::Key;
-use crate::pipeline::forward::{Reply, bailiwick, upstream};
+use crate::pipeline::forward::{bailiwick, upstream};
 use crate::pipeline::{self, Pipeline, Settings, Sources};
+use crate::reply::{Key, Reply};
 use crate::request::{self, Transport};
 
 /// The server UDP limits a case may run under (`--max-udp-payload`).
@@ -487,8 +487,8 @@ fn check_answer(
         &settings,
         &mut out,
     );
-    if !outcome.replied {
-        if !out.is_empty() || !outcome.more.is_empty() {
+    if !matches!(outcome, pipeline::Sent::Replied { .. }) {
+        if !out.is_empty() {
             return Err(format!(
                 "{} bytes written for a query left unanswered",
                 out.len()
@@ -526,7 +526,7 @@ fn check_answer(
                 out.len()
             ));
         }
-        if !outcome.more.is_empty() || (transfer && !message.answers.is_empty()) {
+        if !outcome.more().is_empty() || (transfer && !message.answers.is_empty()) {
             return Err("a zone transfer over UDP".into());
         }
     }
@@ -534,7 +534,7 @@ fn check_answer(
         .map(|q| q.name().to_lowercase())
         .map_err(|e| format!("the question does not decode: {e}"))?;
     let mut messages = vec![message];
-    for more in &outcome.more {
+    for more in outcome.more() {
         messages.push(
             Message::from_vec(more)
                 .map_err(|e| format!("a transfer message does not decode: {e}"))?,

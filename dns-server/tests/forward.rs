@@ -531,7 +531,7 @@ async fn round_robin_spreads_and_the_in_flight_limit_refuses_above_it() {
             client,
             &mut out,
         ) {
-            Reply::Later(later) => held.push(later),
+            Reply::Deferred(later) => held.push(later),
             Reply::Now(true) => {
                 let message = Message::from_vec(&out).expect("decodes");
                 assert_eq!(message.metadata.response_code, ResponseCode::Refused);
@@ -555,7 +555,7 @@ async fn round_robin_spreads_and_the_in_flight_limit_refuses_above_it() {
                 client,
                 &mut Vec::new()
             ),
-            Reply::Later(_)
+            Reply::Deferred(_)
         ),
         "slots come back when queries finish"
     );
@@ -887,7 +887,7 @@ async fn the_process_wide_in_flight_limit_refuses_above_it_across_forwarders() {
     );
     net.max_concurrent = Some(2);
     let settings = Settings {
-        forward_limit: nameplane_dns::pipeline::forward::GlobalLimit::new(3),
+        forward_limit: nameplane_dns::settings::GlobalLimit::new(3),
         ..Settings::default()
     };
     let state = Arc::new(State::new(
@@ -917,7 +917,7 @@ async fn the_process_wide_in_flight_limit_refuses_above_it_across_forwarders() {
             client,
             &mut out,
         ) {
-            Reply::Later(later) => held.push(later),
+            Reply::Deferred(later) => held.push(later),
             Reply::Now(true) => {
                 let message = Message::from_vec(&out).expect("decodes");
                 assert_eq!(message.metadata.response_code, ResponseCode::Refused);
@@ -947,7 +947,7 @@ async fn the_process_wide_in_flight_limit_refuses_above_it_across_forwarders() {
                 client,
                 &mut Vec::new()
             ),
-            Reply::Later(_)
+            Reply::Deferred(_)
         ),
         "slots come back when queries finish"
     );

@@ -47,7 +47,7 @@ pub struct PodClient {
     /// the Running one is the client.
     pub running: bool,
 }
-pub use crate::response::DashedIp;
+pub use crate::wire::answer::DashedIp;
 
 /// The label that names an EndpointSlice's Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -302,10 +302,10 @@ impl EndpointName<'_> {
 
 impl EndpointEntry {
     /// The endpoint's DNS label as an answer label (a dashed IP is formatted when written).
-    pub fn label(&self, endpoint_pod_names: bool) -> crate::response::Label<'_> {
+    pub fn label(&self, endpoint_pod_names: bool) -> crate::wire::answer::Label<'_> {
         match self.name(endpoint_pod_names) {
-            EndpointName::Text(text) => crate::response::Label::Bytes(text.as_bytes()),
-            EndpointName::Dashed(_) => crate::response::Label::Dashed(self.ip),
+            EndpointName::Text(text) => crate::wire::answer::Label::Bytes(text.as_bytes()),
+            EndpointName::Dashed(_) => crate::wire::answer::Label::Dashed(self.ip),
         }
     }
 

@@ -32,9 +32,9 @@
 //! the server itself. Histogram buckets are CoreDNS's.
 //!
 //! The cache and forward stages register their own families here too (CoreDNS's `cache_*`,
-//! `forward_*` and `proxy_*` names): see [`crate::pipeline::cache::CacheMetrics`] and
-//! [`crate::pipeline::forward::ForwardMetrics`]; so do policy, rewrite and autopath
-//! ([`ClientMetrics`]).
+//! `forward_*` and `proxy_*` names), defined beside this file so that no stage is imported
+//! here: see [`cache::CacheMetrics`] and [`forward::ForwardMetrics`]; so do policy, rewrite
+//! and autopath ([`ClientMetrics`]).
 //!
 //! The query path takes no lock here: each label combination of a per-query metric is a
 //! slot holding its handle, filled from the registry's family on first use and read
@@ -65,7 +65,7 @@ use client::ClientMetrics;
 use forward::ForwardMetrics;
 
 use crate::request::Transport;
-use crate::response::Origin;
+use crate::wire::answer::Origin;
 
 /// The `zone` label: the server serves every zone from one block.
 const ZONE: &str = ".";

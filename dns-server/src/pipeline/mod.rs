@@ -5,76 +5,92 @@
 //! The transports call it (through [`crate::state::State::handle`]); the tests call it
 //! directly. Its steps:
 //!
-//! 1. [`request::parse`]: drop, FORMERR, NOTIMP, or a [`Request`];
+//! 1. [`request::parse`], once: drop, FORMERR, NOTIMP, or a [`Request`];
 //! 2. EDNS version above 0: BADVERS (RFC 6891 §6.1.3);
 //! 3. no valid config loaded yet: SERVFAIL;
-//! 4. the [`Pipeline`]'s stages, in order; the first one that does not return
-//!    [`Flow::Skip`] decides;
-//! 5. no stage owns the name: REFUSED;
-//! 6. [`response::encode`] into the caller's buffer (a cached answer with
-//!    [`forward::encode::reply`], a zone transfer with [`zones::transfer::encode`], over
-//!    TCP only: a transfer decided for a UDP query, whichever path it took, is REFUSED; a
-//!    forwarded query returns [`Outcome::pending`] for the transport to finish). Every UDP
-//!    response fits [`Request::max_response_len`]: the client's EDNS size (512 without
-//!    EDNS) capped at the server's `--max-udp-payload`.
+//! 4. the [`Pipeline`]'s stages, in their fixed order ([`Pipeline::resolve`]); the first
+//!    one that does not return [`Flow::Skip`] decides; no stage owns the name: REFUSED;
+//! 5. [`send::send`] writes what was decided into the caller's buffer, within the
+//!    request's [`SizeLimit`] (on UDP the client's EDNS size, 512 without EDNS, capped at
+//!    the server's `--max-udp-payload`), and returns what happened ([`Sent`]): a query
+//!    that waits on an upstream comes back as a [`Deferred`] for the transport to finish.
 //!
 //! A [`Pipeline`] is built from one [`ValidatedConfig`] (parse → validate → build: three
 //! types) and replaced whole on reload. Its stage order is fixed here, never by the config
-//! (CoreDNS `plugin.cfg`):
+//! (CoreDNS `plugin.cfg`), and written once, in [`Pipeline::resolve`]:
 //!
 //! ```text
 //! [rewrite → autopath → policy] → cache → kubernetes → zones → forward → [policy → rewrite back]
 //! ```
 //!
-//! - **rewrite** ([`client::rewrite`]), **autopath** ([`client::autopath`]) and **policy** ([`client::policy`])
-//!   depend on who asks, so they wrap the other stages ([`client`]): the question is
-//!   rewritten and checked before them, and their answer (whichever stage gave it, now or
-//!   from an upstream later) is checked and turned back after. A config without any of the
-//!   three (and whose client classes deny nobody) skips the wrapper; a client they do not
-//!   concern takes the plain path.
+//! - **rewrite** ([`client::rewrite`]), **autopath** ([`client::autopath`]) and **policy**
+//!   ([`client::policy`]) depend on who asks, so they wrap the other stages ([`client`]):
+//!   the question is rewritten and checked before them, and their answer (whichever stage
+//!   gave it, now or from an upstream later) is checked and turned back after. A config
+//!   without any of the three (and whose client classes deny nobody) skips the wrapper; a
+//!   client they do not concern takes the plain path.
 //! - **cache** ([`cache`]) sits before the local stages but only ever holds, and only ever
-//!   looks up, names the forward stage would forward ([`forward::Routes`] decides that from
-//!   the same config, without a lock): cluster names and zone names never touch it, so local
-//!   answers stay lock-free and never stale. It answers fresh hits; misses and stale entries
-//!   go on.
+//!   looks up, names the forward stage would forward ([`routes`] decides that from the
+//!   same config, without a lock): cluster names and zone names never touch it, so local
+//!   answers stay lock-free and never stale. It answers fresh hits; misses and stale
+//!   entries go on.
 //! - **kubernetes** ([`kubernetes`]) owns the cluster domain.
 //! - **zones** ([`zones`]) owns every configured zone apex and everything below it
 //!   (authoritative answers, delegations, AXFR/IXFR).
 //! - **forward** ([`forward`]) owns what is left under a configured forward domain (the
 //!   longest one; `.` catches everything). It cannot answer synchronously: it returns
-//!   [`Flow::Forward`], and the transport finishes the query off its receive loop
-//!   ([`forward::Deferred`]), within the forwarder's in-flight limit.
+//!   [`Flow::Upstream`], and the transport finishes the query off its receive loop
+//!   ([`deferred`]), within the forwarder's and the process's in-flight limits.
 //!
-//! Dispatch is a `match` over the closed [`Stage`] enum: no trait objects, and no async
-//! until a query really needs the network. State that must outlive a reload (the cache's
-//! entries, upstream health, in-flight queries, zone serials) is carried from the serving
-//! pipeline to its replacement by [`Pipeline::adopt`], where the configs allow it.
+//! The stages share a floor and import nothing above it: [`flow`] (what a stage returns
+//! and reads), [`crate::request`], [`crate::reply`], [`crate::wire`],
+//! [`crate::answer_cache`], [`crate::metrics`]. Dispatch is direct calls on the stage
+//! fields: no trait objects, and no async until a query really needs the network. State
+//! that must outlive a reload (the cache's entries, upstream health, in-flight queries,
+//! zone serials) is carried from the serving pipeline to its replacement by
+//! [`Pipeline::adopt`], where the configs allow it.
 
 pub mod cache;
 pub mod client;
+pub mod deferred;
+pub mod flow;
 pub mod forward;
 pub mod kubernetes;
+pub mod routes;
+pub mod send;
 pub mod zones;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::RecordType;
 use nameplane_config::ValidatedConfig;
 
+pub use crate::settings::Settings;
+pub use deferred::Deferred;
+pub use flow::{BuildError, Flow, Resolve, Sources, Stats};
+pub use send::Sent;
+
+use crate::answer_cache::{ByteLimits, Cache, Hit};
 use crate::cluster::index::Cluster;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
-use crate::request::{self, DEFAULT_MAX_UDP_PAYLOAD, QName, Rejected, Request, Transport};
-use crate::response::{self, Answer, Origin};
+use crate::request::{self, QName, Rejected, Request, SizeLimit, Transport};
+use crate::wire::answer::{Answer, Origin, encode_error};
 
-/// A built configuration: the stages that answer queries, in order.
+/// A built configuration: the stages that answer queries, in their fixed order.
 #[derive(Debug)]
 pub struct Pipeline {
     config: ValidatedConfig,
     hash: String,
-    stages: Box<[Stage]>,
+    /// Fresh answers for forwarded names; only when the config forwards and caches.
+    cache: Option<cache::CacheStage>,
+    /// Cluster names and cluster addresses: every config has it.
+    kubernetes: kubernetes::KubernetesStage,
+    /// Authoritative zones, when the config has any.
+    zones: Option<zones::ZonesStage>,
+    /// Stub domains and upstreams, when the config forwards anything.
+    forward: Option<forward::ForwardStage>,
     /// Policy, rewrite and autopath: `None` when the config has none of them, and queries
     /// take the plain path.
     clients: Option<client::ClientStages>,
@@ -85,20 +101,6 @@ pub struct Pipeline {
     load_balance: bool,
     /// Which answers [`crate::state::State`] logs (`logging`); `None` when none.
     query_log: Option<crate::query_log::QueryLog>,
-}
-
-/// Why a validated config could not be turned into a [`Pipeline`].
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    /// The Kubernetes stage refused its settings.
-    #[error("kubernetes: {0}")]
-    Kubernetes(String),
-    /// A zone could not be built.
-    #[error("zones: {0}")]
-    Zones(String),
-    /// A forwarder could not be built.
-    #[error("forward: {0}")]
-    Forward(String),
 }
 
 /// What the Kubernetes watches must select, derived from the config. A change restarts the
@@ -120,44 +122,38 @@ impl Pipeline {
     /// Builds the stages for `config`. `hash` identifies the config in logs, metrics and
     /// `/ready` (the operator's content hash).
     pub fn build(config: ValidatedConfig, hash: String) -> Result<Self, BuildError> {
-        Self::build_with(config, hash, cache::ByteLimits::default())
+        Self::build_with(config, hash, ByteLimits::default())
     }
 
     /// [`Pipeline::build`] with the process's cache byte limits ([`Settings::cache_limits`]).
     pub fn build_with(
         config: ValidatedConfig,
         hash: String,
-        cache_limits: cache::ByteLimits,
+        cache_limits: ByteLimits,
     ) -> Result<Self, BuildError> {
-        let routes = Arc::new(forward::Routes::new(&config)?);
-        let cache = config
+        let routes = Arc::new(routes::Routes::new(&config)?);
+        let forwards = !config.raw().forward.is_empty();
+        let answers = config
             .raw()
             .cache
             .as_ref()
-            .filter(|_| !config.raw().forward.is_empty())
-            .map(|settings| Arc::new(cache::Cache::with_limits(settings, cache_limits)));
-        let mut stages = Vec::with_capacity(4);
-        if let Some(cache) = &cache {
-            stages.push(Stage::Cache(cache::CacheStage::new(
-                Arc::clone(&routes),
-                Arc::clone(cache),
-            )));
-        }
-        stages.push(Stage::Kubernetes(kubernetes::KubernetesStage::new(
-            &config,
-        )?));
-        if !config.raw().zones.is_empty() {
-            stages.push(Stage::Zones(zones::ZonesStage::new(
-                &config,
-                zones::unix_now(),
-            )?));
-        }
-        if !config.raw().forward.is_empty() {
-            stages.push(Stage::Forward(forward::ForwardStage::new(
-                &config, routes, cache,
-            )?));
-        }
+            .filter(|_| forwards)
+            .map(|settings| Arc::new(Cache::with_limits(settings, cache_limits)));
         Ok(Self {
+            cache: answers
+                .as_ref()
+                .map(|answers| cache::CacheStage::new(Arc::clone(&routes), Arc::clone(answers))),
+            kubernetes: kubernetes::KubernetesStage::new(&config)?,
+            zones: if config.raw().zones.is_empty() {
+                None
+            } else {
+                Some(zones::ZonesStage::new(&config, zones::unix_now())?)
+            },
+            forward: if forwards {
+                Some(forward::ForwardStage::new(&config, routes, answers)?)
+            } else {
+                None
+            },
             clients: client::ClientStages::new(&config),
             rate_limiter: config
                 .raw()
@@ -168,7 +164,6 @@ impl Pipeline {
             query_log: crate::query_log::QueryLog::new(config.raw().logging.as_ref()),
             config,
             hash,
-            stages: stages.into_boxed_slice(),
         })
     }
 
@@ -182,16 +177,8 @@ impl Pipeline {
         {
             self.rate_limiter = Some(Arc::clone(old));
         }
-        let old_cache = previous.stages.iter().find_map(|stage| match stage {
-            Stage::Cache(stage) => Some(stage.shared()),
-            _ => None,
-        });
-        let routes = |pipeline: &Pipeline| {
-            pipeline.stages.iter().find_map(|stage| match stage {
-                Stage::Forward(stage) => Some(stage.routes()),
-                _ => None,
-            })
-        };
+        let old_cache = previous.cache();
+        let routes = |pipeline: &Pipeline| pipeline.forward.as_ref().map(|f| f.routes());
         let keep_cache = match (&old_cache, routes(previous), routes(self)) {
             (Some(old_cache), Some(old_routes), Some(new_routes)) => {
                 old_routes == new_routes
@@ -200,35 +187,18 @@ impl Pipeline {
             }
             _ => false,
         };
-        let old_zones = previous.stages.iter().find_map(|s| match s {
-            Stage::Zones(old) => Some(old),
-            _ => None,
-        });
-        let old_forward = previous.stages.iter().find_map(|s| match s {
-            Stage::Forward(old) => Some(old),
-            _ => None,
-        });
-        for stage in self.stages.iter_mut() {
-            match stage {
-                Stage::Cache(stage) if keep_cache => {
-                    if let Some(cache) = &old_cache {
-                        stage.replace_cache(Arc::clone(cache));
-                    }
-                }
-                Stage::Zones(stage) => {
-                    if let Some(old) = old_zones {
-                        stage.adopt(old);
-                    }
-                }
-                Stage::Forward(stage) => {
-                    if let Some(old) = old_forward {
-                        stage.adopt(old);
-                    }
-                    if keep_cache && let Some(cache) = &old_cache {
-                        stage.replace_cache(Arc::clone(cache));
-                    }
-                }
-                _ => {}
+        if let (Some(zones), Some(old)) = (&mut self.zones, &previous.zones) {
+            zones.adopt(old);
+        }
+        if let (Some(forward), Some(old)) = (&mut self.forward, &previous.forward) {
+            forward.adopt(old);
+        }
+        if keep_cache && let Some(old_cache) = old_cache {
+            if let Some(cache) = &mut self.cache {
+                cache.replace_cache(Arc::clone(&old_cache));
+            }
+            if let Some(forward) = &mut self.forward {
+                forward.replace_cache(old_cache);
             }
         }
     }
@@ -240,31 +210,17 @@ impl Pipeline {
 
     /// Probes the upstreams for forwarding loops in the background ([`forward::loops`]).
     pub fn probe_loops(&self, metrics: &Metrics) {
-        for stage in self.stages.iter() {
-            if let Stage::Forward(stage) = stage {
-                stage.probe_loops(metrics);
-            }
+        if let Some(forward) = &self.forward {
+            forward.probe_loops(metrics);
         }
     }
 
     /// The upstreams found to loop back to this server, as (forwarder domain, address).
     pub fn loops(&self) -> Vec<(String, SocketAddr)> {
-        self.stages
-            .iter()
-            .find_map(|stage| match stage {
-                Stage::Forward(stage) => Some(stage.loops()),
-                _ => None,
-            })
+        self.forward
+            .as_ref()
+            .map(|forward| forward.loops())
             .unwrap_or_default()
-    }
-
-    /// A query for one of this server's loop probes: SERVFAIL, counted
-    /// ([`forward::ForwardStage::loop_echo`]).
-    fn loop_echo<'a>(&'a self, request: &Request<'_>, sources: &Sources<'_>) -> Option<Flow<'a>> {
-        self.stages.iter().find_map(|stage| match stage {
-            Stage::Forward(stage) => stage.loop_echo(request, sources),
-            _ => None,
-        })
     }
 
     /// Whether responses are shuffled (`loadBalance: roundRobin`).
@@ -305,202 +261,85 @@ impl Pipeline {
     }
 
     /// The cache of forwarded answers, when the config has one.
-    pub(crate) fn cache(&self) -> Option<Arc<cache::Cache>> {
-        self.stages.iter().find_map(|stage| match stage {
-            Stage::Cache(stage) => Some(stage.shared()),
-            _ => None,
-        })
+    pub(crate) fn cache(&self) -> Option<Arc<Cache>> {
+        self.cache.as_ref().map(|stage| stage.shared())
+    }
+
+    /// The forward stage, when the config forwards anything.
+    pub fn forward_stage(&self) -> Option<&forward::ForwardStage> {
+        self.forward.as_ref()
     }
 
     /// The Kubernetes stage (every pipeline has one).
-    pub fn kubernetes(&self) -> Option<&kubernetes::KubernetesStage> {
-        self.stages.iter().find_map(|stage| match stage {
-            Stage::Kubernetes(stage) => Some(stage),
-            _ => None,
-        })
+    pub fn kubernetes(&self) -> &kubernetes::KubernetesStage {
+        &self.kubernetes
     }
 
     /// A popular cached answer near its expiry: answered from the cache, and sent upstream
     /// too (within the forwarder's in-flight limit), whose answer refreshes the entry.
     fn prefetch<'a>(
         &'a self,
-        hit: cache::Hit,
+        hit: Hit,
         request: &Request<'_>,
         sources: &Sources<'a>,
         settings: &Settings,
     ) -> Flow<'a> {
-        let forwarded = self.stages.iter().find_map(|stage| match stage {
-            Stage::Forward(stage) => Some(stage.handle(request, sources, &settings.forward_limit)),
-            _ => None,
-        });
+        let forwarded = self
+            .forward
+            .as_ref()
+            .map(|forward| forward.handle(request, sources, &settings.forward_limit));
         match forwarded {
-            Some(Flow::Forward(pending)) => Flow::CachedAndRefresh(hit, pending),
+            Some(Flow::Upstream(upstream)) => Flow::CachedAndRefresh(hit, upstream),
             _ => Flow::Cached(hit),
         }
     }
+}
 
-    /// Runs the stages in order; REFUSED when none owns the name.
-    pub fn resolve<'a>(
+/// `Some` for what a stage decided, `None` for [`Flow::Skip`] (ask the next one).
+fn decided(flow: Flow<'_>) -> Option<Flow<'_>> {
+    (flow != Flow::Skip).then_some(flow)
+}
+
+impl Resolve for Pipeline {
+    /// Runs the stages in their fixed order; REFUSED when none owns the name.
+    fn resolve<'a>(
         &'a self,
         request: &Request<'_>,
         sources: &Sources<'a>,
         settings: &'a Settings,
     ) -> Flow<'a> {
-        for stage in &self.stages {
-            match stage.handle(request, sources, settings) {
-                Flow::Skip => {}
-                Flow::Cached(hit) if hit.refresh => {
-                    return self.prefetch(hit, request, sources, settings);
-                }
-                decided => return decided,
-            }
-        }
-        Flow::Answer(Answer::rcode(ResponseCode::Refused, Origin::Server))
-    }
-}
-
-/// One step of the pipeline, in the order of the module docs.
-// A handful of stages are built once per reload; their sizes do not matter.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
-pub enum Stage {
-    /// Fresh cached answers for forwarded names.
-    Cache(cache::CacheStage),
-    /// Cluster names and cluster addresses from the Kubernetes watches.
-    Kubernetes(kubernetes::KubernetesStage),
-    /// Authoritative zones.
-    Zones(zones::ZonesStage),
-    /// Stub domains and upstreams.
-    Forward(forward::ForwardStage),
-}
-
-impl Stage {
-    fn handle<'a>(
-        &'a self,
-        request: &Request<'_>,
-        sources: &Sources<'a>,
-        settings: &'a Settings,
-    ) -> Flow<'a> {
-        match self {
-            Self::Cache(stage) => stage.handle(request, sources),
-            Self::Kubernetes(stage) => stage.handle(request, sources.cluster, &settings.dns_ips),
-            Self::Zones(stage) => stage.handle(request, sources),
-            Self::Forward(stage) => stage.handle(request, sources, &settings.forward_limit),
+        let flow = self
+            .cache
+            .as_ref()
+            .and_then(|cache| decided(cache.handle(request, sources)))
+            .or_else(|| {
+                decided(
+                    self.kubernetes
+                        .handle(request, sources.cluster, &settings.dns_ips),
+                )
+            })
+            .or_else(|| {
+                self.zones
+                    .as_ref()
+                    .and_then(|zones| decided(zones.handle(request, sources)))
+            })
+            .or_else(|| {
+                self.forward.as_ref().and_then(|forward| {
+                    decided(forward.handle(request, sources, &settings.forward_limit))
+                })
+            })
+            .unwrap_or(Flow::Answer(Answer::rcode(
+                ResponseCode::Refused,
+                Origin::Server,
+            )));
+        match flow {
+            Flow::Cached(hit) if hit.refresh => self.prefetch(hit, request, sources, settings),
+            decided => decided,
         }
     }
-}
 
-/// What a stage did with a request.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Flow<'a> {
-    /// The stage answered; later stages are not asked.
-    Answer(Answer<'a>),
-    /// Not this stage's name; ask the next one.
-    Skip,
-    /// A fresh answer from the cache.
-    Cached(cache::Hit),
-    /// A fresh answer from the cache, and the upstream query that refreshes it (prefetch).
-    CachedAndRefresh(cache::Hit, forward::Pending),
-    /// A zone transfer: the records to send, in order, over several messages.
-    Transfer(zones::Transfer),
-    /// The answer must come from an upstream: finish it off the receive loop.
-    Forward(forward::Pending),
-}
-
-/// The data the stages read that changes independently of the config (each from its own
-/// watch), as one consistent set of snapshots for the duration of a query.
-#[derive(Clone, Copy, Debug)]
-pub struct Sources<'a> {
-    /// The cluster, from the Kubernetes watches.
-    pub cluster: &'a Cluster,
-    /// Who asked (the zone transfer allow-list needs it).
-    pub client: SocketAddr,
-    /// Where stages count what they did.
-    pub metrics: &'a Metrics,
-}
-
-/// Settings of the process (flags), fixed for its lifetime.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Settings {
-    /// Largest UDP response, and the payload size advertised in EDNS.
-    pub max_udp_payload: u16,
-    /// This server's own addresses (its Pod IPs): `ns.dns.<zone>` answers the Service in
-    /// front of them.
-    pub dns_ips: Vec<IpAddr>,
-    /// Whether each query is logged (`--query-log`), whatever the config's `logging` says.
-    pub query_log: bool,
-    /// Queries in flight to upstreams across every forwarder (`--forward-max-in-flight`).
-    pub forward_limit: forward::GlobalLimit,
-    /// The answer cache's byte budget and per-answer cap (`--cache-max-bytes`,
-    /// `--cache-max-entry-bytes`).
-    pub cache_limits: cache::ByteLimits,
-    /// The resolv.conf whose nameservers the forwarders with `serversFromResolvConf` use,
-    /// read at each config load ([`crate::resolv_conf`]).
-    pub resolv_conf: std::path::PathBuf,
-    /// Whether each new pipeline's upstreams are probed for forwarding loops
-    /// ([`forward::loops`]). Always on in the binary; off in [`Settings::default`], so
-    /// that tests counting an upstream's queries see only their own.
-    pub probe_loops: bool,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            max_udp_payload: DEFAULT_MAX_UDP_PAYLOAD,
-            dns_ips: Vec::new(),
-            query_log: false,
-            forward_limit: forward::GlobalLimit::default(),
-            cache_limits: cache::ByteLimits::default(),
-            resolv_conf: crate::resolv_conf::DEFAULT_PATH.into(),
-            probe_loops: false,
-        }
-    }
-}
-
-/// The result of [`answer`]: what was sent, and what the metrics and logs need.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Outcome {
-    /// Whether a response was written (`false`: the packet is dropped, or the answer is
-    /// [`Outcome::pending`]).
-    pub replied: bool,
-    /// Further messages after the one written (a zone transfer over TCP).
-    pub more: Vec<Vec<u8>>,
-    /// A query that waits on an upstream: [`forward::Deferred::resolve`] produces its
-    /// response.
-    pub pending: Option<forward::Deferred>,
-    /// The question type, when the query parsed.
-    pub qtype: Option<RecordType>,
-    /// The response code sent (meaningless when dropped).
-    pub rcode: ResponseCode,
-    /// Who answered.
-    pub origin: Origin,
-    /// Whether TC was set.
-    pub truncated: bool,
-    /// Whether the query had the DO bit.
-    pub dnssec_ok: bool,
-    /// The question name, only when [`Settings::query_log`] is on.
-    pub name: Option<QName>,
-    /// A prefetch to run in the background; its answer only refreshes the cache.
-    pub refresh: Option<forward::Deferred>,
-    /// Who denied the query, when a policy or client class did (the query log's `policy`).
-    pub denied_by: Option<Arc<str>>,
-}
-
-impl Outcome {
-    fn dropped() -> Self {
-        Self {
-            replied: false,
-            more: Vec::new(),
-            pending: None,
-            qtype: None,
-            rcode: ResponseCode::FormErr,
-            origin: Origin::Server,
-            truncated: false,
-            dnssec_ok: false,
-            name: None,
-            refresh: None,
-            denied_by: None,
-        }
+    fn nxdomain<'a>(&'a self, name: &QName, cluster: &'a Cluster) -> Option<Answer<'a>> {
+        self.kubernetes.nxdomain(name, cluster)
     }
 }
 
@@ -515,135 +354,40 @@ pub fn answer(
     sources: &Sources<'_>,
     settings: &Settings,
     out: &mut Vec<u8>,
-) -> Outcome {
+) -> Sent {
     let request = match request::parse(packet, transport) {
         Ok(request) => request,
-        Err(Rejected::Drop) => return Outcome::dropped(),
+        Err(Rejected::Drop) => return Sent::Dropped,
         Err(Rejected::Reply(reply)) => {
-            out.extend_from_slice(&response::encode_error(&reply));
-            return Outcome {
-                replied: true,
-                rcode: ResponseCode::from(0, reply.rcode),
-                ..Outcome::dropped()
-            };
+            out.extend_from_slice(&encode_error(&reply));
+            return Sent::replied(Stats::unparsed(ResponseCode::from(0, reply.rcode)));
         }
     };
-    let flow = if request.edns.is_some_and(|edns| edns.version > 0) {
-        Flow::Answer(Answer::rcode(ResponseCode::BADVERS, Origin::Server))
-    } else if let Some(pipeline) = pipeline {
-        if let Some(clients) = &pipeline.clients {
-            // This server's own loop probe, back from an upstream: recognised whoever sends
-            // it (a client the policies or client classes would refuse).
-            if let Some(echo) = pipeline.loop_echo(&request, sources) {
-                return finish(
-                    packet,
-                    transport,
-                    &request,
-                    echo,
-                    settings,
-                    settings.max_udp_payload,
-                    out,
-                );
-            }
-            return client::answer(
-                packet, transport, &request, pipeline, clients, sources, settings, out,
-            );
-        }
-        pipeline.resolve(&request, sources, settings)
-    } else {
-        Flow::Answer(Answer::rcode(ResponseCode::ServFail, Origin::Server))
+    let limit = SizeLimit::of(&request, settings.max_udp_payload);
+    let refuse = |rcode, out: &mut Vec<u8>| {
+        send::rcode(&request, rcode, Origin::Server, limit, settings, out)
     };
-    finish(
-        packet,
-        transport,
-        &request,
-        flow,
-        settings,
-        settings.max_udp_payload,
-        out,
-    )
-}
-
-/// Encodes what the stages decided for `request` (parsed from `packet`) at the end of
-/// `out`, within `max_udp` for UDP.
-fn finish(
-    packet: &[u8],
-    transport: Transport,
-    request: &Request<'_>,
-    flow: Flow<'_>,
-    settings: &Settings,
-    max_udp: u16,
-    out: &mut Vec<u8>,
-) -> Outcome {
-    let done = |rcode, origin, truncated, more| Outcome {
-        replied: true,
-        more,
-        pending: None,
-        qtype: Some(request.qtype),
-        rcode,
-        origin,
-        truncated,
-        dnssec_ok: request.edns.is_some_and(|edns| edns.dnssec_ok),
-        name: settings.query_log.then(|| request.name.clone()),
-        refresh: None,
-        denied_by: None,
-    };
-    match flow {
-        Flow::CachedAndRefresh(hit, pending) => Outcome {
-            refresh: Some(forward::Deferred::new(packet, transport, pending)),
-            ..finish(
-                packet,
-                transport,
-                request,
-                Flow::Cached(hit),
-                settings,
-                max_udp,
-                out,
-            )
-        },
-        Flow::Answer(answer) => {
-            let encoded = response::encode(request, &answer, max_udp, out);
-            done(answer.rcode, answer.origin, encoded.truncated, Vec::new())
-        }
-        Flow::Skip => {
-            let answer = Answer::rcode(ResponseCode::Refused, Origin::Server);
-            let encoded = response::encode(request, &answer, max_udp, out);
-            done(answer.rcode, answer.origin, encoded.truncated, Vec::new())
-        }
-        Flow::Cached(hit) => {
-            if let Some(wire) = &hit.wire
-                && wire.write(request, hit.ttl, hit.stale, max_udp, out)
-            {
-                return done(hit.reply.rcode, Origin::Cache, false, Vec::new());
-            }
-            let reply = hit.reply_for();
-            let truncated = forward::encode::reply(request, &reply, Origin::Cache, max_udp, out);
-            done(reply.rcode, Origin::Cache, truncated, Vec::new())
-        }
-        Flow::Transfer(_) if transport == Transport::Udp => {
-            // The zones stage refuses transfers over UDP; this holds whatever path the
-            // query took: a whole zone never goes into one datagram.
-            let answer = Answer::rcode(ResponseCode::Refused, Origin::Zones);
-            let encoded = response::encode(request, &answer, max_udp, out);
-            done(answer.rcode, answer.origin, encoded.truncated, Vec::new())
-        }
-        Flow::Transfer(transfer) => {
-            let mut messages = zones::transfer::encode(request, transfer).into_iter();
-            out.extend_from_slice(&messages.next().unwrap_or_default());
-            done(
-                ResponseCode::NoError,
-                Origin::Zones,
-                false,
-                messages.collect(),
-            )
-        }
-        Flow::Forward(pending) => Outcome {
-            replied: false,
-            pending: Some(forward::Deferred::new(packet, transport, pending)),
-            ..done(ResponseCode::NoError, Origin::Forward, false, Vec::new())
-        },
+    if request.edns.is_some_and(|edns| edns.version > 0) {
+        return refuse(ResponseCode::BADVERS, out);
     }
+    let Some(pipeline) = pipeline else {
+        return refuse(ResponseCode::ServFail, out);
+    };
+    let Some(clients) = &pipeline.clients else {
+        let flow = pipeline.resolve(&request, sources, settings);
+        return send::send(packet, &request, flow, sources, settings, limit, out);
+    };
+    // This server's own loop probe, back from an upstream: recognised whoever sends it (a
+    // client the policies or client classes would refuse).
+    if let Some(echo) = pipeline
+        .forward
+        .as_ref()
+        .and_then(|forward| forward.loop_echo(&request, sources))
+    {
+        return send::send(packet, &request, echo, sources, settings, limit, out);
+    }
+    clients.answer(packet, &request, pipeline, sources, settings, out)
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -16,6 +16,79 @@ use crate::request::tests::query_bytes;
 
 const SERIAL: u32 = 1_700_000_000;
 
+/// What the tests read of a [`Sent`]: one flat view of whichever variant it is.
+#[derive(Debug)]
+pub(crate) struct Observed {
+    /// A response was written.
+    pub replied: bool,
+    /// The response code written (FORMERR when nothing was).
+    pub rcode: ResponseCode,
+    /// Who answered.
+    pub origin: Origin,
+    /// Whether TC was set.
+    pub truncated: bool,
+    /// The messages after the first (a zone transfer).
+    pub more: Vec<Vec<u8>>,
+    /// The query waits on an upstream.
+    pub pending: Option<Box<Deferred>>,
+    /// Who denied the query.
+    pub denied_by: Option<Arc<str>>,
+    /// The question name, when every query is logged.
+    pub name: Option<QName>,
+}
+
+impl From<Sent> for Observed {
+    fn from(sent: Sent) -> Self {
+        let quiet = Stats::unparsed(ResponseCode::FormErr);
+        match sent {
+            Sent::Dropped => Self {
+                replied: false,
+                rcode: quiet.rcode,
+                origin: quiet.origin,
+                truncated: false,
+                more: Vec::new(),
+                pending: None,
+                denied_by: None,
+                name: None,
+            },
+            Sent::Deferred(deferred) => Self {
+                replied: false,
+                rcode: ResponseCode::NoError,
+                origin: Origin::Forward,
+                truncated: false,
+                more: Vec::new(),
+                pending: Some(deferred),
+                denied_by: None,
+                name: None,
+            },
+            Sent::Replied { stats, more, .. } => Self {
+                replied: true,
+                rcode: stats.rcode,
+                origin: stats.origin,
+                truncated: stats.truncated,
+                more,
+                pending: None,
+                denied_by: stats.denied_by,
+                name: stats.name,
+            },
+        }
+    }
+}
+
+/// [`super::answer`], observed as the tests read it.
+pub(crate) fn answer(
+    packet: &[u8],
+    transport: Transport,
+    pipeline: Option<&Pipeline>,
+    sources: &Sources<'_>,
+    settings: &Settings,
+    out: &mut Vec<u8>,
+) -> Observed {
+    Observed::from(super::answer(
+        packet, transport, pipeline, sources, settings, out,
+    ))
+}
+
 pub(crate) fn ip(text: &str) -> IpAddr {
     text.parse().expect("ip")
 }
@@ -251,7 +324,7 @@ impl Fixture {
         }
     }
 
-    fn raw(&self, bytes: &[u8], transport: Transport) -> (Outcome, Vec<u8>) {
+    fn raw(&self, bytes: &[u8], transport: Transport) -> (Observed, Vec<u8>) {
         let mut out = Vec::new();
         let outcome = answer(
             bytes,
@@ -1198,7 +1271,7 @@ pub(crate) fn answer_from(
     pipeline: &Pipeline,
     client: &str,
     metrics: &crate::metrics::Metrics,
-) -> (Outcome, Option<Vec<u8>>) {
+) -> (Observed, Option<Vec<u8>>) {
     let cluster = empty_cluster();
     let mut out = Vec::new();
     let outcome = answer(

@@ -3,7 +3,7 @@
 //! **Pipelining** (RFC 7766 §6.2.1.1). A connection may carry any number of queries, and the
 //! client may send them without waiting for answers. A query answered from memory (cluster
 //! names, zones, the cache) is answered inline, in the order it arrived. A query that waits
-//! on an upstream ([`Reply::Later`]) gets a task of its own and its answer is written when
+//! on an upstream ([`Reply::Deferred`]) gets a task of its own and its answer is written when
 //! it is ready, so later queries are not stuck behind it: answers come back out of order,
 //! matched by their message ID. At most [`Limits::in_flight_per_connection`] such queries
 //! wait per connection; above that the connection stops reading until one finishes.
@@ -341,7 +341,7 @@ impl Connection {
                             }
                         }
                     }
-                    Reply::Later(later) => {
+                    Reply::Deferred(later) => {
                         let state = Arc::clone(&self.state);
                         waiting.spawn(async move { state.finish(later).await });
                     }

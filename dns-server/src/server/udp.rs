@@ -6,7 +6,7 @@
 //! from the number of sockets (`--udp-sockets`, `SO_REUSEPORT`), not from spawning a task per
 //! datagram.
 //!
-//! A query that must wait on an upstream ([`Reply::Later`]) gets a task of its own, which
+//! A query that must wait on an upstream ([`Reply::Deferred`]) gets a task of its own, which
 //! sends its response on the same socket when it is done; the loop goes straight back to
 //! receiving. Those tasks are bounded: each holds a slot of its forwarder's in-flight limit
 //! (taken before the task exists; above the limit the query is REFUSED at once), so memory
@@ -71,7 +71,7 @@ pub async fn serve(socket: UdpSocket, state: Arc<State>, mut shutdown: Shutdown)
                 // Zone transfers are refused over UDP; nothing streams here.
                 Reply::Now(true) | Reply::Stream(_) => send(&socket, &out, peer).await,
                 Reply::Now(false) => {}
-                Reply::Later(later) => {
+                Reply::Deferred(later) => {
                     let socket = Arc::clone(&socket);
                     let state = Arc::clone(&state);
                     tokio::spawn(async move {

@@ -9,7 +9,7 @@ use hickory_proto::rr::rdata::{A, CNAME, NS, SOA, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::*;
-use crate::response::Origin;
+use crate::wire::answer::Origin;
 
 /// The `fuzz/` directory of the repository.
 fn fuzz_dir() -> PathBuf {
@@ -271,7 +271,7 @@ fn the_seeds_walk_every_path_of_the_fixture() {
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut out = Vec::new();
         let (address, _) = CLIENTS[case.client];
-        let outcome = pipeline::answer(
+        let outcome = crate::pipeline::tests::answer(
             &case.packet,
             case.transport,
             Some(&fixture.pipeline),

@@ -8,11 +8,21 @@ use nameplane_config::forward::ForwardConfig;
 use nameplane_config::zone::ZoneConfig;
 use nameplane_config::{ServerConfig, ValidatedConfig};
 
-use super::*;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use nameplane_config::forward::CacheConfig;
+
+use crate::answer_cache::*;
+use crate::pipeline::Pipeline;
 use crate::pipeline::tests::{answer_from, test_metrics};
-use crate::pipeline::{Pipeline, Stage};
+use crate::reply::{Key, Reply};
+use crate::request::SizeLimit;
 use crate::request::Transport;
 use crate::request::tests::query_bytes;
+use crate::wire;
 
 fn settings() -> CacheConfig {
     CacheConfig {
@@ -193,11 +203,11 @@ fn ttls_count_down_until_the_entry_expires() {
     let packet = query_bytes("Example.ORG.", RecordType::A, None);
     let request = crate::request::parse(&packet, Transport::Udp).expect("parses");
     let mut out = Vec::new();
-    crate::pipeline::forward::encode::reply(
+    crate::wire::reply::encode(
         &request,
         &hit.reply_for(),
-        crate::response::Origin::Cache,
-        1232,
+        crate::wire::answer::Origin::Cache,
+        SizeLimit::of(&request, 1232),
         &mut out,
     );
     let answer = Message::from_vec(&out).expect("decodes");
@@ -387,14 +397,7 @@ fn forwarding_config(zones: Vec<ZoneConfig>, cache: CacheConfig) -> ValidatedCon
 }
 
 fn cache_of(pipeline: &Pipeline) -> Arc<Cache> {
-    pipeline
-        .stages
-        .iter()
-        .find_map(|stage| match stage {
-            Stage::Cache(stage) => Some(stage.shared()),
-            _ => None,
-        })
-        .expect("a cache stage")
+    pipeline.cache().expect("a cache stage")
 }
 
 #[test]
@@ -423,7 +426,7 @@ fn the_stage_answers_forwarded_names_only() {
         "127.0.0.1:40000",
         &metrics,
     );
-    assert_eq!(outcome.origin, crate::response::Origin::Cache);
+    assert_eq!(outcome.origin, crate::wire::answer::Origin::Cache);
     let message = Message::from_vec(&response.expect("response")).expect("decodes");
     assert_eq!(message.answers.len(), 1);
     assert!(message.metadata.recursion_available);
@@ -437,7 +440,7 @@ fn the_stage_answers_forwarded_names_only() {
     );
     assert_eq!(
         local.origin,
-        crate::response::Origin::Kubernetes,
+        crate::wire::answer::Origin::Kubernetes,
         "cluster names are answered from the index"
     );
 
@@ -546,7 +549,7 @@ fn the_byte_budget_bounds_what_is_stored_whatever_the_capacity() {
     let one = stored_size(
         &key("n0.example.org."),
         &many_addresses("n0.example.org.", 20),
-        &wire::WireReply::build(
+        &wire::cached::WireReply::build(
             &key("n0.example.org."),
             &many_addresses("n0.example.org.", 20),
         )

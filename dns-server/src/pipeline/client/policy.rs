@@ -47,6 +47,7 @@ use prometheus_client::metrics::counter::Counter;
 use crate::cluster::index::{Cluster, PodClient};
 use crate::metrics::Metrics;
 use crate::request::QName;
+use crate::wire::answer::{OutName, Rdata, Rr};
 
 /// The policies of one config, ready to be matched.
 #[derive(Debug)]
@@ -346,6 +347,32 @@ impl Restriction {
             response: self.set.policies[usize::from(policy)].denied,
             policy: Some(policy),
         }
+    }
+
+    /// [`Restriction::check_records`] for a local answer's borrowed records, without
+    /// decoding or allocating: every owner name and every name a record points to (CNAME,
+    /// PTR, NS, SRV targets; MX exchanges) must be allowed. [`OutName::Query`] is `query`.
+    pub fn check_answer(&self, records: &[Rr<'_>], query: &QName) -> Result<(), Denial> {
+        let check = |name: &OutName<'_>| match name.to_qname(query) {
+            Some(name) => self.check(&name),
+            None => Err(self.refusal()),
+        };
+        for record in records {
+            check(&record.owner)?;
+            match &record.data {
+                Rdata::Cname(target)
+                | Rdata::Ptr(target)
+                | Rdata::Ns(target)
+                | Rdata::Srv { target, .. } => check(target)?,
+                raw @ Rdata::Raw { .. } => match raw.raw_target() {
+                    Some(Some(target)) => self.check(&target)?,
+                    Some(None) => return Err(self.refusal()),
+                    None => {}
+                },
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Checks every owner and target name in `answers` (a response's answer section).

@@ -226,6 +226,20 @@ impl RewriteRule {
             .inc();
     }
 
+    /// The TTL the rule puts on every record of its answers, if it sets one.
+    pub fn ttl(&self) -> Option<u32> {
+        self.ttl
+    }
+
+    /// What an answer name other than the rewritten question becomes for the client
+    /// (`rewriteAnswers`); `None` when the rule leaves it alone.
+    pub fn back_name(&self, name: &QName) -> Option<QName> {
+        if !self.rewrite_answers {
+            return None;
+        }
+        with_text(name, |text| self.backward(text)).and_then(|back| QName::from_ascii(&back))
+    }
+
     /// Turns the answer records of the rewritten question `inner` back for a client that
     /// asked `asked` (see the module docs).
     pub fn back(&self, records: &mut [Record], inner: &Name, asked: &Name) {

@@ -14,8 +14,9 @@ use nameplane_config::{KubernetesConfig, ServerConfig};
 
 use crate::cluster::index::{Cluster, PodClient};
 use crate::metrics::Metrics;
+use crate::pipeline::tests::answer;
 use crate::pipeline::tests::{cluster, ip, lines, test_metrics};
-use crate::pipeline::{Pipeline, Settings, Sources, answer};
+use crate::pipeline::{Pipeline, Settings, Sources};
 use crate::request::Transport;
 use crate::request::tests::query_bytes;
 
@@ -566,7 +567,7 @@ impl Clients {
         name: &str,
         qtype: RecordType,
         edns: Option<u16>,
-    ) -> (crate::pipeline::Outcome, Vec<u8>) {
+    ) -> (crate::pipeline::tests::Observed, Vec<u8>) {
         let mut out = Vec::new();
         let outcome = answer(
             &query_bytes(name, qtype, edns),

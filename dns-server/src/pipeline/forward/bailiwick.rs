@@ -18,9 +18,9 @@
 use hickory_proto::op::Message;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
-use super::Reply;
 use crate::metrics::forward::ForwardMetrics;
-use crate::pipeline::cache::Key;
+use crate::reply::Key;
+use crate::reply::Reply;
 
 /// Longest CNAME chain followed inside one reply.
 const MAX_CHAIN: usize = 16;

@@ -15,11 +15,11 @@ use rand::RngExt as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use super::Reply;
 use super::bailiwick;
 use super::upstream::{Mode, Upstream};
 use crate::metrics::forward::ForwardMetrics;
-use crate::pipeline::cache::Key;
+use crate::reply::Key;
+use crate::reply::Reply;
 use crate::request::Transport;
 
 /// Most upstreams asked for one query.

@@ -33,7 +33,7 @@ use tracing::{debug, warn};
 
 use super::upstream::{Mode, Upstream};
 use crate::metrics::forward::ForwardMetrics;
-use crate::pipeline::cache::Key;
+use crate::reply::Key;
 
 /// Probe queries sent to each upstream.
 pub const PROBES: u32 = 3;

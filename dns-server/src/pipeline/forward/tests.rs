@@ -15,6 +15,8 @@ use super::upstream::{SOURCE_PORT_MIN, bind_random_port, check_reply, encode_que
 use super::*;
 use crate::metrics::forward::RejectReason;
 use crate::pipeline::tests::test_metrics;
+use crate::reply::Key;
+use hickory_proto::rr::{Name, Record, RecordType};
 
 fn name(text: &str) -> Name {
     Name::from_ascii(text).expect("name")
@@ -410,12 +412,8 @@ fn a_reload_keeps_unchanged_forwarders_and_their_upstream_health() {
     };
     let forwarders = |pipeline: &crate::pipeline::Pipeline| -> Vec<Arc<Forwarder>> {
         pipeline
-            .stages
-            .iter()
-            .find_map(|stage| match stage {
-                crate::pipeline::Stage::Forward(stage) => Some(stage.forwarders().to_vec()),
-                _ => None,
-            })
+            .forward_stage()
+            .map(|stage| stage.forwarders().to_vec())
             .expect("a forward stage")
     };
     let root = forward(".", &["10.0.0.1:53"], ForwardPolicy::Random);

@@ -39,7 +39,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{Instant, timeout_at};
 
 use crate::metrics::forward::{ForwardMetrics, RejectReason};
-use crate::pipeline::cache::Key;
+use crate::reply::Key;
 use crate::request::{DEFAULT_MAX_UDP_PAYLOAD as MAX_UDP_PAYLOAD, HEADER_LEN};
 
 /// Consecutive failures after which an upstream counts as down (CoreDNS's `max_fails`).

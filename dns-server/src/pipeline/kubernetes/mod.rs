@@ -43,7 +43,7 @@
 //!
 //! An ExternalName whose target is outside the cluster domain answers the CNAME alone, as
 //! CoreDNS 1.14 does (the client's resolver follows it); with `resolveExternalNames` the
-//! stage hands the answer on as an alias ([`super::forward::Pending::alias`]) and the
+//! stage hands the answer on as an alias ([`super::flow::Upstream::alias`]) and the
 //! target's records, resolved through the whole pipeline (cache, zones, forwarders), are
 //! appended after the CNAME; a target that does not resolve leaves the CNAME alone.
 //! Policies see the target like every answer name. Chains inside the zone are followed up
@@ -56,12 +56,12 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, RecordType};
 use nameplane_config::{PodsMode, ValidatedConfig};
 
-use super::{BuildError, Flow};
+use super::flow::{BuildError, Flow};
 use crate::cluster::index::Cluster;
 use crate::cluster::names::{self, ClusterName};
 use crate::cluster::objects::{self, EndpointEntry, ServiceKind};
 use crate::request::{QName, Request};
-use crate::response::{Answer, Label, Origin, OutName, Rdata, Rr, Soa, WireLabels};
+use crate::wire::answer::{Answer, Label, Origin, OutName, Rdata, Rr, Soa, WireLabels};
 
 /// SOA refresh, in seconds (CoreDNS's value).
 pub const SOA_REFRESH: u32 = 7200;
@@ -849,16 +849,14 @@ impl ReverseZones {
 
 /// With `resolveExternalNames`: an answer ending in a CNAME to a name outside the cluster
 /// domain `zone` (an ExternalName Service) becomes an alias whose target the whole pipeline
-/// resolves ([`super::forward::Pending::alias`]). Only on this path is the answer encoded
+/// resolves ([`super::flow::Upstream::alias`]). Only on this path is the answer encoded
 /// and read back (its records are borrowed from the snapshot).
 fn external_alias<'a>(
     request: &Request<'_>,
     answer: &Answer<'_>,
     zone: &hickory_proto::rr::Name,
 ) -> Option<Flow<'a>> {
-    let mut encoded = Vec::new();
-    crate::response::encode(request, answer, u16::MAX, &mut encoded);
-    let head = super::forward::Reply::from_wire(&encoded)?;
+    let head = crate::wire::answer::to_reply(request, answer)?;
     let target = match &head.answers.last()?.data {
         hickory_proto::rr::RData::CNAME(target) => target.0.to_lowercase(),
         _ => return None,
@@ -866,7 +864,7 @@ fn external_alias<'a>(
     if zone.zone_of(&target) {
         return None;
     }
-    Some(Flow::Forward(super::forward::Pending::alias(head, target)))
+    Some(Flow::Upstream(super::flow::Upstream::alias(head, target)))
 }
 
 /// SRV weight for `count` records: `100 / count`, at least 1 (CoreDNS).

@@ -26,14 +26,13 @@
 //! zone's current content, carried over unchanged by reloads that leave the zone as it was,
 //! and at least one above the previous serial after a change ([`ZonesStage::adopt`]).
 //!
-//! **Transfers** ([`transfer`]). AXFR, and IXFR answered with the whole zone (RFC 1995
+//! **Transfers** ([`crate::wire::transfer`]). AXFR, and IXFR answered with the whole zone (RFC 1995
 //! allows it), over TCP to clients in the zone's `allowTransfer` prefixes: SOA, every
 //! record, SOA, split over as many messages as needed. Everything else is REFUSED: a client
 //! outside the list, a transfer over UDP, a zone without a list, or a name that is not an
 //! apex.
 
 mod build;
-pub mod transfer;
 
 #[cfg(test)]
 mod tests;
@@ -47,9 +46,10 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use nameplane_config::ValidatedConfig;
 use nameplane_config::zone::ZoneConfig;
 
-use super::{BuildError, Flow, Sources};
+use super::flow::{BuildError, Flow, Sources};
+use crate::reply::Transfer;
 use crate::request::{Request, Transport};
-use crate::response::{Answer, Origin, OutName, Rdata, Rr};
+use crate::wire::answer::{Answer, Origin, OutName, Rdata, Rr};
 
 /// SOA refresh, in seconds.
 pub const SOA_REFRESH: i32 = 7200;
@@ -339,13 +339,6 @@ impl Zone {
     }
 }
 
-/// A zone transfer to send: the records, in order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Transfer {
-    /// SOA, every record, SOA.
-    pub records: Vec<Record>,
-}
-
 /// The zones stage, built from one config.
 #[derive(Debug)]
 pub struct ZonesStage {
@@ -398,7 +391,7 @@ impl ZonesStage {
         if request.qclass != DNSClass::IN {
             return Flow::Skip;
         }
-        let Some(name) = super::forward::name_of(request) else {
+        let Some(name) = crate::reply::question_name(request) else {
             return Flow::Skip;
         };
         let Some(zone) = self.find(&name) else {

@@ -8,8 +8,9 @@ use nameplane_config::zone::{RecordConfig, RecordKind, ZoneConfig};
 use nameplane_config::{ServerConfig, ValidatedConfig};
 
 use super::*;
+use crate::pipeline::Pipeline;
+use crate::pipeline::tests::Observed;
 use crate::pipeline::tests::{answer_from, test_metrics};
-use crate::pipeline::{Outcome, Pipeline};
 use crate::request::tests::query_bytes;
 
 fn record(name: &str, kind: RecordKind, values: &[&str]) -> RecordConfig {
@@ -119,7 +120,7 @@ fn run(
     qtype: RecordType,
     transport: Transport,
     client: &str,
-) -> (Outcome, Option<Vec<u8>>) {
+) -> (Observed, Option<Vec<u8>>) {
     answer_from(
         &query_bytes(name, qtype, Some(1232)),
         transport,
@@ -389,7 +390,7 @@ fn transfer(
     qtype: RecordType,
     transport: Transport,
     client: &str,
-) -> (Outcome, Option<Vec<u8>>) {
+) -> (Observed, Option<Vec<u8>>) {
     run(&pipeline(), name, qtype, transport, client)
 }
 

@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 
 use rand::RngExt as _;
 
-use super::Key;
-use crate::pipeline::forward::Reply;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
+
+use crate::reply::{Key, Reply};
+use crate::wire::cached::WireReply;
 
 /// Most shards of one store. Shards hold about [`MIN_PER_SHARD`] entries up to 256k entries
 /// per store; an eviction walks at most one shard, so shards stay small.
@@ -40,9 +42,9 @@ const EVICTION_PROBES: usize = 8;
 pub(super) struct Entry {
     pub(super) reply: Arc<Reply>,
     /// The reply encoded for a fast hit, when it could be.
-    pub(super) wire: Option<Arc<super::wire::WireReply>>,
+    pub(super) wire: Option<Arc<WireReply>>,
     /// How often it is asked (for prefetch), shared by every copy of the entry.
-    pub(super) popularity: Arc<super::Popularity>,
+    pub(super) popularity: Arc<Popularity>,
     pub(super) stored: Instant,
     /// How long the entry is fresh, after min/max clamping.
     pub(super) ttl: Duration,
@@ -197,5 +199,29 @@ impl Store {
             shard.map.clear();
             shard.bytes = 0;
         }
+    }
+}
+
+/// How often one entry was asked in the current prefetch window, and whether a refresh
+/// of it is under way.
+#[derive(Debug, Default)]
+pub struct Popularity {
+    window_start_ms: AtomicU64,
+    hits: AtomicU32,
+    pub(super) refreshing: AtomicBool,
+}
+
+impl Popularity {
+    /// Counts a hit at `now_ms` (milliseconds since the cache's epoch); returns the hits
+    /// within the window of `window_ms` that this one falls in.
+    pub(super) fn hit(&self, now_ms: u64, window_ms: u64) -> u32 {
+        let start = self.window_start_ms.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(start) >= window_ms {
+            // A new window; racing hits may each restart it, which only undercounts.
+            self.window_start_ms.store(now_ms, Ordering::Relaxed);
+            self.hits.store(1, Ordering::Relaxed);
+            return 1;
+        }
+        self.hits.fetch_add(1, Ordering::Relaxed) + 1
     }
 }

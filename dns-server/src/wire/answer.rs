@@ -23,7 +23,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use crate::request::{ErrorReply, HEADER_LEN, MAX_NAME_WIRE_LEN, Request};
+use crate::reply::Reply;
+use crate::request::{ErrorReply, HEADER_LEN, MAX_NAME_WIRE_LEN, QName, Request, SizeLimit};
 
 /// Which part of the server produced a response: the `plugin` label of
 /// `coredns_dns_responses_total`.
@@ -177,6 +178,33 @@ impl<'a> OutName<'a> {
     }
 }
 
+impl OutName<'_> {
+    /// The name as a [`QName`] (lower case, no allocation); [`OutName::Query`] is `query`.
+    /// `None` if it is not a valid name.
+    pub fn to_qname(&self, query: &QName) -> Option<QName> {
+        match self {
+            Self::Query => Some(query.clone()),
+            Self::Parts { head, len, tail } => {
+                let mut dashed =
+                    [DashedIp::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED)); MAX_HEAD_LABELS];
+                for (slot, label) in dashed.iter_mut().zip(&head[..usize::from(*len)]) {
+                    if let Label::Dashed(ip) = label {
+                        *slot = DashedIp::new(*ip);
+                    }
+                }
+                let heads = head[..usize::from(*len)]
+                    .iter()
+                    .zip(&dashed)
+                    .map(|(label, dashed)| match label {
+                        Label::Bytes(bytes) => *bytes,
+                        Label::Dashed(_) => dashed.as_bytes(),
+                    });
+                QName::from_labels(heads.chain(WireLabels(tail)))
+            }
+        }
+    }
+}
+
 /// An IP address with `.` or `:` replaced by `-` (`10-244-0-5`, `fd00--5`); an IPv6
 /// address ending in `-` gets a `0` appended (as CoreDNS names endpoints). Fixed size, no
 /// allocation.
@@ -325,6 +353,54 @@ pub struct Rr<'a> {
     pub data: Rdata<'a>,
 }
 
+impl<'a> Rr<'a> {
+    /// The names of the record: its owner, then the name its data points to, if any.
+    pub fn names(&self) -> impl Iterator<Item = &OutName<'a>> {
+        std::iter::once(&self.owner).chain(self.data.target())
+    }
+
+    /// [`Rr::names`], to replace them.
+    pub fn names_mut(&mut self) -> impl Iterator<Item = &mut OutName<'a>> {
+        let target = match &mut self.data {
+            Rdata::Srv { target, .. }
+            | Rdata::Ptr(target)
+            | Rdata::Cname(target)
+            | Rdata::Ns(target) => Some(target),
+            _ => None,
+        };
+        std::iter::once(&mut self.owner).chain(target)
+    }
+}
+
+impl<'a> Rdata<'a> {
+    /// The name that [`Rdata::Raw`] data of a type that points to a name (CNAME, PTR, NS,
+    /// MX, SRV) holds, read from its uncompressed wire form; `None` for other data,
+    /// or when it does not parse (then `Some(None)`).
+    pub fn raw_target(&self) -> Option<Option<QName>> {
+        let Self::Raw { rtype, data } = self else {
+            return None;
+        };
+        let at = match rtype {
+            RecordType::CNAME | RecordType::PTR | RecordType::NS => 0,
+            RecordType::MX => 2,
+            RecordType::SRV => 6,
+            _ => return None,
+        };
+        Some(data.get(at..).and_then(QName::from_wire))
+    }
+
+    /// The name this data points to (SRV, PTR, CNAME, NS), if any.
+    pub fn target(&self) -> Option<&OutName<'a>> {
+        match self {
+            Self::Srv { target, .. }
+            | Self::Ptr(target)
+            | Self::Cname(target)
+            | Self::Ns(target) => Some(target),
+            _ => None,
+        }
+    }
+}
+
 /// What a stage decided to answer. Encoded by [`encode`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Answer<'a> {
@@ -355,9 +431,6 @@ impl Answer<'_> {
         }
     }
 }
-
-/// Size of an OPT record without options.
-const OPT_LEN: usize = 11;
 
 /// Most name positions remembered for compression.
 const MAX_DICT: usize = 64;
@@ -554,19 +627,19 @@ impl Writer<'_> {
 }
 
 /// Encodes `answer` as the response to `request` at the end of `out` (which may already hold
-/// a TCP length prefix), truncated if it does not fit the transport; `max_udp` is the
-/// server's largest UDP payload.
+/// a TCP length prefix), truncated if it does not fit `limit`.
 pub fn encode(
     request: &Request<'_>,
     answer: &Answer<'_>,
-    max_udp: u16,
+    limit: SizeLimit,
     out: &mut Vec<u8>,
 ) -> Encoded {
     let base = out.len();
     let has_opt = request.edns.is_some();
-    let limit = request
-        .max_response_len(max_udp)
-        .saturating_sub(if has_opt { OPT_LEN } else { 0 });
+    let max_udp = limit.payload;
+    let limit = limit
+        .max_len
+        .saturating_sub(if has_opt { super::edns::OPT_LEN } else { 0 });
     let rcode = u16::from(answer.rcode);
 
     out.extend_from_slice(&[0; HEADER_LEN]);
@@ -605,11 +678,7 @@ pub fn encode(
     let out = writer.out;
     let mut arcount = counts[2];
     if let Some(edns) = request.edns {
-        out.push(0);
-        out.extend_from_slice(&u16::from(RecordType::OPT).to_be_bytes());
-        out.extend_from_slice(&max_udp.to_be_bytes());
-        let do_flag = if edns.dnssec_ok { 0x80 } else { 0 };
-        out.extend_from_slice(&[(rcode >> 4) as u8, 0, do_flag, 0, 0, 0]);
+        super::edns::write_opt(out, max_udp, (rcode >> 4) as u8, edns.dnssec_ok);
         arcount += 1;
     }
 
@@ -630,6 +699,32 @@ pub fn encode(
     header[8..10].copy_from_slice(&counts[1].to_be_bytes());
     header[10..12].copy_from_slice(&arcount.to_be_bytes());
     Encoded { truncated }
+}
+
+/// `answer` as an owned [`Reply`], for the few paths that keep a local answer past its
+/// snapshot (an alias to resolve, a chased name, an autopath fallback that waits on an
+/// upstream). Encoded for a question built from `request.name` (so [`OutName::Query`]
+/// is the name asked of the stage, whatever the client's packet says) and read back:
+/// never on the query path of a plain or shaped local answer.
+pub fn to_reply(request: &Request<'_>, answer: &Answer<'_>) -> Option<Reply> {
+    Reply::from_wire(&encode_for_name(request, answer))
+}
+
+/// `answer` encoded whole for a question built from `request.name` (not the client's
+/// packet), without EDNS: the form [`to_reply`] reads back.
+pub fn encode_for_name(request: &Request<'_>, answer: &Answer<'_>) -> Vec<u8> {
+    let mut question = Vec::with_capacity(request.name.wire().len() + 4);
+    question.extend_from_slice(request.name.wire());
+    question.extend_from_slice(&u16::from(request.qtype).to_be_bytes());
+    question.extend_from_slice(&u16::from(request.qclass).to_be_bytes());
+    let asked = Request {
+        question: &question,
+        edns: None,
+        ..request.clone()
+    };
+    let mut encoded = Vec::new();
+    encode(&asked, answer, SizeLimit::whole(u16::MAX), &mut encoded);
+    encoded
 }
 
 /// Encodes a header-only error response (no question, no records).
@@ -665,7 +760,7 @@ mod tests {
     fn encode_for(query: &[u8], transport: Transport, answer: &Answer<'_>) -> (Vec<u8>, Encoded) {
         let request = parse(query, transport).expect("valid");
         let mut out = Vec::new();
-        let encoded = encode(&request, answer, 1232, &mut out);
+        let encoded = encode(&request, answer, SizeLimit::of(&request, 1232), &mut out);
         (out, encoded)
     }
 
@@ -867,7 +962,12 @@ mod tests {
         // With a larger server maximum they fit.
         let request = parse(&query, Transport::Udp).expect("valid");
         let mut out = Vec::new();
-        let encoded = encode(&request, &a_records(100), 4096, &mut out);
+        let encoded = encode(
+            &request,
+            &a_records(100),
+            SizeLimit::of(&request, 4096),
+            &mut out,
+        );
         assert!(!encoded.truncated);
         assert_eq!(Message::from_vec(&out).expect("decodes").answers.len(), 100);
     }
@@ -925,7 +1025,12 @@ mod tests {
         let query = query_bytes("web.example.", RecordType::A, None);
         let request = parse(&query, Transport::Tcp).expect("valid");
         let mut out = vec![0, 0];
-        encode(&request, &a_records(3), 1232, &mut out);
+        encode(
+            &request,
+            &a_records(3),
+            SizeLimit::of(&request, 1232),
+            &mut out,
+        );
         let message = Message::from_vec(&out[2..]).expect("pointers are relative to the message");
         assert_eq!(message.answers.len(), 3);
         assert_eq!(

@@ -6,19 +6,19 @@
 //! hold at most [`RECORDS_PER_MESSAGE`] records and are split further if one would not fit
 //! the 64 KiB a TCP length prefix can carry.
 
-use hickory_proto::op::{Edns, Message, OpCode, ResponseCode};
+use hickory_proto::op::{Message, OpCode, Query, ResponseCode};
 use hickory_proto::rr::Record;
-
-use super::Transfer;
-use crate::request::{DEFAULT_MAX_UDP_PAYLOAD, ErrorReply, Request};
-use crate::response::encode_error;
-use hickory_proto::op::Query;
 use hickory_proto::serialize::binary::{BinDecodable as _, BinDecoder};
+
+use super::answer::encode_error;
+use super::edns::hickory_opt;
+use crate::reply::Transfer;
+use crate::request::{ErrorReply, Request};
 
 /// Records packed into one message before starting the next.
 pub const RECORDS_PER_MESSAGE: usize = 100;
 
-fn message(request: &Request<'_>, records: &[Record], first: bool) -> Message {
+fn message(request: &Request<'_>, records: &[Record], first: bool, payload: u16) -> Message {
     let mut message = Message::response(request.id, OpCode::Query);
     message.metadata.authoritative = true;
     message.metadata.recursion_desired = request.recursion_desired;
@@ -27,13 +27,7 @@ fn message(request: &Request<'_>, records: &[Record], first: bool) -> Message {
         if let Ok(query) = Query::read(&mut BinDecoder::new(request.question)) {
             message.queries.push(query);
         }
-        message.edns = request.edns.map(|edns| {
-            let mut out = Edns::new();
-            out.set_max_payload(DEFAULT_MAX_UDP_PAYLOAD)
-                .set_version(0)
-                .set_dnssec_ok(edns.dnssec_ok);
-            out
-        });
+        message.edns = request.edns.map(|edns| hickory_opt(edns, payload));
     }
     message.answers = records.to_vec();
     message
@@ -41,13 +35,19 @@ fn message(request: &Request<'_>, records: &[Record], first: bool) -> Message {
 
 /// Encodes `records` starting at message number `first`; halves the batch when a message
 /// would exceed 65535 bytes.
-fn encode_batch(request: &Request<'_>, records: &[Record], first: bool, out: &mut Vec<Vec<u8>>) {
-    match message(request, records, first).to_vec() {
+fn encode_batch(
+    request: &Request<'_>,
+    records: &[Record],
+    first: bool,
+    payload: u16,
+    out: &mut Vec<Vec<u8>>,
+) {
+    match message(request, records, first, payload).to_vec() {
         Ok(bytes) if bytes.len() <= usize::from(u16::MAX) => out.push(bytes),
         _ if records.len() > 1 => {
             let (head, tail) = records.split_at(records.len() / 2);
-            encode_batch(request, head, first, out);
-            encode_batch(request, tail, false, out);
+            encode_batch(request, head, first, payload, out);
+            encode_batch(request, tail, false, payload, out);
         }
         _ => out.push(
             encode_error(&ErrorReply {
@@ -61,14 +61,15 @@ fn encode_batch(request: &Request<'_>, records: &[Record], first: bool, out: &mu
     }
 }
 
-/// The messages of `transfer`, in order; never empty.
-pub fn encode(request: &Request<'_>, transfer: Transfer) -> Vec<Vec<u8>> {
+/// The messages of `transfer`, in order; never empty. The first one's OPT record (when
+/// the query had one) advertises `payload` (`--max-udp-payload`).
+pub fn encode(request: &Request<'_>, transfer: Transfer, payload: u16) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for (i, batch) in transfer.records.chunks(RECORDS_PER_MESSAGE).enumerate() {
-        encode_batch(request, batch, i == 0, &mut out);
+        encode_batch(request, batch, i == 0, payload, &mut out);
     }
     if out.is_empty() {
-        encode_batch(request, &[], true, &mut out);
+        encode_batch(request, &[], true, payload, &mut out);
     }
     out
 }

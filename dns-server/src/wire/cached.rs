@@ -7,7 +7,7 @@
 //! pointer still lands), the template with each record's TTL set to what is left, and an
 //! OPT record when the query had one: no record is cloned and nothing is allocated.
 //!
-//! The result is the message [`crate::pipeline::forward::encode::reply`] builds (a test
+//! The result is the message [`super::reply::encode`] builds (a test
 //! holds them equal), except that names sharing a suffix with the question carry the
 //! client's spelling of it (compression points into the question, as in CoreDNS's
 //! answers; names compare case-insensitively); whatever the fast path does not cover — an answer larger than the
@@ -16,9 +16,9 @@
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::DNSClass;
 
-use super::Key;
-use crate::pipeline::forward::Reply;
-use crate::request::Request;
+use super::edns::{OPT_LEN, write_opt};
+use crate::reply::{Key, Reply};
+use crate::request::{Request, SizeLimit};
 
 /// The records of a reply in wire form, and where their TTLs are.
 #[derive(Debug)]
@@ -79,15 +79,15 @@ impl WireReply {
         request: &Request<'_>,
         ttl: u32,
         stale: bool,
-        max_udp: u16,
+        limit: SizeLimit,
         out: &mut Vec<u8>,
     ) -> bool {
         if request.question.len() != self.question_len {
             return false;
         }
-        let opt_len = if request.edns.is_some() { 11 } else { 0 };
+        let opt_len = if request.edns.is_some() { OPT_LEN } else { 0 };
         let size = 12 + self.question_len + self.body.len() + opt_len;
-        if size > request.max_response_len(max_udp) {
+        if size > limit.max_len {
             return false;
         }
         let start = out.len();
@@ -108,13 +108,7 @@ impl WireReply {
             out[body_at + offset..body_at + offset + 4].copy_from_slice(&value.to_be_bytes());
         }
         if let Some(edns) = request.edns {
-            // Root owner, type OPT, class = our payload size, extended rcode 0, version 0,
-            // the DO bit copied, no options.
-            out.push(0);
-            out.extend_from_slice(&41u16.to_be_bytes());
-            out.extend_from_slice(&max_udp.to_be_bytes());
-            out.extend_from_slice(&[0, 0, if edns.dnssec_ok { 0x80 } else { 0 }, 0]);
-            out.extend_from_slice(&0u16.to_be_bytes());
+            write_opt(out, limit.payload, 0, edns.dnssec_ok);
         }
         debug_assert_eq!(out.len() - start, size);
         true
@@ -158,9 +152,9 @@ fn ttl_offsets(body: &[u8], count: usize) -> Option<Vec<(usize, u32)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::forward::encode;
+
     use crate::request::{Transport, parse, tests::query_bytes};
-    use crate::response::Origin;
+    use crate::wire::answer::Origin;
     use hickory_proto::op::ResponseCode;
     use hickory_proto::rr::rdata::{A, CNAME, SOA};
     use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -226,17 +220,29 @@ mod tests {
                 let request = parse(&packet, transport).expect("parses");
                 for (ttl, stale) in [(40, false), (30, true), (1000, false)] {
                     let mut fast = Vec::new();
-                    assert!(wire.write(&request, ttl, stale, 1232, &mut fast));
-                    let hit = super::super::Hit {
+                    assert!(wire.write(
+                        &request,
+                        ttl,
+                        stale,
+                        SizeLimit::of(&request, 1232),
+                        &mut fast
+                    ));
+                    let hit = crate::answer_cache::Hit {
                         reply: std::sync::Arc::new(reply.clone()),
-                        kind: super::super::Kind::Success,
+                        kind: crate::answer_cache::Kind::Success,
                         ttl,
                         stale,
                         wire: None,
                         refresh: false,
                     };
                     let mut slow = Vec::new();
-                    encode::reply(&request, &hit.reply_for(), Origin::Cache, 1232, &mut slow);
+                    super::super::reply::encode(
+                        &request,
+                        &hit.reply_for(),
+                        Origin::Cache,
+                        SizeLimit::of(&request, 1232),
+                        &mut slow,
+                    );
                     let (fast, slow) = (
                         Message::from_vec(&fast).expect("fast decodes"),
                         Message::from_vec(&slow).expect("slow decodes"),
@@ -269,7 +275,10 @@ mod tests {
         let request = parse(&packet, Transport::Udp).expect("parses");
         let wire = WireReply::build(&Key::of(&request).expect("key"), &reply).expect("encodes");
         let mut out = Vec::new();
-        assert!(!wire.write(&request, 60, false, 1232, &mut out), "over 512");
+        assert!(
+            !wire.write(&request, 60, false, SizeLimit::of(&request, 1232), &mut out),
+            "over 512"
+        );
         assert!(out.is_empty());
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Forwarded records are of any type and owned (they come from an upstream's message, or
 //! from the cache), so they go through hickory's encoder rather than the borrowed-record
-//! writer of [`crate::response`]; the wire rules are the same:
+//! writer of [`super::answer`]; the wire rules are the same:
 //!
 //! - id, RD and CD are copied from the query and the question is echoed as received; RA
 //!   is set, AA clear;
@@ -12,21 +12,22 @@
 //! - a response larger than the client may receive first loses its additional section
 //!   (no TC, RFC 2181 §9), then keeps only the question with TC set (RFC 7766 §5).
 
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::Record;
 use hickory_proto::serialize::binary::{BinDecodable as _, BinDecoder};
 
-use super::Reply;
-use crate::request::Request;
-use crate::response::{Origin, encode_error};
+use super::answer::{Origin, encode_error};
+use super::edns::hickory_opt;
+use crate::reply::Reply;
+use crate::request::{Request, SizeLimit};
 
-/// Writes the response to `request` made of `reply` at the end of `out`; `max_udp` is the
-/// server's largest UDP payload. Returns whether TC was set.
-pub fn reply(
+/// Writes the response to `request` made of `reply` at the end of `out`, within `limit`.
+/// Returns whether TC was set.
+pub fn encode(
     request: &Request<'_>,
     reply: &Reply,
     origin: Origin,
-    max_udp: u16,
+    limit: SizeLimit,
     out: &mut Vec<u8>,
 ) -> bool {
     let fallback = |out: &mut Vec<u8>| {
@@ -63,14 +64,8 @@ pub fn reply(
     message.answers = respell(&reply.answers);
     message.authorities = respell(&reply.authorities);
     message.additionals = respell(&reply.additionals);
-    message.edns = request.edns.map(|edns| {
-        let mut opt = Edns::new();
-        opt.set_max_payload(max_udp)
-            .set_version(0)
-            .set_dnssec_ok(edns.dnssec_ok);
-        opt
-    });
-    let limit = request.max_response_len(max_udp);
+    message.edns = request.edns.map(|edns| hickory_opt(edns, limit.payload));
+    let limit = limit.max_len;
     let mut encoded = message.to_vec();
     if matches!(&encoded, Ok(bytes) if bytes.len() > limit) && !message.additionals.is_empty() {
         message.additionals.clear();

@@ -1,0 +1,19 @@
+//! One home for the wire: every response this server sends is written here.
+//!
+//! - [`answer`]: the borrowed records a local stage answers with, and their writer (name
+//!   compression, truncation, no allocation beyond the output buffer);
+//! - [`reply`]: an owned [`crate::reply::Reply`] (forwarded, or cached and not fitting its
+//!   template) through hickory's encoder, with the same rules;
+//! - [`cached`]: a cached reply kept encoded, written as a copy with its TTLs patched;
+//! - [`transfer`]: a zone transfer as TCP messages;
+//! - [`edns`]: the OPT record all of them write, advertising `--max-udp-payload`.
+//!
+//! Each encoder takes an explicit [`crate::request::SizeLimit`]: what the client may
+//! receive (its EDNS size capped at the server's, on UDP), or a whole message for an
+//! answer shaped afterwards.
+
+pub mod answer;
+pub mod cached;
+pub mod edns;
+pub mod reply;
+pub mod transfer;
