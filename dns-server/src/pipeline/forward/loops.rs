@@ -9,7 +9,7 @@
 //! recognises such a name when it arrives as a client query ([`ForwardStage::loop_echo`]):
 //! if it is a probe in flight, it is counted and answered SERVFAIL at once, never forwarded
 //! again, so a probe goes round once. [`ECHOES`] echoes of one upstream's probes mean a loop:
-//! the upstream is marked looping ([`LoopState::looping`]), logged at warn, counted in
+//! the upstream is marked looping ([`super::loop_state::LoopState::looping`]), logged at warn, counted in
 //! `nameplane_forward_loops_detected_total{forwarder,to}` and named on `/ready` as
 //! `forwarding-loop: <forwarder domain> <ip:port>` (without making the replica unready: it
 //! keeps serving cluster names and zones; the operator reports the loop on the DNSServer).
@@ -23,10 +23,9 @@
 //! [`ForwardStage::loop_echo`]: super::ForwardStage::loop_echo
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -46,37 +45,6 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The zone of probe names, in wire form.
 pub const PROBE_ZONE: &[u8] = b"\x0enameplane-loop\x00";
-
-/// What is known about one upstream's loops.
-#[derive(Debug, Default)]
-pub struct LoopState {
-    /// The probe in flight (wire form, lower case), while probing.
-    probe: ArcSwapOption<Box<[u8]>>,
-    echoes: AtomicU32,
-    probed: AtomicBool,
-    looping: AtomicBool,
-}
-
-impl LoopState {
-    /// Whether a loop through this upstream was found.
-    pub fn looping(&self) -> bool {
-        self.looping.load(Ordering::Relaxed)
-    }
-
-    /// Counts `name` (a query's name, wire form, lower case) if it is this upstream's probe
-    /// in flight; whether it was.
-    pub fn echo(&self, name: &[u8]) -> bool {
-        let hit = self
-            .probe
-            .load()
-            .as_deref()
-            .is_some_and(|probe| **probe == *name);
-        if hit {
-            self.echoes.fetch_add(1, Ordering::Relaxed);
-        }
-        hit
-    }
-}
 
 /// A fresh probe name, `<random>.<random>.nameplane-loop.`.
 fn probe_name() -> Option<Name> {

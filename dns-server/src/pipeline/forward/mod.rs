@@ -62,6 +62,7 @@
 
 pub mod bailiwick;
 pub mod forwarder;
+pub mod loop_state;
 pub mod loops;
 pub mod upstream;
 

@@ -127,7 +127,7 @@ pub struct Upstream {
     force_tcp: bool,
     fails: AtomicU32,
     probing: AtomicBool,
-    loops: super::loops::LoopState,
+    loops: super::loop_state::LoopState,
     /// Idle TCP connections for the next exchange, with when each became idle; newest
     /// last. Only the forward path (which waits on the network anyway) takes this lock.
     idle: Mutex<Vec<(TcpStream, Instant)>>,
@@ -148,7 +148,7 @@ impl Upstream {
             force_tcp,
             fails: AtomicU32::new(0),
             probing: AtomicBool::new(false),
-            loops: super::loops::LoopState::default(),
+            loops: super::loop_state::LoopState::default(),
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -164,7 +164,7 @@ impl Upstream {
     }
 
     /// What loop detection found ([`super::loops`]).
-    pub fn loops(&self) -> &super::loops::LoopState {
+    pub fn loops(&self) -> &super::loop_state::LoopState {
         &self.loops
     }
 
