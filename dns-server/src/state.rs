@@ -566,7 +566,7 @@ impl Chase for State {
             );
             match flow {
                 // Local stages answer with borrowed records: the chase keeps them owned.
-                Flow::Answer(answer) => crate::wire::answer::to_reply(&request, &answer),
+                Flow::Answer(answer) => crate::wire::writer::to_reply(&request, &answer),
                 Flow::Cached(hit) | Flow::CachedAndRefresh(hit, _) => Some(hit.reply_for()),
                 Flow::Upstream(upstream) => {
                     let query = crate::request::OwnedRequest::new(&packet, &request)?;

@@ -76,7 +76,8 @@ use crate::cluster::index::Cluster;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::request::{self, QName, Rejected, Request, SizeLimit, Transport};
-use crate::wire::answer::{Answer, Origin, encode_error};
+use crate::wire::answer::{Answer, Origin};
+use crate::wire::writer::encode_error;
 
 /// A built configuration: the stages that answer queries, in their fixed order.
 #[derive(Debug)]

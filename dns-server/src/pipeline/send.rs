@@ -73,7 +73,7 @@ pub fn answer(
     settings: &Settings,
     out: &mut Vec<u8>,
 ) -> Sent {
-    let encoded = wire::answer::encode(request, answer, limit, out);
+    let encoded = wire::writer::encode(request, answer, limit, out);
     Sent::replied(Stats {
         truncated: encoded.truncated,
         ..Stats::of(request, answer.rcode, answer.origin, settings.query_log)

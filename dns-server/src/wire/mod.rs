@@ -1,7 +1,8 @@
 //! One home for the wire: every response this server sends is written here.
 //!
-//! - [`answer`]: the borrowed records a local stage answers with, and their writer (name
-//!   compression, truncation, no allocation beyond the output buffer);
+//! - [`answer`]: the borrowed records a local stage answers with;
+//! - [`writer`]: their writer (name compression, truncation, no allocation beyond the
+//!   output buffer);
 //! - [`reply`]: an owned [`crate::reply::Reply`] (forwarded, or cached and not fitting its
 //!   template) through hickory's encoder, with the same rules;
 //! - [`cached`]: a cached reply kept encoded, written as a copy with its TTLs patched;
@@ -17,3 +18,4 @@ pub mod cached;
 pub mod edns;
 pub mod reply;
 pub mod transfer;
+pub mod writer;

@@ -16,8 +16,9 @@ use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::Record;
 use hickory_proto::serialize::binary::{BinDecodable as _, BinDecoder};
 
-use super::answer::{Origin, encode_error};
+use super::answer::Origin;
 use super::edns::hickory_opt;
+use super::writer::encode_error;
 use crate::reply::Reply;
 use crate::request::{Request, SizeLimit};
 

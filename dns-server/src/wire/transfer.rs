@@ -10,8 +10,8 @@ use hickory_proto::op::{Message, OpCode, Query, ResponseCode};
 use hickory_proto::rr::Record;
 use hickory_proto::serialize::binary::{BinDecodable as _, BinDecoder};
 
-use super::answer::encode_error;
 use super::edns::hickory_opt;
+use super::writer::encode_error;
 use crate::reply::Transfer;
 use crate::request::{ErrorReply, Request};
 

@@ -332,7 +332,7 @@ impl Walk<'_> {
         let answer = pipeline
             .nxdomain(&self.request.name, sources.cluster)
             .unwrap_or_else(|| Answer::rcode(ResponseCode::NXDomain, Origin::Server));
-        wire::answer::encode(self.request, &answer, self.limit, out);
+        wire::writer::encode(self.request, &answer, self.limit, out);
     }
 
     /// The stats of a shaped response.
@@ -472,7 +472,7 @@ impl Walk<'_> {
                     ..self.request.clone()
                 };
                 let fallback =
-                    fallback.map(|answer| wire::answer::encode_for_name(&first_request, &answer));
+                    fallback.map(|answer| wire::writer::encode_for_name(&first_request, &answer));
                 let shaping = Shaping::new(original, &shape, fallback, nx_denial)
                     .rewritten_by(self.asker.rewritten.as_ref().map(|r| Arc::clone(&r.rule)));
                 Sent::Deferred(Box::new(

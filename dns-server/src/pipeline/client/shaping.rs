@@ -238,7 +238,7 @@ impl<'s> Shape<'s> {
             }
             DeniedResponse::Refused => {
                 let answer = Answer::rcode(ResponseCode::Refused, Origin::Server);
-                wire::answer::encode(self.request, &answer, self.limit, out);
+                wire::writer::encode(self.request, &answer, self.limit, out);
                 ResponseCode::Refused
             }
         };
@@ -271,7 +271,7 @@ impl<'s> Shape<'s> {
                 name: self.resolved.clone(),
                 ..self.request.clone()
             };
-            if let Some(reply) = wire::answer::to_reply(&resolved, &answer) {
+            if let Some(reply) = wire::writer::to_reply(&resolved, &answer) {
                 let (origin, authoritative) = (answer.origin, answer.authoritative);
                 return self.owned(
                     reply,
@@ -299,7 +299,7 @@ impl<'s> Shape<'s> {
         let renames = self.rewrite.is_some() || self.resolved != &self.request.name;
         if !found_elsewhere && !renames {
             // A policy-only query: the answer as the stage wrote it.
-            let encoded = wire::answer::encode(self.request, &answer, self.limit, out);
+            let encoded = wire::writer::encode(self.request, &answer, self.limit, out);
             return Shaped {
                 rcode: answer.rcode,
                 truncated: encoded.truncated,
@@ -340,7 +340,7 @@ impl<'s> Shape<'s> {
         ] {
             apply_fixes(records, &mut fixes, self.resolved, &new_names, rule_ttl);
         }
-        let encoded = wire::answer::encode(self.request, &answer, self.limit, out);
+        let encoded = wire::writer::encode(self.request, &answer, self.limit, out);
         Shaped {
             rcode: answer.rcode,
             truncated: encoded.truncated,
@@ -401,7 +401,7 @@ impl<'s> Shape<'s> {
             Query::read(&mut BinDecoder::new(self.request.question)),
         ) else {
             let answer = Answer::rcode(ResponseCode::Refused, Origin::Server);
-            wire::answer::encode(self.request, &answer, self.limit, out);
+            wire::writer::encode(self.request, &answer, self.limit, out);
             return Shaped {
                 rcode: ResponseCode::Refused,
                 truncated: false,

@@ -856,7 +856,7 @@ fn external_alias<'a>(
     answer: &Answer<'_>,
     zone: &hickory_proto::rr::Name,
 ) -> Option<Flow<'a>> {
-    let head = crate::wire::answer::to_reply(request, answer)?;
+    let head = crate::wire::writer::to_reply(request, answer)?;
     let target = match &head.answers.last()?.data {
         hickory_proto::rr::RData::CNAME(target) => target.0.to_lowercase(),
         _ => return None,
