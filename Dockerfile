@@ -7,7 +7,9 @@
 # The final stage is distroless (glibc, CA certificates, no shell) and runs as the numeric
 # non-root user 65532, so its Pods pass PodSecurity `restricted`.
 
-ARG RUST_VERSION=1.95
+# The toolchain pinned in rust-toolchain.toml; that file itself stays out of the build context
+# (.dockerignore): the image's minimal toolchain has no rustfmt/clippy, which it would fetch.
+ARG RUST_VERSION=1.95.0
 
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src

@@ -4,6 +4,9 @@ SHELL := /bin/bash
 CARGO ?= cargo
 DNS_PORT ?= 5353
 export DNS_PORT
+# cargo-deny for `make deny`, installed with `cargo install --locked` when missing. 0.20.2 needs
+# rustc 1.88 or later and builds with the toolchain pinned in rust-toolchain.toml (about 2 min).
+CARGO_DENY_VERSION := 0.20.2
 
 ##@ Getting started
 
@@ -12,7 +15,7 @@ run: ## Local control plane + CRDs + operator + dns-server + samples; prints a d
 	e2e/scripts/run.sh
 
 .PHONY: test
-test: deps fmt-check lint unit chart-lint e2e torture-smoke bench-smoke ## Everything CI checks: format, clippy, unit tests, chart lint, e2e on a real control plane, torture smoke, bench smoke
+test: deps fmt-check deny lint unit chart-lint e2e torture-smoke bench-smoke ## Everything CI checks: format, cargo-deny, clippy, unit tests, chart lint, e2e on a real control plane, torture smoke, bench smoke
 
 ##@ Development
 
@@ -34,6 +37,16 @@ fmt: ## Format the code
 .PHONY: fmt-check
 fmt-check: ## Fail when the code is not formatted
 	$(CARGO) fmt --all -- --check
+
+.PHONY: cargo-deny
+cargo-deny: ## Install the pinned cargo-deny (CARGO_DENY_VERSION) when missing
+	@if [ "$$($(CARGO) deny --version 2>/dev/null)" != "cargo-deny $(CARGO_DENY_VERSION)" ]; then \
+	  echo "[deny] installing cargo-deny $(CARGO_DENY_VERSION) from crates.io (about 2 min on 2 cores)"; \
+	  $(CARGO) install --locked cargo-deny --version $(CARGO_DENY_VERSION); fi
+
+.PHONY: deny
+deny: cargo-deny ## cargo-deny per deny.toml: licenses, bans (a new duplicate version, wildcards), sources (crates.io only); no advisories (no network for their database)
+	$(CARGO) deny check licenses bans sources
 
 .PHONY: lint
 lint: ## Clippy on every target, warnings are errors

@@ -331,8 +331,8 @@ pub fn render(server: &DNSServer, inputs: &Inputs<'_>) -> Rendered {
         }
     };
     config.kubernetes.cluster_domain = cluster_domain.clone();
-    let scope =
-        kinds::Scope::new(server, &cluster_domain).with_cluster_addresses(inputs.cluster_addresses);
+    let scope = kinds::dnsserver::Scope::new(server, &cluster_domain)
+        .with_cluster_addresses(inputs.cluster_addresses);
     let server_id = config.server.clone();
     let budgets = budget::Budgets {
         server_namespace: &namespace,
@@ -401,18 +401,19 @@ pub fn render(server: &DNSServer, inputs: &Inputs<'_>) -> Rendered {
     tenant_objects.sort_by(|a, b| b.cmp(a));
     let newest_first: Vec<ObjectKey> = tenant_objects.into_iter().map(|(_, k)| k).collect();
 
-    let zones = kinds::zones(&picked_zones, &scope, inputs.services, &mut verdicts);
+    let zones = kinds::dnszone::zones(&picked_zones, &scope, inputs.services, &mut verdicts);
     let zone_apexes: Vec<String> = zones.iter().map(|z| z.name.clone()).collect();
     config.zones = zones;
-    config.forward.extend(kinds::stubs(
+    config.forward.extend(kinds::stubdomain::stubs(
         &picked_stubs,
         &scope,
         inputs.services,
         &zone_apexes,
         &mut verdicts,
     ));
-    config.rewrites = kinds::rewrites(&picked_rewrites, &scope, &mut verdicts);
-    config.policies = kinds::policies(&picked_policies, &scope, inputs.services, &mut verdicts);
+    config.rewrites = kinds::rewriterule::rewrites(&picked_rewrites, &scope, &mut verdicts);
+    config.policies =
+        kinds::dnspolicy::policies(&picked_policies, &scope, inputs.services, &mut verdicts);
 
     if let Err(e) = budget::fit_bytes(
         &mut config,
