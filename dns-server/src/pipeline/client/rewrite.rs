@@ -226,6 +226,12 @@ impl RewriteRule {
             .inc();
     }
 
+    /// Whether answers come back under the names the client asked (`rewriteAnswers`); else
+    /// they keep the names of the rewritten question.
+    pub fn rewrites_answers(&self) -> bool {
+        self.rewrite_answers
+    }
+
     /// The TTL the rule puts on every record of its answers, if it sets one.
     pub fn ttl(&self) -> Option<u32> {
         self.ttl

@@ -353,7 +353,7 @@ impl<'s> Shape<'s> {
         let Some(value) = name.to_qname(self.resolved) else {
             return NameFix::Keep;
         };
-        if let Some(rule) = self.rewrite {
+        if let Some(rule) = self.rewrite.filter(|rule| rule.rewrites_answers()) {
             if &value == self.first {
                 return NameFix::Asked;
             }

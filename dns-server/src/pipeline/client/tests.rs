@@ -381,6 +381,28 @@ fn rewritten_questions_are_answered_with_the_asked_name() {
 }
 
 #[test]
+fn without_rewrite_answers_the_answer_keeps_the_rewritten_name() {
+    let c = Clients::new(|config| {
+        config.rewrites = vec![RewriteConfig {
+            rewrite_answers: false,
+            ttl_seconds: Some(7),
+            ..rewrite(
+                "raw.mystore.com",
+                "web.default.svc.cluster.local",
+                MatchKind::Exact,
+                None,
+            )
+        }];
+    });
+    let m = c.ask_from("10.9.9.9", "Raw.MyStore.com.", RecordType::A);
+    assert_eq!(
+        lines(&m.answers),
+        ["web.default.svc.cluster.local. 7 A 10.96.0.10"],
+        "the Service's own name, with the rule's TTL"
+    );
+}
+
+#[test]
 fn the_platforms_rewrites_need_no_pod_list() {
     // Rules of the server's own namespace apply to every client: no Pod watch is started for
     // them, so nothing may wait for (or refuse while there is no) Pod list.
