@@ -42,12 +42,12 @@ use crate::cluster::index::{Cluster, SyncState};
 use crate::metrics::{Metrics, QueryRecord};
 use crate::pipeline::deferred::Chase;
 use crate::pipeline::{
-    self, Deferred, Flow, Pipeline, Resolve, Sent, Settings, Sources, WatchSpec,
+    self, Deferred, Flow, Pipeline, Resolve, Sent, Settings, Sources, Stats, WatchSpec,
 };
 use crate::query_log;
 use crate::rate_limit::{self, RateLimiter, Verdict};
 use crate::reply::Reply as Forwarded;
-use crate::request::Transport;
+use crate::request::{QName, Transport};
 
 /// Everything the tasks of one server share.
 #[derive(Debug)]
@@ -77,6 +77,17 @@ pub enum Reply {
     Stream(Vec<Vec<u8>>),
     /// The answer waits on an upstream: send what [`State::finish`] returns.
     Deferred(Box<Deferred>),
+}
+
+/// What [`State::account`] records of one answered query besides its [`Stats`].
+struct Answered<'a> {
+    pipeline: Option<&'a Pipeline>,
+    cluster: &'a Cluster,
+    transport: Transport,
+    client: SocketAddr,
+    request_size: usize,
+    response_size: usize,
+    duration: std::time::Duration,
 }
 
 /// Why the server is not ready, or that it is.
@@ -367,49 +378,25 @@ impl State {
         if more.is_empty() && pipeline.as_deref().is_some_and(Pipeline::load_balance) {
             crate::loadbalance::shuffle(out, start_len);
         }
-        let duration = started.elapsed();
-        let response_size = out.len() - start_len;
-        self.metrics.query(&QueryRecord {
-            transport,
-            client,
-            qtype: stats.qtype,
-            rcode: stats.rcode,
-            origin: stats.origin,
-            dnssec_ok: stats.dnssec_ok,
-            request_size: packet.len(),
-            response_size,
-            duration,
-        });
-        // One branch when nothing is logged: no flag, and no `logging` in the config.
-        if self.settings.query_log
-            || pipeline
-                .as_deref()
-                .and_then(Pipeline::query_log)
-                .is_some_and(|log| log.take(stats.rcode, stats.denied_by.is_some()))
-        {
-            let parsed;
-            let name = match &stats.name {
-                Some(name) => Some(name),
-                None => {
-                    parsed = crate::request::parse(packet, transport).ok();
-                    parsed.as_ref().map(|r| &r.name)
-                }
-            };
-            query_log::write(
-                &query_log::Line {
-                    client,
-                    transport,
-                    name,
-                    qtype: stats.qtype,
-                    rcode: stats.rcode,
-                    truncated: stats.truncated,
-                    size: response_size,
-                    duration,
-                    denied_by: stats.denied_by.as_deref(),
-                },
-                &cluster,
-            );
-        }
+        self.account(
+            &Answered {
+                pipeline: pipeline.as_deref(),
+                cluster: &cluster,
+                transport,
+                client,
+                request_size: packet.len(),
+                response_size: out.len() - start_len,
+                duration: started.elapsed(),
+            },
+            &stats,
+            // The name, when the query log wants it and the stats do not have it: read
+            // from the packet again only then (nothing is logged on the usual path).
+            || {
+                crate::request::parse(packet, transport)
+                    .ok()
+                    .map(|r| r.name)
+            },
+        );
         if let Some(limiter) = limiter()
             && !self.rate_limit(limiter, client, out, start_len)
         {
@@ -420,6 +407,58 @@ impl State {
         } else {
             Reply::Stream(more)
         }
+    }
+
+    /// Counts one answered query, and logs it when `--query-log` or the config's `logging`
+    /// asks for it; `name` gives the question name when `stats` does not carry it.
+    fn account(
+        &self,
+        answered: &Answered<'_>,
+        stats: &Stats,
+        name: impl FnOnce() -> Option<QName>,
+    ) {
+        self.metrics.query(&QueryRecord {
+            transport: answered.transport,
+            client: answered.client,
+            qtype: stats.qtype,
+            rcode: stats.rcode,
+            origin: stats.origin,
+            dnssec_ok: stats.dnssec_ok,
+            request_size: answered.request_size,
+            response_size: answered.response_size,
+            duration: answered.duration,
+        });
+        // One branch when nothing is logged: no flag, and no `logging` in the config.
+        let logged = self.settings.query_log
+            || answered
+                .pipeline
+                .and_then(Pipeline::query_log)
+                .is_some_and(|log| log.take(stats.rcode, stats.denied_by.is_some()));
+        if !logged {
+            return;
+        }
+        let read;
+        let name = match &stats.name {
+            Some(name) => Some(name),
+            None => {
+                read = name();
+                read.as_ref()
+            }
+        };
+        query_log::write(
+            &query_log::Line {
+                client: answered.client,
+                transport: answered.transport,
+                name,
+                qtype: stats.qtype,
+                rcode: stats.rcode,
+                truncated: stats.truncated,
+                size: answered.response_size,
+                duration: answered.duration,
+                denied_by: stats.denied_by.as_deref(),
+            },
+            answered.cluster,
+        );
     }
 
     /// Counts the answer at `out[start..]` against `limiter`: `false` when it must not be
@@ -458,45 +497,26 @@ impl State {
         let request_size = deferred.query().packet().len();
         let limiter = deferred.limiter().cloned();
         let pipeline = self.pipeline.load();
-        let query_log = pipeline.as_deref().and_then(Pipeline::query_log);
-        // The question, kept only when this answer may be logged.
-        let asked = (self.settings.query_log || query_log.is_some())
-            .then(|| deferred.query().name().clone());
+        let asked = deferred.query().name().clone();
         let finished = deferred.resolve(&self.metrics, self, &self.settings).await;
         let stats = finished.stats;
         let mut response = finished.response;
         if pipeline.as_deref().is_some_and(Pipeline::load_balance) {
             crate::loadbalance::shuffle(&mut response, 0);
         }
-        self.metrics.query(&QueryRecord {
-            transport,
-            client,
-            qtype: stats.qtype,
-            rcode: stats.rcode,
-            origin: stats.origin,
-            dnssec_ok: stats.dnssec_ok,
-            request_size,
-            response_size: response.len(),
-            duration: started.elapsed(),
-        });
-        if self.settings.query_log
-            || query_log.is_some_and(|log| log.take(stats.rcode, stats.denied_by.is_some()))
-        {
-            query_log::write(
-                &query_log::Line {
-                    client,
-                    transport,
-                    name: asked.as_ref(),
-                    qtype: stats.qtype,
-                    rcode: stats.rcode,
-                    truncated: stats.truncated,
-                    size: response.len(),
-                    duration: started.elapsed(),
-                    denied_by: stats.denied_by.as_deref(),
-                },
-                &self.cluster.load(),
-            );
-        }
+        self.account(
+            &Answered {
+                pipeline: pipeline.as_deref(),
+                cluster: &self.cluster.load(),
+                transport,
+                client,
+                request_size,
+                response_size: response.len(),
+                duration: started.elapsed(),
+            },
+            &stats,
+            move || Some(asked),
+        );
         if let Some(limiter) = limiter
             && !self.rate_limit(&limiter, client, &mut response, 0)
         {

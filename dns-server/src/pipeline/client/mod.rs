@@ -167,15 +167,14 @@ impl ClientStages {
             {
                 Some(candidates) => {
                     first_flow = Some(flow);
-                    candidates
+                    Some(candidates)
                 }
                 None => return send::send(packet, request, flow, sources, settings, limit, out),
             }
         } else {
             self.walk(&first, request, &asker)
-                .unwrap_or_else(|| vec![first.clone()])
         };
-        let walking = candidates.len() > 1 || first_flow.is_some();
+        let walking = candidates.is_some();
         if let Some(rewritten) = &asker.rewritten {
             rewritten.rule.count(sources.metrics);
         }
@@ -203,7 +202,11 @@ impl ClientStages {
             walking,
             limit,
         };
-        walk.run(candidates, first_flow, pipeline, sources, settings, out)
+        // Without autopath, one step: the (rewritten) question itself.
+        let names = candidates
+            .as_deref()
+            .unwrap_or(std::slice::from_ref(&first));
+        walk.run(names, first_flow, pipeline, sources, settings, out)
     }
 
     /// Writes the denial of `request`: NXDOMAIN (with the cluster zone's SOA for a cluster
@@ -228,6 +231,19 @@ impl ClientStages {
         let sent = send::answer(request, &answer, limit, settings, out);
         // A denial is the server's answer, whichever stage's zone it borrowed.
         with_stats(sent, |stats| stats.origin = Origin::Server)
+    }
+}
+
+/// Whether `flow` found the name (anything but a failure rcode, or a transfer or an upstream
+/// query, which find out later).
+fn flow_found(flow: &Flow<'_>) -> bool {
+    match flow {
+        Flow::Answer(answer) => answer.rcode == ResponseCode::NoError,
+        Flow::Cached(hit) | Flow::CachedAndRefresh(hit, _) => {
+            hit.reply.rcode == ResponseCode::NoError
+        }
+        Flow::Skip => false,
+        Flow::Transfer(_) | Flow::Upstream(_) => true,
     }
 }
 
@@ -272,7 +288,7 @@ impl Walk<'_> {
     /// Tries each candidate in turn; the first that exists is shaped and written.
     fn run<P: Resolve>(
         &self,
-        names: Vec<QName>,
+        names: &[QName],
         mut first_flow: Option<Flow<'_>>,
         pipeline: &P,
         sources: &Sources<'_>,
@@ -357,129 +373,120 @@ impl Walk<'_> {
         settings: &Settings,
         out: &mut Vec<u8>,
     ) -> Sent {
-        let found_elsewhere = self.walking && resolved != self.first;
         let shape = self.shape(resolved, self.walking);
         let deny_nx = |out: &mut Vec<u8>| self.write_nx_denial(pipeline, sources, out);
         let metrics = sources.metrics;
-        // The rest of the search path did not exist either: the first step's NXDOMAIN.
-        let failed = match &flow {
-            Flow::Answer(answer) => answer.rcode != ResponseCode::NoError,
-            Flow::Cached(hit) | Flow::CachedAndRefresh(hit, _) => {
-                hit.reply.rcode != ResponseCode::NoError
+        // Counted when the walk went past the asked name: found further on, or not at all.
+        let count_walk = |found| {
+            if self.walking && resolved != self.first {
+                metrics.clients().autopath(found);
             }
-            Flow::Skip => true,
-            Flow::Transfer(_) | Flow::Upstream(_) => false,
         };
-        if failed && let Some(first) = fallback {
-            if found_elsewhere {
-                metrics.clients().autopath(false);
-            }
+        // The rest of the search path did not exist either: the first step's NXDOMAIN.
+        if !flow_found(&flow)
+            && let Some(first) = fallback
+        {
+            count_walk(false);
             let shaped = self
                 .shape(self.first, false)
                 .local(first, metrics, &deny_nx, out);
             return self.sent(shaped, Origin::Kubernetes, settings);
         }
-        match flow {
+        let (hit, refresh) = match flow {
             Flow::Answer(answer) => {
-                if found_elsewhere {
-                    metrics.clients().autopath(true);
-                }
+                count_walk(true);
                 let origin = answer.origin;
                 let shaped = shape.local(answer, metrics, &deny_nx, out);
-                self.sent(shaped, origin, settings)
+                return self.sent(shaped, origin, settings);
             }
             Flow::Skip => {
                 let answer = Answer::rcode(ResponseCode::Refused, Origin::Server);
                 let shaped = shape.local(answer, metrics, &deny_nx, out);
-                self.sent(shaped, Origin::Server, settings)
+                return self.sent(shaped, Origin::Server, settings);
             }
-            Flow::Cached(hit) => {
-                if found_elsewhere {
-                    metrics.clients().autopath(true);
-                }
-                let shaped = shape.owned(
-                    hit.reply_for(),
-                    Origin::Cache,
-                    false,
-                    self.walking,
-                    metrics,
-                    &deny_nx,
-                    out,
-                );
-                self.sent(shaped, Origin::Cache, settings)
+            Flow::Transfer(_) if inner.transport == Transport::Udp => {
+                return self.rcode(ResponseCode::Refused, Origin::Zones, settings, out);
             }
-            Flow::CachedAndRefresh(hit, upstream) => {
-                if found_elsewhere {
-                    metrics.clients().autopath(true);
-                }
-                let shaped = shape.owned(
-                    hit.reply_for(),
-                    Origin::Cache,
-                    false,
-                    self.walking,
-                    metrics,
-                    &deny_nx,
-                    out,
-                );
-                match self.sent(shaped, Origin::Cache, settings) {
-                    Sent::Replied { stats, more, .. } => Sent::Replied {
-                        stats,
-                        more,
-                        refresh: OwnedRequest::new(self.packet, inner)
-                            .map(|query| Box::new(Deferred::new(query, upstream, sources.client))),
-                    },
-                    other => other,
-                }
-            }
-            Flow::Transfer(_) if inner.transport == Transport::Udp => send::rcode(
-                self.request,
-                ResponseCode::Refused,
-                Origin::Zones,
-                self.limit,
-                settings,
-                out,
-            ),
-            Flow::Transfer(transfer) => self.transfer(transfer, sources, settings, out),
+            Flow::Transfer(transfer) => return self.transfer(transfer, sources, settings, out),
             Flow::Upstream(upstream) => {
-                let Some(original) = OwnedRequest::new(self.packet, self.request) else {
-                    return send::rcode(
-                        self.request,
-                        ResponseCode::ServFail,
-                        Origin::Server,
-                        self.limit,
-                        settings,
-                        out,
-                    );
-                };
-                let Some(query) = OwnedRequest::new(self.packet, inner) else {
-                    return send::rcode(
-                        self.request,
-                        ResponseCode::ServFail,
-                        Origin::Server,
-                        self.limit,
-                        settings,
-                        out,
-                    );
-                };
-                // A forwarded answer no longer has the cluster snapshot: its denial is
-                // written now, and the first step's NXDOMAIN kept encoded.
-                let mut nx_denial = Vec::new();
-                if self.asker.restriction.is_some() {
-                    deny_nx(&mut nx_denial);
-                }
-                let first_request = Request {
-                    name: self.first.clone(),
-                    ..self.request.clone()
-                };
-                let fallback =
-                    fallback.map(|answer| wire::writer::encode_for_name(&first_request, &answer));
-                let shaping = Shaping::new(original, &shape, fallback, nx_denial)
-                    .rewritten_by(self.asker.rewritten.as_ref().map(|r| Arc::clone(&r.rule)));
-                Sent::Deferred(Box::new(
-                    Deferred::new(query, upstream, sources.client).shaped(shaping),
-                ))
+                return self.defer(
+                    inner, &shape, upstream, fallback, &deny_nx, sources, settings, out,
+                );
             }
+            Flow::Cached(hit) => (hit, None),
+            Flow::CachedAndRefresh(hit, upstream) => (hit, Some(upstream)),
+        };
+        count_walk(true);
+        let reply = hit.reply_for();
+        let shaped = shape.owned(
+            reply,
+            Origin::Cache,
+            false,
+            self.walking,
+            metrics,
+            &deny_nx,
+            out,
+        );
+        match self.sent(shaped, Origin::Cache, settings) {
+            Sent::Replied { stats, more, .. } => Sent::Replied {
+                stats,
+                more,
+                refresh: refresh.and_then(|upstream| {
+                    OwnedRequest::new(self.packet, inner)
+                        .map(|query| Box::new(Deferred::new(query, upstream, sources.client)))
+                }),
+            },
+            other => other,
         }
+    }
+
+    /// A bare `rcode` for the client's question.
+    fn rcode(
+        &self,
+        rcode: ResponseCode,
+        origin: Origin,
+        settings: &Settings,
+        out: &mut Vec<u8>,
+    ) -> Sent {
+        send::rcode(self.request, rcode, origin, self.limit, settings, out)
+    }
+
+    /// The query for `inner` waits on `upstream`, with what its answer must go through.
+    #[allow(clippy::too_many_arguments)]
+    fn defer(
+        &self,
+        inner: &Request<'_>,
+        shape: &Shape<'_>,
+        upstream: super::flow::Upstream,
+        fallback: Option<Answer<'_>>,
+        deny_nx: &dyn Fn(&mut Vec<u8>),
+        sources: &Sources<'_>,
+        settings: &Settings,
+        out: &mut Vec<u8>,
+    ) -> Sent {
+        let (Some(original), Some(query)) = (
+            OwnedRequest::new(self.packet, self.request),
+            OwnedRequest::new(self.packet, inner),
+        ) else {
+            return self.rcode(ResponseCode::ServFail, Origin::Server, settings, out);
+        };
+        // A forwarded answer no longer has the cluster snapshot: its denial is written now,
+        // and the first step's NXDOMAIN kept encoded.
+        let mut nx_denial = Vec::new();
+        if self.asker.restriction.is_some() {
+            deny_nx(&mut nx_denial);
+        }
+        let first_request = Request {
+            name: self.first.clone(),
+            ..self.request.clone()
+        };
+        let fallback =
+            fallback.map(|answer| wire::writer::encode_for_name(&first_request, &answer));
+        let shaping = Shaping::new(original, shape, fallback, nx_denial)
+            .rewritten_by(self.asker.rewritten.as_ref().map(|r| Arc::clone(&r.rule)));
+        Sent::Deferred(Box::new(
+            Deferred::new(query, upstream, sources.client).shaped(shaping),
+        ))
     }
 
     /// A zone transfer (over TCP only): every record is checked; any denied name refuses
@@ -495,14 +502,7 @@ impl Walk<'_> {
             let verdict = r.check_records(&transfer.records).map_err(|_| r.refusal());
             r.record(verdict, sources.metrics, self.asker.ip, &self.request.name);
             if let Err(denial) = verdict {
-                let sent = send::rcode(
-                    self.request,
-                    ResponseCode::Refused,
-                    Origin::Server,
-                    self.limit,
-                    settings,
-                    out,
-                );
+                let sent = self.rcode(ResponseCode::Refused, Origin::Server, settings, out);
                 return with_stats(sent, |stats| stats.denied_by = Some(r.denied_by(&denial)));
             }
         }
