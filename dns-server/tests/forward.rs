@@ -3,10 +3,20 @@
 //! The upstreams are nameplane DNS servers (the same code as the binary, over real UDP and
 //! TCP sockets) serving authoritative zones; nothing answers with canned bytes. Where a
 //! test forges replies, it does so from its own sockets in front of a real upstream.
+//!
+//! Tests whose waits are the forwarders' timers (attempt deadlines, health probes, loop
+//! probes) run on paused tokio time (`start_paused`): when every task waits, the clock jumps
+//! to the next timer, so a 1 s deadline costs no real second, and elapsed times are read
+//! from `tokio::time::Instant`, so a wait that should not happen still shows. Every socket
+//! is on loopback and served by a task of the same runtime, so a reply is read before the
+//! clock jumps. Two kinds of test keep real time: those that wait for the cache's clock
+//! (TTLs counting down, serve-stale, prefetch), which is `std::time::Instant`, and the
+//! endless TCP upstream, which keeps the runtime busy so a paused clock would never reach
+//! the deadline a broken byte cap falls back to (the test would hang instead of fail).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::A;
@@ -23,7 +33,7 @@ use nameplane_dns::shutdown::{self, Trigger};
 use nameplane_dns::state::{Reply, State};
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -255,6 +265,7 @@ async fn forwards_stub_domains_and_refuses_what_nobody_owns() {
     upstream.stop().await;
 }
 
+/// Real time: the cache's clock is `std::time::Instant`.
 #[tokio::test]
 async fn answers_are_cached_with_ttls_counting_down() {
     let upstream = Server::start(vec![example_org("192.0.2.1", 60)]).await;
@@ -327,7 +338,7 @@ async fn identical_queries_in_flight_go_upstream_once() {
     upstream.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_dead_upstream_fails_over_and_recovers() {
     let dead = closed_port().await;
     let good = Server::start(vec![example_org("192.0.2.2", 60)]).await;
@@ -380,8 +391,8 @@ async fn a_dead_upstream_fails_over_and_recovers() {
     good.stop().await;
 }
 
-#[tokio::test]
-async fn silent_upstreams_give_servfail_promptly_or_a_stale_answer() {
+#[tokio::test(start_paused = true)]
+async fn silent_upstreams_give_servfail_after_one_attempt() {
     // Bound but never answering: every attempt times out.
     let silent = UdpSocket::bind("127.0.0.1:0").await.expect("binds");
     let silent_addr = silent.local_addr().expect("addr");
@@ -401,7 +412,11 @@ async fn silent_upstreams_give_servfail_promptly_or_a_stale_answer() {
         took >= Duration::from_millis(900) && took < Duration::from_millis(2500),
         "one attempt, then SERVFAIL: {took:?}"
     );
+}
 
+/// Real time: the cache's clock is `std::time::Instant`.
+#[tokio::test]
+async fn a_cached_answer_outlives_its_upstream_for_the_stale_window() {
     // Serve-stale: an answer cached from a live upstream outlives the upstream.
     let upstream = Server::start(vec![example_org("192.0.2.1", 1)]).await;
     let state = state_with(
@@ -737,7 +752,7 @@ async fn chains_leaving_a_stub_domain_are_followed_through_the_pipeline() {
     public.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn local_answers_do_not_wait_behind_a_slow_upstream() {
     // The server under test listens on a real UDP socket; its `.` upstream never answers.
     let silent = UdpSocket::bind("127.0.0.1:0").await.expect("binds");
@@ -813,6 +828,7 @@ async fn local_answers_do_not_wait_behind_a_slow_upstream() {
     timeout(WAIT, task).await.expect("stops").expect("task");
 }
 
+/// Real time: the cache's clock is `std::time::Instant`.
 #[tokio::test]
 async fn popular_answers_are_refreshed_before_they_expire() {
     let upstream = Server::start(vec![example_org("192.0.2.1", 2)]).await;
@@ -1011,7 +1027,7 @@ fn tcp_only_state(upstream: SocketAddr) -> Arc<State> {
     state_with(config(vec![], vec![tcp_only], None), upstream)
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn upstream_replies_with_too_many_records_are_dropped() {
     let sane = bloated_tcp_upstream(512, 10).await;
     let state = tcp_only_state(sane);
@@ -1041,8 +1057,10 @@ async fn upstream_replies_with_too_many_records_are_dropped() {
     }
 }
 
+/// Real time: the endless upstream keeps the runtime busy, so a paused clock would never
+/// reach the attempt deadline (a broken byte cap would hang the test, not fail it).
 #[tokio::test]
-async fn an_endless_or_trickling_tcp_upstream_is_cut_off() {
+async fn an_endless_tcp_upstream_is_cut_off_at_the_byte_cap() {
     use tokio::io::AsyncWriteExt as _;
     // Endless: answers every query with full-size messages that are never the answer
     // (wrong id), as fast as the socket takes them.
@@ -1097,7 +1115,11 @@ async fn an_endless_or_trickling_tcp_upstream_is_cut_off() {
         took < Duration::from_millis(500),
         "cut off at the byte cap, not at the 1 s attempt deadline: {took:?}"
     );
+}
 
+#[tokio::test(start_paused = true)]
+async fn a_trickling_tcp_upstream_is_cut_off_at_the_attempt_deadline() {
+    use tokio::io::AsyncWriteExt as _;
     // Trickling: one byte of a length prefix every 300 ms.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -1170,7 +1192,7 @@ async fn counting_tcp_relay(
     (addr, accepted)
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn tcp_connections_to_an_upstream_are_reused() {
     let upstream = Server::start(vec![example_org("192.0.2.1", 60)]).await;
     let (relay, accepted) = counting_tcp_relay(upstream.addr).await;
@@ -1330,7 +1352,7 @@ fn cluster_with_external_names() -> Cluster {
 /// `spec.kubernetes.resolveExternalNames`: an ExternalName Service whose target is outside
 /// the cluster gets the CNAME and the target's addresses (through the `.` forwarder and the
 /// cache); without it, the CNAME alone (CoreDNS 1.14).
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn external_names_are_resolved_through_the_forwarders_when_asked() {
     let upstream = Server::start(vec![example_org("192.0.2.1", 60)]).await;
     let build = |resolve: bool| {
@@ -1601,7 +1623,7 @@ async fn policies_check_the_resolved_external_name_target() {
 /// config load (its probe comes back as a client query), names it on `/ready` (still 200),
 /// counts it, answers forwarded names SERVFAIL at once instead of sending them round the
 /// loop, and keeps answering cluster names.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_server_forwarding_to_itself_reports_the_loop_and_keeps_serving() {
     let listeners = Listeners::bind("127.0.0.1:0".parse().expect("addr"), 1).expect("binds");
     let addr = listeners.local_addr().expect("addr");
@@ -1679,7 +1701,7 @@ async fn a_server_forwarding_to_itself_reports_the_loop_and_keeps_serving() {
 
 /// The loop is found even when the server refuses the client that sends its probe back
 /// (unidentified clients denied: here the server itself, as in a Pod behind SNAT).
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_loop_is_found_when_unidentified_clients_are_refused() {
     let listeners = Listeners::bind("127.0.0.1:0".parse().expect("addr"), 1).expect("binds");
     let addr = listeners.local_addr().expect("addr");

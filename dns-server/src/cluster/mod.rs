@@ -9,6 +9,7 @@
 //! - [`maps`]: the copy-on-write maps snapshots are built from;
 //! - [`index`]: the snapshot ([`Cluster`]) and its tables, with forward and reverse lookups;
 //! - [`writer`]: watch events into tables (re-lists swapped in atomically);
+//! - [`pods`]: the Pods table (Pod IP → live Pods, when the config needs Pods);
 //! - [`nodes`]: the Nodes' addresses, for the node client class (only when the config asks);
 //! - [`names`]: how a name under the cluster domain, or a reverse name, maps to objects;
 //! - [`watch`]: the watch task (selectors from the config, retries with [`backoff`]).
@@ -19,6 +20,7 @@ pub mod maps;
 pub mod names;
 pub mod nodes;
 pub mod objects;
+pub mod pods;
 pub mod watch;
 pub mod writer;
 

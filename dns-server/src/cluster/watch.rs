@@ -272,37 +272,43 @@ pub async fn run(
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 break;
             };
-            let mut changed = false;
-            for (resource, event) in batch {
-                match event {
-                    Ok(event) => {
-                        let done = event.is_init_done();
-                        changed |= writer.apply(event);
-                        if done {
-                            info!(resource = resource.label(), "list complete");
-                        }
-                    }
-                    Err(error) => {
-                        state.metrics().watch_error(resource.label());
-                        warn!(resource = resource.label(), %error, "watch failed; retrying with backoff, answering from what is known");
-                    }
+            apply_batch(&state, &mut writer, batch);
+        }
+    }
+}
+
+/// Applies one batch of watch events and, if the tables changed, publishes the snapshot
+/// and records the programming latency of the changes that carried a trigger time.
+fn apply_batch(state: &State, writer: &mut ClusterWriter, batch: Vec<Item>) {
+    let mut changed = false;
+    for (resource, event) in batch {
+        match event {
+            Ok(event) => {
+                let done = event.is_init_done();
+                changed |= writer.apply(event);
+                if done {
+                    info!(resource = resource.label(), "list complete");
                 }
             }
-            if changed {
-                let snapshot = writer.snapshot();
-                let synced = snapshot.synced();
-                publish(&state, snapshot);
-                let now = now_nanos();
-                for sample in writer.take_latencies() {
-                    let latency = now.saturating_sub(sample.trigger_time);
-                    state.metrics().programming(
-                        sample.service_kind,
-                        Duration::from_nanos(u64::try_from(latency).unwrap_or(u64::MAX)),
-                    );
-                }
-                debug!(synced, "published a cluster snapshot");
+            Err(error) => {
+                state.metrics().watch_error(resource.label());
+                warn!(resource = resource.label(), %error, "watch failed; retrying with backoff, answering from what is known");
             }
         }
+    }
+    if changed {
+        let snapshot = writer.snapshot();
+        let synced = snapshot.synced();
+        publish(state, snapshot);
+        let now = now_nanos();
+        for sample in writer.take_latencies() {
+            let latency = now.saturating_sub(sample.trigger_time);
+            state.metrics().programming(
+                sample.service_kind,
+                Duration::from_nanos(u64::try_from(latency).unwrap_or(u64::MAX)),
+            );
+        }
+        debug!(synced, "published a cluster snapshot");
     }
 }
 

@@ -43,26 +43,34 @@
 //! takes a lock per observation.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 pub mod cache;
 pub mod client;
 pub mod forward;
+mod histogram;
+mod labels;
 
 use cache::CacheMetrics;
 use client::ClientMetrics;
 use forward::ForwardMetrics;
+pub use histogram::{
+    AtomicHistogram, HistogramConstructor, PROGRAMMING_BUCKETS, SIZE_BUCKETS, TIME_BUCKETS,
+};
+use histogram::{HistogramFamily, Slots, histograms};
+use labels::{
+    ActionLabels, BuildLabels, ConfigLabels, CorednsBuildLabels, DurationLabels, KindLabels,
+    OutcomeLabels, ReasonLabels, ReloadLabels, RequestLabels, ResourceLabels, ResponseLabels,
+    ServerLabels, SizeLabels, TaskLabels, VersionLabels,
+};
 
 use crate::request::Transport;
 use crate::wire::answer::Origin;
@@ -109,237 +117,12 @@ const RCODES: [&str; 8] = [
 const TRANSPORTS: [Transport; 2] = [Transport::Udp, Transport::Tcp];
 const FAMILIES: [&str; 2] = ["1", "2"];
 
-/// CoreDNS `plugin.TimeBuckets`: 0.25 ms doubling 16 times (up to about 8 s).
-pub const TIME_BUCKETS: [f64; 16] = [
-    0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024,
-    2.048, 4.096, 8.192,
-];
-
-/// CoreDNS `plugin.SizeBuckets`, in bytes.
-pub const SIZE_BUCKETS: [f64; 14] = [
-    0.0, 100.0, 200.0, 300.0, 400.0, 511.0, 1023.0, 2047.0, 4095.0, 8291.0, 16e3, 32e3, 48e3, 64e3,
-];
-
-/// Buckets of the DNS programming latency: 1 ms doubling 20 times (up to about 9 min).
-pub const PROGRAMMING_BUCKETS: [f64; 20] = [
-    0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096,
-    8.192, 16.384, 32.768, 65.536, 131.072, 262.144, 524.288,
-];
-
-/// A histogram whose observations are lock-free: one atomic counter per bucket, an atomic
-/// count and an atomic sum in integer units (nanoseconds or bytes).
-#[derive(Clone, Debug)]
-pub struct AtomicHistogram {
-    inner: Arc<HistogramInner>,
-}
-
-#[derive(Debug)]
-struct HistogramInner {
-    bounds: &'static [f64],
-    /// Per bucket (not cumulative); the last one is `+Inf`.
-    buckets: Box<[AtomicU64]>,
-    count: AtomicU64,
-    sum_units: AtomicU64,
-    /// Value of one unit of `sum_units`.
-    unit: f64,
-}
-
-impl AtomicHistogram {
-    /// A histogram with these upper bounds, summing in units worth `unit`.
-    pub fn new(bounds: &'static [f64], unit: f64) -> Self {
-        Self {
-            inner: Arc::new(HistogramInner {
-                bounds,
-                buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-                count: AtomicU64::new(0),
-                sum_units: AtomicU64::new(0),
-                unit,
-            }),
-        }
-    }
-
-    /// Records one observation of `units` units.
-    pub fn observe_units(&self, units: u64) {
-        let inner = &*self.inner;
-        let value = units as f64 * inner.unit;
-        let bucket = inner
-            .bounds
-            .iter()
-            .position(|bound| value <= *bound)
-            .unwrap_or(inner.bounds.len());
-        inner.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        inner.count.fetch_add(1, Ordering::Relaxed);
-        inner.sum_units.fetch_add(units, Ordering::Relaxed);
-    }
-
-    /// The number of observations.
-    pub fn count(&self) -> u64 {
-        self.inner.count.load(Ordering::Relaxed)
-    }
-}
-
-impl TypedMetric for AtomicHistogram {
-    const TYPE: MetricType = MetricType::Histogram;
-}
-
-impl EncodeMetric for AtomicHistogram {
-    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let inner = &*self.inner;
-        let buckets: Vec<(f64, u64)> = inner
-            .bounds
-            .iter()
-            .copied()
-            .chain(std::iter::once(f64::INFINITY))
-            .zip(inner.buckets.iter().map(|b| b.load(Ordering::Relaxed)))
-            .collect();
-        // The count is the sum of the buckets read, so the rendering is consistent.
-        let count = buckets.iter().map(|(_, n)| n).sum();
-        let sum = inner.sum_units.load(Ordering::Relaxed) as f64 * inner.unit;
-        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
-    }
-
-    fn metric_type(&self) -> MetricType {
-        MetricType::Histogram
-    }
-}
-
-/// Builds [`AtomicHistogram`]s for a [`Family`].
-#[derive(Clone, Copy, Debug)]
-pub struct HistogramConstructor {
-    bounds: &'static [f64],
-    unit: f64,
-}
-
-impl MetricConstructor<AtomicHistogram> for HistogramConstructor {
-    fn new_metric(&self) -> AtomicHistogram {
-        AtomicHistogram::new(self.bounds, self.unit)
-    }
-}
-
-type HistogramFamily<L> = Family<L, AtomicHistogram, HistogramConstructor>;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    server: Arc<str>,
-    zone: &'static str,
-    view: &'static str,
-    proto: &'static str,
-    family: &'static str,
-    r#type: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ResponseLabels {
-    server: Arc<str>,
-    zone: &'static str,
-    view: &'static str,
-    rcode: &'static str,
-    plugin: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DurationLabels {
-    server: Arc<str>,
-    zone: &'static str,
-    view: &'static str,
-    r#type: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct SizeLabels {
-    server: Arc<str>,
-    zone: &'static str,
-    view: &'static str,
-    proto: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ServerLabels {
-    server: Arc<str>,
-    zone: &'static str,
-    view: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReloadLabels {
-    result: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabels {
-    reason: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ActionLabels {
-    action: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TaskLabels {
-    task: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabels {
-    outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ConfigLabels {
-    server: String,
-    hash: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct VersionLabels {
-    hash: &'static str,
-    value: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct BuildLabels {
-    version: &'static str,
-    revision: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CorednsBuildLabels {
-    version: &'static str,
-    revision: &'static str,
-    goversion: &'static str,
-}
-
 /// The source revision of this build: `NAMEPLANE_REVISION` at compile time (the Dockerfile
 /// passes the git commit), `unknown` otherwise.
 const REVISION: &str = match option_env!("NAMEPLANE_REVISION") {
     Some(revision) => revision,
     None => "unknown",
 };
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ResourceLabels {
-    resource: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct KindLabels {
-    service_kind: &'static str,
-}
-
-/// One handle per label combination, created on first use and read lock-free after.
-#[derive(Debug)]
-struct Slots<M>(Box<[OnceLock<M>]>);
-
-impl<M: Clone> Slots<M> {
-    fn new(n: usize) -> Self {
-        Self((0..n).map(|_| OnceLock::new()).collect())
-    }
-
-    fn get(&self, index: usize, create: impl FnOnce() -> M) -> Option<&M> {
-        self.0.get(index).map(|slot| slot.get_or_init(create))
-    }
-}
 
 /// What one answered query contributes to the metrics.
 #[derive(Clone, Copy, Debug)]
@@ -430,13 +213,6 @@ fn transport_index(transport: Transport) -> usize {
         Transport::Udp => 0,
         Transport::Tcp => 1,
     }
-}
-
-fn histograms<L: Clone + std::hash::Hash + Eq>(
-    bounds: &'static [f64],
-    unit: f64,
-) -> HistogramFamily<L> {
-    Family::new_with_constructor(HistogramConstructor { bounds, unit })
 }
 
 impl Metrics {
@@ -859,131 +635,4 @@ impl Metrics {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(transport: Transport, client: &str, qtype: Option<RecordType>) -> QueryRecord {
-        QueryRecord {
-            transport,
-            client: client.parse().expect("addr"),
-            qtype,
-            rcode: ResponseCode::NoError,
-            origin: Origin::Kubernetes,
-            dnssec_ok: false,
-            request_size: 40,
-            response_size: 150,
-            duration: Duration::from_micros(300),
-        }
-    }
-
-    #[test]
-    fn renders_coredns_names_and_labels() {
-        let metrics = Metrics::new("127.0.0.1:5353".parse().expect("addr"));
-        metrics.query(&record(
-            Transport::Udp,
-            "10.0.0.1:4000",
-            Some(RecordType::A),
-        ));
-        metrics.query(&record(
-            Transport::Udp,
-            "10.0.0.1:4000",
-            Some(RecordType::A),
-        ));
-        let mut other = record(Transport::Tcp, "[fd00::1]:4000", Some(RecordType::CAA));
-        other.rcode = ResponseCode::NXDomain;
-        other.dnssec_ok = true;
-        other.duration = Duration::from_millis(3);
-        metrics.query(&other);
-        let mut refused = record(Transport::Udp, "10.0.0.1:4000", None);
-        refused.rcode = ResponseCode::Refused;
-        refused.origin = Origin::Server;
-        metrics.query(&refused);
-        metrics.reload(true);
-        metrics.reload(false);
-        metrics.reload_failure("hash_mismatch");
-        metrics.shared_pod_ips(Some(crate::cluster::index::SharedIps {
-            running_wins: 2,
-            ambiguous: 1,
-        }));
-        metrics.config_served("ns/dns", "abc");
-        metrics.config_served("ns/dns", "def");
-        metrics.watched("services", 3, Some(true));
-        metrics.watch_error("pods");
-        metrics.programming("cluster_ip", Duration::from_millis(1500));
-
-        let text = metrics.encode();
-        let s = r#"server="dns://127.0.0.1:5353",zone=".",view="""#;
-        for line in [
-            format!(r#"coredns_dns_requests_total{{{s},proto="udp",family="1",type="A"}} 2"#),
-            format!(r#"coredns_dns_requests_total{{{s},proto="tcp",family="2",type="other"}} 1"#),
-            format!(r#"coredns_dns_responses_total{{{s},rcode="NXDOMAIN",plugin="kubernetes"}} 1"#),
-            format!(r#"coredns_dns_responses_total{{{s},rcode="REFUSED",plugin=""}} 1"#),
-            format!(r#"coredns_dns_request_duration_seconds_bucket{{le="0.0005",{s},type="A"}} 2"#),
-            format!(r#"coredns_dns_request_duration_seconds_bucket{{le="0.00025",{s},type="A"}} 0"#),
-            format!(r#"coredns_dns_request_duration_seconds_bucket{{le="0.004",{s},type="other"}} 2"#),
-            format!(r#"coredns_dns_request_duration_seconds_bucket{{le="+Inf",{s},type="other"}} 2"#),
-            format!(r#"coredns_dns_request_duration_seconds_count{{{s},type="A"}} 2"#),
-            format!(r#"coredns_dns_request_duration_seconds_sum{{{s},type="A"}} 0.0006"#),
-            format!(r#"coredns_dns_response_size_bytes_bucket{{le="200.0",{s},proto="udp"}} 3"#),
-            format!(r#"coredns_dns_request_size_bytes_count{{{s},proto="tcp"}} 1"#),
-            format!(r#"coredns_dns_do_requests_total{{{s}}} 1"#),
-            r#"nameplane_config_reloads_total{result="success"} 1"#.into(),
-            r#"nameplane_config_reloads_total{result="failure"} 2"#.into(),
-            "coredns_reload_failed_total 2".into(),
-            r#"nameplane_config_reload_failures_total{reason="hash_mismatch"} 1"#.into(),
-            r#"nameplane_kubernetes_shared_pod_ips{outcome="running_wins"} 2"#.into(),
-            r#"nameplane_kubernetes_shared_pod_ips{outcome="ambiguous"} 1"#.into(),
-            r#"nameplane_config_info{server="ns/dns",hash="def"} 1"#.into(),
-            r#"coredns_reload_version_info{hash="sha256",value="def"} 1"#.into(),
-            r#"nameplane_kubernetes_objects{resource="services"} 3"#.into(),
-            r#"nameplane_kubernetes_synced{resource="services"} 1"#.into(),
-            r#"nameplane_kubernetes_watch_errors_total{resource="pods"} 1"#.into(),
-            r#"coredns_kubernetes_dns_programming_duration_seconds_bucket{le="2.048",service_kind="cluster_ip"} 1"#.into(),
-            r#"coredns_kubernetes_dns_programming_duration_seconds_bucket{le="1.024",service_kind="cluster_ip"} 0"#.into(),
-            format!(
-                r#"nameplane_build_info{{version="{}",revision="{REVISION}"}} 1"#,
-                env!("CARGO_PKG_VERSION")
-            ),
-            format!(
-                r#"coredns_build_info{{version="{}",revision="{REVISION}",goversion="rust"}} 1"#,
-                env!("CARGO_PKG_VERSION")
-            ),
-        ] {
-            assert!(text.contains(&line), "missing {line}\n{text}");
-        }
-        assert!(
-            !text.contains(r#"hash="abc""#),
-            "the old config's series is gone"
-        );
-        assert!(
-            !text.contains("type=\"AAAA\""),
-            "unused series are not rendered"
-        );
-    }
-
-    #[test]
-    fn every_type_and_rcode_has_a_slot() {
-        for (i, qtype) in MONITORED.iter().enumerate() {
-            assert_eq!(TYPES[i], qtype.to_string(), "TYPES and MONITORED line up");
-        }
-        assert_eq!(type_index(Some(RecordType::ANY)), 17);
-        assert_eq!(type_index(Some(RecordType::NULL)), TYPES.len() - 1);
-        assert_eq!(rcode_index(ResponseCode::BADVERS), 6);
-        assert_eq!(rcode_index(ResponseCode::YXDomain), RCODES.len() - 1);
-    }
-
-    #[test]
-    fn histograms_count_from_many_threads() {
-        let histogram = AtomicHistogram::new(&TIME_BUCKETS, 1e-9);
-        std::thread::scope(|scope| {
-            for _ in 0..4 {
-                scope.spawn(|| {
-                    for i in 0..1000 {
-                        histogram.observe_units(i * 1000);
-                    }
-                });
-            }
-        });
-        assert_eq!(histogram.count(), 4000);
-    }
-}
+mod tests;
