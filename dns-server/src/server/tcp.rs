@@ -97,7 +97,7 @@ pub struct Limits {
     pub max_per_source: usize,
     /// How long a connection with nothing in flight may wait for its next complete query.
     pub idle_timeout: Duration,
-    /// How long writing one response may take.
+    /// How long writing one batch of responses may take.
     pub write_timeout: Duration,
     /// Most queries of one connection waiting on upstreams at once.
     pub in_flight_per_connection: usize,
