@@ -624,13 +624,14 @@ mod tests {
     }
 
     fn query(id: u16, name: &str) -> Vec<u8> {
+        query_of(id, name, hickory_proto::rr::RecordType::A)
+    }
+
+    fn query_of(id: u16, name: &str, kind: hickory_proto::rr::RecordType) -> Vec<u8> {
         use hickory_proto::op::{Message, MessageType, OpCode, Query};
-        use hickory_proto::rr::{Name, RecordType};
+        use hickory_proto::rr::Name;
         let mut message = Message::new(id, MessageType::Query, OpCode::Query);
-        message.add_query(Query::query(
-            Name::from_ascii(name).expect("name"),
-            RecordType::A,
-        ));
+        message.add_query(Query::query(Name::from_ascii(name).expect("name"), kind));
         let body = message.to_vec().expect("encodes");
         let mut framed = u16::try_from(body.len())
             .expect("fits")
@@ -638,6 +639,40 @@ mod tests {
             .to_vec();
         framed.extend_from_slice(&body);
         framed
+    }
+
+    /// Reads one framed message.
+    async fn message(client: &mut tokio::io::DuplexStream) -> hickory_proto::op::Message {
+        let mut prefix = [0; 2];
+        timeout(Duration::from_secs(5), client.read_exact(&mut prefix))
+            .await
+            .expect("a message in time")
+            .expect("a message");
+        let mut body = vec![0; usize::from(u16::from_be_bytes(prefix))];
+        client.read_exact(&mut body).await.expect("its body");
+        hickory_proto::op::Message::from_vec(&body).expect("decodes")
+    }
+
+    /// Serves `server` as a connection from 127.0.0.1 with the default limits until it
+    /// closes; yields why it closed.
+    fn serve(
+        state: Arc<State>,
+        server: CountingWrites,
+    ) -> tokio::task::JoinHandle<io::Result<&'static str>> {
+        let connection = Connection {
+            peer: "127.0.0.1:5300".parse().expect("addr"),
+            state,
+            limits: Limits::default(),
+            activity: Arc::new(Activity {
+                idle_since: AtomicU64::new(0),
+                close: Notify::new(),
+            }),
+            clock: Clock(Instant::now()),
+        };
+        tokio::spawn(async move {
+            let (_trigger, shutdown) = crate::shutdown::channel();
+            connection.serve(server, shutdown).await
+        })
     }
 
     /// Reads one framed answer: its ID and response code.
@@ -677,18 +712,7 @@ mod tests {
             batch.extend(query(id, "db.internal.test."));
         }
         client.write_all(&batch).await.expect("write");
-        let connection = Connection {
-            peer: "127.0.0.1:5300".parse().expect("addr"),
-            state,
-            limits: Limits::default(),
-            activity: Arc::new(Activity {
-                idle_since: AtomicU64::new(0),
-                close: Notify::new(),
-            }),
-            clock: Clock(Instant::now()),
-        };
-        let (_trigger, shutdown) = crate::shutdown::channel();
-        let serving = tokio::spawn(async move { connection.serve(server, shutdown).await });
+        let serving = serve(state, server);
 
         for id in 2..22 {
             assert_eq!(answer(&mut client).await, (id, ResponseCode::NoError));
@@ -708,6 +732,79 @@ mod tests {
         drop(client);
         let closed = serving.await.expect("served").expect("no error");
         assert_eq!(closed, "client");
+    }
+
+    #[tokio::test]
+    async fn a_long_transfer_goes_out_in_a_few_writes_and_the_next_answer_after_it() {
+        use hickory_proto::rr::{RData, RecordType};
+        use nameplane_config::ServerConfig;
+        use nameplane_config::zone::{RecordConfig, RecordKind, ZoneConfig};
+
+        const HOSTS: usize = 1000;
+        let state = zone_and_forward("127.0.0.1:9".parse().expect("addr"));
+        let config = ServerConfig {
+            server: "kube-system/dns".into(),
+            zones: vec![ZoneConfig {
+                name: "big.test".into(),
+                source: "team/big".into(),
+                ttl_seconds: 30,
+                records: (0..HOSTS)
+                    .map(|i| RecordConfig {
+                        name: format!("h{i}.big.test"),
+                        record_type: RecordKind::A,
+                        ttl_seconds: 30,
+                        values: vec![format!("192.0.2.{}", i % 256)],
+                    })
+                    .collect(),
+                allow_transfer: vec!["127.0.0.1".into()],
+            }],
+            ..Default::default()
+        }
+        .validate()
+        .expect("valid config");
+        state
+            .set_pipeline(crate::pipeline::Pipeline::build(config, "test".into()).expect("builds"));
+        let (mut client, server) = tokio::io::duplex(256 * 1024);
+        let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let server = CountingWrites {
+            inner: server,
+            writes: Arc::clone(&writes),
+        };
+        let mut batch = query_of(1, "big.test.", RecordType::AXFR);
+        batch.extend(query(2, "h7.big.test."));
+        client.write_all(&batch).await.expect("write");
+        let serving = serve(state, server);
+
+        // The transfer, message by message, until its closing SOA.
+        let mut messages = 0;
+        let mut hosts = 0;
+        let mut soas = 0;
+        while soas < 2 {
+            let message = message(&mut client).await;
+            assert_eq!(message.metadata.id, 1);
+            messages += 1;
+            for record in &message.answers {
+                match record.data {
+                    RData::SOA(_) => soas += 1,
+                    RData::A(_) => hosts += 1,
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(hosts, HOSTS);
+        let next = message(&mut client).await;
+        assert_eq!(next.metadata.id, 2);
+        assert_eq!(next.answers[0].data.to_string(), "192.0.2.7");
+        let writes = writes.load(Ordering::Relaxed);
+        // Batched, so fewer writes than messages; flushed every FLUSH_AT bytes, so more than one.
+        assert!(messages > 3, "{messages} messages");
+        assert!(
+            (2..messages).contains(&writes),
+            "{writes} writes for {messages} messages"
+        );
+
+        drop(client);
+        assert_eq!(serving.await.expect("served").expect("no error"), "client");
     }
 
     fn tracked(source: &str, idle_since: u64) -> Tracked {
