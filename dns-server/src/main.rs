@@ -113,7 +113,8 @@ struct Cli {
           value_parser = clap::value_parser!(u64).range(1..))]
     tcp_idle_timeout_seconds: u64,
 
-    /// Seconds writing one TCP response may take; a client that does not read is closed.
+    /// Seconds writing one batch of TCP responses may take; a client that does not read is
+    /// closed.
     #[arg(long, env = "NAMEPLANE_TCP_WRITE_TIMEOUT_SECONDS", default_value_t = tcp::WRITE_TIMEOUT.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..))]
     tcp_write_timeout_seconds: u64,

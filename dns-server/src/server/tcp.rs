@@ -8,8 +8,15 @@
 //! matched by their message ID. At most [`Limits::in_flight_per_connection`] such queries
 //! wait per connection; above that the connection stops reading until one finishes.
 //!
-//! **Deadlines.** Every response is written within [`Limits::write_timeout`], or the
-//! connection is closed: a client that sends queries and never reads its answers holds its
+//! **Batches.** The system calls, not the answers, are most of the cost of a TCP query, so
+//! they are shared: one read takes in every query the client has sent so far, all of them
+//! that are answered from memory are answered into one buffer, and that buffer goes out with
+//! one write (every [`FLUSH_AT`] bytes for a long burst or a zone transfer). Upstream answers
+//! that are ready by then are batched the same way. A connection only holds its two
+//! buffers; no task, allocation or timer is set up per query (only per forwarded one).
+//!
+//! **Deadlines.** Every batch of responses is written within [`Limits::write_timeout`], or
+//! the connection is closed: a client that sends queries and never reads its answers holds its
 //! slot only until the kernel buffers fill plus that time; each connection's kernel send
 //! buffer is bounded ([`SEND_BUFFER`]), so those buffers fill after about one large message
 //! and a slow reader pins little kernel memory. A connection with nothing in
@@ -36,8 +43,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::WriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::{self, JoinSet};
@@ -70,6 +76,14 @@ pub const IN_FLIGHT_PER_CONNECTION: usize = 32;
 /// before their write deadlines close them.
 pub const SEND_BUFFER: usize = 64 * 1024 + 2;
 
+/// Size at which a batch of responses is written before more are added, so a long burst
+/// of pipelined queries or a zone transfer does not gather without bound.
+const FLUSH_AT: usize = 8 * 1024;
+
+/// Room a read has at least: enough for a burst of pipelined queries (some 40 of the usual
+/// size) to come in with one read.
+const READ_ROOM: usize = 2048;
+
 /// Capacity kept by a connection's read buffer between messages (and by its write buffer,
 /// once it grew past four times this); a larger one (after a large message) is given back.
 const KEPT_BUFFER: usize = 4096;
@@ -83,7 +97,7 @@ pub struct Limits {
     pub max_per_source: usize,
     /// How long a connection with nothing in flight may wait for its next complete query.
     pub idle_timeout: Duration,
-    /// How long writing one response may take.
+    /// How long writing one batch of responses may take.
     pub write_timeout: Duration,
     /// Most queries of one connection waiting on upstreams at once.
     pub in_flight_per_connection: usize,
@@ -295,65 +309,98 @@ impl Connection {
     }
 
     /// Serves the connection until it closes; returns why it closed (a metric label).
-    async fn run(&self, mut stream: TcpStream, mut shutdown: Shutdown) -> io::Result<&'static str> {
+    async fn run(&self, stream: TcpStream, shutdown: Shutdown) -> io::Result<&'static str> {
         stream.set_nodelay(true)?;
         socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER)?;
-        let (mut reader, mut writer) = stream.split();
+        self.serve(stream, shutdown).await
+    }
+
+    /// Serves `stream` until it closes; returns why it closed (a metric label).
+    async fn serve<S>(&self, mut stream: S, shutdown: Shutdown) -> io::Result<&'static str>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         // Bytes read and not yet answered: complete messages first, then at most one partial.
-        let mut input: Vec<u8> = Vec::with_capacity(512);
-        // The response being written, after its two-byte length prefix.
+        let mut input: Vec<u8> = Vec::with_capacity(READ_ROOM);
+        // The framed responses of the current batch, written with one write.
         let mut out: Vec<u8> = Vec::with_capacity(512);
         // Queries waiting on upstreams; each yields its response.
         let mut waiting: JoinSet<Vec<u8>> = JoinSet::new();
-        let mut deadline = Instant::now() + self.limits.idle_timeout;
-        let mut client_done = false;
         let mut stopping = false;
+        let mut client_done = false;
+        // When the connection is idle for too long. The timer is set once and moved on
+        // only when it fires early, so a busy connection does not re-arm it per batch.
+        let mut deadline = Instant::now() + self.limits.idle_timeout;
+        let idle = sleep_until(deadline);
+        let close = self.activity.close.notified();
+        let mut shutdown = shutdown;
+        let stop = shutdown.wait();
+        tokio::pin!(idle, close, stop);
         loop {
-            // Answer every complete query read so far (unless too many wait already).
+            // Answer every complete query read so far (unless too many wait already), into
+            // one batch.
+            let mut consumed = 0;
             while waiting.len() < self.limits.in_flight_per_connection {
-                let Some(len) = complete_message(&input) else {
+                let Some(len) = complete_message(&input[consumed..]) else {
                     break;
                 };
+                let query = consumed + 2..consumed + 2 + len;
+                consumed = query.end;
                 self.busy();
-                out.clear();
+                let framed_at = out.len();
                 out.extend_from_slice(&[0, 0]);
-                let reply =
-                    self.state
-                        .handle(&input[2..2 + len], Transport::Tcp, self.peer, &mut out);
-                input.drain(..2 + len);
-                deadline = Instant::now() + self.limits.idle_timeout;
-                match reply {
-                    Reply::Now(false) => return Ok("unanswerable"),
+                match self
+                    .state
+                    .handle(&input[query], Transport::Tcp, self.peer, &mut out)
+                {
                     Reply::Now(true) => {
-                        if !self.write(&mut writer, &mut out).await? {
-                            return Ok("write_timeout");
+                        if !frame(&mut out, framed_at) {
+                            return self
+                                .last_flush(&mut stream, &mut out, "write_timeout")
+                                .await;
                         }
                     }
+                    Reply::Now(false) => {
+                        out.truncate(framed_at);
+                        return self.last_flush(&mut stream, &mut out, "unanswerable").await;
+                    }
                     Reply::Stream(more) => {
-                        if !self.write(&mut writer, &mut out).await? {
-                            return Ok("write_timeout");
+                        if !frame(&mut out, framed_at) {
+                            return self
+                                .last_flush(&mut stream, &mut out, "write_timeout")
+                                .await;
                         }
                         for message in more {
-                            out.truncate(2);
-                            out.extend_from_slice(&message);
-                            if !self.write(&mut writer, &mut out).await? {
+                            if out.len() >= FLUSH_AT && !self.flush(&mut stream, &mut out).await? {
                                 return Ok("write_timeout");
+                            }
+                            if !push_framed(&mut out, &message) {
+                                return self
+                                    .last_flush(&mut stream, &mut out, "write_timeout")
+                                    .await;
                             }
                         }
                     }
                     Reply::Deferred(later) => {
+                        out.truncate(framed_at);
                         let state = Arc::clone(&self.state);
                         waiting.spawn(async move { state.finish(later).await });
                     }
                 }
+                if out.len() >= FLUSH_AT && !self.flush(&mut stream, &mut out).await? {
+                    return Ok("write_timeout");
+                }
             }
-            // Buffers grown by a large message (up to 64 KiB each) are given back.
+            if consumed > 0 {
+                input.drain(..consumed);
+                deadline = Instant::now() + self.limits.idle_timeout;
+            }
+            if !out.is_empty() && !self.flush(&mut stream, &mut out).await? {
+                return Ok("write_timeout");
+            }
+            // A buffer grown by a large message (up to 64 KiB) is given back.
             if input.is_empty() && input.capacity() > KEPT_BUFFER {
                 input.shrink_to(KEPT_BUFFER);
-            }
-            if out.capacity() > 4 * KEPT_BUFFER {
-                out.clear();
-                out.shrink_to(KEPT_BUFFER);
             }
             if (client_done || stopping) && waiting.is_empty() {
                 return Ok(if stopping { "shutdown" } else { "client" });
@@ -365,46 +412,56 @@ impl Connection {
                 !client_done && !stopping && waiting.len() < self.limits.in_flight_per_connection;
             if can_read {
                 // Room for the rest of the partial message (or a new one's prefix).
-                let wanted =
-                    complete_len(&input).map_or(512, |len| len.saturating_sub(input.len()));
-                input.reserve(wanted.max(512));
+                let wanted = complete_len(&input).map_or(0, |len| len.saturating_sub(input.len()));
+                input.reserve(wanted.max(READ_ROOM));
             }
             tokio::select! {
                 biased;
-                () = self.activity.close.notified() => return Ok("evicted"),
-                () = shutdown.wait(), if !stopping => stopping = true,
+                () = &mut close => return Ok("evicted"),
+                () = &mut stop, if !stopping => stopping = true,
                 Some(done) = waiting.join_next(), if !waiting.is_empty() => {
                     self.busy();
-                    // A task that failed (panicked) has no answer; the client times out.
-                    let Ok(response) = done else { continue };
-                    out.clear();
-                    out.extend_from_slice(&[0, 0]);
-                    out.extend_from_slice(&response);
-                    if !self.write(&mut writer, &mut out).await? {
-                        return Ok("write_timeout");
+                    // Every answer ready by now goes into one batch, written at the top of
+                    // the loop. A task that failed (panicked) has no answer; the client
+                    // times out.
+                    let ready = std::iter::from_fn(|| waiting.try_join_next());
+                    for response in std::iter::once(done).chain(ready).flatten() {
+                        if !push_framed(&mut out, &response) {
+                            return self.last_flush(&mut stream, &mut out, "write_timeout").await;
+                        }
                     }
                     deadline = Instant::now() + self.limits.idle_timeout;
                 }
-                read = reader.read_buf(&mut input), if can_read => match read {
+                read = stream.read_buf(&mut input), if can_read => match read {
                     Ok(0) => client_done = true,
                     Ok(_) => {}
                     Err(error) if error.kind() == io::ErrorKind::ConnectionReset => return Ok("client"),
                     Err(error) => return Err(error),
                 },
-                () = sleep_until(deadline), if waiting.is_empty() => return Ok("idle"),
+                () = &mut idle, if waiting.is_empty() => {
+                    if Instant::now() >= deadline {
+                        return Ok("idle");
+                    }
+                    idle.as_mut().reset(deadline);
+                }
             }
         }
     }
 
-    /// Writes the framed message in `out` (its first two bytes are filled in with the
-    /// length here) within the write timeout: `Ok(false)` when the time ran out or the
-    /// message is too long to frame.
-    async fn write(&self, writer: &mut WriteHalf<'_>, out: &mut [u8]) -> io::Result<bool> {
-        let Ok(len) = u16::try_from(out.len() - 2) else {
-            return Ok(false);
-        };
-        out[..2].copy_from_slice(&len.to_be_bytes());
-        match timeout(self.limits.write_timeout, writer.write_all(out)).await {
+    /// Writes the batch in `out` within the write timeout and empties it: `Ok(false)` when
+    /// the time ran out.
+    async fn flush<S: AsyncWrite + Unpin>(
+        &self,
+        stream: &mut S,
+        out: &mut Vec<u8>,
+    ) -> io::Result<bool> {
+        let written = timeout(self.limits.write_timeout, stream.write_all(out)).await;
+        out.clear();
+        // A buffer grown by a large batch or message is given back.
+        if out.capacity() > 4 * KEPT_BUFFER {
+            out.shrink_to(KEPT_BUFFER);
+        }
+        match written {
             Ok(written) => written.map(|()| true),
             Err(_elapsed) => {
                 debug!(peer = %self.peer, "TCP client does not read its answers, closing");
@@ -412,6 +469,43 @@ impl Connection {
             }
         }
     }
+
+    /// Writes the answers batched before a message that closes the connection for `reason`
+    /// (one not worth an answer, or one too long to frame), then returns `reason`.
+    async fn last_flush<S: AsyncWrite + Unpin>(
+        &self,
+        stream: &mut S,
+        out: &mut Vec<u8>,
+        reason: &'static str,
+    ) -> io::Result<&'static str> {
+        if out.is_empty() || self.flush(stream, out).await? {
+            Ok(reason)
+        } else {
+            Ok("write_timeout")
+        }
+    }
+}
+
+/// Fills in the two-byte length prefix at `at` of the message after it, which runs to the end
+/// of `out`; a message too long to frame is taken out again (`false`).
+fn frame(out: &mut Vec<u8>, at: usize) -> bool {
+    let Ok(len) = u16::try_from(out.len() - at - 2) else {
+        out.truncate(at);
+        return false;
+    };
+    out[at..at + 2].copy_from_slice(&len.to_be_bytes());
+    true
+}
+
+/// Appends `message` to `out` with its length prefix; `false` (and nothing appended) when it
+/// is too long to frame.
+fn push_framed(out: &mut Vec<u8>, message: &[u8]) -> bool {
+    let Ok(len) = u16::try_from(message.len()) else {
+        return false;
+    };
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(message);
+    true
 }
 
 /// The length of the message at the start of `input`, once its prefix is there.
@@ -438,6 +532,279 @@ mod tests {
         assert_eq!(complete_message(&[0, 2, 1]), None);
         assert_eq!(complete_message(&[0, 2, 1, 2, 0]), Some(2));
         assert_eq!(complete_len(&[1, 0]), Some(258));
+    }
+
+    /// A stream that counts the writes that put bytes into it.
+    struct CountingWrites {
+        inner: tokio::io::DuplexStream,
+        writes: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl AsyncRead for CountingWrites {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for CountingWrites {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            let written = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+            if matches!(written, std::task::Poll::Ready(Ok(n)) if n > 0) {
+                self.writes.fetch_add(1, Ordering::Relaxed);
+            }
+            written
+        }
+
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// A state answering the zone `internal.test` and forwarding everything else to
+    /// `upstream`.
+    fn zone_and_forward(upstream: SocketAddr) -> Arc<State> {
+        use nameplane_config::ServerConfig;
+        use nameplane_config::forward::{ForwardConfig, ForwardPolicy};
+        use nameplane_config::zone::{RecordConfig, RecordKind, ZoneConfig};
+
+        let listen: SocketAddr = "127.0.0.1:53".parse().expect("addr");
+        let state = Arc::new(State::new(
+            crate::metrics::Metrics::new(listen),
+            crate::pipeline::Settings::default(),
+        ));
+        let config = ServerConfig {
+            server: "kube-system/dns".into(),
+            zones: vec![ZoneConfig {
+                name: "internal.test".into(),
+                source: "team/internal".into(),
+                ttl_seconds: 30,
+                records: vec![RecordConfig {
+                    name: "db.internal.test".into(),
+                    record_type: RecordKind::A,
+                    ttl_seconds: 45,
+                    values: vec!["192.0.2.5".into()],
+                }],
+                allow_transfer: vec![],
+            }],
+            forward: vec![ForwardConfig {
+                servers_from_resolv_conf: false,
+                domain: ".".into(),
+                source: "test/forward".into(),
+                servers: vec![upstream.to_string()],
+                policy: ForwardPolicy::Random,
+                force_tcp: false,
+                prefer_udp: true,
+                max_concurrent: None,
+            }],
+            ..Default::default()
+        }
+        .validate()
+        .expect("valid config");
+        state
+            .set_pipeline(crate::pipeline::Pipeline::build(config, "test".into()).expect("builds"));
+        state
+    }
+
+    fn query(id: u16, name: &str) -> Vec<u8> {
+        query_of(id, name, hickory_proto::rr::RecordType::A)
+    }
+
+    fn query_of(id: u16, name: &str, kind: hickory_proto::rr::RecordType) -> Vec<u8> {
+        use hickory_proto::op::{Message, MessageType, OpCode, Query};
+        use hickory_proto::rr::Name;
+        let mut message = Message::new(id, MessageType::Query, OpCode::Query);
+        message.add_query(Query::query(Name::from_ascii(name).expect("name"), kind));
+        let body = message.to_vec().expect("encodes");
+        let mut framed = u16::try_from(body.len())
+            .expect("fits")
+            .to_be_bytes()
+            .to_vec();
+        framed.extend_from_slice(&body);
+        framed
+    }
+
+    /// Reads one framed message.
+    async fn message(client: &mut tokio::io::DuplexStream) -> hickory_proto::op::Message {
+        let mut prefix = [0; 2];
+        timeout(Duration::from_secs(5), client.read_exact(&mut prefix))
+            .await
+            .expect("a message in time")
+            .expect("a message");
+        let mut body = vec![0; usize::from(u16::from_be_bytes(prefix))];
+        client.read_exact(&mut body).await.expect("its body");
+        hickory_proto::op::Message::from_vec(&body).expect("decodes")
+    }
+
+    /// Serves `server` as a connection from 127.0.0.1 with the default limits until it
+    /// closes; yields why it closed.
+    fn serve(
+        state: Arc<State>,
+        server: CountingWrites,
+    ) -> tokio::task::JoinHandle<io::Result<&'static str>> {
+        let connection = Connection {
+            peer: "127.0.0.1:5300".parse().expect("addr"),
+            state,
+            limits: Limits::default(),
+            activity: Arc::new(Activity {
+                idle_since: AtomicU64::new(0),
+                close: Notify::new(),
+            }),
+            clock: Clock(Instant::now()),
+        };
+        tokio::spawn(async move {
+            let (_trigger, shutdown) = crate::shutdown::channel();
+            connection.serve(server, shutdown).await
+        })
+    }
+
+    /// Reads one framed answer: its ID and response code.
+    async fn answer(
+        client: &mut tokio::io::DuplexStream,
+    ) -> (u16, hickory_proto::op::ResponseCode) {
+        let mut prefix = [0; 2];
+        timeout(Duration::from_secs(5), client.read_exact(&mut prefix))
+            .await
+            .expect("an answer in time")
+            .expect("an answer");
+        let mut body = vec![0; usize::from(u16::from_be_bytes(prefix))];
+        client.read_exact(&mut body).await.expect("its body");
+        let message = hickory_proto::op::Message::from_vec(&body).expect("decodes");
+        (message.metadata.id, message.metadata.response_code)
+    }
+
+    #[tokio::test]
+    async fn pipelined_queries_are_answered_in_one_write_and_a_forwarded_one_after() {
+        use hickory_proto::op::ResponseCode;
+
+        // An upstream that never answers: the forwarded query waits for its timeout.
+        let silent = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let state = zone_and_forward(silent.local_addr().expect("addr"));
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let server = CountingWrites {
+            inner: server,
+            writes: Arc::clone(&writes),
+        };
+        // Sent before the server reads, so it reads them all at once: a forwarded name
+        // first, then twenty zone names.
+        let mut batch = query(1, "www.example.org.");
+        for id in 2..22 {
+            batch.extend(query(id, "db.internal.test."));
+        }
+        client.write_all(&batch).await.expect("write");
+        let serving = serve(state, server);
+
+        for id in 2..22 {
+            assert_eq!(answer(&mut client).await, (id, ResponseCode::NoError));
+        }
+        assert_eq!(
+            writes.load(Ordering::Relaxed),
+            1,
+            "the zone answers in one write"
+        );
+        assert_eq!(answer(&mut client).await, (1, ResponseCode::ServFail));
+        assert_eq!(
+            writes.load(Ordering::Relaxed),
+            2,
+            "the forwarded answer in its own"
+        );
+
+        drop(client);
+        let closed = serving.await.expect("served").expect("no error");
+        assert_eq!(closed, "client");
+    }
+
+    #[tokio::test]
+    async fn a_long_transfer_goes_out_in_a_few_writes_and_the_next_answer_after_it() {
+        use hickory_proto::rr::{RData, RecordType};
+        use nameplane_config::ServerConfig;
+        use nameplane_config::zone::{RecordConfig, RecordKind, ZoneConfig};
+
+        const HOSTS: usize = 1000;
+        let state = zone_and_forward("127.0.0.1:9".parse().expect("addr"));
+        let config = ServerConfig {
+            server: "kube-system/dns".into(),
+            zones: vec![ZoneConfig {
+                name: "big.test".into(),
+                source: "team/big".into(),
+                ttl_seconds: 30,
+                records: (0..HOSTS)
+                    .map(|i| RecordConfig {
+                        name: format!("h{i}.big.test"),
+                        record_type: RecordKind::A,
+                        ttl_seconds: 30,
+                        values: vec![format!("192.0.2.{}", i % 256)],
+                    })
+                    .collect(),
+                allow_transfer: vec!["127.0.0.1".into()],
+            }],
+            ..Default::default()
+        }
+        .validate()
+        .expect("valid config");
+        state
+            .set_pipeline(crate::pipeline::Pipeline::build(config, "test".into()).expect("builds"));
+        let (mut client, server) = tokio::io::duplex(256 * 1024);
+        let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let server = CountingWrites {
+            inner: server,
+            writes: Arc::clone(&writes),
+        };
+        let mut batch = query_of(1, "big.test.", RecordType::AXFR);
+        batch.extend(query(2, "h7.big.test."));
+        client.write_all(&batch).await.expect("write");
+        let serving = serve(state, server);
+
+        // The transfer, message by message, until its closing SOA.
+        let mut messages = 0;
+        let mut hosts = 0;
+        let mut soas = 0;
+        while soas < 2 {
+            let message = message(&mut client).await;
+            assert_eq!(message.metadata.id, 1);
+            messages += 1;
+            for record in &message.answers {
+                match record.data {
+                    RData::SOA(_) => soas += 1,
+                    RData::A(_) => hosts += 1,
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(hosts, HOSTS);
+        let next = message(&mut client).await;
+        assert_eq!(next.metadata.id, 2);
+        assert_eq!(next.answers[0].data.to_string(), "192.0.2.7");
+        let writes = writes.load(Ordering::Relaxed);
+        // Batched, so fewer writes than messages; flushed every FLUSH_AT bytes, so more than one.
+        assert!(messages > 3, "{messages} messages");
+        assert!(
+            (2..messages).contains(&writes),
+            "{writes} writes for {messages} messages"
+        );
+
+        drop(client);
+        assert_eq!(serving.await.expect("served").expect("no error"), "client");
     }
 
     fn tracked(source: &str, idle_since: u64) -> Tracked {
