@@ -41,6 +41,10 @@
 //! lock-free after (only series that were used appear, as with CoreDNS). Histograms are
 //! [`AtomicHistogram`]s: atomic counters per bucket, where prometheus-client's own histogram
 //! takes a lock per observation.
+//!
+//! The families are created and registered in groups (`families`: per-query, config,
+//! watch, runtime), with their label sets in `labels` and the lock-free histograms and
+//! slots in `histogram`; this file keeps [`Metrics`], which fills them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,27 +53,27 @@ use std::time::Duration;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 pub mod cache;
 pub mod client;
+mod families;
 pub mod forward;
 mod histogram;
 mod labels;
 
 use cache::CacheMetrics;
 use client::ClientMetrics;
+use families::{ConfigFamilies, QueryFamilies, RuntimeFamilies, WatchFamilies};
 use forward::ForwardMetrics;
+use histogram::Slots;
 pub use histogram::{
     AtomicHistogram, HistogramConstructor, PROGRAMMING_BUCKETS, SIZE_BUCKETS, TIME_BUCKETS,
 };
-use histogram::{HistogramFamily, Slots, histograms};
 use labels::{
-    ActionLabels, BuildLabels, ConfigLabels, CorednsBuildLabels, DurationLabels, KindLabels,
-    OutcomeLabels, ReasonLabels, ReloadLabels, RequestLabels, ResourceLabels, ResponseLabels,
-    ServerLabels, SizeLabels, TaskLabels, VersionLabels,
+    ConfigLabels, DurationLabels, KindLabels, OutcomeLabels, ReasonLabels, ReloadLabels,
+    RequestLabels, ResourceLabels, ResponseLabels, ServerLabels, SizeLabels, TaskLabels,
+    VersionLabels,
 };
 
 use crate::request::Transport;
@@ -117,13 +121,6 @@ const RCODES: [&str; 8] = [
 const TRANSPORTS: [Transport; 2] = [Transport::Udp, Transport::Tcp];
 const FAMILIES: [&str; 2] = ["1", "2"];
 
-/// The source revision of this build: `NAMEPLANE_REVISION` at compile time (the Dockerfile
-/// passes the git commit), `unknown` otherwise.
-const REVISION: &str = match option_env!("NAMEPLANE_REVISION") {
-    Some(revision) => revision,
-    None => "unknown",
-};
-
 /// What one answered query contributes to the metrics.
 #[derive(Clone, Copy, Debug)]
 pub struct QueryRecord {
@@ -152,27 +149,10 @@ pub struct QueryRecord {
 pub struct Metrics {
     registry: Registry,
     server: Arc<str>,
-    requests: Family<RequestLabels, Counter>,
-    responses: Family<ResponseLabels, Counter>,
-    durations: HistogramFamily<DurationLabels>,
-    request_sizes: HistogramFamily<SizeLabels>,
-    response_sizes: HistogramFamily<SizeLabels>,
-    do_requests: Family<ServerLabels, Counter>,
-    programming: HistogramFamily<KindLabels>,
-    reloads: Family<ReloadLabels, Counter>,
-    reload_failures: Family<ReasonLabels, Counter>,
-    reload_failed: Counter,
-    task_failures: Family<TaskLabels, Counter>,
-    tcp_closed: Family<ReasonLabels, Counter>,
-    admin_evicted: Counter,
-    rrl_dropped: Counter,
-    rrl_slipped: Counter,
-    config_info: Family<ConfigLabels, Gauge>,
-    version_info: Family<VersionLabels, Gauge>,
-    objects: Family<ResourceLabels, Gauge>,
-    synced: Family<ResourceLabels, Gauge>,
-    watch_errors: Family<ResourceLabels, Counter>,
-    shared_pod_ips: Family<OutcomeLabels, Gauge>,
+    queries: QueryFamilies,
+    config: ConfigFamilies,
+    watch: WatchFamilies,
+    runtime: RuntimeFamilies,
     request_slots: Slots<Counter>,
     response_slots: Slots<Counter>,
     duration_slots: Slots<AtomicHistogram>,
@@ -219,196 +199,30 @@ impl Metrics {
     /// Registers every metric; `listen` is the DNS listen address (the `server` label).
     pub fn new(listen: SocketAddr) -> Self {
         let mut registry = Registry::default();
-        let requests = Family::<RequestLabels, Counter>::default();
-        let responses = Family::<ResponseLabels, Counter>::default();
-        let durations = histograms(&TIME_BUCKETS, 1e-9);
-        let request_sizes = histograms(&SIZE_BUCKETS, 1.0);
-        let response_sizes = histograms(&SIZE_BUCKETS, 1.0);
-        let do_requests = Family::<ServerLabels, Counter>::default();
-        let programming = histograms(&PROGRAMMING_BUCKETS, 1e-9);
-        let reloads = Family::<ReloadLabels, Counter>::default();
-        let reload_failures = Family::<ReasonLabels, Counter>::default();
-        let reload_failed = Counter::default();
-        let task_failures = Family::<TaskLabels, Counter>::default();
-        let tcp_closed = Family::<ReasonLabels, Counter>::default();
-        let admin_evicted = Counter::default();
-        registry.register(
-            "nameplane_admin_connections_evicted",
-            "Counter of admin connections closed to make room for a newer one (--admin-max-connections)",
-            admin_evicted.clone(),
-        );
-        registry.register(
-            "nameplane_task_failures",
-            "Counter of tasks that stopped while the server runs (a panic); /health fails after one",
-            task_failures.clone(),
-        );
-        registry.register(
-            "nameplane_tcp_connections_closed",
-            "Counter of closed TCP connections by reason (client, idle, write_timeout, evicted, per_source_limit, limit, unanswerable, shutdown, error)",
-            tcp_closed.clone(),
-        );
-        let config_info = Family::<ConfigLabels, Gauge>::default();
-        let version_info = Family::<VersionLabels, Gauge>::default();
-        let build_info = Family::<BuildLabels, Gauge>::default();
-        let objects = Family::<ResourceLabels, Gauge>::default();
-        let synced = Family::<ResourceLabels, Gauge>::default();
-        let watch_errors = Family::<ResourceLabels, Counter>::default();
-        let shared_pod_ips = Family::<OutcomeLabels, Gauge>::default();
-        build_info
-            .get_or_create(&BuildLabels {
-                version: env!("CARGO_PKG_VERSION"),
-                revision: REVISION,
-            })
-            .set(1);
-        let coredns_build_info = Family::<CorednsBuildLabels, Gauge>::default();
-        coredns_build_info
-            .get_or_create(&CorednsBuildLabels {
-                version: env!("CARGO_PKG_VERSION"),
-                revision: REVISION,
-                goversion: "rust",
-            })
-            .set(1);
-
-        registry.register(
-            "coredns_dns_requests",
-            "Counter of DNS requests made per zone, protocol and family",
-            requests.clone(),
-        );
-        registry.register(
-            "coredns_dns_responses",
-            "Counter of response status codes",
-            responses.clone(),
-        );
-        registry.register(
-            "coredns_dns_request_duration_seconds",
-            "Histogram of the time (in seconds) each request took",
-            durations.clone(),
-        );
-        registry.register(
-            "coredns_dns_request_size_bytes",
-            "Size of the request in bytes",
-            request_sizes.clone(),
-        );
-        registry.register(
-            "coredns_dns_response_size_bytes",
-            "Size of the returned response in bytes",
-            response_sizes.clone(),
-        );
-        registry.register(
-            "coredns_dns_do_requests",
-            "Counter of DNS requests with DO bit set per zone",
-            do_requests.clone(),
-        );
-        registry.register(
-            "coredns_kubernetes_dns_programming_duration_seconds",
-            "Histogram of the time (in seconds) it took to program a dns instance",
-            programming.clone(),
-        );
-        registry.register(
-            "coredns_reload_failed",
-            "Counter of the number of failed reload attempts",
-            reload_failed.clone(),
-        );
-        registry.register(
-            "coredns_reload_version_info",
-            "A metric with a constant '1' value labeled by hash, and value which type of hash generated",
-            version_info.clone(),
-        );
-        registry.register(
-            "nameplane_config_info",
-            "The server config being served: constant 1, labelled with its DNSServer and content hash",
-            config_info.clone(),
-        );
-        registry.register(
-            "nameplane_config_reloads",
-            "Counter of configuration reloads by result",
-            reloads.clone(),
-        );
-        registry.register(
-            "nameplane_config_reload_failures",
-            "Counter of refused config versions by reason (the previous config keeps serving)",
-            reload_failures.clone(),
-        );
-        registry.register(
-            "nameplane_build_info",
-            "Constant 1, labelled with the version of this build",
-            build_info,
-        );
-        registry.register(
-            "coredns_build_info",
-            "A metric with a constant '1' value labeled by version, revision, and goversion from which CoreDNS was built",
-            coredns_build_info,
-        );
-        registry.register(
-            "nameplane_kubernetes_objects",
-            "Objects held per watched resource (Services, Services with EndpointSlices, Namespaces, Pod IPs, Node addresses)",
-            objects.clone(),
-        );
-        registry.register(
-            "nameplane_kubernetes_synced",
-            "1 once the watch of a resource has completed its initial list",
-            synced.clone(),
-        );
-        registry.register(
-            "nameplane_kubernetes_watch_errors",
-            "Counter of errors of the Kubernetes watches (each is retried with backoff)",
-            watch_errors.clone(),
-        );
-        registry.register(
-            "nameplane_kubernetes_shared_pod_ips",
-            "Pod IPs that several live Pods claim: the Running one is the client (running_wins) or nobody is (ambiguous)",
-            shared_pod_ips.clone(),
-        );
-        let rrl = Family::<ActionLabels, Counter>::default();
-        // Both series exist from the start: a rate of 0 is an answer too.
-        let rrl_dropped = rrl
-            .get_or_create(&ActionLabels { action: "dropped" })
-            .clone();
-        let rrl_slipped = rrl
-            .get_or_create(&ActionLabels { action: "slipped" })
-            .clone();
-        registry.register(
-            "nameplane_rrl_responses",
-            "UDP answers to unidentified clients over the rate limit: dropped, or sent truncated (slipped)",
-            rrl,
-        );
+        let runtime = RuntimeFamilies::register(&mut registry);
+        let queries = QueryFamilies::register(&mut registry);
+        let config = ConfigFamilies::register(&mut registry);
+        let watch = WatchFamilies::register(&mut registry);
         let server: Arc<str> = Arc::from(format!("dns://{listen}"));
         let cache = CacheMetrics::register(&mut registry, &server);
         let forward = ForwardMetrics::register(&mut registry);
         let clients = ClientMetrics::register(&mut registry);
         Self {
-            clients,
             registry,
             server,
-            cache,
-            forward,
-            requests,
-            responses,
-            durations,
-            request_sizes,
-            response_sizes,
-            do_requests,
-            programming,
-            reloads,
-            reload_failures,
-            reload_failed,
-            task_failures,
-            tcp_closed,
-            admin_evicted,
-            rrl_dropped,
-            rrl_slipped,
-            config_info,
-            version_info,
-            objects,
-            synced,
-            watch_errors,
-            shared_pod_ips,
+            queries,
+            config,
+            watch,
+            runtime,
             request_slots: Slots::new(TRANSPORTS.len() * FAMILIES.len() * TYPES.len()),
             response_slots: Slots::new(RCODES.len() * Origin::ALL.len()),
             duration_slots: Slots::new(TYPES.len()),
             request_size_slots: Slots::new(TRANSPORTS.len()),
             response_size_slots: Slots::new(TRANSPORTS.len()),
             do_slot: Slots::new(1),
+            cache,
+            forward,
+            clients,
         }
     }
 
@@ -423,7 +237,8 @@ impl Metrics {
         if let Some(counter) =
             self.request_slots
                 .get((t * FAMILIES.len() + f) * TYPES.len() + q, || {
-                    self.requests
+                    self.queries
+                        .requests
                         .get_or_create(&RequestLabels {
                             server: server(),
                             zone: ZONE,
@@ -441,7 +256,8 @@ impl Metrics {
         if let Some(counter) =
             self.response_slots
                 .get(r * Origin::ALL.len() + record.origin.index(), || {
-                    self.responses
+                    self.queries
+                        .responses
                         .get_or_create(&ResponseLabels {
                             server: server(),
                             zone: ZONE,
@@ -455,7 +271,8 @@ impl Metrics {
             counter.inc();
         }
         if let Some(histogram) = self.duration_slots.get(q, || {
-            self.durations
+            self.queries
+                .durations
                 .get_or_create(&DurationLabels {
                     server: server(),
                     zone: ZONE,
@@ -466,6 +283,13 @@ impl Metrics {
         }) {
             histogram.observe_units(u64::try_from(record.duration.as_nanos()).unwrap_or(u64::MAX));
         }
+        self.observe_sizes(record, t);
+    }
+
+    /// The per-query metrics past the counters: request and response sizes (by transport
+    /// index `t`) and the DO counter.
+    fn observe_sizes(&self, record: &QueryRecord, t: usize) {
+        let server = || self.server.clone();
         let size_labels = || SizeLabels {
             server: server(),
             zone: ZONE,
@@ -473,18 +297,25 @@ impl Metrics {
             proto: TRANSPORTS[t].label(),
         };
         if let Some(histogram) = self.request_size_slots.get(t, || {
-            self.request_sizes.get_or_create(&size_labels()).clone()
+            self.queries
+                .request_sizes
+                .get_or_create(&size_labels())
+                .clone()
         }) {
             histogram.observe_units(record.request_size as u64);
         }
         if let Some(histogram) = self.response_size_slots.get(t, || {
-            self.response_sizes.get_or_create(&size_labels()).clone()
+            self.queries
+                .response_sizes
+                .get_or_create(&size_labels())
+                .clone()
         }) {
             histogram.observe_units(record.response_size as u64);
         }
         if record.dnssec_ok
             && let Some(counter) = self.do_slot.get(0, || {
-                self.do_requests
+                self.queries
+                    .do_requests
                     .get_or_create(&ServerLabels {
                         server: server(),
                         zone: ZONE,
@@ -500,9 +331,12 @@ impl Metrics {
     /// Counts one config reload attempt.
     pub fn reload(&self, success: bool) {
         let result = if success { "success" } else { "failure" };
-        self.reloads.get_or_create(&ReloadLabels { result }).inc();
+        self.config
+            .reloads
+            .get_or_create(&ReloadLabels { result })
+            .inc();
         if !success {
-            self.reload_failed.inc();
+            self.config.reload_failed.inc();
         }
     }
 
@@ -510,33 +344,38 @@ impl Metrics {
     /// metric label).
     pub fn reload_failure(&self, reason: &'static str) {
         self.reload(false);
-        self.reload_failures
+        self.config
+            .reload_failures
             .get_or_create(&ReasonLabels { reason })
             .inc();
     }
 
     /// Counts a task that stopped while the server runs.
     pub fn task_failure(&self, task: &'static str) {
-        self.task_failures.get_or_create(&TaskLabels { task }).inc();
+        self.runtime
+            .task_failures
+            .get_or_create(&TaskLabels { task })
+            .inc();
     }
 
     /// Counts one answer the rate limit dropped (`slipped: false`) or truncated.
     pub fn rate_limited(&self, slipped: bool) {
         if slipped {
-            self.rrl_slipped.inc();
+            self.runtime.rrl_slipped.inc();
         } else {
-            self.rrl_dropped.inc();
+            self.runtime.rrl_dropped.inc();
         }
     }
 
     /// Counts an admin connection closed for a newer one.
     pub fn admin_connection_evicted(&self) {
-        self.admin_evicted.inc();
+        self.runtime.admin_evicted.inc();
     }
 
     /// Counts one closed TCP connection and why it closed.
     pub fn tcp_closed(&self, reason: &'static str) {
-        self.tcp_closed
+        self.runtime
+            .tcp_closed
             .get_or_create(&ReasonLabels { reason })
             .inc();
     }
@@ -550,12 +389,13 @@ impl Metrics {
             let labels = OutcomeLabels { outcome };
             match count {
                 Some(count) => {
-                    self.shared_pod_ips
+                    self.watch
+                        .shared_pod_ips
                         .get_or_create(&labels)
                         .set(i64::try_from(count).unwrap_or(i64::MAX));
                 }
                 None => {
-                    self.shared_pod_ips.remove(&labels);
+                    self.watch.shared_pod_ips.remove(&labels);
                 }
             }
         }
@@ -563,15 +403,17 @@ impl Metrics {
 
     /// Records the config now being served (replacing the previous one's series).
     pub fn config_served(&self, server: &str, hash: &str) {
-        self.config_info.clear();
-        self.config_info
+        self.config.config_info.clear();
+        self.config
+            .config_info
             .get_or_create(&ConfigLabels {
                 server: server.to_owned(),
                 hash: hash.to_owned(),
             })
             .set(1);
-        self.version_info.clear();
-        self.version_info
+        self.config.version_info.clear();
+        self.config
+            .version_info
             .get_or_create(&VersionLabels {
                 hash: "sha256",
                 value: hash.to_owned(),
@@ -582,30 +424,36 @@ impl Metrics {
     /// Records the size and sync state of one watched resource.
     pub fn watched(&self, resource: &'static str, objects: usize, synced: Option<bool>) {
         let labels = ResourceLabels { resource };
-        self.objects
+        self.watch
+            .objects
             .get_or_create(&labels)
             .set(i64::try_from(objects).unwrap_or(i64::MAX));
         match synced {
             Some(synced) => {
-                self.synced.get_or_create(&labels).set(i64::from(synced));
+                self.watch
+                    .synced
+                    .get_or_create(&labels)
+                    .set(i64::from(synced));
             }
             None => {
-                self.synced.remove(&labels);
-                self.objects.remove(&labels);
+                self.watch.synced.remove(&labels);
+                self.watch.objects.remove(&labels);
             }
         }
     }
 
     /// Counts one watch error.
     pub fn watch_error(&self, resource: &'static str) {
-        self.watch_errors
+        self.watch
+            .watch_errors
             .get_or_create(&ResourceLabels { resource })
             .inc();
     }
 
     /// Records one DNS programming latency sample.
     pub fn programming(&self, service_kind: &'static str, latency: Duration) {
-        self.programming
+        self.watch
+            .programming
             .get_or_create(&KindLabels { service_kind })
             .observe_units(u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX));
     }

@@ -1,6 +1,7 @@
 //! Tests of the server metrics: per-query series, histograms and their buckets, reload,
 //! watch and rate-limit metrics, rendered as Prometheus text.
 
+use super::families::REVISION;
 use super::*;
 
 fn record(transport: Transport, client: &str, qtype: Option<RecordType>) -> QueryRecord {

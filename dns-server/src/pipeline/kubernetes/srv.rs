@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use hickory_proto::rr::RecordType;
 
 use super::zone::{Ctx, Found, Zone, srv_weight};
-use crate::cluster::objects::{self, EndpointEntry, PortEntry, ServiceKind};
+use crate::cluster::objects::{self, EndpointEntry, PortEntry, ServiceEntry, ServiceKind};
 use crate::wire::answer::{Answer, Label, OutName, Rdata};
 
 impl Zone {
@@ -40,34 +40,13 @@ impl Zone {
                     return Found::NxDomain;
                 }
                 let ports = entry.ports.iter().filter(|p| wanted(p));
-                let count = ports.clone().count();
-                if count == 0 {
-                    return if port.is_some() {
-                        Found::NxDomain
-                    } else {
-                        Found::NoData
-                    };
-                }
-                if ctx.qtype != RecordType::SRV {
-                    return Found::NoData;
-                }
                 let target = self.service_name(ns, svc);
-                let weight = srv_weight(count);
-                for p in ports {
-                    out.answers.push(self.rr(
-                        owner,
-                        Rdata::Srv {
-                            priority: 0,
-                            weight,
-                            port: p.port,
-                            target,
-                        },
-                    ));
+                match self.cluster_ip_srv(ctx.qtype, target, entry, ports, owner, out) {
+                    Some(found) => found,
+                    // No such port: a `_<port>._<proto>` name does not exist.
+                    None if port.is_some() => Found::NxDomain,
+                    None => Found::NoData,
                 }
-                for ip in entry.cluster_ips() {
-                    out.additionals.push(self.address(target, ip));
-                }
-                Found::Records
             }
             ServiceKind::Headless => {
                 let Some(endpoints) = ctx.cluster.endpoints.get(ns, svc) else {
@@ -96,6 +75,43 @@ impl Zone {
                 Found::Records
             }
         }
+    }
+
+    /// The SRV records of a ClusterIP Service, one per port in `ports`, pointing at the
+    /// Service name `target`, with its cluster IPs as additional records; `None` without
+    /// a port.
+    fn cluster_ip_srv<'a, 'p>(
+        &self,
+        qtype: RecordType,
+        target: OutName<'a>,
+        entry: &ServiceEntry,
+        ports: impl Iterator<Item = &'p PortEntry> + Clone,
+        owner: OutName<'a>,
+        out: &mut Answer<'a>,
+    ) -> Option<Found> {
+        let count = ports.clone().count();
+        if count == 0 {
+            return None;
+        }
+        if qtype != RecordType::SRV {
+            return Some(Found::NoData);
+        }
+        let weight = srv_weight(count);
+        for p in ports {
+            out.answers.push(self.rr(
+                owner,
+                Rdata::Srv {
+                    priority: 0,
+                    weight,
+                    port: p.port,
+                    target,
+                },
+            ));
+        }
+        for ip in entry.cluster_ips() {
+            out.additionals.push(self.address(target, ip));
+        }
+        Some(Found::Records)
     }
 
     /// The SRV records of a headless Service, one per endpoint name and port in `pairs`,
