@@ -4,14 +4,13 @@
 //! TCP sockets) serving authoritative zones; nothing answers with canned bytes. Where a
 //! test forges replies, it does so from its own sockets in front of a real upstream.
 //!
-//! Tests whose waits are the forwarders' timers (attempt deadlines, health probes, loop
-//! probes) run on paused tokio time (`start_paused`): when every task waits, the clock jumps
-//! to the next timer, so a 1 s deadline costs no real second, and elapsed times are read
-//! from `tokio::time::Instant`, so a wait that should not happen still shows. Every socket
-//! is on loopback and served by a task of the same runtime, so a reply is read before the
-//! clock jumps. Two kinds of test keep real time: those that wait for the cache's clock
-//! (TTLs counting down, serve-stale, prefetch), which is `std::time::Instant`, and the
-//! endless TCP upstream, which keeps the runtime busy so a paused clock would never reach
+//! Tests whose waits are timers (attempt deadlines, health and loop probes, cache TTLs,
+//! serve-stale, prefetch) run on paused tokio time (`start_paused`): when every task waits,
+//! the clock jumps to the next timer, so a 1 s deadline costs no real second, and elapsed
+//! times are read from `tokio::time::Instant` (as the forward and cache stages read theirs),
+//! so a wait that should not happen still shows. Every socket is on loopback and served by
+//! a task of the same runtime, so a reply is read before the clock jumps. The endless TCP
+//! upstream keeps real time: it keeps the runtime busy, so a paused clock would never reach
 //! the deadline a broken byte cap falls back to (the test would hang instead of fail).
 
 use std::net::SocketAddr;
@@ -265,8 +264,7 @@ async fn forwards_stub_domains_and_refuses_what_nobody_owns() {
     upstream.stop().await;
 }
 
-/// Real time: the cache's clock is `std::time::Instant`.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn answers_are_cached_with_ttls_counting_down() {
     let upstream = Server::start(vec![example_org("192.0.2.1", 60)]).await;
     let state = state_with(
@@ -414,8 +412,7 @@ async fn silent_upstreams_give_servfail_after_one_attempt() {
     );
 }
 
-/// Real time: the cache's clock is `std::time::Instant`.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_cached_answer_outlives_its_upstream_for_the_stale_window() {
     // Serve-stale: an answer cached from a live upstream outlives the upstream.
     let upstream = Server::start(vec![example_org("192.0.2.1", 1)]).await;
@@ -828,8 +825,7 @@ async fn local_answers_do_not_wait_behind_a_slow_upstream() {
     timeout(WAIT, task).await.expect("stops").expect("task");
 }
 
-/// Real time: the cache's clock is `std::time::Instant`.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn popular_answers_are_refreshed_before_they_expire() {
     let upstream = Server::start(vec![example_org("192.0.2.1", 2)]).await;
     let state = state_with(

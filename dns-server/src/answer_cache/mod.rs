@@ -64,7 +64,9 @@ mod store;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, Record};

@@ -264,7 +264,7 @@ async fn answer(
     // Every upstream known down and a stale answer at hand: answer now, let the health
     // probes find out when the upstreams are back.
     if forwarder.all_down()
-        && let Some(hit) = stale(Instant::now())
+        && let Some(hit) = stale(tokio::time::Instant::now())
     {
         return served_stale(hit);
     }
@@ -281,13 +281,13 @@ async fn answer(
                 cache.insert(
                     key.clone(),
                     Arc::clone(&reply),
-                    Instant::now(),
+                    tokio::time::Instant::now(),
                     metrics.cache(),
                 );
             }
             ((*reply).clone(), Origin::Forward)
         }
-        failed => match stale(Instant::now()) {
+        failed => match stale(tokio::time::Instant::now()) {
             Some(hit) => served_stale(hit),
             None => match failed {
                 Ok(reply) => ((*reply).clone(), Origin::Forward),

@@ -11,7 +11,8 @@
 mod tests;
 
 use std::sync::Arc;
-use std::time::Instant;
+
+use tokio::time::Instant;
 
 use hickory_proto::rr::{DNSClass, RecordType};
 

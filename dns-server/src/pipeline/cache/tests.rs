@@ -9,7 +9,9 @@ use nameplane_config::zone::ZoneConfig;
 use nameplane_config::{ServerConfig, ValidatedConfig};
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
