@@ -64,16 +64,20 @@
 //! and stops (a panic) fails `/health` ([`shutdown::Supervisor`]), so the kubelet restarts
 //! the process rather than leave a dead socket or a frozen config behind a live one.
 
+// Items are `pub(crate)` unless another crate (the binary, the integration tests, the fuzz
+// targets) uses them: the lint keeps it that way.
+#![warn(unreachable_pub)]
+
 pub mod admin;
 pub mod answer_cache;
 pub mod cluster;
-pub mod loadbalance;
+pub(crate) mod loadbalance;
 pub mod metrics;
 pub mod pipeline;
 pub(crate) mod query_log;
-pub mod rate_limit;
+pub(crate) mod rate_limit;
 pub mod reload;
-pub mod reply;
+pub(crate) mod reply;
 pub mod request;
 pub mod resolv_conf;
 pub mod server;
@@ -81,4 +85,4 @@ pub mod settings;
 pub mod shutdown;
 pub mod state;
 pub mod test_support;
-pub mod wire;
+pub(crate) mod wire;

@@ -16,7 +16,7 @@ use hickory_proto::rr::{Record, RecordType};
 use rand::RngExt as _;
 
 /// Shuffles the address and MX records of the response in `out[start..]`, in place.
-pub fn shuffle(out: &mut Vec<u8>, start: usize) {
+pub(crate) fn shuffle(out: &mut Vec<u8>, start: usize) {
     let Some(encoded) = out.get(start..) else {
         return;
     };

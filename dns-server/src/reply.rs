@@ -55,7 +55,7 @@ impl Reply {
 }
 
 /// The question name of a request as a hickory [`Name`] (lower case, absolute).
-pub fn question_name(request: &Request<'_>) -> Option<Name> {
+pub(crate) fn question_name(request: &Request<'_>) -> Option<Name> {
     Name::read(&mut BinDecoder::new(request.name.wire())).ok()
 }
 

@@ -207,7 +207,7 @@ impl Store {
 /// How often one entry was asked in the current prefetch window, and whether a refresh
 /// of it is under way.
 #[derive(Debug, Default)]
-pub struct Popularity {
+pub(super) struct Popularity {
     window_start_ms: AtomicU64,
     hits: AtomicU32,
     pub(super) refreshing: AtomicBool,

@@ -13,15 +13,15 @@ use std::time::Duration;
 use kube::runtime::utils::{Backoff, ResetTimerBackoff};
 
 /// First delay after a failure.
-pub const MIN_DELAY: Duration = Duration::from_millis(500);
+pub(crate) const MIN_DELAY: Duration = Duration::from_millis(500);
 /// Longest delay between attempts.
-pub const MAX_DELAY: Duration = Duration::from_secs(5);
+pub(crate) const MAX_DELAY: Duration = Duration::from_secs(5);
 /// A watch healthy this long starts its next backoff from [`MIN_DELAY`].
-pub const RESET_AFTER: Duration = Duration::from_secs(120);
+pub(crate) const RESET_AFTER: Duration = Duration::from_secs(120);
 
 /// Exponential backoff from [`MIN_DELAY`] to [`MAX_DELAY`] with jitter.
 #[derive(Debug)]
-pub struct WatchBackoff {
+pub(crate) struct WatchBackoff {
     current: Duration,
     jitter: std::collections::hash_map::RandomState,
     attempt: u64,
@@ -29,7 +29,7 @@ pub struct WatchBackoff {
 
 impl WatchBackoff {
     /// A backoff at its first delay.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             current: MIN_DELAY,
             jitter: std::collections::hash_map::RandomState::new(),
@@ -38,7 +38,7 @@ impl WatchBackoff {
     }
 
     /// The backoff the watches use: [`WatchBackoff`] reset after [`RESET_AFTER`].
-    pub fn for_watch() -> ResetTimerBackoff<Self> {
+    pub(crate) fn for_watch() -> ResetTimerBackoff<Self> {
         ResetTimerBackoff::new(Self::new(), RESET_AFTER)
     }
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 /// namespace → name → `V`, copy-on-write per namespace. Empty namespaces are removed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NamespacedMap<V> {
+pub(crate) struct NamespacedMap<V> {
     namespaces: HashMap<Arc<str>, Arc<HashMap<Box<str>, V>>>,
     len: usize,
 }
@@ -33,31 +33,32 @@ impl<V> Default for NamespacedMap<V> {
 
 impl<V: Clone> NamespacedMap<V> {
     /// The value of `name` in `namespace`.
-    pub fn get(&self, namespace: &str, name: &str) -> Option<&V> {
+    pub(crate) fn get(&self, namespace: &str, name: &str) -> Option<&V> {
         self.namespaces.get(namespace)?.get(name)
     }
 
     /// The value of `name` in `namespace`, with the namespace and name as stored.
-    pub fn get_entry(&self, namespace: &str, name: &str) -> Option<(&str, &str, &V)> {
+    pub(crate) fn get_entry(&self, namespace: &str, name: &str) -> Option<(&str, &str, &V)> {
         let (ns, names) = self.namespaces.get_key_value(namespace)?;
         let (name, value) = names.get_key_value(name)?;
         Some((ns, name, value))
     }
 
     /// Whether `namespace` holds at least one entry.
-    pub fn has_namespace(&self, namespace: &str) -> bool {
+    #[cfg(test)]
+    pub(crate) fn has_namespace(&self, namespace: &str) -> bool {
         self.namespaces.contains_key(namespace)
     }
 
     /// The shared name of `namespace`, if it holds entries (to reuse in other indexes).
-    pub fn namespace_key(&self, namespace: &str) -> Option<Arc<str>> {
+    pub(crate) fn namespace_key(&self, namespace: &str) -> Option<Arc<str>> {
         self.namespaces
             .get_key_value(namespace)
             .map(|(key, _)| Arc::clone(key))
     }
 
     /// Inserts or replaces; returns the previous value.
-    pub fn insert(&mut self, namespace: &str, name: &str, value: V) -> Option<V> {
+    pub(crate) fn insert(&mut self, namespace: &str, name: &str, value: V) -> Option<V> {
         let names = match self.namespaces.get_mut(namespace) {
             Some(names) => Arc::make_mut(names),
             None => Arc::make_mut(self.namespaces.entry(Arc::from(namespace)).or_default()),
@@ -70,7 +71,7 @@ impl<V: Clone> NamespacedMap<V> {
     }
 
     /// Removes; returns the removed value.
-    pub fn remove(&mut self, namespace: &str, name: &str) -> Option<V> {
+    pub(crate) fn remove(&mut self, namespace: &str, name: &str) -> Option<V> {
         let names = self.namespaces.get_mut(namespace)?;
         if !names.contains_key(name) {
             return None;
@@ -85,17 +86,17 @@ impl<V: Clone> NamespacedMap<V> {
     }
 
     /// Number of entries in all namespaces.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     /// Whether there are no entries.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Every entry, as (namespace, name, value), in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &V)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str, &V)> {
         self.namespaces.iter().flat_map(|(namespace, names)| {
             names
                 .iter()
@@ -105,7 +106,7 @@ impl<V: Clone> NamespacedMap<V> {
 }
 
 /// Number of shards of a [`ShardedMultiMap`].
-pub const SHARDS: usize = 64;
+pub(crate) const SHARDS: usize = 64;
 
 fn shard_of(ip: &IpAddr) -> usize {
     // Pod and Service addresses differ mostly in their last octets.
@@ -128,7 +129,7 @@ type Shard<V> = Arc<HashMap<IpAddr, Box<[V]>>>;
 /// IP address → values, copy-on-write per shard. A key maps to a list because several
 /// objects may share an address (the same Pod behind two Services, host-network Pods).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ShardedMultiMap<V> {
+pub(crate) struct ShardedMultiMap<V> {
     shards: Box<[Shard<V>]>,
 }
 
@@ -142,14 +143,14 @@ impl<V> Default for ShardedMultiMap<V> {
 
 impl<V: Clone + PartialEq> ShardedMultiMap<V> {
     /// The values of `ip` (empty if none).
-    pub fn get(&self, ip: &IpAddr) -> &[V] {
+    pub(crate) fn get(&self, ip: &IpAddr) -> &[V] {
         self.shards[shard_of(ip)]
             .get(ip)
             .map_or(&[][..], |values| &values[..])
     }
 
     /// Adds `value` to the list of `ip`.
-    pub fn add(&mut self, ip: IpAddr, value: V) {
+    pub(crate) fn add(&mut self, ip: IpAddr, value: V) {
         let shard = Arc::make_mut(&mut self.shards[shard_of(&ip)]);
         let values = shard.entry(ip).or_default();
         let mut list = std::mem::take(values).into_vec();
@@ -158,7 +159,7 @@ impl<V: Clone + PartialEq> ShardedMultiMap<V> {
     }
 
     /// Removes one value equal to `value` from the list of `ip`; returns whether one was.
-    pub fn remove_one(&mut self, ip: &IpAddr, value: &V) -> bool {
+    pub(crate) fn remove_one(&mut self, ip: &IpAddr, value: &V) -> bool {
         let index = shard_of(ip);
         let Some(position) = self.shards[index]
             .get(ip)
@@ -180,7 +181,7 @@ impl<V: Clone + PartialEq> ShardedMultiMap<V> {
     }
 
     /// Number of addresses with at least one value.
-    pub fn keys(&self) -> usize {
+    pub(crate) fn keys(&self) -> usize {
         self.shards.iter().map(|shard| shard.len()).sum()
     }
 }

@@ -14,15 +14,15 @@
 //! - [`names`]: how a name under the cluster domain, or a reverse name, maps to objects;
 //! - [`watch`]: the watch task (selectors from the config, retries with [`backoff`]).
 
-pub mod backoff;
+pub(crate) mod backoff;
 pub mod index;
-pub mod maps;
-pub mod names;
-pub mod nodes;
+pub(crate) mod maps;
+pub(crate) mod names;
+pub(crate) mod nodes;
 pub mod objects;
-pub mod pods;
+pub(crate) mod pods;
 pub mod watch;
-pub mod writer;
+pub(crate) mod writer;
 
 pub use index::Cluster;
 pub use objects::{EndpointEntry, PortEntry, Protocol, ServiceEntry, SliceEntry};

@@ -27,7 +27,7 @@ use crate::request::QName;
 
 /// What a name under the cluster domain refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ClusterName<'a> {
+pub(crate) enum ClusterName<'a> {
     /// The zone apex itself (`<zone>`).
     Apex,
     /// `dns-version.<zone>`: the schema version TXT record.
@@ -85,7 +85,7 @@ pub enum ClusterName<'a> {
 }
 
 /// Classifies `relative`: the labels of a lower-cased name left of the zone, leftmost first.
-pub fn parse<'a>(relative: &[&'a [u8]]) -> ClusterName<'a> {
+pub(crate) fn parse<'a>(relative: &[&'a [u8]]) -> ClusterName<'a> {
     let text = |label: &'a [u8]| std::str::from_utf8(label).ok();
     let underscored = |label: &'a [u8]| label.strip_prefix(b"_").filter(|rest| !rest.is_empty());
     let parsed = match *relative {
@@ -142,7 +142,7 @@ const MAX_RELATIVE: usize = 5;
 
 /// Classifies the labels of a lower-cased name under a zone of `zone_labels` labels.
 /// Allocates nothing.
-pub fn classify<'a>(
+pub(crate) fn classify<'a>(
     labels: impl ExactSizeIterator<Item = &'a [u8]>,
     zone_labels: usize,
 ) -> ClusterName<'a> {
@@ -160,18 +160,18 @@ pub fn classify<'a>(
 }
 
 /// The reverse zone `in-addr.arpa.` in wire form.
-pub const IN_ADDR_ARPA: &[u8] = b"\x07in-addr\x04arpa\x00";
+pub(crate) const IN_ADDR_ARPA: &[u8] = b"\x07in-addr\x04arpa\x00";
 
 /// The reverse zone `ip6.arpa.` in wire form.
-pub const IP6_ARPA: &[u8] = b"\x03ip6\x04arpa\x00";
+pub(crate) const IP6_ARPA: &[u8] = b"\x03ip6\x04arpa\x00";
 
 /// Whether `name` is in one of the reverse zones.
-pub fn is_reverse(name: &QName) -> bool {
+pub(crate) fn is_reverse(name: &QName) -> bool {
     name.is_in(IN_ADDR_ARPA) || name.is_in(IP6_ARPA)
 }
 
 /// The address a complete reverse name stands for; `None` for partial or malformed ones.
-pub fn reverse_address(name: &QName) -> Option<IpAddr> {
+pub(crate) fn reverse_address(name: &QName) -> Option<IpAddr> {
     let count = name.label_count();
     if count == 6 && name.is_in(IN_ADDR_ARPA) {
         let mut octets = [0u8; 4];

@@ -78,7 +78,7 @@ impl NodeAddresses {
 
 /// The cut-down form of a Node: its name and the IP addresses a query can come from
 /// (sorted, without repeats).
-pub fn compact_node(node: &Node) -> (Box<str>, Box<[IpAddr]>) {
+pub(crate) fn compact_node(node: &Node) -> (Box<str>, Box<[IpAddr]>) {
     let mut ips: Vec<IpAddr> = node
         .status
         .as_ref()

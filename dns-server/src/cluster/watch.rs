@@ -74,7 +74,8 @@ impl Resource {
 
 impl Event {
     /// Which resource the event is about.
-    pub fn resource(&self) -> Resource {
+    #[cfg(test)]
+    pub(crate) fn resource(&self) -> Resource {
         match self {
             Self::Service(_) => Resource::Services,
             Self::Slice(_) => Resource::EndpointSlices,

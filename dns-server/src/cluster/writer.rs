@@ -31,7 +31,7 @@ use super::nodes;
 use super::objects;
 
 /// The current unix time in seconds, truncated to 32 bits: the SOA serial of a change.
-pub fn unix_serial() -> u32 {
+pub(crate) fn unix_serial() -> u32 {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs());
@@ -46,7 +46,7 @@ pub fn unix_serial() -> u32 {
 /// nothing.
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
-pub enum Event {
+pub(crate) enum Event {
     /// Services.
     Service(watcher::Event<Service>),
     /// EndpointSlices.
@@ -61,7 +61,7 @@ pub enum Event {
 
 /// One DNS programming latency sample: the Service kind and the trigger time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LatencySample {
+pub(crate) struct LatencySample {
     /// `service_kind` label.
     pub service_kind: &'static str,
     /// When the change that caused the update happened, unix nanoseconds.
@@ -70,7 +70,7 @@ pub struct LatencySample {
 
 /// The single writer of the cluster tables.
 #[derive(Debug)]
-pub struct ClusterWriter {
+pub(crate) struct ClusterWriter {
     services: Relisted<Services>,
     endpoints: Relisted<EndpointsTable>,
     namespaces: Relisted<Namespaces>,
@@ -84,7 +84,7 @@ pub struct ClusterWriter {
 impl ClusterWriter {
     /// A writer starting from empty, unlisted tables; `clock` gives the serial of a change
     /// (normally [`unix_serial`]).
-    pub fn new(clock: fn() -> u32) -> Self {
+    pub(crate) fn new(clock: fn() -> u32) -> Self {
         Self {
             services: Relisted::default(),
             endpoints: Relisted::default(),
@@ -99,7 +99,7 @@ impl ClusterWriter {
 
     /// Starts or stops tracking Pods. Returns whether that changed anything; a newly
     /// tracked table is empty and unlisted until its watch completes a list.
-    pub fn set_pods_watched(&mut self, watched: bool) -> bool {
+    pub(crate) fn set_pods_watched(&mut self, watched: bool) -> bool {
         if watched == self.pods.is_some() {
             return false;
         }
@@ -111,7 +111,7 @@ impl ClusterWriter {
     /// Starts or stops tracking the Nodes' addresses. Returns whether that changed
     /// anything; a newly tracked table is empty and unlisted until its watch completes a
     /// list. The SOA serial stays: no record changes.
-    pub fn set_nodes_watched(&mut self, watched: bool) -> bool {
+    pub(crate) fn set_nodes_watched(&mut self, watched: bool) -> bool {
         if watched == self.nodes.is_some() {
             return false;
         }
@@ -120,7 +120,7 @@ impl ClusterWriter {
     }
 
     /// The tables as they stand, to publish.
-    pub fn snapshot(&self) -> Arc<Cluster> {
+    pub(crate) fn snapshot(&self) -> Arc<Cluster> {
         Arc::new(
             Cluster::from_tables(
                 self.services.live.clone(),
@@ -134,12 +134,12 @@ impl ClusterWriter {
     }
 
     /// Takes the latency samples gathered since the last call.
-    pub fn take_latencies(&mut self) -> Vec<LatencySample> {
+    pub(crate) fn take_latencies(&mut self) -> Vec<LatencySample> {
         std::mem::take(&mut self.latencies)
     }
 
     /// Applies one event; returns whether the published snapshot must change.
-    pub fn apply(&mut self, event: Event) -> bool {
+    pub(crate) fn apply(&mut self, event: Event) -> bool {
         let changed = match event {
             Event::Service(event) => self.services.apply(
                 event,

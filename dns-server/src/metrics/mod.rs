@@ -55,10 +55,10 @@ use hickory_proto::rr::RecordType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 
-pub mod cache;
-pub mod client;
+pub(crate) mod cache;
+pub(crate) mod client;
 mod families;
-pub mod forward;
+pub(crate) mod forward;
 mod histogram;
 mod labels;
 

@@ -89,7 +89,7 @@ impl Chase for NoChase {
 }
 
 /// Most chases for one client query.
-pub const MAX_CHASE_DEPTH: usize = 4;
+pub(crate) const MAX_CHASE_DEPTH: usize = 4;
 
 /// The end of the CNAME chain in `reply` when it leaves `domain` with no record of the
 /// asked type at its end: the name to chase.

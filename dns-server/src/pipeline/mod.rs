@@ -50,15 +50,15 @@
 //! zone serials) is carried from the serving pipeline to its replacement by
 //! [`Pipeline::adopt`], where the configs allow it.
 
-pub mod cache;
-pub mod client;
-pub mod deferred;
-pub mod flow;
-pub mod forward;
-pub mod kubernetes;
-pub mod routes;
-pub mod send;
-pub mod zones;
+pub(crate) mod cache;
+pub(crate) mod client;
+pub(crate) mod deferred;
+pub(crate) mod flow;
+pub(crate) mod forward;
+pub(crate) mod kubernetes;
+pub(crate) mod routes;
+pub(crate) mod send;
+pub(crate) mod zones;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

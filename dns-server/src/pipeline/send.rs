@@ -66,7 +66,7 @@ impl Sent {
 }
 
 /// Writes `answer` for `request` at the end of `out`, within `limit`.
-pub fn answer(
+pub(crate) fn answer(
     request: &Request<'_>,
     answer: &Answer<'_>,
     limit: SizeLimit,
@@ -81,7 +81,7 @@ pub fn answer(
 }
 
 /// Writes a bare `rcode` from `origin` for `request` at the end of `out`.
-pub fn rcode(
+pub(crate) fn rcode(
     request: &Request<'_>,
     rcode: ResponseCode,
     origin: Origin,
@@ -94,7 +94,7 @@ pub fn rcode(
 
 /// Encodes what the stages decided for `request` (parsed from `packet`) at the end of
 /// `out`, within `limit`.
-pub fn send(
+pub(crate) fn send(
     packet: &[u8],
     request: &Request<'_>,
     flow: Flow<'_>,

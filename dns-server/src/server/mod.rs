@@ -14,7 +14,7 @@
 //! what it returns.
 
 pub mod tcp;
-pub mod udp;
+pub(crate) mod udp;
 
 use std::io;
 use std::net::SocketAddr;

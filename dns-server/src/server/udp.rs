@@ -40,7 +40,7 @@ const BATCH: usize = 64;
 /// socket is empty or [`BATCH`] datagrams are done, each response sent with `try_send_to`
 /// (awaited only if the send buffer is full). Under load that is two system calls per
 /// query and no wake-ups.
-pub async fn serve(socket: UdpSocket, state: Arc<State>, mut shutdown: Shutdown) {
+pub(crate) async fn serve(socket: UdpSocket, state: Arc<State>, mut shutdown: Shutdown) {
     let socket = Arc::new(socket);
     let mut buf = vec![0; MAX_DATAGRAM];
     let mut out = Vec::with_capacity(MAX_RESPONSE);

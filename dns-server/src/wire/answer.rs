@@ -61,7 +61,7 @@ impl Origin {
 }
 
 /// Most labels [`OutName::Parts`] puts before its tail.
-pub const MAX_HEAD_LABELS: usize = 4;
+pub(crate) const MAX_HEAD_LABELS: usize = 4;
 
 /// One label of an [`OutName`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -135,12 +135,12 @@ impl<'a> OutName<'a> {
     }
 
     /// The name in presentation form (for tests and logs; allocates).
-    pub fn to_text(&self, query: &str) -> String {
+    pub fn to_text(self, query: &str) -> String {
         match self {
             Self::Query => query.to_owned(),
             Self::Parts { head, len, tail } => {
                 let mut out = String::new();
-                for label in &head[..usize::from(*len)] {
+                for label in &head[..usize::from(len)] {
                     match label {
                         Label::Bytes(bytes) => out.push_str(&String::from_utf8_lossy(bytes)),
                         Label::Dashed(ip) => {
@@ -165,18 +165,18 @@ impl<'a> OutName<'a> {
 impl OutName<'_> {
     /// The name as a [`QName`] (lower case, no allocation); [`OutName::Query`] is `query`.
     /// `None` if it is not a valid name.
-    pub fn to_qname(&self, query: &QName) -> Option<QName> {
+    pub fn to_qname(self, query: &QName) -> Option<QName> {
         match self {
             Self::Query => Some(query.clone()),
             Self::Parts { head, len, tail } => {
                 let mut dashed =
                     [DashedIp::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED)); MAX_HEAD_LABELS];
-                for (slot, label) in dashed.iter_mut().zip(&head[..usize::from(*len)]) {
+                for (slot, label) in dashed.iter_mut().zip(&head[..usize::from(len)]) {
                     if let Label::Dashed(ip) = label {
                         *slot = DashedIp::new(*ip);
                     }
                 }
-                let heads = head[..usize::from(*len)]
+                let heads = head[..usize::from(len)]
                     .iter()
                     .zip(&dashed)
                     .map(|(label, dashed)| match label {
@@ -234,7 +234,7 @@ impl DashedIp {
 /// Iterates the labels of an uncompressed name in wire form (stops at the root, or at
 /// anything malformed).
 #[derive(Clone, Copy, Debug)]
-pub struct WireLabels<'a>(pub &'a [u8]);
+pub(crate) struct WireLabels<'a>(pub &'a [u8]);
 
 impl<'a> Iterator for WireLabels<'a> {
     type Item = &'a [u8];

@@ -9,14 +9,14 @@ use hickory_proto::op::Edns;
 use crate::request::RequestEdns;
 
 /// Size of an OPT record without options.
-pub const OPT_LEN: usize = 11;
+pub(crate) const OPT_LEN: usize = 11;
 
 /// Record type of the OPT pseudo-record.
 const OPT: u16 = 41;
 
 /// Appends an OPT record without options: root owner, `payload` as the class, the
 /// extended rcode's upper bits, version 0, the DO bit, RDLENGTH 0.
-pub fn write_opt(out: &mut Vec<u8>, payload: u16, rcode_high: u8, dnssec_ok: bool) {
+pub(crate) fn write_opt(out: &mut Vec<u8>, payload: u16, rcode_high: u8, dnssec_ok: bool) {
     out.push(0);
     out.extend_from_slice(&OPT.to_be_bytes());
     out.extend_from_slice(&payload.to_be_bytes());
@@ -24,7 +24,7 @@ pub fn write_opt(out: &mut Vec<u8>, payload: u16, rcode_high: u8, dnssec_ok: boo
 }
 
 /// The same record for an encoder that builds a hickory message.
-pub fn hickory_opt(edns: RequestEdns, payload: u16) -> Edns {
+pub(crate) fn hickory_opt(edns: RequestEdns, payload: u16) -> Edns {
     let mut opt = Edns::new();
     opt.set_max_payload(payload)
         .set_version(0)

@@ -13,9 +13,9 @@
 //! receive (its EDNS size capped at the server's, on UDP), or a whole message for an
 //! answer shaped afterwards.
 
-pub mod answer;
-pub mod cached;
-pub mod edns;
-pub mod reply;
-pub mod transfer;
-pub mod writer;
+pub(crate) mod answer;
+pub(crate) mod cached;
+pub(crate) mod edns;
+pub(crate) mod reply;
+pub(crate) mod transfer;
+pub(crate) mod writer;

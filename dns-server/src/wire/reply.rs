@@ -24,7 +24,7 @@ use crate::request::{Request, SizeLimit};
 
 /// Writes the response to `request` made of `reply` at the end of `out`, within `limit`.
 /// Returns whether TC was set.
-pub fn encode(
+pub(crate) fn encode(
     request: &Request<'_>,
     reply: &Reply,
     origin: Origin,

@@ -16,7 +16,7 @@ use crate::reply::Transfer;
 use crate::request::{ErrorReply, Request};
 
 /// Records packed into one message before starting the next.
-pub const RECORDS_PER_MESSAGE: usize = 100;
+pub(crate) const RECORDS_PER_MESSAGE: usize = 100;
 
 fn message(request: &Request<'_>, records: &[Record], first: bool, payload: u16) -> Message {
     let mut message = Message::response(request.id, OpCode::Query);
@@ -63,7 +63,7 @@ fn encode_batch(
 
 /// The messages of `transfer`, in order; never empty. The first one's OPT record (when
 /// the query had one) advertises `payload` (`--max-udp-payload`).
-pub fn encode(request: &Request<'_>, transfer: Transfer, payload: u16) -> Vec<Vec<u8>> {
+pub(crate) fn encode(request: &Request<'_>, transfer: Transfer, payload: u16) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for (i, batch) in transfer.records.chunks(RECORDS_PER_MESSAGE).enumerate() {
         encode_batch(request, batch, i == 0, payload, &mut out);

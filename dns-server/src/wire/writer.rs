@@ -32,7 +32,7 @@ const MAX_JUMPS: usize = 16;
 
 /// What encoding wrote, for the metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Encoded {
+pub(crate) struct Encoded {
     /// Whether TC was set.
     pub truncated: bool,
 }
@@ -220,7 +220,7 @@ impl Writer<'_> {
 
 /// Encodes `answer` as the response to `request` at the end of `out` (which may already hold
 /// a TCP length prefix), truncated if it does not fit `limit`.
-pub fn encode(
+pub(crate) fn encode(
     request: &Request<'_>,
     answer: &Answer<'_>,
     limit: SizeLimit,
@@ -298,13 +298,13 @@ pub fn encode(
 /// upstream). Encoded for a question built from `request.name` (so [`OutName::Query`]
 /// is the name asked of the stage, whatever the client's packet says) and read back:
 /// never on the query path of a plain or shaped local answer.
-pub fn to_reply(request: &Request<'_>, answer: &Answer<'_>) -> Option<Reply> {
+pub(crate) fn to_reply(request: &Request<'_>, answer: &Answer<'_>) -> Option<Reply> {
     Reply::from_wire(&encode_for_name(request, answer))
 }
 
 /// `answer` encoded whole for a question built from `request.name` (not the client's
 /// packet), without EDNS: the form [`to_reply`] reads back.
-pub fn encode_for_name(request: &Request<'_>, answer: &Answer<'_>) -> Vec<u8> {
+pub(crate) fn encode_for_name(request: &Request<'_>, answer: &Answer<'_>) -> Vec<u8> {
     let mut question = Vec::with_capacity(request.name.wire().len() + 4);
     question.extend_from_slice(request.name.wire());
     question.extend_from_slice(&u16::from(request.qtype).to_be_bytes());
@@ -320,7 +320,7 @@ pub fn encode_for_name(request: &Request<'_>, answer: &Answer<'_>) -> Vec<u8> {
 }
 
 /// Encodes a header-only error response (no question, no records).
-pub fn encode_error(reply: &ErrorReply) -> [u8; HEADER_LEN] {
+pub(crate) fn encode_error(reply: &ErrorReply) -> [u8; HEADER_LEN] {
     let [id_hi, id_lo] = reply.id.to_be_bytes();
     let flags = 0x80 | ((reply.opcode & 0x0f) << 3) | u8::from(reply.recursion_desired);
     [

@@ -24,29 +24,29 @@ use crate::request::Request;
 
 /// The cache stage.
 #[derive(Debug)]
-pub struct CacheStage {
+pub(crate) struct CacheStage {
     routes: Arc<Routes>,
     cache: Arc<Cache>,
 }
 
 impl CacheStage {
     /// A stage answering from `cache` for the names `routes` forwards.
-    pub fn new(routes: Arc<Routes>, cache: Arc<Cache>) -> Self {
+    pub(crate) fn new(routes: Arc<Routes>, cache: Arc<Cache>) -> Self {
         Self { routes, cache }
     }
 
     /// The cache, to share with the next pipeline.
-    pub fn shared(&self) -> Arc<Cache> {
+    pub(crate) fn shared(&self) -> Arc<Cache> {
         Arc::clone(&self.cache)
     }
 
     /// Uses `cache` (taken over from the previous pipeline) instead of a new one.
-    pub fn replace_cache(&mut self, cache: Arc<Cache>) {
+    pub(crate) fn replace_cache(&mut self, cache: Arc<Cache>) {
         self.cache = cache;
     }
 
     /// Answers from a fresh entry; anything else goes on.
-    pub fn handle<'a>(&self, request: &Request<'_>, sources: &Sources<'_>) -> Flow<'a> {
+    pub(crate) fn handle<'a>(&self, request: &Request<'_>, sources: &Sources<'_>) -> Flow<'a> {
         if request.qclass != DNSClass::IN
             || matches!(request.qtype, RecordType::AXFR | RecordType::IXFR)
         {

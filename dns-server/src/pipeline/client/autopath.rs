@@ -20,14 +20,14 @@ use crate::request::QName;
 
 /// The search path rule of one config.
 #[derive(Debug)]
-pub struct Autopath {
+pub(crate) struct Autopath {
     /// The cluster domain, presentation form without a trailing dot.
     zone: String,
 }
 
 impl Autopath {
     /// `None` unless the config turns autopath on.
-    pub fn new(config: &ValidatedConfig) -> Option<Self> {
+    pub(crate) fn new(config: &ValidatedConfig) -> Option<Self> {
         config.kubernetes().autopath.then(|| Self {
             zone: config.cluster_domain().to_owned(),
         })
@@ -35,7 +35,7 @@ impl Autopath {
 
     /// The names to try for `name` asked by a Pod of `namespace`, the asked name first;
     /// `None` when the question is not under the Pod's first search domain.
-    pub fn candidates(
+    pub(crate) fn candidates(
         &self,
         name: &QName,
         qtype: RecordType,

@@ -23,10 +23,10 @@
 //! client no policy restricts, whose question no rule rewrites and autopath does not
 //! touch, takes the plain path.
 
-pub mod autopath;
-pub mod policy;
-pub mod rewrite;
-pub mod shaping;
+pub(crate) mod autopath;
+pub(crate) mod policy;
+pub(crate) mod rewrite;
+pub(crate) mod shaping;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -50,7 +50,7 @@ use shaping::{Shape, Shaped, Shaping};
 
 /// The client-aware stages of one config.
 #[derive(Debug)]
-pub struct ClientStages {
+pub(crate) struct ClientStages {
     policies: Option<Arc<PolicySet>>,
     rewrites: Option<RewriteSet>,
     autopath: Option<Autopath>,
@@ -71,7 +71,7 @@ struct Asker<'c> {
 
 impl ClientStages {
     /// `None` when the config has no policy, denied client class, rewrite or autopath.
-    pub fn new(config: &ValidatedConfig) -> Option<Self> {
+    pub(crate) fn new(config: &ValidatedConfig) -> Option<Self> {
         let stages = Self {
             policies: PolicySet::new(config),
             rewrites: RewriteSet::new(config),

@@ -51,7 +51,7 @@ use crate::wire::answer::{OutName, Rdata, Rr};
 
 /// The policies of one config, ready to be matched.
 #[derive(Debug)]
-pub struct PolicySet {
+pub(crate) struct PolicySet {
     policies: Box<[Compiled]>,
     unidentified: ClientClass,
     nodes: Option<NodeClass>,
@@ -121,10 +121,10 @@ struct Decisions {
 }
 
 /// The label of the decisions of unidentified clients.
-pub const UNIDENTIFIED: &str = "(unidentified)";
+pub(crate) const UNIDENTIFIED: &str = "(unidentified)";
 
 /// The label of the decisions of node clients.
-pub const NODES: &str = "(nodes)";
+pub(crate) const NODES: &str = "(nodes)";
 
 impl ClientClass {
     fn new(action: PolicyAction, label: &'static str) -> Self {
@@ -148,7 +148,7 @@ fn counters(cell: &OnceLock<Decisions>, source: &str, metrics: &Metrics) -> Deci
 impl PolicySet {
     /// Compiles the config's policies and client classes; `None` when nobody can be denied
     /// (no policy, and every class allowed).
-    pub fn new(config: &ValidatedConfig) -> Option<Arc<Self>> {
+    pub(crate) fn new(config: &ValidatedConfig) -> Option<Arc<Self>> {
         let raw = config.raw();
         let clients = &raw.clients;
         let denies_a_class = clients.unidentified == PolicyAction::Deny
@@ -185,7 +185,7 @@ impl PolicySet {
     /// What restricts the client at `ip` (canonical), `pod` being the Pod its address
     /// identifies, if any; `None` when it may resolve anything. A client of an allowed class
     /// is counted here, since whatever it asks is allowed.
-    pub fn restriction(
+    pub(crate) fn restriction(
         self: &Arc<Self>,
         ip: IpAddr,
         pod: Option<&Arc<PodClient>>,

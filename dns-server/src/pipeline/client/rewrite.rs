@@ -30,7 +30,7 @@ use crate::request::QName;
 
 /// The rules of one config, in order.
 #[derive(Debug)]
-pub struct RewriteSet {
+pub(crate) struct RewriteSet {
     rules: Box<[Arc<RewriteRule>]>,
 }
 
@@ -58,7 +58,7 @@ enum Matcher {
 
 /// A question a rule rewrote.
 #[derive(Clone, Debug)]
-pub struct Rewritten {
+pub(crate) struct Rewritten {
     /// The name to resolve instead.
     pub name: QName,
     /// The rule, for turning the answer back.
@@ -93,7 +93,7 @@ fn with_text<R>(name: &QName, f: impl FnOnce(&str) -> R) -> R {
 
 impl RewriteSet {
     /// Compiles the config's rules; `None` when there are none.
-    pub fn new(config: &ValidatedConfig) -> Option<Self> {
+    pub(crate) fn new(config: &ValidatedConfig) -> Option<Self> {
         let rules = &config.raw().rewrites;
         if rules.is_empty() {
             return None;
@@ -108,14 +108,9 @@ impl RewriteSet {
         })
     }
 
-    /// Whether any rule is limited to one namespace's Pods.
-    pub fn has_tenant_rules(&self) -> bool {
-        self.rules.iter().any(|r| r.client_namespace.is_some())
-    }
-
     /// The first rule that rewrites `name` for a client in `namespace` (`None`: not a Pod
     /// the server knows), and what it makes of it.
-    pub fn apply(&self, name: &QName, namespace: Option<&str>) -> Option<Rewritten> {
+    pub(crate) fn apply(&self, name: &QName, namespace: Option<&str>) -> Option<Rewritten> {
         with_text(name, |asked| self.first_match(asked, namespace))
     }
 

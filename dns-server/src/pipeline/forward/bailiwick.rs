@@ -34,7 +34,12 @@ fn wanted_type(record: &Record, qtype: RecordType) -> bool {
 }
 
 /// Keeps the part of `message` the forwarder for `domain` may vouch for.
-pub fn sanitize(message: Message, key: &Key, domain: &Name, metrics: &ForwardMetrics) -> Reply {
+pub(crate) fn sanitize(
+    message: Message,
+    key: &Key,
+    domain: &Name,
+    metrics: &ForwardMetrics,
+) -> Reply {
     let Message {
         metadata,
         answers,

@@ -23,15 +23,15 @@ use crate::reply::Reply;
 use crate::request::Transport;
 
 /// Most upstreams asked for one query.
-pub const MAX_ATTEMPTS: usize = 3;
+pub(crate) const MAX_ATTEMPTS: usize = 3;
 
 /// Longest wait for one upstream's reply before trying the next.
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1000);
+pub(crate) const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// Longest time a query spends on the upstreams in all; then SERVFAIL (or a stale answer).
 /// Below the 5 s a stub resolver waits by default, so the client sees our answer, not its
 /// own timeout.
-pub const QUERY_TIMEOUT: Duration = Duration::from_millis(2000);
+pub(crate) const QUERY_TIMEOUT: Duration = Duration::from_millis(2000);
 
 /// Every attempt failed without a usable reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

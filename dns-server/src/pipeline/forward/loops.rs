@@ -35,16 +35,16 @@ use crate::metrics::forward::ForwardMetrics;
 use crate::reply::Key;
 
 /// Probe queries sent to each upstream.
-pub const PROBES: u32 = 3;
+pub(crate) const PROBES: u32 = 3;
 
 /// Echoes of an upstream's probes that make a loop.
-pub const ECHOES: u32 = 2;
+pub(crate) const ECHOES: u32 = 2;
 
 /// Longest wait for the reply to one probe.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The zone of probe names, in wire form.
-pub const PROBE_ZONE: &[u8] = b"\x0enameplane-loop\x00";
+pub(crate) const PROBE_ZONE: &[u8] = b"\x0enameplane-loop\x00";
 
 /// A fresh probe name, `<random>.<random>.nameplane-loop.`.
 fn probe_name() -> Option<Name> {
@@ -54,7 +54,7 @@ fn probe_name() -> Option<Name> {
 
 /// Probes `upstream` of the forwarder for `forwarder` (its domain) once in its life; marks
 /// it looping if its probes come back. Must run inside a Tokio runtime.
-pub async fn probe(forwarder: String, upstream: Arc<Upstream>, metrics: ForwardMetrics) {
+pub(crate) async fn probe(forwarder: String, upstream: Arc<Upstream>, metrics: ForwardMetrics) {
     let state = upstream.loops();
     if state.probed.swap(true, Ordering::AcqRel) {
         return;

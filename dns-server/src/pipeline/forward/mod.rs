@@ -60,11 +60,11 @@
 //!
 //! Metrics: [`crate::metrics::forward`].
 
-pub mod bailiwick;
-pub mod forwarder;
-pub mod loop_state;
-pub mod loops;
-pub mod upstream;
+pub(crate) mod bailiwick;
+pub(crate) mod forwarder;
+pub(crate) mod loop_state;
+pub(crate) mod loops;
+pub(crate) mod upstream;
 
 #[cfg(test)]
 mod tests;

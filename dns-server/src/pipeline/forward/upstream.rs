@@ -43,16 +43,16 @@ use crate::reply::Key;
 use crate::request::{DEFAULT_MAX_UDP_PAYLOAD as MAX_UDP_PAYLOAD, HEADER_LEN};
 
 /// Consecutive failures after which an upstream counts as down (CoreDNS's `max_fails`).
-pub const MAX_FAILS: u32 = 2;
+pub(crate) const MAX_FAILS: u32 = 2;
 
 /// Time between health probes of an upstream that failed (CoreDNS's `health_check`).
-pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+pub(crate) const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Time a health probe waits for its reply.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Lowest source port drawn for a UDP query (the unprivileged range).
-pub const SOURCE_PORT_MIN: u16 = 1024;
+pub(crate) const SOURCE_PORT_MIN: u16 = 1024;
 
 /// Random ports tried before letting the kernel pick one.
 const PORT_ATTEMPTS: usize = 16;
@@ -63,24 +63,24 @@ const PORT_ATTEMPTS: usize = 16;
 const MAX_UDP_REPLY: usize = 4096;
 
 /// Most answer records accepted in one upstream reply.
-pub const MAX_ANSWER_RECORDS: u16 = 512;
+pub(crate) const MAX_ANSWER_RECORDS: u16 = 512;
 
 /// Most authority records accepted in one upstream reply.
-pub const MAX_AUTHORITY_RECORDS: u16 = 64;
+pub(crate) const MAX_AUTHORITY_RECORDS: u16 = 64;
 
 /// Most additional records (the OPT record included) accepted in one upstream reply.
-pub const MAX_ADDITIONAL_RECORDS: u16 = 64;
+pub(crate) const MAX_ADDITIONAL_RECORDS: u16 = 64;
 
 /// Most bytes one TCP exchange reads: two messages of the largest size, so a server
 /// that sends something else before the answer still gets its answer through.
-pub const MAX_TCP_READ_BYTES: usize = 2 * (2 + u16::MAX as usize);
+pub(crate) const MAX_TCP_READ_BYTES: usize = 2 * (2 + u16::MAX as usize);
 
 /// How long an idle TCP connection to an upstream is kept for the next exchange
 /// (CoreDNS forward's `expire` default).
-pub const IDLE_CONNECTION_EXPIRY: Duration = Duration::from_secs(10);
+pub(crate) const IDLE_CONNECTION_EXPIRY: Duration = Duration::from_secs(10);
 
 /// Most idle TCP connections kept per upstream.
-pub const MAX_IDLE_CONNECTIONS: usize = 16;
+pub(crate) const MAX_IDLE_CONNECTIONS: usize = 16;
 
 /// The transport of one exchange.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -376,7 +376,7 @@ impl Upstream {
 
 /// The query for `key` with `id`: RD set, CD as the client's, EDNS with our payload size
 /// and the client's DO bit.
-pub fn encode_query(id: u16, key: &Key) -> Vec<u8> {
+pub(crate) fn encode_query(id: u16, key: &Key) -> Vec<u8> {
     let mut message = Message::new(id, MessageType::Query, OpCode::Query);
     message.metadata.recursion_desired = true;
     message.metadata.checking_disabled = key.checking_disabled;
@@ -396,7 +396,7 @@ pub fn encode_query(id: u16, key: &Key) -> Vec<u8> {
 /// QR bit and opcode, and the question (name case-insensitively, type and class) must all
 /// match, no section may hold more records than its cap (checked on the header, before
 /// decoding), and the whole message must decode.
-pub fn check_reply(bytes: &[u8], id: u16, key: &Key) -> Result<Message, RejectReason> {
+pub(crate) fn check_reply(bytes: &[u8], id: u16, key: &Key) -> Result<Message, RejectReason> {
     let Some(
         &[
             id_hi,
@@ -443,7 +443,7 @@ pub fn check_reply(bytes: &[u8], id: u16, key: &Key) -> Result<Message, RejectRe
 
 /// A UDP socket for one query to `remote`, bound to a source port drawn from the CSPRNG
 /// (falling back to the kernel's pick if [`PORT_ATTEMPTS`] ports are all taken).
-pub fn bind_random_port(remote: SocketAddr) -> io::Result<UdpSocket> {
+pub(crate) fn bind_random_port(remote: SocketAddr) -> io::Result<UdpSocket> {
     let local: IpAddr = if remote.is_ipv4() {
         Ipv4Addr::UNSPECIFIED.into()
     } else {

@@ -67,11 +67,8 @@ use nameplane_config::ValidatedConfig;
 
 use self::reverse::ReverseZones;
 use self::service::ServiceFound;
+pub(crate) use self::zone::MAX_CNAME_CHAIN;
 use self::zone::{Ctx, Found, Zone};
-pub use self::zone::{
-    DNS_SCHEMA_VERSION, DNS_VERSION_TTL, MAX_CNAME_CHAIN, SOA_EXPIRE, SOA_MAX_TTL, SOA_REFRESH,
-    SOA_RETRY,
-};
 use super::flow::{BuildError, Flow};
 use crate::cluster::index::Cluster;
 use crate::cluster::names::{self, ClusterName};

@@ -14,19 +14,19 @@ use crate::request::QName;
 use crate::wire::answer::{Label, OutName, Rdata, Rr, Soa, WireLabels};
 
 /// SOA refresh, in seconds (CoreDNS's value).
-pub const SOA_REFRESH: u32 = 7200;
+pub(crate) const SOA_REFRESH: u32 = 7200;
 /// SOA retry, in seconds (CoreDNS's value).
-pub const SOA_RETRY: u32 = 1800;
+pub(crate) const SOA_RETRY: u32 = 1800;
 /// SOA expire, in seconds (CoreDNS's value).
-pub const SOA_EXPIRE: u32 = 86400;
+pub(crate) const SOA_EXPIRE: u32 = 86400;
 /// Largest TTL of the SOA record itself, in seconds (CoreDNS's cap).
-pub const SOA_MAX_TTL: u32 = 300;
+pub(crate) const SOA_MAX_TTL: u32 = 300;
 /// The Kubernetes DNS schema version this server implements (`dns-version` TXT).
-pub const DNS_SCHEMA_VERSION: &str = "1.1.0";
+pub(crate) const DNS_SCHEMA_VERSION: &str = "1.1.0";
 /// TTL of the `dns-version` record (CoreDNS's value).
-pub const DNS_VERSION_TTL: u32 = 28800;
+pub(crate) const DNS_VERSION_TTL: u32 = 28800;
 /// Most CNAME links followed inside the zone (CoreDNS caps chains at 10).
-pub const MAX_CNAME_CHAIN: u8 = 10;
+pub(crate) const MAX_CNAME_CHAIN: u8 = 10;
 
 const SVC: &[u8] = b"svc";
 

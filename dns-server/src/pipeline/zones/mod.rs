@@ -52,17 +52,17 @@ use crate::request::{Request, Transport};
 use crate::wire::answer::{Answer, Origin, OutName, Rdata, Rr};
 
 /// SOA refresh, in seconds.
-pub const SOA_REFRESH: i32 = 7200;
+pub(crate) const SOA_REFRESH: i32 = 7200;
 /// SOA retry, in seconds.
-pub const SOA_RETRY: i32 = 1800;
+pub(crate) const SOA_RETRY: i32 = 1800;
 /// SOA expire, in seconds.
-pub const SOA_EXPIRE: i32 = 86400;
+pub(crate) const SOA_EXPIRE: i32 = 86400;
 /// Most CNAMEs followed inside a zone for one answer.
-pub const MAX_CNAME_CHAIN: usize = 8;
+pub(crate) const MAX_CNAME_CHAIN: usize = 8;
 
 /// Seconds since the epoch, as a SOA serial (RFC 1982 arithmetic makes the 2106 wrap
 /// harmless).
-pub fn unix_now() -> u32 {
+pub(crate) fn unix_now() -> u32 {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -113,7 +113,7 @@ impl Node {
 
 /// One zone, ready to answer from.
 #[derive(Clone, Debug)]
-pub struct Zone {
+pub(crate) struct Zone {
     apex: Name,
     config: ZoneConfig,
     mname: Name,
@@ -129,13 +129,9 @@ pub struct Zone {
 }
 
 impl Zone {
-    /// The apex.
-    pub fn apex(&self) -> &Name {
-        &self.apex
-    }
-
     /// The SOA serial being served.
-    pub fn serial(&self) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn serial(&self) -> u32 {
         self.serial
     }
 
@@ -341,13 +337,13 @@ impl Zone {
 
 /// The zones stage, built from one config.
 #[derive(Debug)]
-pub struct ZonesStage {
+pub(crate) struct ZonesStage {
     zones: HashMap<Name, Zone>,
 }
 
 impl ZonesStage {
     /// Builds every zone of `config`, each starting at serial `now` (see [`ZonesStage::adopt`]).
-    pub fn new(config: &ValidatedConfig, now: u32) -> Result<Self, BuildError> {
+    pub(crate) fn new(config: &ValidatedConfig, now: u32) -> Result<Self, BuildError> {
         let mut zones = HashMap::new();
         for settings in &config.raw().zones {
             let zone = build::zone(settings, now, &config.raw().server, config.cluster_domain())
@@ -360,7 +356,7 @@ impl ZonesStage {
     /// Carries serials over from the stage serving until now: a zone whose config did not
     /// change keeps its serial; a changed one gets at least the old serial plus one, so a
     /// secondary polling the SOA always sees the change.
-    pub fn adopt(&mut self, previous: &ZonesStage) {
+    pub(crate) fn adopt(&mut self, previous: &ZonesStage) {
         for (apex, zone) in &mut self.zones {
             let Some(old) = previous.zones.get(apex) else {
                 continue;
@@ -375,7 +371,8 @@ impl ZonesStage {
     }
 
     /// The zone with this apex.
-    pub fn zone(&self, apex: &Name) -> Option<&Zone> {
+    #[cfg(test)]
+    pub(crate) fn zone(&self, apex: &Name) -> Option<&Zone> {
         self.zones.get(apex)
     }
 
@@ -387,7 +384,7 @@ impl ZonesStage {
     }
 
     /// Answers `request` if its name is in one of the zones.
-    pub fn handle<'a>(&'a self, request: &Request<'_>, sources: &Sources<'_>) -> Flow<'a> {
+    pub(crate) fn handle<'a>(&'a self, request: &Request<'_>, sources: &Sources<'_>) -> Flow<'a> {
         if request.qclass != DNSClass::IN {
             return Flow::Skip;
         }
