@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -61,6 +62,10 @@ pub const MISS_ZONE: &str = "misses.example.";
 
 /// Address of every name under [`MISS_ZONE`] (198.18.0.0/15: benchmarking range).
 pub const MISS_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
+
+/// Seeds of the forwarded-miss files written so far by this process: each file's names
+/// carry its own.
+static MISS_FILES: AtomicU64 = AtomicU64::new(1);
 
 /// Connections of the TCP rows.
 pub const TCP_CONNECTIONS: u32 = 4;
@@ -156,8 +161,8 @@ pub fn miss_zone() -> Zone {
     }
 }
 
-/// Writes `count` names under [`MISS_ZONE`] that no earlier file of this process holds
-/// (`seed` differs per file), one `name A` per line, to `path`.
+/// Writes `count` names under [`MISS_ZONE`] that no file of another `seed` holds, one
+/// `name A` per line, to `path`.
 pub fn write_miss_file(path: &Path, seed: u64, count: u64) -> Result<()> {
     let mut text = String::with_capacity(count as usize * 36);
     for i in 0..count {
@@ -438,12 +443,8 @@ pub async fn forwarded_misses(m: &mut SetRun<'_>, servers: &Servers) {
     let label = "forwarded cache miss (unique names, stub domain → Knot on loopback)";
     eprintln!("[bench] max QPS, {label}");
     let dir = m.dir.join("queries");
-    let probe_file = dir.join("misses-probe.txt");
-    if let Err(e) = std::fs::create_dir_all(&dir)
-        .map_err(anyhow::Error::from)
-        .and_then(|()| write_miss_file(&probe_file, 0, 10))
-    {
-        m.error("forwarded misses: query file", &e);
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        m.error("forwarded misses: query directory", &e.into());
         return;
     }
     // Correct answers first: a few fresh names on each server.
@@ -468,12 +469,10 @@ pub async fn forwarded_misses(m: &mut SetRun<'_>, servers: &Servers) {
         }
     }
     let names = MISS_NAMES_PER_SECOND * m.settings.duration_s.max(m.settings.warmup_s);
-    let mut seed = 1u64;
     let files = dir.clone();
     let mut file = move || -> Result<PathBuf> {
-        seed += 1;
         let path = files.join("misses.txt");
-        write_miss_file(&path, seed, names)?;
+        write_miss_file(&path, MISS_FILES.fetch_add(1, Ordering::Relaxed), names)?;
         Ok(path)
     };
     let subjects = [
