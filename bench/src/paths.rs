@@ -711,12 +711,16 @@ async fn client_aware_rows(
         method: "run by run: the client-aware server's queries per CPU-second over the plain server's (same server program, plain config, queries from 127.0.0.1, no Pod) in the run just before it; each server against its own plain path, the target applies to nameplane".into(),
     });
     if let Some(max) = coredns_max {
+        let rate = (max / 2.0).max(1.0) as u64;
+        latency_rows(m, "client", label, aware, rate, &plain_file).await;
+        // The plain pair at the same rate right after: tells a tail of the client-aware
+        // path from one of the moment (a loaded machine).
         latency_rows(
             m,
             "client",
-            label,
-            aware,
-            (max / 2.0).max(1.0) as u64,
+            "plain path at the same rate (reference for the row above), ClusterIP A from 127.0.0.1",
+            [subjects[0], subjects[2]],
+            rate,
             &plain_file,
         )
         .await;
