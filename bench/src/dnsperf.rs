@@ -4,8 +4,12 @@
 //! Every run sends EDNS (`-e`, 4096-byte buffer) so the 100-endpoint headless answer fits in one
 //! datagram for every server; one client socket (`-c 1`, `-T 1`); at most 100 queries
 //! outstanding (`-q 100`, the default); a query not answered in 2 s counts as lost (`-t 2`).
+//! A [`Sender`] can change two things: the source address (`-a`, so that the query comes
+//! from a Pod's address) and the transport (`-m tcp -c <connections>`: queries pipelined on
+//! a few connections, up to 100 outstanding over all of them).
 
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
@@ -111,6 +115,24 @@ pub fn parse(output: &str) -> Result<Summary> {
     Ok(s)
 }
 
+/// Where dnsperf's queries come from, and over what.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sender {
+    /// Source address (`-a`); 127.0.0.1 (dnsperf's default for a loopback server) when
+    /// `None`.
+    pub source: Option<Ipv4Addr>,
+    /// TCP over this many connections (`-m tcp -c <n>`); UDP from one socket when `None`.
+    pub tcp_connections: Option<u32>,
+}
+
+impl Sender {
+    /// UDP from 127.0.0.1: what every plain row sends.
+    pub const PLAIN: Sender = Sender {
+        source: None,
+        tcp_connections: None,
+    };
+}
+
 /// One dnsperf invocation.
 #[derive(Clone, Debug)]
 pub struct Run<'a> {
@@ -124,6 +146,8 @@ pub struct Run<'a> {
     pub rate: Option<u64>,
     /// Record every query's latency (`-v`).
     pub verbose: bool,
+    /// Source address and transport.
+    pub sender: Sender,
 }
 
 impl Run<'_> {
@@ -144,13 +168,19 @@ impl Run<'_> {
             "-q",
             "100",
             "-c",
-            "1",
+            &self.sender.tcp_connections.unwrap_or(1).to_string(),
             "-T",
             "1",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if self.sender.tcp_connections.is_some() {
+            args.extend(["-m".into(), "tcp".into()]);
+        }
+        if let Some(source) = self.sender.source {
+            args.extend(["-a".into(), source.to_string()]);
+        }
         if let Some(rate) = self.rate {
             args.extend(["-Q".into(), rate.max(1).to_string()]);
         }
@@ -275,11 +305,25 @@ Statistics:
             seconds: 10,
             rate: Some(5000),
             verbose: true,
+            sender: Sender::PLAIN,
         };
         let args = run.args().join(" ");
         assert_eq!(
             args,
             "-s 127.0.0.1 -p 53 -d q.txt -l 10 -e -t 2 -q 100 -c 1 -T 1 -Q 5000 -v"
+        );
+        let run = Run {
+            rate: None,
+            verbose: false,
+            sender: Sender {
+                source: Some(Ipv4Addr::new(127, 77, 0, 1)),
+                tcp_connections: Some(4),
+            },
+            ..run
+        };
+        assert_eq!(
+            run.args().join(" "),
+            "-s 127.0.0.1 -p 53 -d q.txt -l 10 -e -t 2 -q 100 -c 4 -T 1 -m tcp -a 127.77.0.1"
         );
     }
 }

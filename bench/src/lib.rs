@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod dnsperf;
 pub mod measure;
 pub mod objects;
+pub mod paths;
 pub mod probe;
 pub mod queries;
 pub mod report;

@@ -15,7 +15,7 @@ use nameplane_bench::objects::{self, Created};
 use nameplane_bench::report::{Better, Cell, Report, Row, SetReport, Target};
 use nameplane_bench::servers::{self, Common, CoreDns, Nameplane};
 use nameplane_bench::settings::{ObjectSet, Settings};
-use nameplane_bench::{cluster, dnsperf, queries, sys};
+use nameplane_bench::{cluster, dnsperf, paths, queries, sys};
 
 #[tokio::main]
 async fn main() {
@@ -125,12 +125,13 @@ async fn run() -> Result<()> {
         "knot-upstream",
         &upstream_dir,
         dnsperf::LOADGEN_CPU,
-        &[queries::external_zone()],
+        &[queries::external_zone(), paths::miss_zone()],
     )
     .await?;
     eprintln!(
-        "[bench] upstream for external names: Knot DNS on 127.0.0.1:{upstream_port} (zone {}, CPU {})",
+        "[bench] upstream for external names: Knot DNS on 127.0.0.1:{upstream_port} (zones {} and {}, CPU {})",
         queries::EXTERNAL_ZONE,
+        paths::MISS_ZONE,
         dnsperf::LOADGEN_CPU
     );
 
@@ -200,9 +201,33 @@ fn smoke_check(report: &Report) -> Result<()> {
             );
         }
     }
-    for section in ["memory", "programming", "config", "latency"] {
+    for section in [
+        "memory",
+        "programming",
+        "config",
+        "latency",
+        "client",
+        "forward",
+        "tcp",
+    ] {
         if !set.rows.iter().any(|r| r.section == section) {
             bail!("smoke: no {section} rows; errors: {:?}", set.errors);
+        }
+    }
+    // The new paths' figures exist for both servers (each answered its probes correctly).
+    for row in set.rows.iter().filter(|r| {
+        ["client", "forward", "tcp"].contains(&r.section.as_str())
+            && r.metric.starts_with("queries per server CPU-second")
+    }) {
+        for (who, cell) in [("CoreDNS", &row.coredns), ("nameplane", &row.nameplane)] {
+            if cell.value.is_none_or(|v| v <= 0.0) {
+                bail!(
+                    "smoke: no figure for {who} in {:?}: {:?}; errors: {:?}",
+                    row.metric,
+                    cell.note,
+                    set.errors
+                );
+            }
         }
     }
     let dir = &report.settings.out_dir;
@@ -338,6 +363,8 @@ async fn run_set_inner(
         kubeconfig: cluster::kubeconfig()?,
         upstream_port,
         ttl: 5,
+        stub_domain: true,
+        client_aware: None,
     };
     let wanted = servers::nameplane_config(&common);
     let (config, dropped) = servers::accepted_config(&wanted)?;
@@ -430,6 +457,26 @@ async fn run_set_inner(
     if phase("knot") {
         m.knot_ceiling().await;
     }
+    if phase("forward") {
+        paths::forwarded_misses(&mut m, &servers).await;
+    }
+    if phase("tcp") {
+        paths::tcp(&mut m, &servers).await;
+    }
+    if phase("client")
+        && let Err(e) = paths::client_aware(
+            &mut m,
+            client,
+            &servers,
+            coredns_bin,
+            &bin_dir.join("nameplane-dns"),
+            &common,
+            &config,
+        )
+        .await
+    {
+        m.error("client-aware path", &e);
+    }
     if settings.pin_control_plane
         && let Err(e) = cluster::pin_control_plane(&all_cpus)
     {
@@ -452,7 +499,16 @@ async fn run_set_inner(
         m.config_rows(coredns, cr, cm);
     }
     // Order the rows by section for the report.
-    let order = ["qps", "latency", "memory", "programming", "config"];
+    let order = [
+        "qps",
+        "latency",
+        "client",
+        "forward",
+        "tcp",
+        "memory",
+        "programming",
+        "config",
+    ];
     m.rows.sort_by_key(|r| {
         order
             .iter()

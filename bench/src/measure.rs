@@ -62,7 +62,8 @@ pub enum Who {
 }
 
 impl Who {
-    fn key(self) -> &'static str {
+    /// Short key (JSON, logs).
+    pub fn key(self) -> &'static str {
         match self {
             Who::CoreDns => "coredns",
             Who::Nameplane => "nameplane",
@@ -87,24 +88,44 @@ pub struct QpsRun {
 
 /// One max-QPS run against the server at `port` (process `pid`): dnsperf self-paced (100
 /// outstanding); if it lost more than 0.1%, fixed rates from 90% of what it reached down by
-/// 20% steps until one loses ≤ 0.1%.
+/// 20% steps until one loses ≤ 0.1%. At least [`MIN_RCODE_SHARE`] of the answers must carry
+/// `rcode`.
 pub async fn max_qps_run(
     port: u16,
     pid: u32,
     file: &Path,
     seconds: u64,
-    kind: Kind,
+    rcode: &str,
+    sender: dnsperf::Sender,
+) -> Result<QpsRun> {
+    max_qps_run_with(port, pid, seconds, rcode, sender, &mut || {
+        Ok(file.to_path_buf())
+    })
+    .await
+}
+
+/// Like [`max_qps_run`], with the query file of each dnsperf run from `file` (the
+/// forwarded-miss rows give every run names never asked before).
+pub async fn max_qps_run_with(
+    port: u16,
+    pid: u32,
+    seconds: u64,
+    rcode: &str,
+    sender: dnsperf::Sender,
+    file: &mut dyn FnMut() -> Result<std::path::PathBuf>,
 ) -> Result<QpsRun> {
     let mut summaries = Vec::new();
     let mut rate = None;
     for _ in 0..5 {
+        let queries = file()?;
         let cpu_before = sys::cpu_seconds(pid);
         let s = dnsperf::Run {
             port,
-            queries: file,
+            queries: &queries,
             seconds,
             rate,
             verbose: false,
+            sender,
         }
         .run()
         .await?;
@@ -113,7 +134,7 @@ pub async fn max_qps_run(
             .map(|(after, before)| after - before)
             .filter(|cpu| *cpu > 0.0);
         if rate.is_none() {
-            let share = s.share(kind.rcode());
+            let share = s.share(rcode);
             if share < MIN_RCODE_SHARE {
                 let seen = s.main_rcode().unwrap_or("no answers").to_string();
                 summaries.push((None, s));
@@ -123,7 +144,7 @@ pub async fn max_qps_run(
                     wrong_rcode: Some(format!(
                         "{seen} under load ({:.1}% {})",
                         share * 100.0,
-                        kind.rcode()
+                        rcode
                     )),
                     per_cpu_second: None,
                 });
@@ -336,6 +357,7 @@ impl<'a> SetRun<'a> {
                     seconds: self.settings.warmup_s,
                     rate: None,
                     verbose: false,
+                    sender: dnsperf::Sender::PLAIN,
                 }
                 .run()
                 .await;
@@ -343,7 +365,16 @@ impl<'a> SetRun<'a> {
             let mut runs: HashMap<&str, Vec<QpsRun>> = HashMap::new();
             for r in 0..self.settings.runs {
                 for &(w, port, pid) in &active {
-                    match max_qps_run(port, pid, &file, self.settings.duration_s, kind).await {
+                    match max_qps_run(
+                        port,
+                        pid,
+                        &file,
+                        self.settings.duration_s,
+                        kind.rcode(),
+                        dnsperf::Sender::PLAIN,
+                    )
+                    .await
+                    {
                         Ok(run) => {
                             eprintln!(
                                 "[bench]   run {}: {:<9} {:>9.0} QPS, {:>9.0} per CPU-second{}",
@@ -486,6 +517,7 @@ impl<'a> SetRun<'a> {
                         seconds: self.settings.duration_s,
                         rate: Some(rate),
                         verbose: true,
+                        sender: dnsperf::Sender::PLAIN,
                     }
                     .run()
                     .await;
@@ -606,13 +638,21 @@ impl<'a> SetRun<'a> {
                         seconds: self.settings.warmup_s,
                         rate: None,
                         verbose: false,
+                        sender: dnsperf::Sender::PLAIN,
                     }
                     .run()
                     .await;
                     let mut runs = Vec::new();
                     for _ in 0..self.settings.runs {
-                        match max_qps_run(port, knot.pid(), &file, self.settings.duration_s, kind)
-                            .await
+                        match max_qps_run(
+                            port,
+                            knot.pid(),
+                            &file,
+                            self.settings.duration_s,
+                            kind.rcode(),
+                            dnsperf::Sender::PLAIN,
+                        )
+                        .await
                         {
                             Ok(r) => runs.push(r),
                             Err(e) => self.error(&format!("dnsperf knot {}", kind.key()), &e),
@@ -1175,6 +1215,7 @@ pub async fn profile(pid: u32, port: u16, file: &Path, seconds: u64, out: &Path)
         seconds,
         rate: None,
         verbose: false,
+        sender: dnsperf::Sender::PLAIN,
     }
     .run()
     .await;
@@ -1202,7 +1243,7 @@ pub async fn profile(pid: u32, port: u16, file: &Path, seconds: u64, out: &Path)
 }
 
 /// Median queries per server CPU-second over `runs`.
-fn per_cpu_cell(runs: &[QpsRun]) -> Cell {
+pub fn per_cpu_cell(runs: &[QpsRun]) -> Cell {
     if let Some(wrong) = runs.iter().find_map(|r| r.wrong_rcode.clone()) {
         return Cell::missing(format!("unsupported: {wrong}"));
     }
@@ -1213,7 +1254,8 @@ fn per_cpu_cell(runs: &[QpsRun]) -> Cell {
     Cell::of_runs(values)
 }
 
-fn qps_cell(runs: &[QpsRun]) -> Cell {
+/// Median max QPS over `runs`, or why there is none.
+pub fn qps_cell(runs: &[QpsRun]) -> Cell {
     if runs.is_empty() {
         return Cell::missing("no run");
     }

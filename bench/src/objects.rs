@@ -184,7 +184,8 @@ fn is_conflict(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 409)
 }
 
-async fn create_namespace(client: &Client, name: &str) -> Result<()> {
+/// Creates namespace `name` (fine when it exists).
+pub async fn create_namespace(client: &Client, name: &str) -> Result<()> {
     let api: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}))?;
@@ -217,8 +218,9 @@ pub async fn create_service(
         .and_then(|ip| ip.parse().ok()))
 }
 
-/// Creates a Pod on `fake-node` and patches its status Running + Ready with `ip`.
-async fn create_pod(
+/// Creates a Pod on `fake-node` labelled `app: <app>` and patches its status Running + Ready
+/// with `ip` (fine when it exists).
+pub async fn create_pod(
     client: &Client,
     namespace: &str,
     name: &str,

@@ -1,6 +1,8 @@
 //! One DNS query over UDP with EDNS (4096-byte buffer, as dnsperf `-e` sends), for the
-//! correctness probes, the programming latency and the config-change timing.
+//! correctness probes, the programming latency and the config-change timing; from 127.0.0.1,
+//! or from another loopback address (a Pod's, for the client-aware probes).
 
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, Query};
@@ -36,6 +38,17 @@ impl Reply {
 
 /// Asks 127.0.0.1:`port` for `name`/`rtype`; `None` when nothing (matching) came back in time.
 pub async fn query(port: u16, name: &str, rtype: RecordType, timeout: Duration) -> Option<Reply> {
+    query_from(Ipv4Addr::LOCALHOST, port, name, rtype, timeout).await
+}
+
+/// Like [`query`], sent from `source` (a loopback address).
+pub async fn query_from(
+    source: Ipv4Addr,
+    port: u16,
+    name: &str,
+    rtype: RecordType,
+    timeout: Duration,
+) -> Option<Reply> {
     let mut message = Message::query();
     message.metadata.id = rand_id();
     message.metadata.recursion_desired = true;
@@ -44,7 +57,7 @@ pub async fn query(port: u16, name: &str, rtype: RecordType, timeout: Duration) 
     edns.set_max_payload(4096);
     message.set_edns(edns);
     let bytes = message.to_vec().ok()?;
-    let socket = UdpSocket::bind("127.0.0.1:0").await.ok()?;
+    let socket = UdpSocket::bind((source, 0)).await.ok()?;
     socket.send_to(&bytes, ("127.0.0.1", port)).await.ok()?;
     let mut buf = vec![0u8; 65535];
     tokio::time::timeout(timeout, async {

@@ -344,8 +344,13 @@ pub fn build(set: &ObjectSet, cluster_ips: &[Ipv4Addr], dir: &Path) -> Result<Qu
 /// Asks every probe of `probes` at `port`: `Ok(())` when all are right, else the first
 /// problem (`"<rcode or what was wrong> for <name>"`).
 pub async fn check(port: u16, probes: &[Probe]) -> Result<(), String> {
+    check_from(Ipv4Addr::LOCALHOST, port, probes).await
+}
+
+/// Like [`check`], asking from `source` (a loopback address).
+pub async fn check_from(source: Ipv4Addr, port: u16, probes: &[Probe]) -> Result<(), String> {
     for p in probes {
-        let reply = probe::query(port, &p.name, p.rtype, Duration::from_secs(2)).await;
+        let reply = probe::query_from(source, port, &p.name, p.rtype, Duration::from_secs(2)).await;
         if let Some(problem) = p.check(reply.as_ref()) {
             return Err(format!("{problem} for {}", p.name));
         }

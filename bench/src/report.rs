@@ -102,6 +102,11 @@ pub enum Target {
         /// The bound.
         value: f64,
     },
+    /// nameplane's own figure must be at least this (in the row's unit).
+    AtLeast {
+        /// The bound.
+        value: f64,
+    },
     /// nameplane must reach this share of Knot's figure.
     OfKnot {
         /// The share.
@@ -154,6 +159,7 @@ impl Row {
                 Better::Lower => r <= ratio,
             }),
             Target::AtMost { value } => self.nameplane.value.map(|n| n <= value),
+            Target::AtLeast { value } => self.nameplane.value.map(|n| n >= value),
             Target::OfKnot { share } => {
                 match (
                     self.nameplane.value,
@@ -203,6 +209,7 @@ impl Row {
                 trim(ratio)
             ),
             Target::AtMost { value } => format!("≤ {} {}", trim(value), self.unit),
+            Target::AtLeast { value } => format!("≥ {} {}", trim(value), self.unit),
             Target::OfKnot { share } => format!("≥ {:.0}% of Knot", share * 100.0),
         }
     }
@@ -552,6 +559,25 @@ mod tests {
             Target::AtMost { value: 1.0 },
         );
         assert_eq!(r.met(), Some(true));
+        let r = row(
+            Some(70.0),
+            Some(85.0),
+            Better::Higher,
+            Target::AtLeast { value: 80.0 },
+        );
+        assert_eq!(r.met(), Some(true));
+        assert_eq!(r.target_text(), "≥ 80 QPS");
+        let r = row(
+            Some(90.0),
+            Some(75.0),
+            Better::Higher,
+            Target::AtLeast { value: 80.0 },
+        );
+        assert_eq!(
+            r.met(),
+            Some(false),
+            "nameplane's own figure, not the ratio"
+        );
         let r = row(
             None,
             Some(160_000.0),

@@ -6,7 +6,10 @@
 //! worker). Equivalent configuration: cluster names with TTL 5 and pod records verified
 //! against the API, reverse zones, `.` forwarded to the local upstream with at most 1000
 //! queries in flight, a cache of 9984 answers capped at 30 s (CoreDNS's `cache 30`),
-//! Prometheus metrics on, no query log.
+//! Prometheus metrics on, no query log. Both also forward the stub domain
+//! [`paths::MISS_ZONE`] to the same upstream (a CoreDNS server block with `forward` and
+//! `cache 30`, a nameplane `forward` entry), for the forwarded-miss rows. The client-aware
+//! pair adds one policy, ten rewrites and autopath ([`paths::ClientAware`]).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -18,6 +21,7 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
+use crate::paths::{self, ClientAware};
 use crate::probe;
 use crate::sys::{Proc, free_port};
 
@@ -91,16 +95,43 @@ pub struct Common {
     pub upstream_port: u16,
     /// TTL of cluster answers.
     pub ttl: u32,
+    /// Forward the stub domain [`paths::MISS_ZONE`] to the upstream too.
+    pub stub_domain: bool,
+    /// The client-aware behaviour (policy, rewrites, autopath), when on.
+    pub client_aware: Option<ClientAware>,
 }
 
 /// The Corefile: the default Kubernetes Corefile (coredns/deployment) with `pods verified`,
-/// an out-of-cluster kubeconfig, loopback ports and the local upstream.
+/// an out-of-cluster kubeconfig, loopback ports and the local upstream; with the stub
+/// domain's server block and the client-aware plugins when `common` asks for them.
 pub fn corefile(common: &Common, port: u16, admin: &CoreDnsPorts, reload: &str) -> String {
+    let client_aware = common
+        .client_aware
+        .as_ref()
+        .map(ClientAware::corefile_lines)
+        .unwrap_or_default();
+    let stub = if common.stub_domain {
+        format!(
+            "{zone}:{port} {{
+    bind 127.0.0.1
+    errors
+    forward . 127.0.0.1:{upstream} {{
+        max_concurrent 1000
+    }}
+    cache 30
+}}
+",
+            zone = paths::MISS_ZONE.trim_end_matches('.'),
+            upstream = common.upstream_port,
+        )
+    } else {
+        String::new()
+    };
     format!(
         ".:{port} {{
     bind 127.0.0.1
     errors
-    health 127.0.0.1:{health}
+{client_aware}    health 127.0.0.1:{health}
     ready 127.0.0.1:{ready}
     kubernetes cluster.local in-addr.arpa ip6.arpa {{
         kubeconfig {kubeconfig} {context}
@@ -117,7 +148,7 @@ pub fn corefile(common: &Common, port: u16, admin: &CoreDnsPorts, reload: &str) 
     reload{reload_args}
     loadbalance
 }}
-",
+{stub}",
         health = admin.health,
         ready = admin.ready,
         metrics = admin.metrics,
@@ -206,6 +237,24 @@ impl CoreDns {
 
 /// The nameplane config equivalent to the Corefile, as JSON (the `ServerConfig` contract).
 pub fn nameplane_config(common: &Common) -> Value {
+    let mut config = plain_nameplane_config(common);
+    if common.stub_domain
+        && let Some(forward) = config["forward"].as_array_mut()
+    {
+        forward.push(json!({
+            "domain": paths::MISS_ZONE.trim_end_matches('.'),
+            "source": "bench/misses",
+            "servers": [format!("127.0.0.1:{}", common.upstream_port)],
+            "maxConcurrent": 1000,
+        }));
+    }
+    if let Some(client_aware) = &common.client_aware {
+        client_aware.add_to_nameplane_config(&mut config);
+    }
+    config
+}
+
+fn plain_nameplane_config(common: &Common) -> Value {
     json!({
         "version": 1,
         "server": "bench/nameplane",
@@ -444,6 +493,8 @@ mod tests {
             kubeconfig: PathBuf::from("/k/kubeconfig"),
             upstream_port: 5300,
             ttl: 5,
+            stub_domain: false,
+            client_aware: None,
         }
     }
 

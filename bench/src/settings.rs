@@ -10,7 +10,7 @@
 //! | `BENCH_PERF` | off | also record a `perf` profile of each server under each type's load |
 //! | `BENCH_TYPES` | all | query types to time, by key (`clusterip_a,headless_a,nxdomain,srv,ptr,external_a`) |
 //! | `BENCH_PIN_CONTROL_PLANE` | on | move the control plane to dnsperf's CPU while queries are timed |
-//! | `BENCH_PHASES` | all | steps to run (`qps,latency,knot,programming,relist,config`): for iterating on one figure |
+//! | `BENCH_PHASES` | all | steps to run (`qps,latency,knot,forward,tcp,client,programming,relist,config`): for iterating on one figure; `forward,tcp,client` runs only the rows of issue 17 |
 //! | `BENCH_OUT` | `target/bench` (smoke: `target/bench/smoke`) | where results go |
 
 use serde::Serialize;
@@ -131,7 +131,17 @@ pub struct Settings {
 }
 
 /// The steps `BENCH_PHASES` can pick.
-pub const PHASES: [&str; 6] = ["qps", "latency", "knot", "programming", "relist", "config"];
+pub const PHASES: [&str; 9] = [
+    "qps",
+    "latency",
+    "knot",
+    "forward",
+    "tcp",
+    "client",
+    "programming",
+    "relist",
+    "config",
+];
 
 impl Settings {
     /// Whether query type `key` is timed.
