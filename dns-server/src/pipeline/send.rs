@@ -12,6 +12,7 @@ use hickory_proto::op::ResponseCode;
 
 use super::deferred::Deferred;
 use super::flow::{Flow, Sources, Stats};
+use crate::answer_cache::Hit;
 use crate::request::{OwnedRequest, Request, SizeLimit, Transport};
 use crate::settings::Settings;
 use crate::wire;
@@ -92,6 +93,26 @@ pub(crate) fn rcode(
     answer(request, &Answer::rcode(rcode, origin), limit, settings, out)
 }
 
+/// Writes a cache hit for `request`: from its template, or the slow way when the template
+/// does not fit.
+fn cached(
+    request: &Request<'_>,
+    hit: &Hit,
+    limit: SizeLimit,
+    settings: &Settings,
+    out: &mut Vec<u8>,
+) -> Sent {
+    let stats = Stats::of(request, hit.reply.rcode, Origin::Cache, settings.query_log);
+    if let Some(template) = &hit.wire
+        && template.write(request, hit.ttl, hit.stale, limit, out)
+    {
+        return Sent::replied(stats);
+    }
+    let reply = hit.reply_for();
+    let truncated = wire::reply::encode(request, &reply, Origin::Cache, limit, out);
+    Sent::replied(Stats { truncated, ..stats })
+}
+
 /// Encodes what the stages decided for `request` (parsed from `packet`) at the end of
 /// `out`, within `limit`.
 pub(crate) fn send(
@@ -117,33 +138,17 @@ pub(crate) fn send(
             settings,
             out,
         ),
-        Flow::Cached(hit) => {
-            let stats = Stats::of(request, hit.reply.rcode, Origin::Cache, settings.query_log);
-            if let Some(template) = &hit.wire
-                && template.write(request, hit.ttl, hit.stale, limit, out)
-            {
-                return Sent::replied(stats);
+        Flow::Cached(hit) => cached(request, &hit, limit, settings, out),
+        Flow::CachedAndRefresh(hit, upstream) => {
+            match cached(request, &hit, limit, settings, out) {
+                Sent::Replied { stats, more, .. } => Sent::Replied {
+                    stats,
+                    more,
+                    refresh: defer(upstream),
+                },
+                other => other,
             }
-            let reply = hit.reply_for();
-            let truncated = wire::reply::encode(request, &reply, Origin::Cache, limit, out);
-            Sent::replied(Stats { truncated, ..stats })
         }
-        Flow::CachedAndRefresh(hit, upstream) => match send(
-            packet,
-            request,
-            Flow::Cached(hit),
-            sources,
-            settings,
-            limit,
-            out,
-        ) {
-            Sent::Replied { stats, more, .. } => Sent::Replied {
-                stats,
-                more,
-                refresh: defer(upstream),
-            },
-            other => other,
-        },
         // The zones stage refuses transfers over UDP; this holds whatever path the query
         // took: a whole zone never goes into one datagram.
         Flow::Transfer(_) if request.transport == Transport::Udp => rcode(

@@ -257,32 +257,8 @@ impl<'s> Shape<'s> {
         deny_nx: &dyn Fn(&mut Vec<u8>),
         out: &mut Vec<u8>,
     ) -> Shaped {
-        // A zone record whose data names another name is kept as raw wire data: a rule
-        // that turns names back cannot rewrite it in place, so that (rare) answer is shaped
-        // in its owned form.
-        if self.rewrite.is_some()
-            && answer
-                .answers
-                .iter()
-                .chain(&answer.additionals)
-                .any(|rr| rr.data.raw_target().is_some())
-        {
-            let resolved = Request {
-                name: self.resolved.clone(),
-                ..self.request.clone()
-            };
-            if let Some(reply) = wire::writer::to_reply(&resolved, &answer) {
-                let (origin, authoritative) = (answer.origin, answer.authoritative);
-                return self.owned(
-                    reply,
-                    origin,
-                    authoritative,
-                    self.autopath,
-                    metrics,
-                    deny_nx,
-                    out,
-                );
-            }
+        if let Some(shaped) = self.raw_names_owned(&answer, metrics, deny_nx, out) {
+            return shaped;
         }
         if let Some(r) = self.restriction {
             let verdict = r.check_answer(&answer.answers, self.resolved);
@@ -299,15 +275,9 @@ impl<'s> Shape<'s> {
         let renames = self.rewrite.is_some() || self.resolved != &self.request.name;
         if !found_elsewhere && !renames {
             // A policy-only query: the answer as the stage wrote it.
-            let encoded = wire::writer::encode(self.request, &answer, self.limit, out);
-            return Shaped {
-                rcode: answer.rcode,
-                truncated: encoded.truncated,
-                denied_by: None,
-            };
+            return self.write(&answer, out);
         }
-        // Which names change, and the new names they become (only rules with
-        // `rewriteAnswers` make new ones). The records may point into `new_names` and this
+        // The records may point into `new_names` (the names rules turn back) and this
         // shape's names, which live shorter than the snapshot they were borrowed from.
         let mut new_names: Vec<QName> = Vec::new();
         let mut answer: Answer<'_> = answer;
@@ -340,12 +310,51 @@ impl<'s> Shape<'s> {
         ] {
             apply_fixes(records, &mut fixes, self.resolved, &new_names, rule_ttl);
         }
-        let encoded = wire::writer::encode(self.request, &answer, self.limit, out);
+        self.write(&answer, out)
+    }
+
+    /// Writes the shaped `answer` for the client's question.
+    fn write(&self, answer: &Answer<'_>, out: &mut Vec<u8>) -> Shaped {
+        let encoded = wire::writer::encode(self.request, answer, self.limit, out);
         Shaped {
             rcode: answer.rcode,
             truncated: encoded.truncated,
             denied_by: None,
         }
+    }
+
+    /// A zone record whose data names another name is kept as raw wire data: a rule that
+    /// turns names back cannot rewrite it in place, so that (rare) answer is shaped in its
+    /// owned form. `None`: the answer is shaped as borrowed records.
+    fn raw_names_owned(
+        &self,
+        answer: &Answer<'_>,
+        metrics: &Metrics,
+        deny_nx: &dyn Fn(&mut Vec<u8>),
+        out: &mut Vec<u8>,
+    ) -> Option<Shaped> {
+        let raw_names = answer
+            .answers
+            .iter()
+            .chain(&answer.additionals)
+            .any(|rr| rr.data.raw_target().is_some());
+        if self.rewrite.is_none() || !raw_names {
+            return None;
+        }
+        let resolved = Request {
+            name: self.resolved.clone(),
+            ..self.request.clone()
+        };
+        let reply = wire::writer::to_reply(&resolved, answer)?;
+        Some(self.owned(
+            reply,
+            answer.origin,
+            answer.authoritative,
+            self.autopath,
+            metrics,
+            deny_nx,
+            out,
+        ))
     }
 
     /// How `name` (of the answer to the resolved name) is written for the client.
