@@ -16,6 +16,7 @@ pub mod paths;
 pub mod probe;
 pub mod queries;
 pub mod report;
+pub mod scenarios;
 pub mod servers;
 pub mod settings;
 pub mod sys;

@@ -131,7 +131,7 @@ async fn run() -> Result<()> {
     eprintln!(
         "[bench] upstream for external names: Knot DNS on 127.0.0.1:{upstream_port} (zones {} and {}, CPU {})",
         queries::EXTERNAL_ZONE,
-        paths::MISS_ZONE,
+        nameplane_bench::scenarios::MISS_ZONE,
         dnsperf::LOADGEN_CPU
     );
 

@@ -7,9 +7,9 @@
 //! against the API, reverse zones, `.` forwarded to the local upstream with at most 1000
 //! queries in flight, a cache of 9984 answers capped at 30 s (CoreDNS's `cache 30`),
 //! Prometheus metrics on, no query log. Both also forward the stub domain
-//! [`paths::MISS_ZONE`] to the same upstream (a CoreDNS server block with `forward` and
+//! [`scenarios::MISS_ZONE`] to the same upstream (a CoreDNS server block with `forward` and
 //! `cache 30`, a nameplane `forward` entry), for the forwarded-miss rows. The client-aware
-//! pair adds one policy, ten rewrites and autopath ([`paths::ClientAware`]).
+//! pair adds one policy, ten rewrites and autopath ([`scenarios::ClientAware`]).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -21,8 +21,8 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
-use crate::paths::{self, ClientAware};
 use crate::probe;
+use crate::scenarios::{self, ClientAware};
 use crate::sys::{Proc, free_port};
 
 /// The CPU every server under test is pinned to.
@@ -95,7 +95,7 @@ pub struct Common {
     pub upstream_port: u16,
     /// TTL of cluster answers.
     pub ttl: u32,
-    /// Forward the stub domain [`paths::MISS_ZONE`] to the upstream too.
+    /// Forward the stub domain [`scenarios::MISS_ZONE`] to the upstream too.
     pub stub_domain: bool,
     /// The client-aware behaviour (policy, rewrites, autopath), when on.
     pub client_aware: Option<ClientAware>,
@@ -121,7 +121,7 @@ pub fn corefile(common: &Common, port: u16, admin: &CoreDnsPorts, reload: &str) 
     cache 30
 }}
 ",
-            zone = paths::MISS_ZONE.trim_end_matches('.'),
+            zone = scenarios::MISS_ZONE.trim_end_matches('.'),
             upstream = common.upstream_port,
         )
     } else {
@@ -242,7 +242,7 @@ pub fn nameplane_config(common: &Common) -> Value {
         && let Some(forward) = config["forward"].as_array_mut()
     {
         forward.push(json!({
-            "domain": paths::MISS_ZONE.trim_end_matches('.'),
+            "domain": scenarios::MISS_ZONE.trim_end_matches('.'),
             "source": "bench/misses",
             "servers": [format!("127.0.0.1:{}", common.upstream_port)],
             "maxConcurrent": 1000,
