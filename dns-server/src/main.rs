@@ -189,63 +189,8 @@ async fn stop_signal() -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colours only on a terminal, never in log files or a container's log stream.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    match cli.log_format {
-        LogFormat::Text => tracing_subscriber::fmt()
-            .with_ansi(ansi)
-            .with_env_filter(filter)
-            .init(),
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_env_filter(filter)
-            .init(),
-    }
-
-    // Every TCP connection, upstream socket, watch and admin request is a file descriptor,
-    // and container runtimes often start a process with a soft limit of 1024: below what the
-    // TCP connection cap alone may hold. Raise the soft limit to the hard one.
-    let open_files = match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => limit,
-        Err(error) => {
-            warn!(%error, "could not raise the open file limit");
-            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| soft)
-        }
-    };
-    // The TCP cap must bind before the descriptors run out: at the open-file limit accept()
-    // fails, so the cap's eviction of idle connections never runs and new clients wait in
-    // the listen backlog behind idle ones. Keep a quarter of the descriptors (at most 256)
-    // for upstream sockets, watches and the admin endpoint.
-    let reserved_fds = (open_files / 4).min(256);
-    let tcp_max_connections = u64::from(cli.tcp_max_connections)
-        .min(open_files.saturating_sub(reserved_fds))
-        .max(1);
-    if tcp_max_connections < u64::from(cli.tcp_max_connections) {
-        warn!(
-            open_files,
-            tcp_max_connections_flag = cli.tcp_max_connections,
-            tcp_max_connections,
-            "the open file limit is below the TCP connection cap plus a reserve; the cap is lowered (raise the hard limit to keep it)"
-        );
-    }
-    // Each capped thing holds at most one descriptor: TCP clients, forwarded queries
-    // (one upstream socket each), admin connections; 256 for the rest.
-    let needed = tcp_max_connections
-        + u64::from(cli.forward_max_in_flight)
-        + u64::from(cli.admin_max_connections)
-        + 256;
-    if open_files < needed {
-        warn!(
-            open_files,
-            needed,
-            tcp_max_connections,
-            forward_max_in_flight = cli.forward_max_in_flight,
-            "the open file limit is below what the connection caps may hold; raise the hard limit or lower --tcp-max-connections / --forward-max-in-flight"
-        );
-    }
-
+    init_logging(cli.log_format);
+    let fds = FileLimits::raise(&cli);
     let udp_sockets = cli.udp_sockets.map_or_else(
         || std::thread::available_parallelism().map_or(1, usize::from),
         usize::from,
@@ -256,30 +201,10 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the admin endpoint on {}", cli.health_listen))?;
     let client = kube_client(cli.kubeconfig.as_ref()).await?;
-
-    let dns_ips = if cli.pod_ips.is_empty() && !cli.listen.ip().is_unspecified() {
-        vec![cli.listen.ip()]
-    } else {
-        cli.pod_ips.clone()
-    };
-    let settings = Settings {
-        max_udp_payload: cli.max_udp_payload,
-        dns_ips,
-        query_log: cli.query_log,
-        forward_limit: nameplane_dns::settings::GlobalLimit::new(
-            cli.forward_max_in_flight as usize,
-        ),
-        cache_limits: cache::ByteLimits {
-            max_bytes: usize::try_from(cli.cache_max_bytes).unwrap_or(usize::MAX),
-            max_entry_bytes: usize::try_from(cli.cache_max_entry_bytes).unwrap_or(usize::MAX),
-        },
-        resolv_conf: cli.resolv_conf.clone(),
-        probe_loops: true,
-    };
-    let state = Arc::new(State::new(Metrics::new(cli.listen), settings));
+    let state = Arc::new(State::new(Metrics::new(cli.listen), settings(&cli)));
     let (trigger, shutdown) = shutdown::channel();
     let tcp_limits = tcp::Limits {
-        max_connections: usize::try_from(tcp_max_connections).unwrap_or(usize::MAX),
+        max_connections: usize::try_from(fds.tcp_max_connections).unwrap_or(usize::MAX),
         max_per_source: cli.tcp_max_connections_per_source as usize,
         idle_timeout: Duration::from_secs(cli.tcp_idle_timeout_seconds),
         write_timeout: Duration::from_secs(cli.tcp_write_timeout_seconds),
@@ -338,10 +263,119 @@ async fn main() -> anyhow::Result<()> {
         cache_max_bytes = cli.cache_max_bytes,
         cache_max_entry_bytes = cli.cache_max_entry_bytes,
         admin_max_connections = cli.admin_max_connections,
-        open_files,
+        open_files = fds.open_files,
         "nameplane-dns started"
     );
+    stop(&cli, &state).await?;
+    trigger.fire();
+    let drained = tokio::time::timeout(GRACE_PERIOD, supervised).await;
+    if drained.is_err() {
+        warn!("tasks did not stop within {GRACE_PERIOD:?}, exiting anyway");
+    }
+    info!("stopped");
+    Ok(())
+}
 
+/// Logs to stdout as text (colours only on a terminal, never in log files or a container's
+/// log stream) or as JSON lines.
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    match format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_ansi(ansi)
+            .with_env_filter(filter)
+            .init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_env_filter(filter)
+            .init(),
+    }
+}
+
+/// The open-file limit, raised, and the TCP connection cap that fits under it.
+struct FileLimits {
+    open_files: u64,
+    tcp_max_connections: u64,
+}
+
+impl FileLimits {
+    /// Every TCP connection, upstream socket, watch and admin request is a file descriptor,
+    /// and container runtimes often start a process with a soft limit of 1024: below what the
+    /// TCP connection cap alone may hold. Raises the soft limit to the hard one.
+    fn raise(cli: &Cli) -> Self {
+        let open_files = match rlimit::increase_nofile_limit(u64::MAX) {
+            Ok(limit) => limit,
+            Err(error) => {
+                warn!(%error, "could not raise the open file limit");
+                rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| soft)
+            }
+        };
+        // The TCP cap must bind before the descriptors run out: at the open-file limit
+        // accept() fails, so the cap's eviction of idle connections never runs and new
+        // clients wait in the listen backlog behind idle ones. Keep a quarter of the
+        // descriptors (at most 256) for upstream sockets, watches and the admin endpoint.
+        let reserved_fds = (open_files / 4).min(256);
+        let tcp_max_connections = u64::from(cli.tcp_max_connections)
+            .min(open_files.saturating_sub(reserved_fds))
+            .max(1);
+        if tcp_max_connections < u64::from(cli.tcp_max_connections) {
+            warn!(
+                open_files,
+                tcp_max_connections_flag = cli.tcp_max_connections,
+                tcp_max_connections,
+                "the open file limit is below the TCP connection cap plus a reserve; the cap is lowered (raise the hard limit to keep it)"
+            );
+        }
+        // Each capped thing holds at most one descriptor: TCP clients, forwarded queries
+        // (one upstream socket each), admin connections; 256 for the rest.
+        let needed = tcp_max_connections
+            + u64::from(cli.forward_max_in_flight)
+            + u64::from(cli.admin_max_connections)
+            + 256;
+        if open_files < needed {
+            warn!(
+                open_files,
+                needed,
+                tcp_max_connections,
+                forward_max_in_flight = cli.forward_max_in_flight,
+                "the open file limit is below what the connection caps may hold; raise the hard limit or lower --tcp-max-connections / --forward-max-in-flight"
+            );
+        }
+        Self {
+            open_files,
+            tcp_max_connections,
+        }
+    }
+}
+
+/// The process's settings from its flags.
+fn settings(cli: &Cli) -> Settings {
+    let dns_ips = if cli.pod_ips.is_empty() && !cli.listen.ip().is_unspecified() {
+        vec![cli.listen.ip()]
+    } else {
+        cli.pod_ips.clone()
+    };
+    Settings {
+        max_udp_payload: cli.max_udp_payload,
+        dns_ips,
+        query_log: cli.query_log,
+        forward_limit: nameplane_dns::settings::GlobalLimit::new(
+            cli.forward_max_in_flight as usize,
+        ),
+        cache_limits: cache::ByteLimits {
+            max_bytes: usize::try_from(cli.cache_max_bytes).unwrap_or(usize::MAX),
+            max_entry_bytes: usize::try_from(cli.cache_max_entry_bytes).unwrap_or(usize::MAX),
+        },
+        resolv_conf: cli.resolv_conf.clone(),
+        probe_loops: true,
+    }
+}
+
+/// Waits for SIGTERM or SIGINT, then for the lameduck period (`/ready` failing while the
+/// server still answers), which a second signal ends early.
+async fn stop(cli: &Cli, state: &State) -> anyhow::Result<()> {
     stop_signal().await?;
     if cli.lameduck_seconds > 0 {
         let lameduck = Duration::from_secs(cli.lameduck_seconds);
@@ -358,11 +392,5 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
-    trigger.fire();
-    let drained = tokio::time::timeout(GRACE_PERIOD, supervised).await;
-    if drained.is_err() {
-        warn!("tasks did not stop within {GRACE_PERIOD:?}, exiting anyway");
-    }
-    info!("stopped");
     Ok(())
 }

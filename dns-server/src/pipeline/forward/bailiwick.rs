@@ -47,10 +47,59 @@ pub(crate) fn sanitize(
         additionals,
         ..
     } = message;
-    let mut out_of_chain = 0;
-    let mut out_of_bailiwick = 0;
+    let mut dropped = Dropped::default();
+    let (answers, last) = answer_chain(answers, key, domain, &mut dropped);
+    let authorities = covering_authorities(authorities, &last, domain, &mut dropped);
+    // A set, not a list: a hostile reply of thousands of MX records and thousands of
+    // additionals would otherwise cost their product in comparisons (`Name` hashes and
+    // compares without case).
+    let targets: std::collections::HashSet<&Name> = answers
+        .iter()
+        .chain(&authorities)
+        .filter_map(|record| match &record.data {
+            RData::NS(ns) => Some(&ns.0),
+            RData::MX(mx) => Some(&mx.exchange),
+            RData::SRV(srv) => Some(&srv.target),
+            _ => None,
+        })
+        .collect();
+    let mut kept_additionals = Vec::new();
+    for record in additionals {
+        let address = matches!(record.record_type(), RecordType::A | RecordType::AAAA);
+        if !address || !targets.contains(&record.name) {
+            dropped.out_of_chain += 1;
+        } else if !domain.zone_of(&record.name) {
+            dropped.out_of_bailiwick += 1;
+        } else {
+            kept_additionals.push(record);
+        }
+    }
+    metrics.dropped_records("out_of_chain", dropped.out_of_chain);
+    metrics.dropped_records("out_of_bailiwick", dropped.out_of_bailiwick);
+    Reply {
+        rcode: metadata.response_code,
+        truncated: metadata.truncation,
+        answers,
+        authorities,
+        additionals: kept_additionals,
+    }
+}
 
-    // The chain: names reachable from the question through kept CNAMEs.
+/// Records left out of a reply, by why.
+#[derive(Default)]
+struct Dropped {
+    out_of_chain: usize,
+    out_of_bailiwick: usize,
+}
+
+/// The answer records on the CNAME chain from the question (names reachable from it
+/// through kept CNAMEs) and inside `domain`, and the chain's last name.
+fn answer_chain(
+    answers: Vec<Record>,
+    key: &Key,
+    domain: &Name,
+    dropped: &mut Dropped,
+) -> (Vec<Record>, Name) {
     let mut chain: Vec<Name> = vec![key.name.clone()];
     let mut kept: Vec<Record> = Vec::new();
     let mut rest: Vec<Record> = answers;
@@ -63,7 +112,7 @@ pub(crate) fn sanitize(
                 continue;
             }
             if !domain.zone_of(&record.name) {
-                out_of_bailiwick += 1;
+                dropped.out_of_bailiwick += 1;
                 continue;
             }
             if let RData::CNAME(target) = &record.data
@@ -81,10 +130,20 @@ pub(crate) fn sanitize(
             break;
         }
     }
-    out_of_chain += rest.len();
+    dropped.out_of_chain += rest.len();
+    let last = chain.pop().unwrap_or_else(|| key.name.clone());
+    (kept, last)
+}
 
-    let last = chain.last().cloned().unwrap_or_else(|| key.name.clone());
-    let mut kept_authorities = Vec::new();
+/// The authority records (SOA, NS and their DNSSEC records) of zones at or above `last`,
+/// inside `domain`.
+fn covering_authorities(
+    authorities: Vec<Record>,
+    last: &Name,
+    domain: &Name,
+    dropped: &mut Dropped,
+) -> Vec<Record> {
+    let mut kept = Vec::new();
     for record in authorities {
         let covered = matches!(
             record.record_type(),
@@ -94,47 +153,13 @@ pub(crate) fn sanitize(
                 | RecordType::NSEC
                 | RecordType::NSEC3
         );
-        if !covered || !record.name.zone_of(&last) {
-            out_of_chain += 1;
+        if !covered || !record.name.zone_of(last) {
+            dropped.out_of_chain += 1;
         } else if !domain.zone_of(&record.name) {
-            out_of_bailiwick += 1;
+            dropped.out_of_bailiwick += 1;
         } else {
-            kept_authorities.push(record);
+            kept.push(record);
         }
     }
-
-    // A set, not a list: a hostile reply of thousands of MX records and thousands of
-    // additionals would otherwise cost their product in comparisons (`Name` hashes and
-    // compares without case).
-    let targets: std::collections::HashSet<&Name> = kept
-        .iter()
-        .chain(&kept_authorities)
-        .filter_map(|record| match &record.data {
-            RData::NS(ns) => Some(&ns.0),
-            RData::MX(mx) => Some(&mx.exchange),
-            RData::SRV(srv) => Some(&srv.target),
-            _ => None,
-        })
-        .collect();
-    let mut kept_additionals = Vec::new();
-    for record in additionals {
-        let address = matches!(record.record_type(), RecordType::A | RecordType::AAAA);
-        if !address || !targets.contains(&record.name) {
-            out_of_chain += 1;
-        } else if !domain.zone_of(&record.name) {
-            out_of_bailiwick += 1;
-        } else {
-            kept_additionals.push(record);
-        }
-    }
-
-    metrics.dropped_records("out_of_chain", out_of_chain);
-    metrics.dropped_records("out_of_bailiwick", out_of_bailiwick);
-    Reply {
-        rcode: metadata.response_code,
-        truncated: metadata.truncation,
-        answers: kept,
-        authorities: kept_authorities,
-        additionals: kept_additionals,
-    }
+    kept
 }

@@ -118,32 +118,7 @@ pub(super) fn zone(
     cluster_domain: &str,
 ) -> Result<Zone, String> {
     let apex = fqdn(&config.name)?;
-    let mut nodes: HashMap<Name, Node> = HashMap::new();
-    for record in &config.records {
-        let owner = fqdn(&record.name)?;
-        if !apex.zone_of(&owner) {
-            return Err(format!(
-                "{} is not inside zone {}",
-                record.name, config.name
-            ));
-        }
-        let rtype = record_kind_type(record.record_type);
-        let node = nodes.entry(owner.clone()).or_default();
-        let set = match node.rrsets.iter_mut().position(|set| set.rtype == rtype) {
-            Some(i) => &mut node.rrsets[i],
-            None => {
-                node.rrsets.push(RRset::new(rtype, &owner));
-                let last = node.rrsets.len() - 1;
-                &mut node.rrsets[last]
-            }
-        };
-        for value in &record.values {
-            let data = rdata(record.record_type, value)
-                .map_err(|e| format!("{} {:?}: {e}", record.name, record.record_type))?;
-            set.push(Record::from_rdata(owner.clone(), record.ttl_seconds, data));
-        }
-    }
-
+    let mut nodes = record_nodes(config, &apex)?;
     // The apex always has NS records: the configured ones, or the server's own Service.
     let apex_node = nodes.entry(apex.clone()).or_default();
     if apex_node.get(RecordType::NS).is_none() {
@@ -163,19 +138,7 @@ pub(super) fn zone(
             _ => None,
         })
         .unwrap_or_else(|| apex.clone());
-
-    // Every name between a record's owner and the apex exists (an empty non-terminal if it
-    // has no records of its own): NODATA there, never NXDOMAIN (RFC 8020).
-    let mut empty_non_terminals = HashSet::new();
-    for owner in nodes.keys() {
-        let mut name = owner.base_name();
-        while apex.zone_of(&name) && name != apex {
-            if !nodes.contains_key(&name) {
-                empty_non_terminals.insert(name.clone());
-            }
-            name = name.base_name();
-        }
-    }
+    let empty_non_terminals = empty_non_terminals(&nodes, &apex);
     let cuts = nodes
         .iter()
         .filter(|(name, node)| **name != apex && node.get(RecordType::NS).is_some())
@@ -205,6 +168,52 @@ pub(super) fn zone(
     };
     zone.set_serial(serial);
     Ok(zone)
+}
+
+/// The configured records of the zone at `apex`, by owner name and type.
+fn record_nodes(config: &ZoneConfig, apex: &Name) -> Result<HashMap<Name, Node>, String> {
+    let mut nodes: HashMap<Name, Node> = HashMap::new();
+    for record in &config.records {
+        let owner = fqdn(&record.name)?;
+        if !apex.zone_of(&owner) {
+            return Err(format!(
+                "{} is not inside zone {}",
+                record.name, config.name
+            ));
+        }
+        let rtype = record_kind_type(record.record_type);
+        let node = nodes.entry(owner.clone()).or_default();
+        let set = match node.rrsets.iter_mut().position(|set| set.rtype == rtype) {
+            Some(i) => &mut node.rrsets[i],
+            None => {
+                node.rrsets.push(RRset::new(rtype, &owner));
+                let last = node.rrsets.len() - 1;
+                &mut node.rrsets[last]
+            }
+        };
+        for value in &record.values {
+            let data = rdata(record.record_type, value)
+                .map_err(|e| format!("{} {:?}: {e}", record.name, record.record_type))?;
+            set.push(Record::from_rdata(owner.clone(), record.ttl_seconds, data));
+        }
+    }
+    Ok(nodes)
+}
+
+/// Every name between a record's owner and the apex exists (an empty non-terminal if it
+/// has no records of its own): NODATA there, never NXDOMAIN (RFC 8020).
+fn empty_non_terminals(nodes: &HashMap<Name, Node>, apex: &Name) -> HashSet<Name> {
+    let mut empty = HashSet::new();
+    for owner in nodes.keys() {
+        let mut name = owner.base_name();
+        while apex.zone_of(&name) && name != *apex {
+            if !nodes.contains_key(&name) {
+                empty.insert(name.clone());
+            }
+            name = name.base_name();
+        }
+    }
+    empty
 }
 
 /// A name in wire form (uncompressed).
