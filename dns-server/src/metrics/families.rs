@@ -23,7 +23,12 @@ pub(super) const REVISION: &str = match option_env!("NAMEPLANE_REVISION") {
 };
 
 /// Registers `metric` under `name` and hands it back (the registry keeps a clone).
-fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+pub(super) fn registered<M: Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
     registry.register(name, help, metric.clone());
     metric
 }

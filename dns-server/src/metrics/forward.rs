@@ -29,6 +29,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use super::families::registered;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DurationLabels {
     proxy_name: &'static str,
@@ -136,92 +138,79 @@ impl RejectReason {
 impl ForwardMetrics {
     /// Registers the forward families in `registry`.
     pub fn register(registry: &mut Registry) -> Self {
-        let healthcheck_broken = Counter::default();
-        let max_concurrent_rejects = Counter::default();
-        let global_limit_rejects = Counter::default();
-        let coalesced = Counter::default();
-        let durations: HistogramFamily<DurationLabels> =
-            Family::new_with_constructor(duration_histogram);
-        let healthcheck_failures = Family::<ProxyLabels, Counter>::default();
-        let rejected_replies = Family::<ReasonLabels, Counter>::default();
-        let failures = Family::<ReasonLabels, Counter>::default();
-        let dropped_records = Family::<DroppedLabels, Counter>::default();
-        let tcp_connections = Family::<ConnectionLabels, Counter>::default();
-        registry.register(
-            "nameplane_forward_tcp_connections",
-            "TCP exchanges with upstreams by the connection they used: new, or reused from an earlier exchange",
-            tcp_connections.clone(),
-        );
-        let loops = Family::<LoopLabels, Counter>::default();
-        let loop_echoes = Counter::default();
-        registry.register(
-            "nameplane_forward_loops_detected",
-            "Forwarding loops found at config load: the upstream sent this server's own probe query back to it (CoreDNS loop)",
-            loops.clone(),
-        );
-        registry.register(
-            "nameplane_forward_loop_probe_echoes",
-            "Loop probe queries of this server that came back to it as client queries (answered SERVFAIL at once)",
-            loop_echoes.clone(),
-        );
-        registry.register(
-            "coredns_forward_healthcheck_broken",
-            "Counter of the number of complete failures of the healthchecks",
-            healthcheck_broken.clone(),
-        );
-        registry.register(
-            "coredns_forward_max_concurrent_rejects",
-            "Counter of the number of queries rejected because the concurrent queries were at maximum",
-            max_concurrent_rejects.clone(),
-        );
-        registry.register(
-            "nameplane_forward_global_limit_rejects",
-            "Queries refused because the process had --forward-max-in-flight queries in flight to upstreams",
-            global_limit_rejects.clone(),
-        );
-        registry.register(
-            "coredns_proxy_request_duration_seconds",
-            "Histogram of the time each request took",
-            durations.clone(),
-        );
-        registry.register(
-            "coredns_proxy_healthcheck_failures",
-            "Counter of the number of failed healthchecks",
-            healthcheck_failures.clone(),
-        );
-        registry.register(
-            "nameplane_forward_rejected_replies",
-            "Replies ignored while waiting for an upstream's answer, by reason",
-            rejected_replies.clone(),
-        );
-        registry.register(
-            "nameplane_forward_failures",
-            "Upstream exchanges that got no usable reply, by reason",
-            failures.clone(),
-        );
-        registry.register(
-            "nameplane_forward_coalesced",
-            "Queries that joined an identical query already in flight instead of going upstream",
-            coalesced.clone(),
-        );
-        registry.register(
-            "nameplane_forward_dropped_records",
-            "Records removed from upstream replies before caching and answering, by reason",
-            dropped_records.clone(),
-        );
         Self {
-            healthcheck_broken,
-            max_concurrent_rejects,
-            global_limit_rejects,
-            coalesced,
-            durations,
-            healthcheck_failures,
-            rejected_replies,
-            failures,
-            dropped_records,
-            tcp_connections,
-            loops,
-            loop_echoes,
+            healthcheck_broken: registered(
+                registry,
+                "coredns_forward_healthcheck_broken",
+                "Counter of the number of complete failures of the healthchecks",
+                Counter::default(),
+            ),
+            max_concurrent_rejects: registered(
+                registry,
+                "coredns_forward_max_concurrent_rejects",
+                "Counter of the number of queries rejected because the concurrent queries were at maximum",
+                Counter::default(),
+            ),
+            global_limit_rejects: registered(
+                registry,
+                "nameplane_forward_global_limit_rejects",
+                "Queries refused because the process had --forward-max-in-flight queries in flight to upstreams",
+                Counter::default(),
+            ),
+            coalesced: registered(
+                registry,
+                "nameplane_forward_coalesced",
+                "Queries that joined an identical query already in flight instead of going upstream",
+                Counter::default(),
+            ),
+            durations: registered(
+                registry,
+                "coredns_proxy_request_duration_seconds",
+                "Histogram of the time each request took",
+                Family::new_with_constructor(duration_histogram),
+            ),
+            healthcheck_failures: registered(
+                registry,
+                "coredns_proxy_healthcheck_failures",
+                "Counter of the number of failed healthchecks",
+                Family::<ProxyLabels, Counter>::default(),
+            ),
+            rejected_replies: registered(
+                registry,
+                "nameplane_forward_rejected_replies",
+                "Replies ignored while waiting for an upstream's answer, by reason",
+                Family::<ReasonLabels, Counter>::default(),
+            ),
+            failures: registered(
+                registry,
+                "nameplane_forward_failures",
+                "Upstream exchanges that got no usable reply, by reason",
+                Family::<ReasonLabels, Counter>::default(),
+            ),
+            dropped_records: registered(
+                registry,
+                "nameplane_forward_dropped_records",
+                "Records removed from upstream replies before caching and answering, by reason",
+                Family::<DroppedLabels, Counter>::default(),
+            ),
+            tcp_connections: registered(
+                registry,
+                "nameplane_forward_tcp_connections",
+                "TCP exchanges with upstreams by the connection they used: new, or reused from an earlier exchange",
+                Family::<ConnectionLabels, Counter>::default(),
+            ),
+            loops: registered(
+                registry,
+                "nameplane_forward_loops_detected",
+                "Forwarding loops found at config load: the upstream sent this server's own probe query back to it (CoreDNS loop)",
+                Family::<LoopLabels, Counter>::default(),
+            ),
+            loop_echoes: registered(
+                registry,
+                "nameplane_forward_loop_probe_echoes",
+                "Loop probe queries of this server that came back to it as client queries (answered SERVFAIL at once)",
+                Counter::default(),
+            ),
         }
     }
 
