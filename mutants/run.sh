@@ -34,8 +34,10 @@ for name in $files; do
   echo "[mutants] $file (tests: $tests)"
   set +e
   # shellcheck disable=SC2086
+  # --cargo-arg=--lib: build only the lib's unit tests for each mutant (without it
+  # `cargo test --no-run` also builds the binary and every integration test, twice the time).
   cargo mutants -p nameplane-dns -f "$file" -j 1 --timeout 120 --build-timeout 900 \
-    ${MUTANTS_SHARD:+--shard "$MUTANTS_SHARD"} -o "$out" -- --lib -- $tests
+    --cargo-arg=--lib ${MUTANTS_SHARD:+--shard "$MUTANTS_SHARD"} -o "$out" -- -- $tests
   rc=$?
   set -e
   missed="$out/mutants.out/missed.txt"
