@@ -505,6 +505,13 @@ pub(crate) mod tests {
         matches!(parse(bytes, Transport::Udp), Err(Rejected::Reply(reply)) if reply.rcode == FORMERR)
     }
 
+    /// The `proto` label values are CoreDNS's, so its dashboards and alerts keep working.
+    #[test]
+    fn transports_are_labelled_as_coredns_labels_them() {
+        assert_eq!(Transport::Udp.label(), "udp");
+        assert_eq!(Transport::Tcp.label(), "tcp");
+    }
+
     #[test]
     fn parses_and_lowercases_once() {
         let bytes = query_bytes(

@@ -477,7 +477,11 @@ mod tests {
     /// back to the escaped presentation form; both give the text `Display` gives.
     #[test]
     fn rules_see_the_presentation_form_of_every_name() {
-        let longest = format!("{}{}", format!("{}.", "a".repeat(63)).repeat(3), "b".repeat(61));
+        let longest = format!(
+            "{}{}",
+            format!("{}.", "a".repeat(63)).repeat(3),
+            "b".repeat(61)
+        );
         let names: Vec<QName> = vec![
             q("web.default.svc.cluster.local"),
             q("_http._tcp.*.x-1"),
@@ -485,6 +489,8 @@ mod tests {
             QName::from_wire(b"\x03a.b\x07example\x00").expect("a dot inside a label"),
             QName::from_wire(b"\x02\xffz\x07example\x00").expect("a byte outside ASCII"),
             QName::from_wire(b"\x03a\\b\x07example\x00").expect("a backslash"),
+            // No plain label at all, so no label sends it to the fallback by itself.
+            QName::from_wire(b"\x03a.b\x02\xffz\x00").expect("only escaped labels"),
         ];
         assert_eq!(names[2].wire().len(), 255, "the longest name there is");
         for name in &names {
