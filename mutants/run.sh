@@ -24,8 +24,8 @@ status=0
 for name in $files; do
   # The file, and the unit tests (libtest name filters, any matches) that cover it.
   case "$name" in
-    policy) file=dns-server/src/pipeline/client/policy.rs; tests="pipeline::client::policy pipeline::tests" ;;
-    rewrite) file=dns-server/src/pipeline/client/rewrite.rs; tests="pipeline::client::rewrite pipeline::tests" ;;
+    policy) file=dns-server/src/pipeline/client/policy.rs; tests="pipeline::client::policy pipeline::client::tests pipeline::tests" ;;
+    rewrite) file=dns-server/src/pipeline/client/rewrite.rs; tests="pipeline::client::rewrite pipeline::client::tests pipeline::tests" ;;
     request) file=dns-server/src/request.rs; tests="request pipeline::tests server::" ;;
     *) echo "[mutants] unknown file $name (policy, rewrite, request)"; exit 2 ;;
   esac
@@ -34,8 +34,10 @@ for name in $files; do
   echo "[mutants] $file (tests: $tests)"
   set +e
   # shellcheck disable=SC2086
+  # --cargo-arg=--lib: build only the lib's unit tests for each mutant (without it
+  # `cargo test --no-run` also builds the binary and every integration test, twice the time).
   cargo mutants -p nameplane-dns -f "$file" -j 1 --timeout 120 --build-timeout 900 \
-    ${MUTANTS_SHARD:+--shard "$MUTANTS_SHARD"} -o "$out" -- --lib -- $tests
+    --cargo-arg=--lib ${MUTANTS_SHARD:+--shard "$MUTANTS_SHARD"} -o "$out" -- -- $tests
   rc=$?
   set -e
   missed="$out/mutants.out/missed.txt"

@@ -132,4 +132,58 @@ mod tests {
         assert!(md.contains("| answer | 123456 | 0 | 0 |"), "{md}");
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// The section made from what the last `make torture` and `make fuzz` really wrote (not
+    /// a hand-written sample): every figure the report reads is there, so no figure cell is
+    /// empty ("held" is empty by design where no connection is held: baseline, flood).
+    /// Ignored because it needs both runs: `cargo test -p nameplane-bench --lib
+    /// the_last_runs_fill_every_cell -- --ignored --nocapture` after them.
+    #[test]
+    #[ignore = "needs target/torture/figures.json and target/fuzz/summary.json"]
+    fn the_last_runs_fill_every_cell() {
+        let md = Adversarial::read(&crate::sys::target_dir()).markdown();
+        println!("{md}");
+        assert!(!md.contains("no run found"), "{md}");
+        let cells = |line: &str| -> Vec<String> {
+            line.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_owned())
+                .collect()
+        };
+        let attacks: Vec<Vec<String>> = md
+            .lines()
+            .filter(|l| l.starts_with("| ") && l.contains("answers)"))
+            .map(cells)
+            .collect();
+        assert!(attacks.len() >= 6, "baseline and five attacks: {md}");
+        for row in &attacks {
+            // UDP, TCP, failed, peak RSS, peak fds.
+            for cell in &row[3..8] {
+                assert!(!cell.contains('—'), "a figure missing: {row:?}");
+            }
+        }
+        let fuzz: Vec<Vec<String>> = md
+            .lines()
+            .skip_while(|l| !l.starts_with("| target | executions"))
+            .skip(2)
+            .filter(|l| l.starts_with("| "))
+            .map(cells)
+            .collect();
+        assert_eq!(
+            fuzz.len(),
+            4,
+            "answer, upstream_reply, config, import: {md}"
+        );
+        for row in &fuzz {
+            assert!(
+                row.iter().all(|c| !c.contains('—')),
+                "a figure missing: {row:?}"
+            );
+        }
+        let header = md
+            .lines()
+            .find(|l| l.starts_with("Torture harness ("))
+            .unwrap_or_default();
+        assert!(header.contains("release build"), "{header}");
+    }
 }

@@ -625,6 +625,13 @@ pub(crate) mod tests {
         matches!(parse(bytes, Transport::Udp), Err(Rejected::Reply(reply)) if reply.rcode == FORMERR)
     }
 
+    /// The `proto` label values are CoreDNS's, so its dashboards and alerts keep working.
+    #[test]
+    fn transports_are_labelled_as_coredns_labels_them() {
+        assert_eq!(Transport::Udp.label(), "udp");
+        assert_eq!(Transport::Tcp.label(), "tcp");
+    }
+
     #[test]
     fn parses_and_lowercases_once() {
         let bytes = query_bytes(
@@ -689,6 +696,26 @@ pub(crate) mod tests {
         assert!(QName::from_ascii(&"a".repeat(64)).is_none());
         assert!(QName::from_ascii(&"abc.".repeat(64)).is_none(), "over 255");
         assert!(QName::from_ascii(&"abc.".repeat(63)).is_some());
+        // The limits themselves are allowed: a 63-octet label, a 255-octet name.
+        assert!(
+            QName::from_ascii(&"a".repeat(63)).is_some(),
+            "63-octet label"
+        );
+        let longest = format!(
+            "{}{}",
+            format!("{}.", "a".repeat(63)).repeat(3),
+            "b".repeat(61)
+        );
+        assert_eq!(
+            QName::from_ascii(&longest).map(|n| n.wire().len()),
+            Some(MAX_NAME_WIRE_LEN)
+        );
+        let over = format!(
+            "{}{}",
+            format!("{}.", "a".repeat(63)).repeat(3),
+            "b".repeat(62)
+        );
+        assert!(QName::from_ascii(&over).is_none(), "256 octets");
         assert_eq!(QName::from_wire(name.wire()), Some(name.clone()));
         assert_eq!(QName::from_wire(b"\x03abc"), None, "no root");
         assert_eq!(QName::from_wire(b"\x05ab\x00"), None, "short label");

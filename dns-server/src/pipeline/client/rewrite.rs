@@ -434,6 +434,92 @@ mod tests {
         assert!(records.iter().all(|r| r.ttl == 30));
     }
 
+    /// PTR and MX targets are turned back like CNAME and SRV ones; other data is left alone.
+    #[test]
+    fn ptr_and_mx_targets_are_turned_back() {
+        use hickory_proto::rr::rdata::{MX, PTR, TXT};
+        let s = set(&[(
+            MatchKind::Suffix,
+            ".mystore.com",
+            ".shop.svc.cluster.local",
+            None,
+        )]);
+        let rewritten = s.apply(&q("web.mystore.com"), None).expect("rewrites");
+        let n = |t: &str| Name::from_ascii(t).expect("name");
+        let inner = n("web.shop.svc.cluster.local.");
+        let asked = n("web.mystore.com.");
+        let mut records = vec![
+            Record::from_rdata(
+                inner.clone(),
+                5,
+                RData::PTR(PTR(n("pod-1.web.shop.svc.cluster.local."))),
+            ),
+            Record::from_rdata(
+                inner.clone(),
+                5,
+                RData::MX(MX::new(10, n("mail.shop.svc.cluster.local."))),
+            ),
+            Record::from_rdata(
+                inner.clone(),
+                5,
+                RData::TXT(TXT::new(vec!["x.shop.svc.cluster.local".into()])),
+            ),
+        ];
+        rewritten.rule.back(&mut records, &inner, &asked);
+        assert!(records.iter().all(|r| r.name == asked));
+        match &records[0].data {
+            RData::PTR(ptr) => assert_eq!(ptr.0, n("pod-1.web.mystore.com.")),
+            other => panic!("{other:?}"),
+        }
+        match &records[1].data {
+            RData::MX(mx) => assert_eq!(mx.exchange, n("mail.mystore.com.")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            records[2].data,
+            RData::TXT(TXT::new(vec!["x.shop.svc.cluster.local".into()]))
+        );
+    }
+
+    /// Each rewrite adds one to `nameplane_dns_rewrites_total` under the rule's source.
+    #[test]
+    fn each_rewrite_is_counted_under_its_rule() {
+        let metrics = Metrics::new(std::net::SocketAddr::from(([127, 0, 0, 1], 53)));
+        let s = set(&[(MatchKind::Exact, "a.example", "b.example", None)]);
+        let rewritten = s.apply(&q("a.example"), None).expect("rewrites");
+        rewritten.rule.count(&metrics);
+        rewritten.rule.count(&metrics);
+        assert_eq!(metrics.clients().rewrite("ns/r").get(), 2);
+    }
+
+    /// Rules see the name as the server prints it: names of plain labels are built on the
+    /// stack, anything else (a dot, a backslash or a byte outside ASCII inside a label) falls
+    /// back to the escaped presentation form; both give the text `Display` gives.
+    #[test]
+    fn rules_see_the_presentation_form_of_every_name() {
+        let longest = format!(
+            "{}{}",
+            format!("{}.", "a".repeat(63)).repeat(3),
+            "b".repeat(61)
+        );
+        let names: Vec<QName> = vec![
+            q("web.default.svc.cluster.local"),
+            q("_http._tcp.*.x-1"),
+            q(&longest),
+            QName::from_wire(b"\x03a.b\x07example\x00").expect("a dot inside a label"),
+            QName::from_wire(b"\x02\xffz\x07example\x00").expect("a byte outside ASCII"),
+            QName::from_wire(b"\x03a\\b\x07example\x00").expect("a backslash"),
+            // No plain label at all, so no label sends it to the fallback by itself.
+            QName::from_wire(b"\x03a.b\x02\xffz\x00").expect("only escaped labels"),
+        ];
+        assert_eq!(names[2].wire().len(), 255, "the longest name there is");
+        for name in &names {
+            let mut printed = name.to_string();
+            printed.pop();
+            assert_eq!(with_text(name, str::to_owned), printed);
+        }
+    }
+
     /// Properties over generated rules and names.
     mod properties {
         use super::*;
