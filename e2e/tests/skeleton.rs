@@ -176,11 +176,11 @@ fn operator_and_dns_server_answer_a_real_service() {
         for namespace in terminating.split_whitespace() {
             kube.delete_namespace(namespace);
         }
-        // A DNSServer can outlive its namespace: when the namespace controller finishes a
-        // deletion right after kube-apiserver restarts (the shutdown test stops it), before
-        // the CRDs' API is served again, it does not see the object. The API server then
-        // refuses every write to it, its finalizer included, so the operator cannot finish
-        // it: give it its namespace back (deleted again below once it is empty).
+        // A DNSServer can outlive its namespace: seen when a namespace's deletion was under
+        // way while the shutdown test stopped and restarted kube-apiserver (the namespace
+        // controller finished it without the DNSServer). The API server then refuses every
+        // write to the object, its finalizer included, so the operator cannot finish it:
+        // give it its namespace back (deleted again below once it is empty).
         let orphaned = kubectl_ok(&[
             "get",
             "dnsservers",
