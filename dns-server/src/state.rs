@@ -497,7 +497,10 @@ impl State {
         let request_size = deferred.query().packet().len();
         let limiter = deferred.limiter().cloned();
         let pipeline = self.pipeline.load();
-        let asked = deferred.query().name().clone();
+        // The question, kept only when this answer may be logged.
+        let asked = (self.settings.query_log
+            || pipeline.as_deref().and_then(Pipeline::query_log).is_some())
+        .then(|| deferred.query().name().clone());
         let finished = deferred.resolve(&self.metrics, self, &self.settings).await;
         let stats = finished.stats;
         let mut response = finished.response;
@@ -515,7 +518,7 @@ impl State {
                 duration: started.elapsed(),
             },
             &stats,
-            move || Some(asked),
+            move || asked,
         );
         if let Some(limiter) = limiter
             && !self.rate_limit(&limiter, client, &mut response, 0)

@@ -298,7 +298,7 @@ impl Pipeline {
 
 /// `Some` for what a stage decided, `None` for [`Flow::Skip`] (ask the next one).
 fn decided(flow: Flow<'_>) -> Option<Flow<'_>> {
-    (flow != Flow::Skip).then_some(flow)
+    (!matches!(flow, Flow::Skip)).then_some(flow)
 }
 
 impl Resolve for Pipeline {

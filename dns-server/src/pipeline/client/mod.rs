@@ -223,9 +223,7 @@ impl ClientStages {
         out: &mut Vec<u8>,
     ) -> Sent {
         let answer = match response {
-            DeniedResponse::Nxdomain => pipeline
-                .nxdomain(&request.name, sources.cluster)
-                .unwrap_or_else(|| Answer::rcode(ResponseCode::NXDomain, Origin::Server)),
+            DeniedResponse::Nxdomain => nx_denial(pipeline, &request.name, sources),
             DeniedResponse::Refused => Answer::rcode(ResponseCode::Refused, Origin::Server),
         };
         let sent = send::answer(request, &answer, limit, settings, out);
@@ -245,6 +243,13 @@ fn flow_found(flow: &Flow<'_>) -> bool {
         Flow::Skip => false,
         Flow::Transfer(_) | Flow::Upstream(_) => true,
     }
+}
+
+/// The NXDOMAIN a denial of `name` answers: with the cluster zone's SOA for a cluster name.
+fn nx_denial<'a, P: Resolve>(pipeline: &'a P, name: &QName, sources: &Sources<'a>) -> Answer<'a> {
+    pipeline
+        .nxdomain(name, sources.cluster)
+        .unwrap_or_else(|| Answer::rcode(ResponseCode::NXDomain, Origin::Server))
 }
 
 /// `sent` with its stats changed by `change`.
@@ -276,7 +281,7 @@ impl Walk<'_> {
             request: self.request,
             first: self.first,
             resolved,
-            rewrite: self.asker.rewritten.as_ref().map(|r| &*r.rule),
+            rewrite: self.asker.rewritten.as_ref().map(|r| &r.rule),
             autopath,
             restriction: self.asker.restriction.as_ref(),
             cname_ttl: self.stages.ttl,
@@ -345,9 +350,7 @@ impl Walk<'_> {
 
     /// Writes the NXDOMAIN denial of the client's question.
     fn write_nx_denial<P: Resolve>(&self, pipeline: &P, sources: &Sources<'_>, out: &mut Vec<u8>) {
-        let answer = pipeline
-            .nxdomain(&self.request.name, sources.cluster)
-            .unwrap_or_else(|| Answer::rcode(ResponseCode::NXDomain, Origin::Server));
+        let answer = nx_denial(pipeline, &self.request.name, sources);
         wire::writer::encode(self.request, &answer, self.limit, out);
     }
 
@@ -482,8 +485,7 @@ impl Walk<'_> {
         };
         let fallback =
             fallback.map(|answer| wire::writer::encode_for_name(&first_request, &answer));
-        let shaping = Shaping::new(original, shape, fallback, nx_denial)
-            .rewritten_by(self.asker.rewritten.as_ref().map(|r| Arc::clone(&r.rule)));
+        let shaping = Shaping::new(original, shape, fallback, nx_denial);
         Sent::Deferred(Box::new(
             Deferred::new(query, upstream, sources.client).shaped(shaping),
         ))

@@ -51,7 +51,7 @@ pub struct Shape<'s> {
     /// The name whose answer is shaped.
     pub resolved: &'s QName,
     /// The rule that rewrote the question, to turn the answer back.
-    pub rewrite: Option<&'s RewriteRule>,
+    pub rewrite: Option<&'s Arc<RewriteRule>>,
     /// Whether autopath walked the search path for this query.
     pub autopath: bool,
     /// What restricts the client.
@@ -107,7 +107,7 @@ impl Shaping {
             original,
             first: shape.first.clone(),
             resolved: shape.resolved.clone(),
-            rewrite: None,
+            rewrite: shape.rewrite.cloned(),
             autopath: shape.autopath,
             fallback,
             restriction: shape.restriction.cloned(),
@@ -115,12 +115,6 @@ impl Shaping {
             cname_ttl: shape.cname_ttl,
             limit: shape.limit,
         }
-    }
-
-    /// The same, turning the answer back with `rule`.
-    pub fn rewritten_by(mut self, rule: Option<Arc<RewriteRule>>) -> Self {
-        self.rewrite = rule;
-        self
     }
 
     /// Writes the client's response made of `reply` (from `origin`) at the end of `out`.
@@ -137,7 +131,7 @@ impl Shaping {
             request: &request,
             first: &self.first,
             resolved: &self.resolved,
-            rewrite: self.rewrite.as_deref(),
+            rewrite: self.rewrite.as_ref(),
             autopath: self.autopath,
             restriction: self.restriction.as_ref(),
             cname_ttl: self.cname_ttl,
@@ -300,7 +294,7 @@ impl<'s> Shape<'s> {
             .flat_map(Rr::names)
             .map(|name| self.fix(name, &mut new_names))
             .collect();
-        let ttl = self.rewrite.and_then(RewriteRule::ttl);
+        let ttl = self.rewrite.and_then(|rule| rule.ttl());
         let mut fixes = fixes.into_iter();
         // A rule's TTL applies to the answer and additional sections.
         for (records, rule_ttl) in [
